@@ -1,1 +1,228 @@
-//! placeholder
+//! Vigil's embedded time-series store.
+//!
+//! One SQLite database (WAL mode) under a data directory holds interned
+//! series, Gorilla-compressed chunks and a write-ahead record; every series
+//! also has an in-memory head (an open chunk) so recent data is served
+//! without touching SQLite. Writes go through one writer thread that
+//! group-commits concurrent [`Db::append`] calls into one transaction; reads
+//! use their own read-only connections and never wait for a commit.
+//! The on-disk layout is documented in `FORMAT.md` beside this crate.
+//!
+//! ```
+//! use vigil_tsdb::{Db, Options, SeriesSamples};
+//! use vigil_wire::{Labels, Matcher, Sample};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = Db::open(dir.path(), Options::default()).unwrap();
+//! let labels = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
+//! let now = 1_700_000_000_000;
+//! let out = db
+//!     .append(vec![SeriesSamples { labels, samples: vec![Sample::new(now, 1.0)] }], now)
+//!     .unwrap();
+//! assert_eq!(out.accepted, 1);
+//! let got = db.select(&[Matcher::equal("job", "node")], now - 1000, now).unwrap();
+//! assert_eq!(got[0].samples, vec![Sample::new(now, 1.0)]);
+//! ```
+
+pub mod chunk;
+pub mod codec;
+mod db;
+mod head;
+mod index;
+mod store;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+use vigil_wire::remote_write::MetricType;
+use vigil_wire::{Labels, Sample};
+
+pub use db::Db;
+
+/// How hard a commit pushes data to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// WAL mode with `synchronous=NORMAL`: a commit has reached the operating
+    /// system when `append` returns, so it survives `kill -9` of the process;
+    /// a power loss may lose the last commits (never corrupts).
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced, surviving power loss.
+    Full,
+}
+
+/// Store settings. Every field has a sensible default.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Samples older than this (relative to the caller's `now`) are refused on
+    /// append and deleted by [`Db::enforce_retention`]. Default 15 days.
+    pub retention: Duration,
+    /// Size-based retention: oldest chunks are deleted until the database
+    /// uses at most this many bytes. `None` (default) means unlimited.
+    pub max_bytes: Option<u64>,
+    /// Durability of each commit. Default [`SyncMode::Normal`].
+    pub sync: SyncMode,
+    /// A head chunk is cut once it holds this many samples. Default 120.
+    pub chunk_max_samples: usize,
+    /// ...or once it spans this many milliseconds. Default 2 h.
+    pub chunk_max_duration_ms: i64,
+    /// Samples newer than `now + max_future_ms` are refused. Default 10 min.
+    pub max_future_ms: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(15 * 24 * 3600),
+            max_bytes: None,
+            sync: SyncMode::Normal,
+            chunk_max_samples: 120,
+            chunk_max_duration_ms: 2 * 3600 * 1000,
+            max_future_ms: 10 * 60 * 1000,
+        }
+    }
+}
+
+impl Options {
+    fn validate(&self) -> Result<(), Error> {
+        if self.chunk_max_samples == 0 || self.chunk_max_samples > chunk::MAX_CHUNK_SAMPLES {
+            return Err(Error::InvalidOptions(format!(
+                "chunk_max_samples must be in 1..={}, got {}",
+                chunk::MAX_CHUNK_SAMPLES,
+                self.chunk_max_samples
+            )));
+        }
+        if self.chunk_max_duration_ms <= 0 {
+            return Err(Error::InvalidOptions("chunk_max_duration_ms must be positive".into()));
+        }
+        if self.max_future_ms < 0 {
+            return Err(Error::InvalidOptions("max_future_ms must not be negative".into()));
+        }
+        Ok(())
+    }
+
+    fn retention_ms(&self) -> i64 {
+        i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Samples to append for one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSamples {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// Samples read back for one series.
+pub type SeriesData = SeriesSamples;
+
+/// Why a sample was refused. Ordered and displayed as snake_case, as used in
+/// the `reason` label of the collector's rejected-samples counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// Older than the newest sample of its series.
+    OutOfOrder,
+    /// Same timestamp as the newest sample, different value.
+    DuplicateTimestamp,
+    /// Older than `now - retention`.
+    TooOld,
+    /// Newer than `now + max_future_ms`.
+    TooFarInFuture,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 4] = [
+        RejectReason::OutOfOrder,
+        RejectReason::DuplicateTimestamp,
+        RejectReason::TooOld,
+        RejectReason::TooFarInFuture,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out_of_order",
+            RejectReason::DuplicateTimestamp => "duplicate_timestamp",
+            RejectReason::TooOld => "too_old",
+            RejectReason::TooFarInFuture => "too_far_in_future",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to one `append` call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Samples now durable, including exact re-sends of a series' newest
+    /// sample (same timestamp, bitwise-same value), which are acknowledged
+    /// but not stored twice.
+    pub accepted: u64,
+    /// Refused samples by reason; the rest of the batch is still stored.
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// Series created by this call.
+    pub new_series: u64,
+}
+
+/// Metric family metadata, as remote_write and `# HELP`/`# TYPE` carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricMeta {
+    pub metric_type: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+/// A snapshot of the store's counters, for the collector's `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Live series.
+    pub series: u64,
+    /// Samples held in memory and not yet in a stored chunk.
+    pub head_samples: u64,
+    pub chunk_count: u64,
+    pub chunk_bytes: u64,
+    pub chunk_samples: u64,
+    /// Database file plus SQLite's own WAL file, in bytes.
+    pub db_file_bytes: u64,
+    pub samples_appended_total: u64,
+    pub rejected_total: BTreeMap<RejectReason, u64>,
+    pub commits_total: u64,
+    pub commit_seconds_sum: f64,
+    /// Cumulative `(upper bound, count)` pairs for a histogram of commit
+    /// latency; the `+Inf` bucket equals `commits_total`.
+    pub commit_seconds_buckets: Vec<(f64, u64)>,
+}
+
+/// Errors from the store. Callers map `InvalidMatchers`/`InvalidRange`/
+/// `InvalidLabels` to client errors and the rest to server errors.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    #[error("{0}")]
+    InvalidMatchers(String),
+    #[error("invalid time range: start {start} is after end {end}")]
+    InvalidRange { start: i64, end: i64 },
+    #[error("invalid series: {0}")]
+    InvalidLabels(String),
+    #[error("corrupt {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("the store's writer has stopped")]
+    Closed,
+}

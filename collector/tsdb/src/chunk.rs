@@ -1,0 +1,440 @@
+//! Gorilla-style compressed chunks: the on-disk (and in-head) form of samples.
+//!
+//! Layout (see `FORMAT.md`): a 2-byte big-endian sample count followed by a
+//! bit stream, most significant bit first. Timestamps are delta-of-delta
+//! coded with a prefix code tuned for millisecond scrape jitter; values are
+//! XOR coded against the previous value as in the Gorilla paper. All
+//! arithmetic on timestamps wraps, so any sequence of `i64` round-trips and
+//! every `f64` bit pattern (NaNs, the stale marker, -0.0) is kept exactly.
+
+use thiserror::Error;
+use vigil_wire::Sample;
+
+/// Most samples a chunk can hold (the count is a `u16`).
+pub const MAX_CHUNK_SAMPLES: usize = u16::MAX as usize;
+
+/// Why a chunk could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChunkError {
+    #[error("chunk is shorter than its 2-byte header")]
+    NoHeader,
+    #[error("chunk bit stream ends after {decoded} of {expected} samples")]
+    Truncated { decoded: usize, expected: usize },
+    #[error("chunk has an invalid significant-bit count")]
+    BadWidth,
+}
+
+/// Appends bits, most significant first, to a byte vector.
+#[derive(Debug, Clone, Default)]
+struct BitWriter {
+    buf: Vec<u8>,
+    /// Unused low bits in the last byte of `buf` (0 = start a new byte).
+    free: u32,
+}
+
+impl BitWriter {
+    fn write_bit(&mut self, bit: bool) {
+        self.write_bits(u64::from(bit), 1);
+    }
+
+    /// Writes the low `nbits` (0..=64) bits of `value`.
+    fn write_bits(&mut self, value: u64, mut nbits: u32) {
+        while nbits > 0 {
+            if self.free == 0 {
+                self.buf.push(0);
+                self.free = 8;
+            }
+            let take = self.free.min(nbits);
+            let shifted = value >> (nbits - take);
+            let bits = (shifted & ((1u64 << take) - 1)) as u8;
+            if let Some(last) = self.buf.last_mut() {
+                *last |= bits << (self.free - take);
+            }
+            self.free -= take;
+            nbits -= take;
+        }
+    }
+}
+
+/// Reads bits, most significant first.
+struct BitReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    fn read_bit(&mut self) -> Option<bool> {
+        let byte = *self.buf.get(self.pos / 8)?;
+        let bit = (byte >> (7 - (self.pos % 8))) & 1;
+        self.pos += 1;
+        Some(bit == 1)
+    }
+
+    fn read_bits(&mut self, mut nbits: u32) -> Option<u64> {
+        let mut out: u64 = 0;
+        while nbits > 0 {
+            let byte = *self.buf.get(self.pos / 8)?;
+            let offset = (self.pos % 8) as u32;
+            let avail = 8 - offset;
+            let take = avail.min(nbits);
+            let bits = (u64::from(byte) >> (avail - take)) & ((1u64 << take) - 1);
+            // `take <= 8` and at most 64 bits are read, so nothing is lost.
+            out = (out << take) | bits;
+            self.pos += take as usize;
+            nbits -= take;
+        }
+        Some(out)
+    }
+}
+
+/// The delta-of-delta prefix code: `(prefix, prefix length, payload bits)`.
+/// Small buckets first: most scrapes land within a few ms of their slot.
+const DOD_BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 7), (0b110, 3, 14), (0b1110, 4, 20)];
+
+fn fits_signed(v: i64, bits: u32) -> bool {
+    let lo = -(1i64 << (bits - 1));
+    let hi = (1i64 << (bits - 1)) - 1;
+    (lo..=hi).contains(&v)
+}
+
+fn sign_extend(v: u64, bits: u32) -> i64 {
+    let shift = 64 - bits;
+    ((v << shift) as i64) >> shift
+}
+
+/// Incrementally encodes one chunk. The head of every series is one of these,
+/// so appending costs a few bit operations and no allocation per sample
+/// beyond the byte vector's growth.
+#[derive(Debug, Clone)]
+pub struct ChunkEncoder {
+    w: BitWriter,
+    n: u16,
+    first_t: i64,
+    t: i64,
+    delta: i64,
+    v: u64,
+    /// Leading/trailing zero window of the last XOR written in full;
+    /// `leading == u8::MAX` means no window yet.
+    leading: u8,
+    trailing: u8,
+}
+
+impl Default for ChunkEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChunkEncoder {
+    pub fn new() -> Self {
+        Self {
+            w: BitWriter {
+                buf: vec![0, 0],
+                free: 0,
+            },
+            n: 0,
+            first_t: 0,
+            t: 0,
+            delta: 0,
+            v: 0,
+            leading: u8::MAX,
+            trailing: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.n)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Whether another sample fits (the count is 16 bits).
+    pub fn is_full(&self) -> bool {
+        self.n == u16::MAX
+    }
+
+    /// Timestamp of the first sample (meaningless when empty).
+    pub fn first_t(&self) -> i64 {
+        self.first_t
+    }
+
+    /// Timestamp of the last sample (meaningless when empty).
+    pub fn last_t(&self) -> i64 {
+        self.t
+    }
+
+    /// The encoded bytes so far: a complete, decodable chunk.
+    pub fn bytes(&self) -> &[u8] {
+        &self.w.buf
+    }
+
+    /// Consumes the encoder, returning the chunk bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.w.buf
+    }
+
+    /// Appends one sample. Callers keep `len() < MAX_CHUNK_SAMPLES`; past that
+    /// the sample is refused and `false` returned.
+    pub fn append(&mut self, t: i64, v: f64) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        let bits = v.to_bits();
+        match self.n {
+            0 => {
+                self.w.write_bits(t as u64, 64);
+                self.w.write_bits(bits, 64);
+                self.first_t = t;
+            }
+            _ => {
+                let delta = t.wrapping_sub(self.t);
+                let dod = delta.wrapping_sub(self.delta);
+                self.write_dod(dod);
+                self.write_xor(bits);
+                self.delta = delta;
+            }
+        }
+        self.t = t;
+        self.v = bits;
+        self.n += 1;
+        self.w.buf[..2].copy_from_slice(&self.n.to_be_bytes());
+        true
+    }
+
+    fn write_dod(&mut self, dod: i64) {
+        if dod == 0 {
+            self.w.write_bit(false);
+            return;
+        }
+        for (prefix, plen, bits) in DOD_BUCKETS {
+            if fits_signed(dod, bits) {
+                self.w.write_bits(prefix, plen);
+                self.w.write_bits(dod as u64, bits);
+                return;
+            }
+        }
+        self.w.write_bits(0b1111, 4);
+        self.w.write_bits(dod as u64, 64);
+    }
+
+    fn write_xor(&mut self, bits: u64) {
+        let x = bits ^ self.v;
+        if x == 0 {
+            self.w.write_bit(false);
+            return;
+        }
+        self.w.write_bit(true);
+        // 5 bits encode the leading count, so it is capped at 31.
+        let lead = (x.leading_zeros() as u8).min(31);
+        let trail = x.trailing_zeros() as u8;
+        if self.leading != u8::MAX && lead >= self.leading && trail >= self.trailing {
+            self.w.write_bit(false);
+            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
+            self.w.write_bits(x >> self.trailing, sig);
+        } else {
+            self.w.write_bit(true);
+            let sig = 64 - u32::from(lead) - u32::from(trail);
+            self.w.write_bits(u64::from(lead), 5);
+            // 64 significant bits are written as 0: 1..=63 fit in 6 bits.
+            self.w.write_bits(u64::from(sig) & 0x3f, 6);
+            self.w.write_bits(x >> trail, sig);
+            self.leading = lead;
+            self.trailing = trail;
+        }
+    }
+}
+
+/// The number of samples a chunk claims to hold.
+pub fn chunk_len(data: &[u8]) -> Result<usize, ChunkError> {
+    match data {
+        [a, b, ..] => Ok(usize::from(u16::from_be_bytes([*a, *b]))),
+        _ => Err(ChunkError::NoHeader),
+    }
+}
+
+/// Decodes a chunk, pushing to `out` the samples with `start <= t <= end`.
+pub fn decode_range(data: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    decode_with(data, |s| {
+        if s.timestamp_ms >= start && s.timestamp_ms <= end {
+            out.push(s);
+        }
+        true
+    })
+}
+
+/// Decodes a whole chunk.
+pub fn decode(data: &[u8]) -> Result<Vec<Sample>, ChunkError> {
+    let mut out = Vec::with_capacity(chunk_len(data)?);
+    decode_range(data, i64::MIN, i64::MAX, &mut out)?;
+    Ok(out)
+}
+
+/// True when the chunk holds at least one sample with `start <= t <= end`;
+/// stops decoding at the first one (or once past `end`, as timestamps in a
+/// stored chunk increase).
+pub fn any_in_range(data: &[u8], start: i64, end: i64) -> Result<bool, ChunkError> {
+    let mut found = false;
+    decode_with(data, |s| {
+        if s.timestamp_ms >= start && s.timestamp_ms <= end {
+            found = true;
+        }
+        !found && s.timestamp_ms <= end
+    })?;
+    Ok(found)
+}
+
+/// Decodes samples in order, calling `f` on each until it returns `false`.
+fn decode_with(data: &[u8], mut f: impl FnMut(Sample) -> bool) -> Result<(), ChunkError> {
+    let expected = chunk_len(data)?;
+    let mut r = BitReader { buf: &data[2..], pos: 0 };
+    let truncated = |decoded| ChunkError::Truncated { decoded, expected };
+    let mut t: i64 = 0;
+    let mut delta: i64 = 0;
+    let mut v: u64 = 0;
+    let mut leading: u32 = 0;
+    let mut trailing: u32 = 0;
+    for i in 0..expected {
+        if i == 0 {
+            t = r.read_bits(64).ok_or(truncated(i))? as i64;
+            v = r.read_bits(64).ok_or(truncated(i))?;
+        } else {
+            let dod = read_dod(&mut r).ok_or(truncated(i))?;
+            delta = delta.wrapping_add(dod);
+            t = t.wrapping_add(delta);
+            if r.read_bit().ok_or(truncated(i))? {
+                if r.read_bit().ok_or(truncated(i))? {
+                    leading = r.read_bits(5).ok_or(truncated(i))? as u32;
+                    let mut sig = r.read_bits(6).ok_or(truncated(i))? as u32;
+                    if sig == 0 {
+                        sig = 64;
+                    }
+                    if leading + sig > 64 {
+                        return Err(ChunkError::BadWidth);
+                    }
+                    trailing = 64 - leading - sig;
+                }
+                let sig = 64 - leading - trailing;
+                let x = r.read_bits(sig).ok_or(truncated(i))?;
+                v ^= x << trailing;
+            }
+        }
+        if !f(Sample::new(t, f64::from_bits(v))) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
+    let mut ones = 0;
+    while ones < 4 && r.read_bit()? {
+        ones += 1;
+    }
+    match ones {
+        0 => Some(0),
+        4 => Some(r.read_bits(64)? as i64),
+        k => {
+            let bits = DOD_BUCKETS[k - 1].2;
+            Some(sign_extend(r.read_bits(bits)?, bits))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn roundtrip(samples: &[(i64, u64)]) {
+        let mut enc = ChunkEncoder::new();
+        for &(t, v) in samples {
+            assert!(enc.append(t, f64::from_bits(v)));
+        }
+        let got = decode(enc.bytes()).expect("decodes");
+        let got: Vec<(i64, u64)> = got.iter().map(|s| (s.timestamp_ms, s.value.to_bits())).collect();
+        assert_eq!(got, samples);
+    }
+
+    fn special_value() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(vigil_wire::STALE_NAN_BITS),
+            Just(f64::NAN.to_bits()),
+            Just(f64::INFINITY.to_bits()),
+            Just(f64::NEG_INFINITY.to_bits()),
+            Just((-0.0f64).to_bits()),
+            Just(0.0f64.to_bits()),
+            Just(f64::MIN_POSITIVE.to_bits() - 1), // largest subnormal
+            Just(1u64),                            // smallest subnormal
+            Just(f64::MAX.to_bits()),
+            (0.0f64..1e6).prop_map(|f| (f.round() / 100.0).to_bits()),
+            any::<u64>(),
+        ]
+    }
+
+    fn timestamps() -> impl Strategy<Value = Vec<i64>> {
+        prop_oneof![
+            // Arbitrary, including negative and huge jumps either way.
+            prop::collection::vec(any::<i64>(), 0..150),
+            // Equal spacing with jitter, as scrapes produce.
+            (any::<i64>(), 1i64..100_000, 0i64..50, 0usize..200).prop_map(|(t0, step, jitter, n)| {
+                (0..n as i64)
+                    .map(|i| t0.wrapping_add(i.wrapping_mul(step)).wrapping_add((i * 7919) % (jitter + 1)))
+                    .collect()
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn encode_decode_is_bit_exact(
+            ts in timestamps(),
+            vals in prop::collection::vec(special_value(), 200),
+        ) {
+            let samples: Vec<(i64, u64)> = ts.iter().copied().zip(vals).collect();
+            roundtrip(&samples);
+        }
+
+        #[test]
+        fn truncated_chunks_error_not_panic(
+            vals in prop::collection::vec(special_value(), 1..40),
+            cut in 0usize..400,
+        ) {
+            let mut enc = ChunkEncoder::new();
+            for (i, v) in vals.iter().enumerate() {
+                enc.append(i as i64 * 15_000, f64::from_bits(*v));
+            }
+            let bytes = enc.bytes();
+            let cut = cut.min(bytes.len());
+            // Any prefix (or garbage header) decodes to Ok or Err, never panics.
+            let _ = decode(&bytes[..cut]);
+            let _ = any_in_range(&bytes[..cut], 0, i64::MAX);
+        }
+    }
+
+    #[test]
+    fn edge_sequences() {
+        roundtrip(&[]);
+        roundtrip(&[(i64::MIN, 0), (i64::MAX, u64::MAX), (i64::MIN, 1), (0, vigil_wire::STALE_NAN_BITS)]);
+        let steady: Vec<(i64, u64)> = (0..120).map(|i| (1_700_000_000_000 + i * 15_000, 42.0f64.to_bits())).collect();
+        roundtrip(&steady);
+    }
+
+    #[test]
+    fn steady_series_compress_well() {
+        let mut enc = ChunkEncoder::new();
+        for i in 0..120 {
+            enc.append(1_700_000_000_000 + i * 15_000, 1024.0);
+        }
+        // Header + first sample (18 bytes) + ~2 bits per further sample.
+        assert!(enc.bytes().len() < 18 + 40, "{} bytes", enc.bytes().len());
+    }
+
+    #[test]
+    fn decode_rejects_garbage() {
+        assert_eq!(decode(&[]), Err(ChunkError::NoHeader));
+        assert!(matches!(decode(&[0, 5, 1, 2]), Err(ChunkError::Truncated { .. })));
+        assert!(any_in_range(&[0, 0], 0, 10).is_ok_and(|b| !b));
+    }
+}

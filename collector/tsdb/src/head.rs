@@ -1,0 +1,217 @@
+//! In-memory state shared by the writer and the readers: every live series
+//! with its head (an open, already compressed chunk), chunks cut from the
+//! head but not yet stored, and the series index.
+
+use std::sync::Arc;
+
+use vigil_wire::{Labels, Sample};
+
+use crate::chunk::{self, ChunkEncoder, ChunkError};
+use crate::index::{Index, SeriesId};
+
+/// A chunk cut from a head and waiting to be written by the next commit.
+#[derive(Debug, Clone)]
+pub struct CutChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub n: u32,
+    pub data: Arc<[u8]>,
+}
+
+#[derive(Debug)]
+pub struct Series {
+    pub labels: Labels,
+    pub head: ChunkEncoder,
+    /// Wal record holding the head's first sample (valid when non-empty).
+    pub head_wal: u64,
+    pub pending: Vec<CutChunk>,
+    /// Newest sample ever accepted `(t, value bits)`, kept across chunk cuts
+    /// so ordering and duplicate checks need no I/O.
+    pub last: Option<(i64, u64)>,
+    /// Time bounds of this series' stored chunks, `None` when it has none.
+    pub stored: Option<(i64, i64)>,
+}
+
+impl Series {
+    pub fn new(labels: Labels) -> Self {
+        Self {
+            labels,
+            head: ChunkEncoder::new(),
+            head_wal: 0,
+            pending: Vec::new(),
+            last: None,
+            stored: None,
+        }
+    }
+
+    /// Appends an already validated sample to the head, first cutting the
+    /// head into `pending` when it is full by count or time span.
+    pub fn push(&mut self, s: Sample, wal_id: u64, max_samples: usize, max_duration_ms: i64) {
+        if !self.head.is_empty()
+            && (self.head.len() >= max_samples
+                || self.head.is_full()
+                || s.timestamp_ms.saturating_sub(self.head.first_t()) >= max_duration_ms)
+        {
+            self.cut();
+        }
+        if self.head.is_empty() {
+            self.head_wal = wal_id;
+        }
+        self.head.append(s.timestamp_ms, s.value);
+        self.last = Some((s.timestamp_ms, s.value.to_bits()));
+    }
+
+    /// Moves a non-empty head to `pending`.
+    pub fn cut(&mut self) {
+        if self.head.is_empty() {
+            return;
+        }
+        let head = std::mem::take(&mut self.head);
+        let (min_t, max_t, n) = (head.first_t(), head.last_t(), head.len() as u32);
+        self.pending.push(CutChunk {
+            min_t,
+            max_t,
+            n,
+            data: Arc::from(head.into_bytes()),
+        });
+    }
+
+    /// Samples in memory (pending chunks and head).
+    pub fn mem_samples(&self) -> u64 {
+        self.pending.iter().map(|c| u64::from(c.n)).sum::<u64>() + self.head.len() as u64
+    }
+
+    /// A copy of what a reader needs, taken under the state lock.
+    pub fn snapshot(&self, id: SeriesId) -> SeriesSnapshot {
+        let mut mem: Vec<Arc<[u8]>> = self.pending.iter().map(|c| c.data.clone()).collect();
+        if !self.head.is_empty() {
+            mem.push(Arc::from(self.head.bytes()));
+        }
+        let mem_min_t = self
+            .pending
+            .first()
+            .map(|c| c.min_t)
+            .or_else(|| (!self.head.is_empty()).then(|| self.head.first_t()));
+        SeriesSnapshot {
+            id,
+            labels: self.labels.clone(),
+            mem,
+            mem_min_t,
+            stored: self.stored,
+        }
+    }
+
+    /// Whether the series may hold samples in `[start, end]` (cheap bounds check).
+    pub fn may_overlap(&self, start: i64, end: i64) -> bool {
+        let stored = self.stored.is_some_and(|(lo, hi)| lo <= end && hi >= start);
+        let mem_lo = self
+            .pending
+            .first()
+            .map(|c| c.min_t)
+            .or_else(|| (!self.head.is_empty()).then(|| self.head.first_t()));
+        let mem = match (mem_lo, self.last) {
+            (Some(lo), Some((hi, _))) => lo <= end && hi >= start,
+            _ => false,
+        };
+        stored || mem
+    }
+}
+
+/// A reader's copy of one series.
+pub struct SeriesSnapshot {
+    pub id: SeriesId,
+    pub labels: Labels,
+    /// Pending chunks then the head, oldest first.
+    pub mem: Vec<Arc<[u8]>>,
+    /// First in-memory timestamp; stored samples at or after it are also in
+    /// `mem` (a concurrent flush may have stored them meanwhile).
+    pub mem_min_t: Option<i64>,
+    pub stored: Option<(i64, i64)>,
+}
+
+impl SeriesSnapshot {
+    /// Whether stored chunks must be read for `[start, end]`.
+    pub fn needs_disk(&self, start: i64, end: i64) -> bool {
+        let end = match self.mem_min_t {
+            Some(m) => end.min(m.saturating_sub(1)),
+            None => end,
+        };
+        self.stored.is_some_and(|(lo, hi)| lo <= end && hi >= start && start <= end)
+    }
+
+    /// The end of the range to read from disk (exclusive of memory).
+    pub fn disk_end(&self, end: i64) -> i64 {
+        match self.mem_min_t {
+            Some(m) => end.min(m.saturating_sub(1)),
+            None => end,
+        }
+    }
+
+    pub fn mem_samples(&self, start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+        for c in &self.mem {
+            chunk::decode_range(c, start, end, out)?;
+        }
+        Ok(())
+    }
+
+    pub fn mem_any(&self, start: i64, end: i64) -> Result<bool, ChunkError> {
+        for c in &self.mem {
+            if chunk::any_in_range(c, start, end)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// All series, addressed by id (ids are dense; dropped ones leave `None`).
+#[derive(Debug, Default)]
+pub struct State {
+    pub series: Vec<Option<Series>>,
+    pub index: Index,
+    pub live: usize,
+    /// Series that have `pending` chunks, for the next commit to store.
+    pub cut_ids: Vec<SeriesId>,
+}
+
+impl State {
+    pub fn get(&self, id: SeriesId) -> Option<&Series> {
+        self.series.get(id as usize).and_then(Option::as_ref)
+    }
+
+    pub fn get_mut(&mut self, id: SeriesId) -> Option<&mut Series> {
+        self.series.get_mut(id as usize).and_then(Option::as_mut)
+    }
+
+    pub fn lookup(&self, labels: &Labels) -> Option<SeriesId> {
+        self.index.get(labels, |id| self.get(id).map(|s| &s.labels))
+    }
+
+    pub fn insert(&mut self, id: SeriesId, labels: Labels) {
+        let idx = id as usize;
+        if self.series.len() <= idx {
+            self.series.resize_with(idx + 1, || None);
+        }
+        self.index.insert(id, &labels);
+        if self.series[idx].is_none() {
+            self.live += 1;
+        }
+        self.series[idx] = Some(Series::new(labels));
+    }
+
+    pub fn remove(&mut self, id: SeriesId) {
+        if let Some(s) = self.series.get_mut(id as usize).and_then(Option::take) {
+            self.index.remove(id, &s.labels);
+            self.live -= 1;
+        }
+    }
+
+    pub fn all_ids(&self) -> Vec<SeriesId> {
+        self.series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i as SeriesId)
+            .collect()
+    }
+}

@@ -1,0 +1,219 @@
+//! The in-memory series index: label set → series id (interning) and the
+//! inverted index (label name, value → sorted series ids) used to resolve
+//! matchers without touching SQLite.
+
+use std::collections::{BTreeMap, HashMap};
+
+use vigil_wire::{Labels, MatchOp, Matcher};
+
+/// Series ids are dense `u32`s assigned by the writer and never reused.
+pub type SeriesId = u32;
+
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Label-set hash → ids with that hash (almost always exactly one).
+    by_hash: HashMap<u64, Vec<SeriesId>>,
+    /// name → value → ids, ascending.
+    postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
+}
+
+impl Index {
+    /// Finds the id of `labels`, using `labels_of` to resolve hash collisions.
+    pub fn get<'a>(&self, labels: &Labels, labels_of: impl Fn(SeriesId) -> Option<&'a Labels>) -> Option<SeriesId> {
+        let ids = self.by_hash.get(&labels.stable_hash())?;
+        ids.iter().copied().find(|&id| labels_of(id) == Some(labels))
+    }
+
+    pub fn insert(&mut self, id: SeriesId, labels: &Labels) {
+        self.by_hash.entry(labels.stable_hash()).or_default().push(id);
+        for l in labels.iter() {
+            let ids = self
+                .postings
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default();
+            // Ids are usually assigned in increasing order; keep the list sorted
+            // either way (replay after retention may insert out of order).
+            match ids.last() {
+                Some(&last) if last > id => {
+                    if let Err(pos) = ids.binary_search(&id) {
+                        ids.insert(pos, id);
+                    }
+                }
+                _ => ids.push(id),
+            }
+        }
+    }
+
+    pub fn remove(&mut self, id: SeriesId, labels: &Labels) {
+        let h = labels.stable_hash();
+        if let Some(ids) = self.by_hash.get_mut(&h) {
+            ids.retain(|&x| x != id);
+            if ids.is_empty() {
+                self.by_hash.remove(&h);
+            }
+        }
+        for l in labels.iter() {
+            let Some(values) = self.postings.get_mut(&l.name) else { continue };
+            if let Some(ids) = values.get_mut(&l.value) {
+                if let Ok(pos) = ids.binary_search(&id) {
+                    ids.remove(pos);
+                }
+                if ids.is_empty() {
+                    values.remove(&l.value);
+                }
+            }
+            if values.is_empty() {
+                self.postings.remove(&l.name);
+            }
+        }
+    }
+
+    /// Ids carrying label `name` at all, ascending.
+    pub fn with_name(&self, name: &str) -> Vec<SeriesId> {
+        let Some(values) = self.postings.get(name) else { return Vec::new() };
+        let mut out: Vec<SeriesId> = values.values().flatten().copied().collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Ids matching every matcher, ascending. `all_ids` lists every live id
+    /// and is only consulted when no matcher narrows the set (callers refuse
+    /// such sets for selects, but `series` with no sets means all).
+    pub fn select(&self, matchers: &[Matcher], all_ids: impl FnOnce() -> Vec<SeriesId>) -> Vec<SeriesId> {
+        // Matchers that cannot match the empty string only match series that
+        // have the label: resolve them through the postings and intersect.
+        let mut narrowing: Vec<&Matcher> = matchers.iter().filter(|m| !m.matches_empty()).collect();
+        // Equality first: cheapest and usually most selective.
+        narrowing.sort_by_key(|m| m.op != MatchOp::Equal);
+        let mut candidates: Option<Vec<SeriesId>> = None;
+        for m in &narrowing {
+            let ids = self.postings_for(m);
+            candidates = Some(match candidates {
+                None => ids,
+                Some(c) => intersect(&c, &ids),
+            });
+            if candidates.as_ref().is_some_and(Vec::is_empty) {
+                return Vec::new();
+            }
+        }
+        let mut ids = candidates.unwrap_or_else(all_ids);
+        // The rest (which also match an absent label) filter the candidates.
+        for m in matchers.iter().filter(|m| m.matches_empty()) {
+            let excluded = self.postings_excluded(m);
+            if !excluded.is_empty() {
+                ids = difference(&ids, &excluded);
+            }
+        }
+        ids
+    }
+
+    /// Ids whose value for `m.name` matches `m` (absent label excluded).
+    fn postings_for(&self, m: &Matcher) -> Vec<SeriesId> {
+        let Some(values) = self.postings.get(&m.name) else { return Vec::new() };
+        if m.op == MatchOp::Equal {
+            return values.get(&m.value).cloned().unwrap_or_default();
+        }
+        let mut out: Vec<SeriesId> = values
+            .iter()
+            .filter(|(v, _)| m.matches_value(v))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// For a matcher that matches the empty string: ids that have the label
+    /// with a value it does *not* match.
+    fn postings_excluded(&self, m: &Matcher) -> Vec<SeriesId> {
+        let Some(values) = self.postings.get(&m.name) else { return Vec::new() };
+        let mut out: Vec<SeriesId> = values
+            .iter()
+            .filter(|(v, _)| !m.matches_value(v))
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        out.sort_unstable();
+        out
+    }
+}
+
+fn intersect(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn difference(a: &[SeriesId], b: &[SeriesId]) -> Vec<SeriesId> {
+    let mut j = 0;
+    let mut out = Vec::with_capacity(a.len());
+    for &x in a {
+        while j < b.len() && b[j] < x {
+            j += 1;
+        }
+        if j >= b.len() || b[j] != x {
+            out.push(x);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use vigil_wire::matches_all;
+
+    fn matcher() -> impl Strategy<Value = Matcher> {
+        let op = prop_oneof![
+            Just(MatchOp::Equal),
+            Just(MatchOp::NotEqual),
+            Just(MatchOp::RegexMatch),
+            Just(MatchOp::RegexNoMatch)
+        ];
+        (prop::sample::select(vec!["a", "b", "c"]), op, prop::sample::select(vec!["", "x", "y", "x|y", ".*", ".+", "x.*"]))
+            .prop_filter_map("valid", |(n, op, v)| Matcher::new(n, op, v).ok())
+    }
+
+    proptest! {
+        #[test]
+        fn select_equals_brute_force(
+            sets in prop::collection::vec(prop::collection::vec((prop::sample::select(vec!["a", "b", "c"]), prop::sample::select(vec!["", "x", "y", "z"])), 0..3), 1..12),
+            matchers in prop::collection::vec(matcher(), 0..4),
+            remove in prop::collection::vec(any::<bool>(), 12),
+        ) {
+            let mut idx = Index::default();
+            let mut live = Vec::new();
+            for (i, pairs) in sets.iter().enumerate() {
+                let labels = Labels::from_pairs(pairs.iter().copied());
+                if idx.get(&labels, |id| live.iter().find(|(x, _)| *x == id).map(|(_, l)| l)).is_some() {
+                    continue;
+                }
+                idx.insert(i as SeriesId, &labels);
+                live.push((i as SeriesId, labels));
+            }
+            for (i, r) in remove.iter().enumerate() {
+                if *r && i % 3 == 0 {
+                    if let Some(pos) = live.iter().position(|(id, _)| *id == i as SeriesId) {
+                        let (id, l) = live.remove(pos);
+                        idx.remove(id, &l);
+                    }
+                }
+            }
+            let got = idx.select(&matchers, || live.iter().map(|(id, _)| *id).collect());
+            let want: Vec<SeriesId> = live.iter().filter(|(_, l)| matches_all(&matchers, l)).map(|(id, _)| *id).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

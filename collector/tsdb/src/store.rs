@@ -1,0 +1,211 @@
+//! The SQLite side: schema, connections and the statements shared by the
+//! writer and the readers. Table layouts are described in `FORMAT.md`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use vigil_wire::{Labels, Sample};
+
+use crate::codec;
+use crate::index::SeriesId;
+use crate::{Error, SyncMode, chunk};
+
+/// Bumped when the layout changes incompatibly.
+pub const FORMAT_VERSION: i64 = 1;
+
+pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // auto_vacuum only takes effect before the first table is created; it
+    // lets size-based retention hand freed pages back to the file system.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::InvalidOptions(format!("SQLite refused WAL mode (got {mode})")));
+    }
+    let sync = match sync {
+        SyncMode::Normal => "NORMAL",
+        SyncMode::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // 16 MiB page cache for the writer: chunk and index pages stay hot.
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, labels BLOB NOT NULL);
+         CREATE TABLE IF NOT EXISTS chunks (
+             series_id INTEGER NOT NULL,
+             min_t INTEGER NOT NULL,
+             max_t INTEGER NOT NULL,
+             n INTEGER NOT NULL,
+             data BLOB NOT NULL,
+             PRIMARY KEY (series_id, max_t)
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS chunks_by_max_t ON chunks (max_t);
+         CREATE TABLE IF NOT EXISTS wal (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+         CREATE TABLE IF NOT EXISTS metadata (
+             metric TEXT PRIMARY KEY,
+             type TEXT NOT NULL,
+             help TEXT NOT NULL,
+             unit TEXT NOT NULL
+         );",
+    )?;
+    match kv_get(&conn, "format_version")? {
+        None => kv_set(&conn, "format_version", FORMAT_VERSION)?,
+        Some(FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(Error::Corrupt {
+                what: "database".into(),
+                reason: format!("format version {v}, this build reads {FORMAT_VERSION}"),
+            });
+        }
+    }
+    Ok(conn)
+}
+
+pub fn open_reader(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+pub fn kv_get(conn: &Connection, key: &str) -> Result<Option<i64>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?)
+}
+
+pub fn kv_set(conn: &Connection, key: &str, value: i64) -> Result<(), Error> {
+    conn.prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")?
+        .execute(params![key, value])?;
+    Ok(())
+}
+
+pub fn load_series(conn: &Connection) -> Result<Vec<(SeriesId, Labels)>, Error> {
+    let mut stmt = conn.prepare("SELECT id, labels FROM series ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let blob: Vec<u8> = row.get(1)?;
+        let labels = codec::decode_labels(&blob).map_err(|e| corrupt(format!("series {id}"), e))?;
+        let id = SeriesId::try_from(id).map_err(|e| corrupt(format!("series {id}"), e))?;
+        out.push((id, labels));
+    }
+    Ok(out)
+}
+
+/// Per series: stored time bounds and the newest stored sample.
+pub struct StoredBounds {
+    pub id: SeriesId,
+    pub min_t: i64,
+    pub max_t: i64,
+    pub last_value: u64,
+}
+
+/// Totals over the chunks table: `(count, bytes, samples)`.
+pub fn chunk_totals(conn: &Connection) -> Result<(u64, u64, u64), Error> {
+    Ok(conn.query_row(
+        "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(sum(n), 0) FROM chunks",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+    )?)
+}
+
+pub fn load_bounds(conn: &Connection) -> Result<Vec<StoredBounds>, Error> {
+    // SQLite returns the bare `data` column from the row holding max(max_t).
+    let mut stmt = conn.prepare("SELECT series_id, max(max_t), data FROM chunks GROUP BY series_id")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let max_t: i64 = row.get(1)?;
+        let data: Vec<u8> = row.get(2)?;
+        let samples = chunk::decode(&data).map_err(|e| corrupt(format!("chunk of series {id}"), e))?;
+        let last = samples
+            .last()
+            .ok_or_else(|| corrupt(format!("chunk of series {id}"), "empty chunk"))?;
+        let id = SeriesId::try_from(id).map_err(|e| corrupt(format!("series {id}"), e))?;
+        out.push(StoredBounds {
+            id,
+            min_t: max_t, // replaced below
+            max_t,
+            last_value: last.value.to_bits(),
+        });
+    }
+    drop(rows);
+    let mut stmt = conn.prepare_cached("SELECT min(min_t) FROM chunks WHERE series_id = ?1")?;
+    for b in &mut out {
+        b.min_t = stmt.query_row([b.id], |r| r.get(0))?;
+    }
+    Ok(out)
+}
+
+/// `(min_t, max_t)` of one series' stored chunks.
+pub fn series_bounds(conn: &Connection, id: SeriesId) -> Result<Option<(i64, i64)>, Error> {
+    let (lo, hi): (Option<i64>, Option<i64>) = conn
+        .prepare_cached("SELECT min(min_t), max(max_t) FROM chunks WHERE series_id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(lo.zip(hi))
+}
+
+/// Appends to `out` the stored samples of `id` with `start <= t <= end`.
+pub fn read_samples(conn: &Connection, id: SeriesId, start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM chunks WHERE series_id = ?1 AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t",
+    )?;
+    let mut rows = stmt.query(params![id, start, end])?;
+    while let Some(row) = rows.next()? {
+        let data = blob(row, 0)?;
+        chunk::decode_range(data, start, end, out).map_err(|e| corrupt(format!("chunk of series {id}"), e))?;
+    }
+    Ok(())
+}
+
+/// Whether `id` has a stored sample with `start <= t <= end`.
+pub fn any_sample(conn: &Connection, id: SeriesId, start: i64, end: i64) -> Result<bool, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT min_t, max_t, data FROM chunks WHERE series_id = ?1 AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t",
+    )?;
+    let mut rows = stmt.query(params![id, start, end])?;
+    while let Some(row) = rows.next()? {
+        let (lo, hi): (i64, i64) = (row.get(0)?, row.get(1)?);
+        // A chunk's first and last samples sit at its bounds.
+        if (start..=end).contains(&lo) || (start..=end).contains(&hi) {
+            return Ok(true);
+        }
+        let data = blob(row, 2)?;
+        if chunk::any_in_range(data, start, end).map_err(|e| corrupt(format!("chunk of series {id}"), e))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Bytes of the database file in use (free pages excluded), which is what
+/// size-based retention bounds.
+pub fn used_bytes(conn: &Connection) -> Result<u64, Error> {
+    let page_count: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok(((page_count - free).max(0) * page_size) as u64)
+}
+
+pub fn corrupt(what: String, reason: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+/// A BLOB column borrowed from a row; any other type means a damaged row.
+pub fn blob<'a>(row: &'a Row<'_>, idx: usize) -> Result<&'a [u8], Error> {
+    row.get_ref(idx)?
+        .as_blob()
+        .map_err(|e| corrupt(format!("column {idx}"), e))
+}

@@ -1,0 +1,520 @@
+//! The writer thread: owns the only read-write SQLite connection and applies
+//! every mutation. Concurrent `append` calls queue on a channel; the thread
+//! drains whatever is queued into one group and commits it as a single
+//! transaction holding one compact wal record, then makes the samples
+//! visible in the heads and answers every caller. Chunks cut from heads ride
+//! along in the next transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use rusqlite::{Connection, params};
+use tracing::{debug, error, info};
+use vigil_wire::{Labels, Sample};
+
+use crate::codec::{self, WalWriter};
+use crate::head::{CutChunk, State};
+use crate::index::SeriesId;
+use crate::{AppendOutcome, Error, MetricMeta, Options, RejectReason, SeriesSamples, store};
+
+/// A group stops growing past this many samples, bounding commit latency
+/// and the size of one wal record.
+const MAX_GROUP_SAMPLES: usize = 1 << 20;
+
+/// How often the wal is trimmed to the oldest record a head still needs.
+const WAL_TRIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Upper bounds (seconds) of the commit-latency histogram.
+pub const COMMIT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+pub type Reply<T> = Sender<Result<T, Error>>;
+
+pub enum Cmd {
+    Append {
+        batch: Vec<SeriesSamples>,
+        now_ms: i64,
+        reply: Reply<AppendOutcome>,
+    },
+    SetMeta {
+        metric: String,
+        meta: MetricMeta,
+        reply: Reply<()>,
+    },
+    Flush {
+        reply: Reply<()>,
+    },
+    Retention {
+        now_ms: i64,
+        reply: Reply<u64>,
+    },
+}
+
+/// Counters behind [`crate::Stats`].
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub head_samples: u64,
+    pub chunk_count: u64,
+    pub chunk_bytes: u64,
+    pub chunk_samples: u64,
+    pub samples_appended_total: u64,
+    pub rejected_total: BTreeMap<RejectReason, u64>,
+    pub commits_total: u64,
+    pub commit_seconds_sum: f64,
+    /// Non-cumulative counts per bucket of [`COMMIT_BUCKETS`].
+    pub commit_buckets: [u64; COMMIT_BUCKETS.len()],
+}
+
+impl Counters {
+    fn observe_commit(&mut self, secs: f64) {
+        self.commits_total += 1;
+        self.commit_seconds_sum += secs;
+        if let Some(i) = COMMIT_BUCKETS.iter().position(|&b| secs <= b) {
+            self.commit_buckets[i] += 1;
+        }
+    }
+
+    fn add_chunks(&mut self, chunks: &[(SeriesId, CutChunk)]) {
+        for (_, c) in chunks {
+            self.chunk_count += 1;
+            self.chunk_bytes += c.data.len() as u64;
+            self.chunk_samples += u64::from(c.n);
+            self.head_samples = self.head_samples.saturating_sub(u64::from(c.n));
+        }
+    }
+}
+
+/// State shared between the writer thread and [`crate::Db`].
+pub struct Shared {
+    pub state: RwLock<State>,
+    pub counters: Mutex<Counters>,
+    pub opts: Options,
+}
+
+pub struct Writer {
+    pub conn: Connection,
+    pub shared: Arc<Shared>,
+    pub next_series_id: SeriesId,
+    pub next_wal_id: u64,
+    pub last_trim: Instant,
+}
+
+struct AppendReq {
+    batch: Vec<SeriesSamples>,
+    now_ms: i64,
+    reply: Reply<AppendOutcome>,
+}
+
+impl Writer {
+    /// Runs until every sender is dropped.
+    pub fn run(mut self, rx: Receiver<Cmd>) {
+        let mut next: Option<Cmd> = None;
+        loop {
+            let cmd = match next.take() {
+                Some(c) => c,
+                None => match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+            };
+            match cmd {
+                Cmd::Append { batch, now_ms, reply } => {
+                    let mut samples = batch.iter().map(|s| s.samples.len()).sum::<usize>();
+                    let mut group = vec![AppendReq { batch, now_ms, reply }];
+                    while samples < MAX_GROUP_SAMPLES {
+                        match rx.try_recv() {
+                            Ok(Cmd::Append { batch, now_ms, reply }) => {
+                                samples += batch.iter().map(|s| s.samples.len()).sum::<usize>();
+                                group.push(AppendReq { batch, now_ms, reply });
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_group(group);
+                }
+                Cmd::SetMeta { metric, meta, reply } => {
+                    let _ = reply.send(self.set_meta(&metric, &meta));
+                }
+                Cmd::Flush { reply } => {
+                    let _ = reply.send(self.flush());
+                }
+                Cmd::Retention { now_ms, reply } => {
+                    let _ = reply.send(self.retention(now_ms));
+                }
+            }
+        }
+        debug!("tsdb writer stopped");
+    }
+
+    fn commit_group(&mut self, mut group: Vec<AppendReq>) {
+        let opts = self.shared.opts.clone();
+        let retention_ms = opts.retention_ms();
+        let mut outcomes = vec![AppendOutcome::default(); group.len()];
+        // Newest sample per series as this group sees it (not yet in heads).
+        let mut overlay: HashMap<SeriesId, (i64, u64)> = HashMap::new();
+        let mut new_ids: HashMap<Labels, SeriesId> = HashMap::new();
+        let mut new_series: Vec<(SeriesId, Labels)> = Vec::new();
+        let mut accepted: Vec<(SeriesId, Vec<Sample>)> = Vec::new();
+        let first_new_id = self.next_series_id;
+        let (to_store, trim_below) = {
+            let st = self.shared.state.read();
+            for (req, out) in group.iter_mut().zip(outcomes.iter_mut()) {
+                let min_t = req.now_ms.saturating_sub(retention_ms);
+                let max_t = req.now_ms.saturating_add(opts.max_future_ms);
+                for ss in req.batch.drain(..) {
+                    let existing = st.lookup(&ss.labels).or_else(|| new_ids.get(&ss.labels).copied());
+                    let mut last = existing.and_then(|id| overlay.get(&id).copied().or_else(|| st.get(id)?.last));
+                    let mut keep = Vec::with_capacity(ss.samples.len());
+                    for s in ss.samples {
+                        let (t, bits) = (s.timestamp_ms, s.value.to_bits());
+                        let reason = if t > max_t {
+                            Some(RejectReason::TooFarInFuture)
+                        } else if t < min_t {
+                            Some(RejectReason::TooOld)
+                        } else {
+                            match last {
+                                Some((lt, _)) if t < lt => Some(RejectReason::OutOfOrder),
+                                // An exact re-send is acknowledged, not stored again.
+                                Some((lt, lv)) if t == lt && lv == bits => {
+                                    out.accepted += 1;
+                                    continue;
+                                }
+                                Some((lt, _)) if t == lt => Some(RejectReason::DuplicateTimestamp),
+                                _ => None,
+                            }
+                        };
+                        match reason {
+                            Some(r) => *out.rejected.entry(r).or_default() += 1,
+                            None => {
+                                keep.push(s);
+                                last = Some((t, bits));
+                                out.accepted += 1;
+                            }
+                        }
+                    }
+                    let Some(last) = last.filter(|_| !keep.is_empty()) else { continue };
+                    let id = match existing {
+                        Some(id) => id,
+                        None => {
+                            let id = self.next_series_id;
+                            self.next_series_id += 1;
+                            new_ids.insert(ss.labels.clone(), id);
+                            new_series.push((id, ss.labels));
+                            out.new_series += 1;
+                            id
+                        }
+                    };
+                    overlay.insert(id, last);
+                    accepted.push((id, keep));
+                }
+            }
+            let to_store = pending_chunks(&st);
+            let trim_below = (self.last_trim.elapsed() >= WAL_TRIM_INTERVAL).then(|| {
+                // After this commit only heads (and this group's record) remain in memory.
+                let heads = st
+                    .series
+                    .iter()
+                    .flatten()
+                    .filter(|s| !s.head.is_empty())
+                    .map(|s| s.head_wal)
+                    .min();
+                heads.unwrap_or(u64::MAX).min(self.next_wal_id)
+            });
+            (to_store, trim_below)
+        };
+
+        let wal_id = self.next_wal_id;
+        let record = (!accepted.is_empty()).then(|| {
+            let mut w = WalWriter::new();
+            for (id, samples) in &accepted {
+                w.add(u64::from(*id), samples);
+            }
+            w.finish()
+        });
+        let nothing_to_write = record.is_none() && new_series.is_empty() && to_store.is_empty();
+        if !nothing_to_write {
+            let started = Instant::now();
+            let res = write_group(
+                &mut self.conn,
+                &new_series,
+                self.next_series_id,
+                record.as_deref().map(|r| (wal_id, r)),
+                &to_store,
+                trim_below,
+            );
+            if let Err(e) = res {
+                error!(error = %e, "tsdb group commit failed");
+                self.next_series_id = first_new_id;
+                for req in group {
+                    let _ = req.reply.send(Err(Error::Commit(e.to_string())));
+                }
+                return;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            self.shared.counters.lock().observe_commit(secs);
+            if trim_below.is_some() {
+                self.last_trim = Instant::now();
+            }
+            if record.is_some() {
+                self.next_wal_id += 1;
+            }
+        }
+
+        let stored_samples: u64 = accepted.iter().map(|(_, s)| s.len() as u64).sum();
+        {
+            let mut st = self.shared.state.write();
+            for (id, labels) in new_series {
+                st.insert(id, labels);
+            }
+            mark_stored(&mut st, &to_store);
+            let (max_samples, max_ms) = (opts.chunk_max_samples, opts.chunk_max_duration_ms);
+            for (id, samples) in accepted {
+                let Some(s) = st.get_mut(id) else { continue };
+                let before = s.pending.len();
+                for smp in samples {
+                    s.push(smp, wal_id, max_samples, max_ms);
+                }
+                if s.pending.len() > before {
+                    st.cut_ids.push(id);
+                }
+            }
+        }
+        {
+            let mut c = self.shared.counters.lock();
+            c.add_chunks(&to_store);
+            c.head_samples += stored_samples;
+            for o in &outcomes {
+                c.samples_appended_total += o.accepted;
+                for (r, n) in &o.rejected {
+                    *c.rejected_total.entry(*r).or_default() += n;
+                }
+            }
+        }
+        for (req, out) in group.into_iter().zip(outcomes) {
+            let _ = req.reply.send(Ok(out));
+        }
+    }
+
+    fn set_meta(&mut self, metric: &str, meta: &MetricMeta) -> Result<(), Error> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO metadata (metric, type, help, unit) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![metric, meta.metric_type.as_prometheus_str(), meta.help, meta.unit])?;
+        Ok(())
+    }
+
+    /// Cuts every head, stores all chunks and empties the wal.
+    fn flush(&mut self) -> Result<(), Error> {
+        let to_store = {
+            let st = self.shared.state.read();
+            let mut out = Vec::new();
+            for (id, s) in st.series.iter().enumerate() {
+                let Some(s) = s else { continue };
+                out.extend(s.pending.iter().map(|c| (id as SeriesId, c.clone())));
+                if !s.head.is_empty() {
+                    out.push((
+                        id as SeriesId,
+                        CutChunk {
+                            min_t: s.head.first_t(),
+                            max_t: s.head.last_t(),
+                            n: s.head.len() as u32,
+                            data: Arc::from(s.head.bytes()),
+                        },
+                    ));
+                }
+            }
+            out
+        };
+        let started = Instant::now();
+        write_group(&mut self.conn, &[], self.next_series_id, None, &to_store, Some(u64::MAX))?;
+        self.shared.counters.lock().observe_commit(started.elapsed().as_secs_f64());
+        {
+            let mut st = self.shared.state.write();
+            for s in st.series.iter_mut().flatten() {
+                s.cut();
+            }
+            mark_stored(&mut st, &to_store);
+        }
+        self.shared.counters.lock().add_chunks(&to_store);
+        // Move committed pages into the main file so the SQLite WAL stays small.
+        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            debug!(error = %e, "checkpoint after flush skipped");
+        }
+        Ok(())
+    }
+
+    /// Deletes chunks older than the retention period, then the oldest
+    /// chunks until the size limit holds, then series left empty.
+    fn retention(&mut self, now_ms: i64) -> Result<u64, Error> {
+        let opts = self.shared.opts.clone();
+        let mut cutoff = now_ms.saturating_sub(opts.retention_ms());
+        let started = Instant::now();
+        let mut dropped = self.delete_chunks_before(cutoff)?;
+        if let Some(max_bytes) = opts.max_bytes {
+            // Each round deletes about the excess, estimated from the average
+            // chunk row size; a few rounds converge even when rows vary.
+            for _ in 0..16 {
+                let used = store::used_bytes(&self.conn)?;
+                if used <= max_bytes {
+                    break;
+                }
+                let (count, bytes, _) = store::chunk_totals(&self.conn)?;
+                if count == 0 {
+                    break;
+                }
+                let per_chunk = bytes / count + 32;
+                let k = ((used - max_bytes) / per_chunk).clamp(1, count);
+                let t: i64 = self.conn.query_row(
+                    "SELECT max_t FROM chunks ORDER BY max_t LIMIT 1 OFFSET ?1",
+                    [(k - 1) as i64],
+                    |r| r.get(0),
+                )?;
+                cutoff = cutoff.max(t.saturating_add(1));
+                dropped += self.delete_chunks_before(cutoff)?;
+                self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+            }
+        }
+        // Series whose oldest stored chunk was before the cutoff need new bounds.
+        let affected: Vec<SeriesId> = {
+            let st = self.shared.state.read();
+            st.series
+                .iter()
+                .enumerate()
+                .filter_map(|(id, s)| {
+                    let s = s.as_ref()?;
+                    s.stored.filter(|(lo, _)| *lo < cutoff).map(|_| id as SeriesId)
+                })
+                .collect()
+        };
+        let mut bounds = Vec::with_capacity(affected.len());
+        for id in affected {
+            bounds.push((id, store::series_bounds(&self.conn, id)?));
+        }
+        let empty: Vec<SeriesId> = {
+            let st = self.shared.state.read();
+            bounds
+                .iter()
+                .filter(|(id, b)| b.is_none() && st.get(*id).is_some_and(|s| s.mem_samples() == 0))
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        if !empty.is_empty() {
+            let tx = self.conn.transaction()?;
+            {
+                let mut del = tx.prepare_cached("DELETE FROM series WHERE id = ?1")?;
+                for id in &empty {
+                    del.execute([id])?;
+                }
+            }
+            tx.commit()?;
+        }
+        self.shared.counters.lock().observe_commit(started.elapsed().as_secs_f64());
+        {
+            let mut st = self.shared.state.write();
+            for (id, b) in bounds {
+                if let Some(s) = st.get_mut(id) {
+                    s.stored = b;
+                }
+            }
+            for id in &empty {
+                st.remove(*id);
+            }
+        }
+        if dropped > 0 || !empty.is_empty() {
+            info!(samples = dropped, series = empty.len(), cutoff, "tsdb retention dropped old data");
+        }
+        Ok(dropped)
+    }
+
+    /// Deletes chunks whose newest sample is before `cutoff`; returns samples dropped.
+    fn delete_chunks_before(&mut self, cutoff: i64) -> Result<u64, Error> {
+        let tx = self.conn.transaction()?;
+        let (count, bytes, samples): (i64, i64, i64) = tx.query_row(
+            "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(sum(n), 0) FROM chunks WHERE max_t < ?1",
+            [cutoff],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        if count > 0 {
+            tx.execute("DELETE FROM chunks WHERE max_t < ?1", [cutoff])?;
+        }
+        tx.commit()?;
+        let mut c = self.shared.counters.lock();
+        c.chunk_count = c.chunk_count.saturating_sub(count as u64);
+        c.chunk_bytes = c.chunk_bytes.saturating_sub(bytes as u64);
+        c.chunk_samples = c.chunk_samples.saturating_sub(samples as u64);
+        Ok(samples as u64)
+    }
+}
+
+/// Chunks cut from heads and not yet stored, oldest first per series.
+fn pending_chunks(st: &State) -> Vec<(SeriesId, CutChunk)> {
+    let mut out = Vec::new();
+    let mut ids = st.cut_ids.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        if let Some(s) = st.get(id) {
+            out.extend(s.pending.iter().map(|c| (id, c.clone())));
+        }
+    }
+    out
+}
+
+/// After a commit stored `chunks`: drop them from memory, widen bounds.
+fn mark_stored(st: &mut State, chunks: &[(SeriesId, CutChunk)]) {
+    for (id, c) in chunks {
+        if let Some(s) = st.get_mut(*id) {
+            if s.pending.first().is_some_and(|p| p.max_t == c.max_t) {
+                s.pending.remove(0);
+            }
+            s.stored = Some(match s.stored {
+                Some((lo, hi)) => (lo.min(c.min_t), hi.max(c.max_t)),
+                None => (c.min_t, c.max_t),
+            });
+        }
+    }
+    st.cut_ids.retain(|id| st.series.get(*id as usize).and_then(Option::as_ref).is_some_and(|s| !s.pending.is_empty()));
+}
+
+/// One transaction: new series, one wal record, cut chunks, wal trimming.
+fn write_group(
+    conn: &mut Connection,
+    new_series: &[(SeriesId, Labels)],
+    next_series_id: SeriesId,
+    record: Option<(u64, &[u8])>,
+    chunks: &[(SeriesId, CutChunk)],
+    trim_below: Option<u64>,
+) -> Result<(), Error> {
+    let tx = conn.transaction()?;
+    if !new_series.is_empty() {
+        let mut ins = tx.prepare_cached("INSERT INTO series (id, labels) VALUES (?1, ?2)")?;
+        for (id, labels) in new_series {
+            ins.execute(params![id, codec::encode_labels(labels)])?;
+        }
+        store::kv_set(&tx, "next_series_id", i64::from(next_series_id))?;
+    }
+    if let Some((id, data)) = record {
+        tx.prepare_cached("INSERT INTO wal (id, data) VALUES (?1, ?2)")?
+            .execute(params![id as i64, data])?;
+    }
+    if !chunks.is_empty() {
+        // REPLACE keeps a retried store of the same chunk idempotent.
+        let mut ins =
+            tx.prepare_cached("INSERT OR REPLACE INTO chunks (series_id, min_t, max_t, n, data) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+        for (id, c) in chunks {
+            ins.execute(params![id, c.min_t, c.max_t, c.n, &c.data[..]])?;
+        }
+    }
+    if let Some(low) = trim_below {
+        // u64::MAX (flush) means every record; ids are stored as i64.
+        let low = i64::try_from(low).unwrap_or(i64::MAX);
+        tx.prepare_cached("DELETE FROM wal WHERE id < ?1")?.execute([low])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
