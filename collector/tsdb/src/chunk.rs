@@ -255,7 +255,12 @@ pub fn chunk_len(data: &[u8]) -> Result<usize, ChunkError> {
 }
 
 /// Decodes a chunk, pushing to `out` the samples with `start <= t <= end`.
-pub fn decode_range(data: &[u8], start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+pub fn decode_range(
+    data: &[u8],
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), ChunkError> {
     decode_with(data, |s| {
         if s.timestamp_ms >= start && s.timestamp_ms <= end {
             out.push(s);
@@ -288,7 +293,10 @@ pub fn any_in_range(data: &[u8], start: i64, end: i64) -> Result<bool, ChunkErro
 /// Decodes samples in order, calling `f` on each until it returns `false`.
 fn decode_with(data: &[u8], mut f: impl FnMut(Sample) -> bool) -> Result<(), ChunkError> {
     let expected = chunk_len(data)?;
-    let mut r = BitReader { buf: &data[2..], pos: 0 };
+    let mut r = BitReader {
+        buf: &data[2..],
+        pos: 0,
+    };
     let truncated = |decoded| ChunkError::Truncated { decoded, expected };
     let mut t: i64 = 0;
     let mut delta: i64 = 0;
@@ -353,7 +361,10 @@ mod tests {
             assert!(enc.append(t, f64::from_bits(v)));
         }
         let got = decode(enc.bytes()).expect("decodes");
-        let got: Vec<(i64, u64)> = got.iter().map(|s| (s.timestamp_ms, s.value.to_bits())).collect();
+        let got: Vec<(i64, u64)> = got
+            .iter()
+            .map(|s| (s.timestamp_ms, s.value.to_bits()))
+            .collect();
         assert_eq!(got, samples);
     }
 
@@ -378,11 +389,16 @@ mod tests {
             // Arbitrary, including negative and huge jumps either way.
             prop::collection::vec(any::<i64>(), 0..150),
             // Equal spacing with jitter, as scrapes produce.
-            (any::<i64>(), 1i64..100_000, 0i64..50, 0usize..200).prop_map(|(t0, step, jitter, n)| {
-                (0..n as i64)
-                    .map(|i| t0.wrapping_add(i.wrapping_mul(step)).wrapping_add((i * 7919) % (jitter + 1)))
-                    .collect()
-            }),
+            (any::<i64>(), 1i64..100_000, 0i64..50, 0usize..200).prop_map(
+                |(t0, step, jitter, n)| {
+                    (0..n as i64)
+                        .map(|i| {
+                            t0.wrapping_add(i.wrapping_mul(step))
+                                .wrapping_add((i * 7919) % (jitter + 1))
+                        })
+                        .collect()
+                }
+            ),
         ]
     }
 
@@ -416,8 +432,15 @@ mod tests {
     #[test]
     fn edge_sequences() {
         roundtrip(&[]);
-        roundtrip(&[(i64::MIN, 0), (i64::MAX, u64::MAX), (i64::MIN, 1), (0, vigil_wire::STALE_NAN_BITS)]);
-        let steady: Vec<(i64, u64)> = (0..120).map(|i| (1_700_000_000_000 + i * 15_000, 42.0f64.to_bits())).collect();
+        roundtrip(&[
+            (i64::MIN, 0),
+            (i64::MAX, u64::MAX),
+            (i64::MIN, 1),
+            (0, vigil_wire::STALE_NAN_BITS),
+        ]);
+        let steady: Vec<(i64, u64)> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 15_000, 42.0f64.to_bits()))
+            .collect();
         roundtrip(&steady);
     }
 
@@ -434,7 +457,10 @@ mod tests {
     #[test]
     fn decode_rejects_garbage() {
         assert_eq!(decode(&[]), Err(ChunkError::NoHeader));
-        assert!(matches!(decode(&[0, 5, 1, 2]), Err(ChunkError::Truncated { .. })));
+        assert!(matches!(
+            decode(&[0, 5, 1, 2]),
+            Err(ChunkError::Truncated { .. })
+        ));
         assert!(any_in_range(&[0, 0], 0, 10).is_ok_and(|b| !b));
     }
 }

@@ -90,7 +90,13 @@ impl<'a> Reader<'a> {
 
 /// `uvarint count, then (uvarint len, name bytes, uvarint len, value bytes)*`.
 pub fn encode_labels(labels: &Labels) -> Vec<u8> {
-    let mut out = Vec::with_capacity(labels.iter().map(|l| l.name.len() + l.value.len() + 2).sum::<usize>() + 1);
+    let mut out = Vec::with_capacity(
+        labels
+            .iter()
+            .map(|l| l.name.len() + l.value.len() + 2)
+            .sum::<usize>()
+            + 1,
+    );
     put_uvarint(&mut out, labels.len() as u64);
     for l in labels.iter() {
         put_uvarint(&mut out, l.name.len() as u64);
@@ -122,7 +128,9 @@ pub struct WalWriter {
 
 impl WalWriter {
     pub fn new() -> Self {
-        Self { buf: vec![WAL_VERSION] }
+        Self {
+            buf: vec![WAL_VERSION],
+        }
     }
 
     /// Adds the samples of one series (non-empty, in append order).

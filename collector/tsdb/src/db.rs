@@ -81,7 +81,9 @@ impl Db {
                 let data = store::blob(row, 1)?;
                 let mut cut = Vec::new();
                 codec::decode_wal(data, |sid, samples| {
-                    let Ok(sid) = SeriesId::try_from(sid) else { return };
+                    let Ok(sid) = SeriesId::try_from(sid) else {
+                        return;
+                    };
                     // Records may name series that retention dropped since.
                     let Some(s) = state.get_mut(sid) else { return };
                     let before = s.pending.len();
@@ -89,7 +91,12 @@ impl Db {
                         if s.last.is_some_and(|(lt, _)| smp.timestamp_ms <= lt) {
                             continue;
                         }
-                        s.push(*smp, wal_id, opts.chunk_max_samples, opts.chunk_max_duration_ms);
+                        s.push(
+                            *smp,
+                            wal_id,
+                            opts.chunk_max_samples,
+                            opts.chunk_max_duration_ms,
+                        );
                         head_samples += 1;
                     }
                     if s.pending.len() > before {
@@ -151,18 +158,29 @@ impl Db {
     /// Concurrent callers share one transaction (group commit).
     pub fn append(&self, batch: Vec<SeriesSamples>, now_ms: i64) -> Result<AppendOutcome, Error> {
         if let Some(bad) = batch.iter().find(|s| s.labels.is_empty()) {
-            return Err(Error::InvalidLabels(format!("series with no labels ({} samples)", bad.samples.len())));
+            return Err(Error::InvalidLabels(format!(
+                "series with no labels ({} samples)",
+                bad.samples.len()
+            )));
         }
         if batch.iter().all(|s| s.samples.is_empty()) {
             return Ok(AppendOutcome::default());
         }
-        self.call(|reply| Cmd::Append { batch, now_ms, reply })
+        self.call(|reply| Cmd::Append {
+            batch,
+            now_ms,
+            reply,
+        })
     }
 
     /// Stores metadata for a metric family; last write wins.
     pub fn set_metadata(&self, metric: &str, meta: MetricMeta) -> Result<(), Error> {
         let metric = metric.to_string();
-        self.call(|reply| Cmd::SetMeta { metric, meta, reply })
+        self.call(|reply| Cmd::SetMeta {
+            metric,
+            meta,
+            reply,
+        })
     }
 
     /// All stored metric metadata, by metric family name.
@@ -185,7 +203,12 @@ impl Db {
 
     /// Samples with `start_ms <= t <= end_ms` of every series matching all
     /// `matchers`, series sorted by labels, samples in time order.
-    pub fn select(&self, matchers: &[Matcher], start_ms: i64, end_ms: i64) -> Result<Vec<SeriesData>, Error> {
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<SeriesData>, Error> {
         check_matchers(matchers)?;
         check_range(start_ms, end_ms)?;
         let snaps = {
@@ -198,7 +221,13 @@ impl Db {
             for snap in snaps {
                 let mut samples = Vec::new();
                 if snap.needs_disk(start_ms, end_ms) {
-                    store::read_samples(conn, snap.id, start_ms, snap.disk_end(end_ms), &mut samples)?;
+                    store::read_samples(
+                        conn,
+                        snap.id,
+                        start_ms,
+                        snap.disk_end(end_ms),
+                        &mut samples,
+                    )?;
                 }
                 snap.mem_samples(start_ms, end_ms, &mut samples)
                     .map_err(|e| store::corrupt(format!("head of series {}", snap.id), e))?;
@@ -217,7 +246,12 @@ impl Db {
 
     /// Label sets of series matching any of `matcher_sets` (all series when
     /// empty) with at least one sample in `[start_ms, end_ms]`, sorted.
-    pub fn series(&self, matcher_sets: &[Vec<Matcher>], start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, Error> {
+    pub fn series(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Labels>, Error> {
         let ids = self.ids_for_sets(matcher_sets, None)?;
         check_range(start_ms, end_ms)?;
         let mut out = self.labels_in_range(ids, start_ms, end_ms)?;
@@ -226,7 +260,12 @@ impl Db {
     }
 
     /// Label names used by the series [`Db::series`] would return, sorted.
-    pub fn label_names(&self, matcher_sets: &[Vec<Matcher>], start_ms: i64, end_ms: i64) -> Result<Vec<String>, Error> {
+    pub fn label_names(
+        &self,
+        matcher_sets: &[Vec<Matcher>],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<String>, Error> {
         let ids = self.ids_for_sets(matcher_sets, None)?;
         check_range(start_ms, end_ms)?;
         let mut names = BTreeSet::new();
@@ -335,7 +374,11 @@ impl Db {
 
     /// Union of the ids matching each set (all ids, or all carrying
     /// `with_label`, when there are no sets).
-    fn ids_for_sets(&self, sets: &[Vec<Matcher>], with_label: Option<&str>) -> Result<Vec<SeriesId>, Error> {
+    fn ids_for_sets(
+        &self,
+        sets: &[Vec<Matcher>],
+        with_label: Option<&str>,
+    ) -> Result<Vec<SeriesId>, Error> {
         for set in sets {
             check_matchers(set)?;
         }
@@ -353,7 +396,12 @@ impl Db {
         Ok(ids.into_iter().collect())
     }
 
-    fn labels_in_range(&self, ids: Vec<SeriesId>, start: i64, end: i64) -> Result<Vec<Labels>, Error> {
+    fn labels_in_range(
+        &self,
+        ids: Vec<SeriesId>,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<Labels>, Error> {
         let snaps = {
             let st = self.shared.state.read();
             snapshots(&st, ids, start, end)
@@ -364,7 +412,10 @@ impl Db {
                 let in_mem = snap
                     .mem_any(start, end)
                     .map_err(|e| store::corrupt(format!("head of series {}", snap.id), e))?;
-                if in_mem || (snap.needs_disk(start, end) && store::any_sample(conn, snap.id, start, snap.disk_end(end))?) {
+                if in_mem
+                    || (snap.needs_disk(start, end)
+                        && store::any_sample(conn, snap.id, start, snap.disk_end(end))?)
+                {
                     out.push(snap.labels);
                 }
             }
@@ -377,10 +428,10 @@ impl Drop for Db {
     fn drop(&mut self) {
         // Closing the channel ends the writer once queued commands are done.
         self.tx.take();
-        if let Some(h) = self.writer.take() {
-            if h.join().is_err() {
-                tracing::error!("tsdb writer thread panicked");
-            }
+        if let Some(h) = self.writer.take()
+            && h.join().is_err()
+        {
+            tracing::error!("tsdb writer thread panicked");
         }
     }
 }

@@ -136,7 +136,8 @@ impl SeriesSnapshot {
             Some(m) => end.min(m.saturating_sub(1)),
             None => end,
         };
-        self.stored.is_some_and(|(lo, hi)| lo <= end && hi >= start && start <= end)
+        self.stored
+            .is_some_and(|(lo, hi)| lo <= end && hi >= start && start <= end)
     }
 
     /// The end of the range to read from disk (exclusive of memory).
@@ -147,7 +148,12 @@ impl SeriesSnapshot {
         }
     }
 
-    pub fn mem_samples(&self, start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), ChunkError> {
+    pub fn mem_samples(
+        &self,
+        start: i64,
+        end: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), ChunkError> {
         for c in &self.mem {
             chunk::decode_range(c, start, end, out)?;
         }

@@ -19,13 +19,22 @@ pub struct Index {
 
 impl Index {
     /// Finds the id of `labels`, using `labels_of` to resolve hash collisions.
-    pub fn get<'a>(&self, labels: &Labels, labels_of: impl Fn(SeriesId) -> Option<&'a Labels>) -> Option<SeriesId> {
+    pub fn get<'a>(
+        &self,
+        labels: &Labels,
+        labels_of: impl Fn(SeriesId) -> Option<&'a Labels>,
+    ) -> Option<SeriesId> {
         let ids = self.by_hash.get(&labels.stable_hash())?;
-        ids.iter().copied().find(|&id| labels_of(id) == Some(labels))
+        ids.iter()
+            .copied()
+            .find(|&id| labels_of(id) == Some(labels))
     }
 
     pub fn insert(&mut self, id: SeriesId, labels: &Labels) {
-        self.by_hash.entry(labels.stable_hash()).or_default().push(id);
+        self.by_hash
+            .entry(labels.stable_hash())
+            .or_default()
+            .push(id);
         for l in labels.iter() {
             let ids = self
                 .postings
@@ -55,7 +64,9 @@ impl Index {
             }
         }
         for l in labels.iter() {
-            let Some(values) = self.postings.get_mut(&l.name) else { continue };
+            let Some(values) = self.postings.get_mut(&l.name) else {
+                continue;
+            };
             if let Some(ids) = values.get_mut(&l.value) {
                 if let Ok(pos) = ids.binary_search(&id) {
                     ids.remove(pos);
@@ -72,7 +83,9 @@ impl Index {
 
     /// Ids carrying label `name` at all, ascending.
     pub fn with_name(&self, name: &str) -> Vec<SeriesId> {
-        let Some(values) = self.postings.get(name) else { return Vec::new() };
+        let Some(values) = self.postings.get(name) else {
+            return Vec::new();
+        };
         let mut out: Vec<SeriesId> = values.values().flatten().copied().collect();
         out.sort_unstable();
         out
@@ -81,7 +94,11 @@ impl Index {
     /// Ids matching every matcher, ascending. `all_ids` lists every live id
     /// and is only consulted when no matcher narrows the set (callers refuse
     /// such sets for selects, but `series` with no sets means all).
-    pub fn select(&self, matchers: &[Matcher], all_ids: impl FnOnce() -> Vec<SeriesId>) -> Vec<SeriesId> {
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        all_ids: impl FnOnce() -> Vec<SeriesId>,
+    ) -> Vec<SeriesId> {
         // Matchers that cannot match the empty string only match series that
         // have the label: resolve them through the postings and intersect.
         let mut narrowing: Vec<&Matcher> = matchers.iter().filter(|m| !m.matches_empty()).collect();
@@ -111,7 +128,9 @@ impl Index {
 
     /// Ids whose value for `m.name` matches `m` (absent label excluded).
     fn postings_for(&self, m: &Matcher) -> Vec<SeriesId> {
-        let Some(values) = self.postings.get(&m.name) else { return Vec::new() };
+        let Some(values) = self.postings.get(&m.name) else {
+            return Vec::new();
+        };
         if m.op == MatchOp::Equal {
             return values.get(&m.value).cloned().unwrap_or_default();
         }
@@ -127,7 +146,9 @@ impl Index {
     /// For a matcher that matches the empty string: ids that have the label
     /// with a value it does *not* match.
     fn postings_excluded(&self, m: &Matcher) -> Vec<SeriesId> {
-        let Some(values) = self.postings.get(&m.name) else { return Vec::new() };
+        let Some(values) = self.postings.get(&m.name) else {
+            return Vec::new();
+        };
         let mut out: Vec<SeriesId> = values
             .iter()
             .filter(|(v, _)| !m.matches_value(v))
@@ -182,7 +203,11 @@ mod tests {
             Just(MatchOp::RegexMatch),
             Just(MatchOp::RegexNoMatch)
         ];
-        (prop::sample::select(vec!["a", "b", "c"]), op, prop::sample::select(vec!["", "x", "y", "x|y", ".*", ".+", "x.*"]))
+        (
+            prop::sample::select(vec!["a", "b", "c"]),
+            op,
+            prop::sample::select(vec!["", "x", "y", "x|y", ".*", ".+", "x.*"]),
+        )
             .prop_filter_map("valid", |(n, op, v)| Matcher::new(n, op, v).ok())
     }
 
@@ -204,11 +229,12 @@ mod tests {
                 live.push((i as SeriesId, labels));
             }
             for (i, r) in remove.iter().enumerate() {
-                if *r && i % 3 == 0 {
-                    if let Some(pos) = live.iter().position(|(id, _)| *id == i as SeriesId) {
-                        let (id, l) = live.remove(pos);
-                        idx.remove(id, &l);
-                    }
+                if *r
+                    && i % 3 == 0
+                    && let Some(pos) = live.iter().position(|(id, _)| *id == i as SeriesId)
+                {
+                    let (id, l) = live.remove(pos);
+                    idx.remove(id, &l);
                 }
             }
             let got = idx.select(&matchers, || live.iter().map(|(id, _)| *id).collect());

@@ -60,8 +60,9 @@ pub struct Options {
     /// Samples older than this (relative to the caller's `now`) are refused on
     /// append and deleted by [`Db::enforce_retention`]. Default 15 days.
     pub retention: Duration,
-    /// Size-based retention: oldest chunks are deleted until the database
-    /// uses at most this many bytes. `None` (default) means unlimited.
+    /// Size-based retention: when the database file's pages in use exceed
+    /// this, each [`Db::enforce_retention`] deletes the oldest chunks in
+    /// proportion to the excess. `None` (default) means unlimited.
     pub max_bytes: Option<u64>,
     /// Durability of each commit. Default [`SyncMode::Normal`].
     pub sync: SyncMode,
@@ -96,10 +97,14 @@ impl Options {
             )));
         }
         if self.chunk_max_duration_ms <= 0 {
-            return Err(Error::InvalidOptions("chunk_max_duration_ms must be positive".into()));
+            return Err(Error::InvalidOptions(
+                "chunk_max_duration_ms must be positive".into(),
+            ));
         }
         if self.max_future_ms < 0 {
-            return Err(Error::InvalidOptions("max_future_ms must not be negative".into()));
+            return Err(Error::InvalidOptions(
+                "max_future_ms must not be negative".into(),
+            ));
         }
         Ok(())
     }

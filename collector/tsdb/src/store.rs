@@ -22,7 +22,9 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::InvalidOptions(format!("SQLite refused WAL mode (got {mode})")));
+        return Err(Error::InvalidOptions(format!(
+            "SQLite refused WAL mode (got {mode})"
+        )));
     }
     let sync = match sync {
         SyncMode::Normal => "NORMAL",
@@ -67,7 +69,9 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
 pub fn open_reader(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     Ok(conn)
@@ -113,20 +117,28 @@ pub fn chunk_totals(conn: &Connection) -> Result<(u64, u64, u64), Error> {
     Ok(conn.query_row(
         "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(sum(n), 0) FROM chunks",
         [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        },
     )?)
 }
 
 pub fn load_bounds(conn: &Connection) -> Result<Vec<StoredBounds>, Error> {
     // SQLite returns the bare `data` column from the row holding max(max_t).
-    let mut stmt = conn.prepare("SELECT series_id, max(max_t), data FROM chunks GROUP BY series_id")?;
+    let mut stmt =
+        conn.prepare("SELECT series_id, max(max_t), data FROM chunks GROUP BY series_id")?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         let max_t: i64 = row.get(1)?;
         let data: Vec<u8> = row.get(2)?;
-        let samples = chunk::decode(&data).map_err(|e| corrupt(format!("chunk of series {id}"), e))?;
+        let samples =
+            chunk::decode(&data).map_err(|e| corrupt(format!("chunk of series {id}"), e))?;
         let last = samples
             .last()
             .ok_or_else(|| corrupt(format!("chunk of series {id}"), "empty chunk"))?;
@@ -155,14 +167,21 @@ pub fn series_bounds(conn: &Connection, id: SeriesId) -> Result<Option<(i64, i64
 }
 
 /// Appends to `out` the stored samples of `id` with `start <= t <= end`.
-pub fn read_samples(conn: &Connection, id: SeriesId, start: i64, end: i64, out: &mut Vec<Sample>) -> Result<(), Error> {
+pub fn read_samples(
+    conn: &Connection,
+    id: SeriesId,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), Error> {
     let mut stmt = conn.prepare_cached(
         "SELECT data FROM chunks WHERE series_id = ?1 AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t",
     )?;
     let mut rows = stmt.query(params![id, start, end])?;
     while let Some(row) = rows.next()? {
         let data = blob(row, 0)?;
-        chunk::decode_range(data, start, end, out).map_err(|e| corrupt(format!("chunk of series {id}"), e))?;
+        chunk::decode_range(data, start, end, out)
+            .map_err(|e| corrupt(format!("chunk of series {id}"), e))?;
     }
     Ok(())
 }
@@ -180,7 +199,9 @@ pub fn any_sample(conn: &Connection, id: SeriesId, start: i64, end: i64) -> Resu
             return Ok(true);
         }
         let data = blob(row, 2)?;
-        if chunk::any_in_range(data, start, end).map_err(|e| corrupt(format!("chunk of series {id}"), e))? {
+        if chunk::any_in_range(data, start, end)
+            .map_err(|e| corrupt(format!("chunk of series {id}"), e))?
+        {
             return Ok(true);
         }
     }

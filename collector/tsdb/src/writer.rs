@@ -28,7 +28,9 @@ const MAX_GROUP_SAMPLES: usize = 1 << 20;
 const WAL_TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Upper bounds (seconds) of the commit-latency histogram.
-pub const COMMIT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const COMMIT_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 pub type Reply<T> = Sender<Result<T, Error>>;
 
@@ -120,14 +122,30 @@ impl Writer {
                 },
             };
             match cmd {
-                Cmd::Append { batch, now_ms, reply } => {
+                Cmd::Append {
+                    batch,
+                    now_ms,
+                    reply,
+                } => {
                     let mut samples = batch.iter().map(|s| s.samples.len()).sum::<usize>();
-                    let mut group = vec![AppendReq { batch, now_ms, reply }];
+                    let mut group = vec![AppendReq {
+                        batch,
+                        now_ms,
+                        reply,
+                    }];
                     while samples < MAX_GROUP_SAMPLES {
                         match rx.try_recv() {
-                            Ok(Cmd::Append { batch, now_ms, reply }) => {
+                            Ok(Cmd::Append {
+                                batch,
+                                now_ms,
+                                reply,
+                            }) => {
                                 samples += batch.iter().map(|s| s.samples.len()).sum::<usize>();
-                                group.push(AppendReq { batch, now_ms, reply });
+                                group.push(AppendReq {
+                                    batch,
+                                    now_ms,
+                                    reply,
+                                });
                             }
                             Ok(other) => {
                                 next = Some(other);
@@ -138,7 +156,11 @@ impl Writer {
                     }
                     self.commit_group(group);
                 }
-                Cmd::SetMeta { metric, meta, reply } => {
+                Cmd::SetMeta {
+                    metric,
+                    meta,
+                    reply,
+                } => {
                     let _ = reply.send(self.set_meta(&metric, &meta));
                 }
                 Cmd::Flush { reply } => {
@@ -168,8 +190,11 @@ impl Writer {
                 let min_t = req.now_ms.saturating_sub(retention_ms);
                 let max_t = req.now_ms.saturating_add(opts.max_future_ms);
                 for ss in req.batch.drain(..) {
-                    let existing = st.lookup(&ss.labels).or_else(|| new_ids.get(&ss.labels).copied());
-                    let mut last = existing.and_then(|id| overlay.get(&id).copied().or_else(|| st.get(id)?.last));
+                    let existing = st
+                        .lookup(&ss.labels)
+                        .or_else(|| new_ids.get(&ss.labels).copied());
+                    let mut last = existing
+                        .and_then(|id| overlay.get(&id).copied().or_else(|| st.get(id)?.last));
                     let mut keep = Vec::with_capacity(ss.samples.len());
                     for s in ss.samples {
                         let (t, bits) = (s.timestamp_ms, s.value.to_bits());
@@ -198,7 +223,9 @@ impl Writer {
                             }
                         }
                     }
-                    let Some(last) = last.filter(|_| !keep.is_empty()) else { continue };
+                    let Some(last) = last.filter(|_| !keep.is_empty()) else {
+                        continue;
+                    };
                     let id = match existing {
                         Some(id) => id,
                         None => {
@@ -331,8 +358,18 @@ impl Writer {
             out
         };
         let started = Instant::now();
-        write_group(&mut self.conn, &[], self.next_series_id, None, &to_store, Some(u64::MAX))?;
-        self.shared.counters.lock().observe_commit(started.elapsed().as_secs_f64());
+        write_group(
+            &mut self.conn,
+            &[],
+            self.next_series_id,
+            None,
+            &to_store,
+            Some(u64::MAX),
+        )?;
+        self.shared
+            .counters
+            .lock()
+            .observe_commit(started.elapsed().as_secs_f64());
         {
             let mut st = self.shared.state.write();
             for s in st.series.iter_mut().flatten() {
@@ -342,33 +379,33 @@ impl Writer {
         }
         self.shared.counters.lock().add_chunks(&to_store);
         // Move committed pages into the main file so the SQLite WAL stays small.
-        if let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
             debug!(error = %e, "checkpoint after flush skipped");
         }
         Ok(())
     }
 
-    /// Deletes chunks older than the retention period, then the oldest
-    /// chunks until the size limit holds, then series left empty.
+    /// Deletes chunks older than the retention period, then (one pass) the
+    /// oldest chunks in proportion to the bytes over the size limit, then
+    /// series left empty.
     fn retention(&mut self, now_ms: i64) -> Result<u64, Error> {
         let opts = self.shared.opts.clone();
         let mut cutoff = now_ms.saturating_sub(opts.retention_ms());
         let started = Instant::now();
         let mut dropped = self.delete_chunks_before(cutoff)?;
         if let Some(max_bytes) = opts.max_bytes {
-            // Each round deletes about the excess, estimated from the average
-            // chunk row size; a few rounds converge even when rows vary.
-            for _ in 0..16 {
-                let used = store::used_bytes(&self.conn)?;
-                if used <= max_bytes {
-                    break;
-                }
-                let (count, bytes, _) = store::chunk_totals(&self.conn)?;
-                if count == 0 {
-                    break;
-                }
-                let per_chunk = bytes / count + 32;
-                let k = ((used - max_bytes) / per_chunk).clamp(1, count);
+            let used = store::used_bytes(&self.conn)?;
+            let (count, _, _) = store::chunk_totals(&self.conn)?;
+            if used > max_bytes && count > 0 {
+                // Chunks are the bulk of the file: drop the oldest share of
+                // them equal to the share of bytes over the limit. Pages
+                // left half-empty are refilled by later inserts, so one pass
+                // per call is enough; the next call trims again if needed.
+                let share = (used - max_bytes) as f64 / used as f64;
+                let k = ((count as f64 * share).ceil() as u64).clamp(1, count);
                 let t: i64 = self.conn.query_row(
                     "SELECT max_t FROM chunks ORDER BY max_t LIMIT 1 OFFSET ?1",
                     [(k - 1) as i64],
@@ -387,7 +424,9 @@ impl Writer {
                 .enumerate()
                 .filter_map(|(id, s)| {
                     let s = s.as_ref()?;
-                    s.stored.filter(|(lo, _)| *lo < cutoff).map(|_| id as SeriesId)
+                    s.stored
+                        .filter(|(lo, _)| *lo < cutoff)
+                        .map(|_| id as SeriesId)
                 })
                 .collect()
         };
@@ -413,7 +452,10 @@ impl Writer {
             }
             tx.commit()?;
         }
-        self.shared.counters.lock().observe_commit(started.elapsed().as_secs_f64());
+        self.shared
+            .counters
+            .lock()
+            .observe_commit(started.elapsed().as_secs_f64());
         {
             let mut st = self.shared.state.write();
             for (id, b) in bounds {
@@ -426,7 +468,12 @@ impl Writer {
             }
         }
         if dropped > 0 || !empty.is_empty() {
-            info!(samples = dropped, series = empty.len(), cutoff, "tsdb retention dropped old data");
+            info!(
+                samples = dropped,
+                series = empty.len(),
+                cutoff,
+                "tsdb retention dropped old data"
+            );
         }
         Ok(dropped)
     }
@@ -478,7 +525,12 @@ fn mark_stored(st: &mut State, chunks: &[(SeriesId, CutChunk)]) {
             });
         }
     }
-    st.cut_ids.retain(|id| st.series.get(*id as usize).and_then(Option::as_ref).is_some_and(|s| !s.pending.is_empty()));
+    st.cut_ids.retain(|id| {
+        st.series
+            .get(*id as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|s| !s.pending.is_empty())
+    });
 }
 
 /// One transaction: new series, one wal record, cut chunks, wal trimming.
@@ -513,7 +565,8 @@ fn write_group(
     if let Some(low) = trim_below {
         // u64::MAX (flush) means every record; ids are stored as i64.
         let low = i64::try_from(low).unwrap_or(i64::MAX);
-        tx.prepare_cached("DELETE FROM wal WHERE id < ?1")?.execute([low])?;
+        tx.prepare_cached("DELETE FROM wal WHERE id < ?1")?
+            .execute([low])?;
     }
     tx.commit()?;
     Ok(())

@@ -1,0 +1,332 @@
+//! Behaviour of the public API beyond the model test: bad input, metadata,
+//! stats, retention by size, group commit under concurrency.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil_tsdb::{Db, Error, MetricMeta, Options, RejectReason, SeriesSamples};
+use vigil_wire::remote_write::MetricType;
+use vigil_wire::{Labels, MatchOp, Matcher, Sample, is_stale_nan, stale_nan};
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn db(dir: &std::path::Path) -> Db {
+    Db::open(dir, Options::default()).expect("open")
+}
+
+fn one(name: &str, job: &str, samples: Vec<Sample>) -> SeriesSamples {
+    SeriesSamples {
+        labels: Labels::from_pairs([("__name__", name), ("job", job)]),
+        samples,
+    }
+}
+
+#[test]
+fn db_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Db>();
+}
+
+#[test]
+fn bad_queries_are_errors_not_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db(dir.path());
+    db.append(vec![one("up", "a", vec![Sample::new(NOW, 1.0)])], NOW)
+        .expect("append");
+    let empty_ok = Matcher::new("job", MatchOp::RegexMatch, ".*").expect("matcher");
+    let up = Matcher::equal("__name__", "up");
+
+    assert!(matches!(
+        db.select(&[], 0, NOW),
+        Err(Error::InvalidMatchers(_))
+    ));
+    assert!(matches!(
+        db.select(std::slice::from_ref(&empty_ok), 0, NOW),
+        Err(Error::InvalidMatchers(_))
+    ));
+    assert!(matches!(
+        db.select(std::slice::from_ref(&up), NOW, NOW - 1),
+        Err(Error::InvalidRange { .. })
+    ));
+    assert!(matches!(
+        db.series(&[vec![empty_ok.clone()]], 0, NOW),
+        Err(Error::InvalidMatchers(_))
+    ));
+    assert!(matches!(
+        db.series(&[vec![up.clone()], vec![]], 0, NOW),
+        Err(Error::InvalidMatchers(_))
+    ));
+    assert!(matches!(
+        db.label_names(&[], NOW, 0),
+        Err(Error::InvalidRange { .. })
+    ));
+    assert!(matches!(
+        db.label_values("bad-name", &[], 0, NOW),
+        Err(Error::InvalidLabels(_))
+    ));
+    assert!(matches!(
+        db.append(
+            vec![SeriesSamples {
+                labels: Labels::empty(),
+                samples: vec![Sample::new(NOW, 1.0)]
+            }],
+            NOW
+        ),
+        Err(Error::InvalidLabels(_))
+    ));
+    // Extreme but valid ranges work.
+    assert_eq!(
+        db.select(&[up.clone(), empty_ok], i64::MIN, i64::MAX)
+            .expect("select")
+            .len(),
+        1
+    );
+    assert!(
+        db.select(&[up], NOW + 1, NOW + 1)
+            .expect("select")
+            .is_empty()
+    );
+    assert_eq!(
+        db.label_values("__name__", &[], i64::MIN, i64::MAX)
+            .expect("values"),
+        ["up"]
+    );
+}
+
+#[test]
+fn invalid_options_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = Options {
+        chunk_max_samples: 0,
+        ..Options::default()
+    };
+    assert!(matches!(
+        Db::open(dir.path(), bad),
+        Err(Error::InvalidOptions(_))
+    ));
+    let bad = Options {
+        chunk_max_duration_ms: 0,
+        ..Options::default()
+    };
+    assert!(matches!(
+        Db::open(dir.path(), bad),
+        Err(Error::InvalidOptions(_))
+    ));
+}
+
+#[test]
+fn rejections_are_counted_and_valid_samples_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db(dir.path());
+    let out = db
+        .append(
+            vec![one(
+                "up",
+                "a",
+                vec![
+                    Sample::new(NOW - 10, 1.0),
+                    Sample::new(NOW - 20, 1.0), // out of order
+                    Sample::new(NOW - 10, 2.0), // duplicate timestamp
+                    Sample::new(NOW - 10, 1.0), // exact re-send: no-op
+                    Sample::new(NOW - 16 * 86_400_000, 1.0), // too old
+                    Sample::new(NOW + 11 * 60_000, 1.0), // too far in the future
+                    Sample::new(NOW, stale_nan()),
+                ],
+            )],
+            NOW,
+        )
+        .expect("append");
+    assert_eq!(out.accepted, 3);
+    assert_eq!(out.new_series, 1);
+    for r in RejectReason::ALL {
+        assert_eq!(out.rejected.get(&r), Some(&1), "{r}");
+    }
+    assert_eq!(
+        RejectReason::TooFarInFuture.to_string(),
+        "too_far_in_future"
+    );
+    db.flush().expect("flush");
+    let got = db
+        .select(&[Matcher::equal("job", "a")], 0, NOW)
+        .expect("select");
+    assert_eq!(got[0].samples.len(), 2);
+    assert_eq!(got[0].samples[0], Sample::new(NOW - 10, 1.0));
+    assert!(is_stale_nan(got[0].samples[1].value));
+    let stats = db.stats();
+    assert_eq!(stats.samples_appended_total, 3);
+    assert_eq!(stats.rejected_total.values().sum::<u64>(), 4);
+    assert_eq!(
+        (
+            stats.series,
+            stats.chunk_count,
+            stats.chunk_samples,
+            stats.head_samples
+        ),
+        (1, 1, 2, 0)
+    );
+    assert!(stats.db_file_bytes > 0);
+    assert_eq!(
+        stats.commit_seconds_buckets.last().map(|b| b.1),
+        Some(stats.commits_total)
+    );
+}
+
+#[test]
+fn metadata_persists_last_write_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = db(dir.path());
+        let meta = |help: &str| MetricMeta {
+            metric_type: MetricType::Counter,
+            help: help.into(),
+            unit: "bytes".into(),
+        };
+        db.set_metadata("node_network_receive_bytes_total", meta("old"))
+            .expect("meta");
+        db.set_metadata("node_network_receive_bytes_total", meta("new"))
+            .expect("meta");
+        db.set_metadata(
+            "node_load1",
+            MetricMeta {
+                metric_type: MetricType::Gauge,
+                help: "1m load".into(),
+                unit: String::new(),
+            },
+        )
+        .expect("meta");
+    }
+    let db = db(dir.path());
+    let m = db.metadata().expect("metadata");
+    assert_eq!(m.len(), 2);
+    assert_eq!(m["node_network_receive_bytes_total"].help, "new");
+    assert_eq!(
+        m["node_network_receive_bytes_total"].metric_type,
+        MetricType::Counter
+    );
+    assert_eq!(m["node_load1"].metric_type, MetricType::Gauge);
+}
+
+#[test]
+fn size_retention_drops_oldest_chunks_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        chunk_max_samples: 30,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).expect("open");
+    // Incompressible values so the file grows quickly.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for step in 0..300 {
+        let t = NOW - 3_000_000 + step * 10_000;
+        let batch = (0..50)
+            .map(|s| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                one(
+                    "noise",
+                    &s.to_string(),
+                    vec![Sample::new(t, f64::from_bits(x >> 2))],
+                )
+            })
+            .collect();
+        db.append(batch, NOW).expect("append");
+    }
+    db.flush().expect("flush");
+    let before = db.stats();
+    drop(db);
+    let limit = before.chunk_bytes / 3;
+    let db = Db::open(
+        dir.path(),
+        Options {
+            max_bytes: Some(limit),
+            ..opts
+        },
+    )
+    .expect("reopen");
+    let dropped = db.enforce_retention(NOW).expect("retention");
+    assert!(dropped > 0);
+    let after = db.stats();
+    assert!(after.chunk_bytes < before.chunk_bytes);
+    assert_eq!(after.chunk_samples, before.chunk_samples - dropped);
+    let all = [Matcher::equal("__name__", "noise")];
+    let got = db.select(&all, i64::MIN, i64::MAX).expect("select");
+    // The newest sample of every series survives; the oldest is gone.
+    assert_eq!(got.len(), 50);
+    for s in &got {
+        assert_eq!(
+            s.samples.last().map(|x| x.timestamp_ms),
+            Some(NOW - 3_000_000 + 299 * 10_000)
+        );
+        assert!(s.samples[0].timestamp_ms > NOW - 3_000_000);
+    }
+}
+
+#[test]
+fn age_retention_drops_empty_series() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        retention: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).expect("open");
+    db.append(
+        vec![one("old", "a", vec![Sample::new(NOW - 1000, 1.0)])],
+        NOW,
+    )
+    .expect("append");
+    db.append(
+        vec![one("new", "a", vec![Sample::new(NOW + 7_200_000, 1.0)])],
+        NOW + 7_200_000,
+    )
+    .expect("append");
+    db.flush().expect("flush");
+    assert_eq!(db.stats().series, 2);
+    assert_eq!(db.enforce_retention(NOW + 7_200_000).expect("retention"), 1);
+    assert_eq!(db.stats().series, 1);
+    drop(db);
+    let db = Db::open(dir.path(), opts).expect("reopen");
+    assert_eq!(
+        db.label_values("__name__", &[], i64::MIN, i64::MAX)
+            .expect("values"),
+        ["new"]
+    );
+    assert_eq!(db.stats().series, 1);
+}
+
+#[test]
+fn concurrent_appends_are_group_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Arc::new(db(dir.path()));
+    let threads = 8;
+    let per_thread = 50;
+    let handles: Vec<_> = (0..threads)
+        .map(|th| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for i in 0..per_thread {
+                    let t = NOW - 100_000 + i * 1000;
+                    let out = db
+                        .append(
+                            vec![one("c", &th.to_string(), vec![Sample::new(t, i as f64)])],
+                            NOW,
+                        )
+                        .expect("append");
+                    assert_eq!(out.accepted, 1);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+    let stats = db.stats();
+    assert_eq!(stats.samples_appended_total, (threads * per_thread) as u64);
+    // Never more than one transaction per call, usually far fewer.
+    assert!(stats.commits_total <= (threads * per_thread) as u64);
+    let got = db
+        .select(&[Matcher::equal("__name__", "c")], i64::MIN, i64::MAX)
+        .expect("select");
+    assert_eq!(got.len(), threads as usize);
+    assert!(got.iter().all(|s| s.samples.len() == per_thread as usize));
+}
