@@ -1,0 +1,332 @@
+//! `deploy/install.sh` and the systemd units, checked the way an operator
+//! would use them: install into a staging root (`DESTDIR`) with the real
+//! binaries, compare files and modes with `tests/fixtures/deploy/`, run it
+//! again and see nothing change, keep edited configuration, uninstall, purge;
+//! and `systemd-analyze verify` / `security --offline` on the units when
+//! systemd's tools are installed (Debian package `systemd`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vigil_e2e::{binary, workspace_root};
+
+/// The directory holding both real binaries, as `--bin-dir` takes it.
+fn bin_dir() -> PathBuf {
+    let vigil = binary("vigil").expect("vigil binary builds");
+    let agent = binary("vigil-agent").expect("vigil-agent binary builds");
+    let dir = vigil.parent().expect("binary has a directory").to_path_buf();
+    assert_eq!(agent.parent(), Some(dir.as_path()), "both binaries in one target dir");
+    dir
+}
+
+fn install_sh(destdir: &Path, args: &[&str]) -> Output {
+    let out = Command::new(workspace_root().join("deploy/install.sh"))
+        .args(args)
+        .env("DESTDIR", destdir)
+        .output()
+        .expect("deploy/install.sh runs (is it executable?)");
+    assert!(
+        out.status.success(),
+        "install.sh {args:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every file under `root` with what a re-run must not change: mode, size,
+/// modification time and content.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, i64, i64, Vec<u8>)> {
+    fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, (u32, i64, i64, Vec<u8>)>) {
+        for entry in fs::read_dir(dir).expect("readable dir") {
+            let path = entry.expect("dir entry").path();
+            let meta = fs::symlink_metadata(&path).expect("metadata");
+            let rel = path.strip_prefix(root).expect("under root").to_path_buf();
+            if meta.is_dir() {
+                out.insert(rel, (meta.mode(), 0, 0, Vec::new()));
+                walk(&path, root, out);
+            } else {
+                let content = fs::read(&path).expect("readable file");
+                out.insert(rel, (meta.mode(), meta.size() as i64, meta.mtime_nsec() + meta.mtime() * 1_000_000_000, content));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{} missing: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// `tests/fixtures/deploy/install-manifest.txt`: `MODE PATH` lines, the
+/// files every install must produce (rule files and dashboards are added
+/// from the repository, as they come and go).
+fn manifest() -> Vec<(u32, String)> {
+    let text = fs::read_to_string(workspace_root().join("tests/fixtures/deploy/install-manifest.txt"))
+        .expect("manifest fixture");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (m, p) = l.split_once(' ').expect("MODE PATH");
+            (u32::from_str_radix(m, 8).expect("octal mode"), p.trim().to_string())
+        })
+        .collect()
+}
+
+fn repo_files(dir: &str, suffix: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(workspace_root().join(dir)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn install_into_destdir_is_complete_idempotent_and_reversible() {
+    let bins = bin_dir();
+    let stage = tempfile::tempdir().expect("tempdir");
+    let dest = stage.path();
+    let bin_arg = bins.to_string_lossy().into_owned();
+
+    install_sh(dest, &["--bin-dir", &bin_arg]);
+
+    // Files and modes.
+    let mut expected = manifest();
+    for rule in repo_files("rules", ".rules.yml") {
+        expected.push((0o644, format!("etc/vigil/rules/{rule}")));
+    }
+    for dash in repo_files("dashboards", ".json") {
+        expected.push((0o644, format!("usr/share/vigil/grafana/dashboards/{dash}")));
+    }
+    for kind in ["datasources", "dashboards"] {
+        for f in repo_files(&format!("dashboards/provisioning/{kind}"), ".yml") {
+            expected.push((0o644, format!("usr/share/vigil/grafana/provisioning/{kind}/{f}")));
+        }
+    }
+    for (want, rel) in &expected {
+        let got = mode(&dest.join(rel));
+        assert_eq!(got, *want, "{rel}: mode {got:o}, want {want:o}");
+    }
+    for name in ["vigil", "vigil-agent"] {
+        assert_eq!(
+            fs::read(dest.join("usr/bin").join(name)).expect("installed binary"),
+            fs::read(bins.join(name)).expect("built binary"),
+            "{name} is the built binary"
+        );
+    }
+    for unit in ["vigil.service", "vigil-agent.service"] {
+        assert_eq!(
+            fs::read(dest.join("lib/systemd/system").join(unit)).expect("installed unit"),
+            fs::read(workspace_root().join("deploy/systemd").join(unit)).expect("repo unit"),
+        );
+    }
+    // The collector's config is the commented example, unchanged.
+    assert_eq!(
+        fs::read(dest.join("etc/vigil/vigil.yml")).expect("vigil.yml"),
+        fs::read(workspace_root().join("deploy/vigil.example.yml")).expect("example"),
+    );
+    println!("installed {} files with the expected modes", expected.len());
+
+    // A second run writes nothing and says nothing.
+    let before = snapshot(dest);
+    let again = install_sh(dest, &["--bin-dir", &bin_arg]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "", "second run is silent");
+    assert!(before == snapshot(dest), "second run changed files");
+
+    // Edited configuration survives a re-install; a deleted one comes back.
+    let cfg = dest.join("etc/vigil/vigil.yml");
+    let mut edited = fs::read_to_string(&cfg).expect("vigil.yml");
+    edited.push_str("# edited by the operator\n");
+    fs::write(&cfg, &edited).expect("edit");
+    fs::remove_file(dest.join("etc/vigil/agent.yml")).expect("remove agent.yml");
+    let out = install_sh(dest, &["--bin-dir", &bin_arg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("kept"), "edited config reported as kept: {stdout}");
+    assert_eq!(fs::read_to_string(&cfg).expect("vigil.yml"), edited);
+    assert_eq!(mode(&dest.join("etc/vigil/agent.yml")), 0o640);
+
+    // Uninstall keeps configuration and data.
+    let data = dest.join("var/lib/vigil/vigil.db");
+    fs::create_dir_all(data.parent().expect("parent")).expect("data dir");
+    fs::write(&data, b"data").expect("data file");
+    install_sh(dest, &["--uninstall"]);
+    for gone in [
+        "usr/bin/vigil",
+        "usr/bin/vigil-agent",
+        "lib/systemd/system/vigil.service",
+        "lib/systemd/system/vigil-agent.service",
+        "usr/share/doc/vigil",
+        "usr/share/vigil",
+    ] {
+        assert!(!dest.join(gone).exists(), "{gone} removed by --uninstall");
+    }
+    assert_eq!(fs::read_to_string(&cfg).expect("config kept"), edited);
+    assert!(data.exists(), "data kept by --uninstall");
+
+    // Purge removes configuration and data too.
+    install_sh(dest, &["--uninstall", "--purge"]);
+    assert!(!dest.join("etc/vigil").exists(), "/etc/vigil removed by --purge");
+    assert!(!dest.join("var/lib/vigil").exists(), "/var/lib/vigil removed by --purge");
+}
+
+#[test]
+fn agent_only_install_leaves_the_collector_out() {
+    let bins = bin_dir();
+    let stage = tempfile::tempdir().expect("tempdir");
+    let dest = stage.path();
+    install_sh(dest, &["--bin-dir", &bins.to_string_lossy(), "--only", "agent"]);
+    assert_eq!(mode(&dest.join("usr/bin/vigil-agent")), 0o755);
+    assert_eq!(mode(&dest.join("etc/vigil/agent.yml")), 0o640);
+    assert!(!dest.join("usr/bin/vigil").exists());
+    assert!(!dest.join("lib/systemd/system/vigil.service").exists());
+    assert!(!dest.join("etc/vigil/vigil.yml").exists());
+}
+
+#[test]
+fn install_refuses_bad_arguments() {
+    let stage = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["--only", "database"][..],
+        &["--purge"][..],
+        &["--bin-dir", "/nonexistent/vigil-bins"][..],
+        &["--frobnicate"][..],
+    ] {
+        let out = Command::new(workspace_root().join("deploy/install.sh"))
+            .args(args)
+            .env("DESTDIR", stage.path())
+            .output()
+            .expect("install.sh runs");
+        assert!(!out.status.success(), "install.sh {args:?} should fail");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("error:"),
+            "install.sh {args:?} explains: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(fs::read_dir(stage.path()).expect("stage").count(), 0, "nothing written");
+}
+
+/// Copies a directory tree with `cp -a` (keeps symlinks, which unit
+/// directories are full of).
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .expect("cp runs");
+    assert!(status.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// A throwaway root for `systemd-analyze --root`: the host's own unit files
+/// (for `sysinit.target`, `network-online.target`…), our units, and the real
+/// binaries where `ExecStart=` expects them.
+fn analyze_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    let units = root.path().join("lib/systemd/system");
+    let host_units = ["/usr/lib/systemd/system", "/lib/systemd/system"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.join("sysinit.target").exists())
+        .expect("host has systemd unit files (package systemd)");
+    copy_tree(host_units, &units);
+    for unit in ["vigil.service", "vigil-agent.service"] {
+        fs::copy(workspace_root().join("deploy/systemd").join(unit), units.join(unit)).expect("copy unit");
+    }
+    let bins = bin_dir();
+    fs::create_dir_all(root.path().join("usr/bin")).expect("usr/bin");
+    for name in ["vigil", "vigil-agent"] {
+        fs::copy(bins.join(name), root.path().join("usr/bin").join(name)).expect("copy binary");
+    }
+    fs::create_dir_all(root.path().join("bin")).expect("bin");
+    let kill = ["/bin/kill", "/usr/bin/kill"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("kill(1) exists");
+    fs::copy(kill, root.path().join("bin/kill")).expect("copy kill");
+    root
+}
+
+fn systemd_analyze_available() -> bool {
+    Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    if !systemd_analyze_available() {
+        println!("SKIPPED: systemd-analyze not installed (apt-get install systemd)");
+        return;
+    }
+    let root = analyze_root();
+    let units: Vec<PathBuf> = ["vigil.service", "vigil-agent.service"]
+        .iter()
+        .map(|u| root.path().join("lib/systemd/system").join(u))
+        .collect();
+    let out = Command::new("systemd-analyze")
+        .arg("--man=no")
+        .arg(format!("--root={}", root.path().display()))
+        .arg("verify")
+        .args(&units)
+        .output()
+        .expect("systemd-analyze runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // verify exits 0 on unknown keys and only warns, so any output fails.
+    assert!(
+        out.status.success() && stderr.trim().is_empty() && stdout.trim().is_empty(),
+        "systemd-analyze verify: {}\n{stdout}{stderr}",
+        out.status
+    );
+}
+
+#[test]
+fn units_exposure_stays_low() {
+    if !systemd_analyze_available() {
+        println!("SKIPPED: systemd-analyze not installed (apt-get install systemd)");
+        return;
+    }
+    let root = analyze_root();
+    // The scores deploy/README.md reports; a change that weakens a unit
+    // must update the README (and justify it there).
+    for (unit, documented) in [("vigil.service", 1.1), ("vigil-agent.service", 1.3)] {
+        let out = Command::new("systemd-analyze")
+            .arg(format!("--root={}", root.path().display()))
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(root.path().join("lib/systemd/system").join(unit))
+            .output()
+            .expect("systemd-analyze runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("Overall exposure level"))
+            .unwrap_or_else(|| panic!("no exposure line for {unit}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+        let score: f64 = line
+            .split(':')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("unparsable exposure line {line:?}"));
+        println!("{unit}: exposure {score}");
+        assert!(
+            score <= documented + 1e-9,
+            "{unit} exposure {score} is worse than the {documented} documented in deploy/README.md"
+        );
+    }
+}
