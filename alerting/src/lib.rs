@@ -1,1 +1,281 @@
-//! placeholder
+//! Alertmanager-compatible alerting for Vigil.
+//!
+//! Alerts arrive from the rule engine ([`Alerting::push`]) or over the
+//! Alertmanager v2 API (`POST /api/v2/alerts`, so Prometheus can use Vigil
+//! as its Alertmanager). They are stored, routed through the routing tree
+//! into aggregation groups, and flushed with Alertmanager's timing
+//! (`group_wait`, `group_interval`, `repeat_interval`); each flush drops
+//! inhibited and silenced alerts, asks the notification log whether
+//! anything changed, and writes a notification per receiver integration to
+//! a durable outbox before delivering it (email, Slack, webhook,
+//! PagerDuty), with retries and backoff. Alerts, silences, the log and the
+//! outbox live in `alerting.db` and survive restarts and `kill -9`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vigil_alerting::Error> {
+//! use vigil_alerting::{Alerting, AlertingConfig, AlertingOptions};
+//! let cfg = vigil_alerting::load_config(std::path::Path::new("alertmanager.yml"))?;
+//! let opts = AlertingOptions { data_dir: "/var/lib/vigil".into(), ..Default::default() };
+//! let alerting = Alerting::start(cfg, opts, tokio_util::sync::CancellationToken::new()).await?;
+//! let app: axum::Router = alerting.router(); // serves /api/v2/*
+//! # let _ = app; Ok(()) }
+//! ```
+
+pub mod alert;
+pub mod api;
+pub mod config;
+pub mod dispatch;
+pub mod inhibit;
+pub mod matchers;
+pub mod metrics;
+pub mod nflog;
+pub mod notify;
+pub mod outbox;
+pub mod route;
+pub mod silence;
+pub mod store;
+pub mod timeinterval;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+pub use alert::PostableAlert;
+pub use config::{AlertingConfig, ConfigError, Summary, check_config, load_config, parse_config};
+
+use dispatch::{FlushOptions, Runtime, State};
+use metrics::{Gauges, Metrics};
+use outbox::{Outbox, RetryPolicy};
+use silence::Silences;
+use store::{Store, Write};
+
+/// Errors of the alerting service.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("alerting store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("invalid alerts: {0}")]
+    InvalidAlerts(String),
+}
+
+/// Settings that are not part of the Alertmanager file.
+#[derive(Debug, Clone)]
+pub struct AlertingOptions {
+    /// The URL users reach Vigil at (`externalURL` in notifications).
+    pub external_url: String,
+    /// Where `alerting.db` lives.
+    pub data_dir: PathBuf,
+    /// Timeout of one delivery attempt.
+    pub notify_timeout: Duration,
+    /// First retry delay; doubles per attempt up to `retry_max_backoff`.
+    pub retry_initial_backoff: Duration,
+    pub retry_max_backoff: Duration,
+    /// A notification not delivered this long after it was created is
+    /// marked failed.
+    pub give_up_after: Duration,
+    /// How long notification log entries and expired silences are kept.
+    pub retention: Duration,
+    /// How often resolved alerts and old entries are removed.
+    pub gc_interval: Duration,
+}
+
+impl Default for AlertingOptions {
+    fn default() -> Self {
+        Self {
+            external_url: "http://localhost:9800".into(),
+            data_dir: PathBuf::from("data"),
+            notify_timeout: Duration::from_secs(15),
+            retry_initial_backoff: Duration::from_secs(1),
+            retry_max_backoff: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(3600),
+            retention: Duration::from_secs(120 * 3600),
+            gc_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The alerting service; shared as `Arc<Alerting>`.
+pub struct Alerting {
+    state: Mutex<State>,
+    runtime: Arc<RwLock<Arc<Runtime>>>,
+    store: Store,
+    outbox: Arc<Outbox>,
+    metrics: Arc<Metrics>,
+    opts: AlertingOptions,
+    wake: Notify,
+    started: chrono::DateTime<Utc>,
+}
+
+impl Alerting {
+    /// Opens the store, restores state and starts the dispatcher, the
+    /// delivery loop and garbage collection; all stop on `shutdown`.
+    pub async fn start(cfg: AlertingConfig, opts: AlertingOptions, shutdown: CancellationToken) -> Result<Arc<Alerting>, Error> {
+        std::fs::create_dir_all(&opts.data_dir).map_err(|source| Error::DataDir { path: opts.data_dir.clone(), source })?;
+        let rt = Arc::new(Runtime::new(cfg, opts.notify_timeout).map_err(Error::Invalid)?);
+        let (store, loaded) = Store::open(&opts.data_dir.join("alerting.db"))?;
+        let runtime = Arc::new(RwLock::new(Arc::clone(&rt)));
+        let metrics = Arc::new(Metrics::default());
+        let policy = RetryPolicy {
+            initial_backoff: opts.retry_initial_backoff,
+            max_backoff: opts.retry_max_backoff,
+            attempt_timeout: opts.notify_timeout,
+        };
+        let outbox = Outbox::new(store.clone(), loaded.outbox, policy, Arc::clone(&runtime), Arc::clone(&metrics));
+        let mut state = State::new(Arc::clone(&rt), Silences::load(loaded.silences), loaded.nflog.into_iter().collect());
+        let now = Utc::now();
+        let now_i = tokio::time::Instant::now();
+        let restored = loaded.alerts.len();
+        for a in loaded.alerts {
+            state.put(a, now, now_i);
+        }
+        info!(alerts = restored, pending_notifications = outbox.pending_len(), "alerting started");
+        let me = Arc::new(Alerting {
+            state: Mutex::new(state),
+            runtime,
+            store,
+            outbox: Arc::clone(&outbox),
+            metrics,
+            opts,
+            wake: Notify::new(),
+            started: now,
+        });
+        tokio::spawn(outbox.run(shutdown.clone()));
+        tokio::spawn(Arc::clone(&me).dispatch_loop(shutdown.clone()));
+        tokio::spawn(Arc::clone(&me).gc_loop(shutdown));
+        Ok(me)
+    }
+
+    /// The Alertmanager v2 API (`/api/v2/*`).
+    pub fn router(self: &Arc<Self>) -> axum::Router {
+        api::router(Arc::clone(self))
+    }
+
+    /// Adds alerts (from the rule engine). Invalid alerts are counted and
+    /// reported; valid ones in the same batch are still accepted.
+    pub async fn push(&self, alerts: Vec<PostableAlert>) -> Result<(), Error> {
+        let now = Utc::now();
+        let now_i = tokio::time::Instant::now();
+        let mut errors = Vec::new();
+        let mut writes = Vec::new();
+        {
+            let resolve_timeout = self.runtime.read().resolve_timeout;
+            let mut st = self.state.lock();
+            for p in alerts {
+                match alert::Alert::from_postable(p, now, resolve_timeout) {
+                    Ok(a) => {
+                        self.metrics.alert_received(a.status_at(now));
+                        let stored = st.put(a, now, now_i);
+                        writes.push(Write::PutAlert(Box::new(stored)));
+                    }
+                    Err(e) => {
+                        self.metrics.alert_invalid();
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        if !writes.is_empty() {
+            self.store.write(writes).await?;
+            self.wake.notify_one();
+        }
+        if errors.is_empty() { Ok(()) } else { Err(Error::InvalidAlerts(errors.join("; "))) }
+    }
+
+    /// Swaps in a new configuration; on error the running one stays.
+    pub async fn reload(&self, cfg: AlertingConfig) -> Result<(), Error> {
+        let rt = Arc::new(Runtime::new(cfg, self.opts.notify_timeout).map_err(Error::Invalid)?);
+        *self.runtime.write() = Arc::clone(&rt);
+        {
+            let mut st = self.state.lock();
+            st.rt = rt;
+            st.reroute_all(Utc::now(), tokio::time::Instant::now());
+        }
+        self.wake.notify_one();
+        info!("alerting configuration reloaded");
+        Ok(())
+    }
+
+    /// Prometheus text exposition of the self-metrics.
+    pub fn render_metrics(&self, out: &mut String) {
+        let now = Utc::now();
+        let g = {
+            let st = self.state.lock();
+            let mut active = 0;
+            let mut suppressed = 0;
+            for a in st.alerts.values().filter(|a| !a.resolved_at(now)) {
+                let (i, s) = st.mute_status(&a.labels, now);
+                if i.is_empty() && s.is_empty() {
+                    active += 1;
+                } else {
+                    suppressed += 1;
+                }
+            }
+            let counts = st.silences.count_by_state(now);
+            Gauges {
+                alerts_active: active,
+                alerts_suppressed: suppressed,
+                silences: [(counts[0].0.as_str(), counts[0].1), (counts[1].0.as_str(), counts[1].1), (counts[2].0.as_str(), counts[2].1)],
+                outbox_pending: self.outbox.pending_len(),
+                groups: st.groups.len(),
+            }
+        };
+        self.metrics.render(&g, out);
+    }
+
+    /// The configuration currently running.
+    pub fn config(&self) -> AlertingConfig {
+        self.runtime.read().cfg.clone()
+    }
+
+    async fn dispatch_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let opts = FlushOptions {
+            external_url: self.opts.external_url.clone(),
+            give_up_after: chrono::Duration::from_std(self.opts.give_up_after).unwrap_or(chrono::Duration::hours(1)),
+        };
+        loop {
+            let out = {
+                let mut st = self.state.lock();
+                let mut next_id = || self.outbox.next_id();
+                st.flush_due(Utc::now(), tokio::time::Instant::now(), &mut next_id, &opts)
+            };
+            if !out.writes.is_empty() {
+                // Commit the log and the outbox rows before any attempt.
+                match self.store.write(out.writes).await {
+                    Ok(()) => self.outbox.enqueue(out.notifications),
+                    Err(e) => error!(error = %e, "cannot persist notifications; they are not sent"),
+                }
+            }
+            let next = self.state.lock().next_flush();
+            let sleep = next.map(|t| t.saturating_duration_since(tokio::time::Instant::now())).unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+
+    async fn gc_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let retention = chrono::Duration::from_std(self.opts.retention).unwrap_or(chrono::Duration::hours(120));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.opts.gc_interval) => {}
+            }
+            let writes = self.state.lock().gc(Utc::now(), retention, retention);
+            self.store.write_later(writes);
+        }
+    }
+}

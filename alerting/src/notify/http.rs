@@ -1,0 +1,215 @@
+//! HTTP clients for receivers, built from `http_config` (auth, TLS, proxy,
+//! redirects, custom headers) and the shared POST-and-classify logic.
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+
+use super::NotifyError;
+use crate::config::{HttpConfig, TlsConfig, read_secret_file, secret_value};
+
+/// A client plus the headers every request carries.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    pub client: reqwest::Client,
+    pub headers: HeaderMap,
+}
+
+fn read(p: &std::path::Path) -> Result<String, String> {
+    read_secret_file(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
+fn header_value(s: &str) -> Result<HeaderValue, String> {
+    let mut v = HeaderValue::from_str(s).map_err(|e| format!("invalid header value: {e}"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+impl HttpClient {
+    pub fn new(cfg: Option<&HttpConfig>, timeout: Duration) -> Result<Self, String> {
+        let default = HttpConfig::default();
+        let cfg = cfg.unwrap_or(&default);
+        let mut b = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("Vigil-Alertmanager/", env!("CARGO_PKG_VERSION")));
+        if cfg.follow_redirects == Some(false) {
+            b = b.redirect(reqwest::redirect::Policy::none());
+        }
+        if let Some(p) = &cfg.proxy_url {
+            b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("invalid proxy_url: {e}"))?);
+        } else if cfg.proxy_from_environment != Some(true) {
+            b = b.no_proxy();
+        }
+        if let Some(tls) = &cfg.tls_config {
+            b = apply_tls(b, tls)?;
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(ba) = &cfg.basic_auth {
+            let user = match &ba.username_file {
+                Some(f) => read(f)?,
+                None => ba.username.clone(),
+            };
+            let pass = secret_value(ba.password.as_ref(), ba.password_file.as_deref())
+                .map_err(|e| format!("cannot read password_file: {e}"))?
+                .unwrap_or_default();
+            let token = base64(&format!("{user}:{pass}"));
+            headers.insert(AUTHORIZATION, header_value(&format!("Basic {token}"))?);
+        }
+        if let Some(a) = &cfg.authorization {
+            let cred = secret_value(a.credentials.as_ref(), a.credentials_file.as_deref())
+                .map_err(|e| format!("cannot read credentials_file: {e}"))?
+                .unwrap_or_default();
+            headers.insert(AUTHORIZATION, header_value(&format!("{} {cred}", a.auth_type))?);
+        }
+        if let Some(tok) = secret_value(cfg.bearer_token.as_ref(), cfg.bearer_token_file.as_deref())
+            .map_err(|e| format!("cannot read bearer_token_file: {e}"))?
+        {
+            headers.insert(AUTHORIZATION, header_value(&format!("Bearer {tok}"))?);
+        }
+        if let Some(hs) = &cfg.http_headers {
+            for (name, vals) in hs {
+                let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("invalid header name {name:?}: {e}"))?;
+                for v in &vals.values {
+                    headers.append(hn.clone(), header_value(v)?);
+                }
+                for s in &vals.secrets {
+                    headers.append(hn.clone(), header_value(&s.0)?);
+                }
+                for f in &vals.files {
+                    headers.append(hn.clone(), header_value(&read(f)?)?);
+                }
+            }
+        }
+        let client = b.build().map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Self { client, headers })
+    }
+
+    /// POSTs a JSON body. 2xx is success; 429 and 5xx and transport errors
+    /// are retried; other statuses are permanent failures.
+    pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
+        let resp = self
+            .client
+            .post(url)
+            .headers(self.headers.clone())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| NotifyError::retryable(format!("request failed: {}", redact(&e))))?;
+        classify(resp).await
+    }
+}
+
+/// Turns a response into success or a classified failure.
+pub async fn classify(resp: reqwest::Response) -> Result<(), NotifyError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let body: String = body.chars().take(256).collect();
+    let msg = format!("unexpected status code {}: {body}", status.as_u16());
+    if status.is_server_error() || status.as_u16() == 429 {
+        Err(NotifyError::retryable(msg))
+    } else {
+        Err(NotifyError::permanent(msg))
+    }
+}
+
+/// Errors can embed URLs carrying secrets (Slack webhooks); drop them.
+fn redact(e: &reqwest::Error) -> String {
+    e.without_url_ref().to_string()
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let kind = if self.is_timeout() {
+            "timeout"
+        } else if self.is_connect() {
+            "connection failed"
+        } else if self.is_body() || self.is_decode() {
+            "bad response body"
+        } else {
+            "error"
+        };
+        let mut source = std::error::Error::source(self);
+        let mut detail = String::new();
+        while let Some(s) = source {
+            detail = s.to_string();
+            source = s.source();
+        }
+        if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+    }
+}
+
+fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
+    let ca = match (&tls.ca, &tls.ca_file) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(f)) => Some(read(f)?),
+        _ => None,
+    };
+    if let Some(ca) = ca {
+        for c in reqwest::Certificate::from_pem_bundle(ca.as_bytes()).map_err(|e| format!("invalid CA: {e}"))? {
+            b = b.add_root_certificate(c);
+        }
+    }
+    let cert = match (&tls.cert, &tls.cert_file) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(f)) => Some(read(f)?),
+        _ => None,
+    };
+    let key = secret_value(tls.key.as_ref(), tls.key_file.as_deref()).map_err(|e| format!("cannot read key_file: {e}"))?;
+    if let (Some(cert), Some(key)) = (cert, key) {
+        let pem = format!("{cert}\n{key}");
+        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| format!("invalid client certificate: {e}"))?);
+    }
+    if tls.insecure_skip_verify {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    if let Some(v) = &tls.min_version {
+        let ver = match v.as_str() {
+            "TLS12" => reqwest::tls::Version::TLS_1_2,
+            "TLS13" => reqwest::tls::Version::TLS_1_3,
+            other => return Err(format!("unsupported min_version {other:?} (TLS12 or TLS13)")),
+        };
+        b = b.tls_version_min(ver);
+    }
+    Ok(b)
+}
+
+/// Standard base64 with padding, for basic auth.
+pub fn base64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for chunk in b.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(""), "");
+        assert_eq!(base64("f"), "Zg==");
+        assert_eq!(base64("fo"), "Zm8=");
+        assert_eq!(base64("foo"), "Zm9v");
+        assert_eq!(base64("user:pass"), "dXNlcjpwYXNz");
+    }
+}

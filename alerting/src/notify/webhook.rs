@@ -1,0 +1,74 @@
+//! Webhook integration: Alertmanager's v4 JSON message, POSTed as is.
+
+use std::time::Duration;
+
+use super::http::HttpClient;
+use super::{NotificationData, NotifyError};
+use crate::config::{WebhookConfig, secret_value};
+
+pub struct Webhook {
+    pub cfg: WebhookConfig,
+    url: String,
+    http: HttpClient,
+}
+
+impl Webhook {
+    pub fn new(cfg: &WebhookConfig, timeout: Duration) -> Result<Self, String> {
+        let url = secret_value(cfg.url.as_ref(), cfg.url_file.as_deref())
+            .map_err(|e| format!("cannot read url_file: {e}"))?
+            .ok_or("webhook without url")?;
+        Ok(Self { cfg: cfg.clone(), url, http: HttpClient::new(cfg.http_config.as_ref(), timeout)? })
+    }
+
+    pub async fn notify(&self, data: &NotificationData) -> Result<(), NotifyError> {
+        self.http.post_json(&self.url, &message(data, self.cfg.max_alerts)).await
+    }
+}
+
+/// The webhook body: template data plus `version`, `groupKey` and
+/// `truncatedAlerts` (alerts beyond `max_alerts`, 0 meaning no limit).
+pub fn message(data: &NotificationData, max_alerts: u64) -> serde_json::Value {
+    let limit = if max_alerts == 0 { usize::MAX } else { max_alerts as usize };
+    let truncated = data.alerts.len().saturating_sub(limit);
+    let alerts: Vec<_> = data.alerts.iter().take(limit).collect();
+    serde_json::json!({
+        "receiver": data.receiver,
+        "status": data.status,
+        "alerts": alerts,
+        "groupLabels": data.group_labels,
+        "commonLabels": data.common_labels,
+        "commonAnnotations": data.common_annotations,
+        "externalURL": data.external_url,
+        "version": "4",
+        "groupKey": data.group_key,
+        "truncatedAlerts": truncated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Alert, PostableAlert};
+    use crate::matchers::LabelSet;
+
+    #[test]
+    fn truncates_to_max_alerts() {
+        let now = chrono::Utc::now();
+        let alerts: Vec<Alert> = (0..3)
+            .map(|i| {
+                let p = PostableAlert {
+                    labels: [("alertname".to_string(), format!("A{i}"))].into_iter().collect(),
+                    ..Default::default()
+                };
+                Alert::from_postable(p, now, chrono::Duration::minutes(5)).expect("valid")
+            })
+            .collect();
+        let d = NotificationData::new("r", "{}:{}", &LabelSet::new(), &alerts, "http://am", now);
+        let m = message(&d, 2);
+        assert_eq!(m["truncatedAlerts"], 1);
+        assert_eq!(m["alerts"].as_array().map(Vec::len), Some(2));
+        assert_eq!(m["version"], "4");
+        assert_eq!(m["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(message(&d, 0)["truncatedAlerts"], 0);
+    }
+}
