@@ -108,6 +108,7 @@ impl QueryError {
 
 /// Parses a query, mapping failures to a `bad_data` error.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
+    register_legacy_functions();
     pp::parse(query).map_err(|e| {
         if e.starts_with("parse error") {
             QueryError::bad(e)
@@ -115,6 +116,27 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
             QueryError::bad(format!("parse error: {e}"))
         }
     })
+}
+
+/// Teaches the parser (which follows Prometheus 3) the 2.x name
+/// `holt_winters`, renamed `double_exponential_smoothing` in 3.0.
+fn register_legacy_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use pp::value::ValueType as T;
+        let f = pp::Function::new(
+            "holt_winters",
+            vec![T::Matrix, T::Scalar, T::Scalar],
+            0,
+            T::Vector,
+            false,
+        );
+        if let Err(e) = pp::register_extra_functions(vec![f]) {
+            // Only possible if a later parser version knows the name itself,
+            // in which case parsing works anyway.
+            tracing::debug!(error = %e, "holt_winters not registered");
+        }
+    });
 }
 
 /// The PromQL engine. Cheap to share; holds only options.

@@ -66,6 +66,12 @@ fn signature(l: &Labels, m: &Matching) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Arithmetic drops the metric name; comparisons and `atan2` keep it
+/// (Prometheus 2.42's `shouldDropMetricName`).
+fn drops_name(op: TokenId) -> bool {
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_MOD | T_POW)
+}
+
 fn is_comparison(op: TokenId) -> bool {
     matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
 }
@@ -166,7 +172,7 @@ fn vector_scalar(
     return_bool: bool,
 ) -> Result<Val, QueryError> {
     let mut cache = LabelCache::default();
-    let drop = !is_comparison(op) || return_bool;
+    let drop = drops_name(op) || return_bool;
     let mut out = Vec::with_capacity(vecs.len());
     for (vec, s) in vecs.iter().zip(scalars) {
         ev.check()?;
@@ -248,7 +254,7 @@ fn set_unless(lhs: &StepVec, rhs: &StepVec, m: &Matching, c: &mut SigCache) -> S
 /// Prometheus's `resultMetric`.
 fn result_metric(ls: &Labels, rs: &Labels, op: TokenId, m: &Matching, return_bool: bool) -> Labels {
     let mut out = ls.clone();
-    if !is_comparison(op) || return_bool {
+    if drops_name(op) || return_bool {
         out.remove(METRIC_NAME_LABEL);
     }
     if m.card == Card::OneToOne {

@@ -252,6 +252,7 @@ fn is_matrix_function(name: &str) -> bool {
             | "changes"
             | "resets"
             | "holt_winters"
+            | "double_exponential_smoothing"
             | "avg_over_time"
             | "min_over_time"
             | "max_over_time"
@@ -367,10 +368,11 @@ pub(super) fn eval_call(ev: &mut Evaluator<'_>, c: &Call, steps: Steps) -> Resul
             for vec in &mut v {
                 vec.sort_by(|a, b| {
                     let (x, y) = (a.1, b.1);
+                    // NaN sorts last in both directions, as in Prometheus.
                     match (x.is_nan(), y.is_nan()) {
                         (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Less,
-                        (false, true) => std::cmp::Ordering::Greater,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
                         _ if desc => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
                         _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
                     }
@@ -764,7 +766,7 @@ fn eval_matrix_call(
         }
         return Ok(Val::Vector(out));
     }
-    if name == "holt_winters" {
+    if name == "holt_winters" || name == "double_exponential_smoothing" {
         // Prometheus validates the factors only when a series has data.
         let (sf, tf) = (&extra[0], &extra[1]);
         for i in 0..n {
@@ -829,7 +831,9 @@ fn eval_matrix_call(
                     Some(c as f64)
                 }
                 "resets" => Some(w.windows(2).filter(|p| p[1].value < p[0].value).count() as f64),
-                "holt_winters" => holt_winters(w, extra[0][i], extra[1][i]),
+                "holt_winters" | "double_exponential_smoothing" => {
+                    holt_winters(w, extra[0][i], extra[1][i])
+                }
                 "avg_over_time" => Some(avg_over_time(w)),
                 "min_over_time" => Some(w.iter().skip(1).fold(w[0].value, |m, x| {
                     if x.value < m || m.is_nan() {
