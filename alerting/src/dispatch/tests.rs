@@ -1,1 +1,173 @@
+//! Grouping, timing and muting, driven with explicit clocks (no sleeping).
 
+use std::time::Duration;
+
+use super::*;
+use crate::alert::PostableAlert;
+use crate::silence::{ApiMatcher, PostableSilence};
+
+const CFG: &str = r#"
+route:
+  receiver: hook
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 10s
+inhibit_rules:
+  - source_matchers: ['severity="critical"']
+    target_matchers: ['severity="warning"']
+    equal: [alertname, instance]
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: http://127.0.0.1:1/hook
+"#;
+
+struct Clock {
+    wall: DateTime<Utc>,
+    mono: Instant,
+}
+
+impl Clock {
+    fn advance(&mut self, d: Duration) {
+        self.wall += chrono::Duration::from_std(d).expect("small duration");
+        self.mono += d;
+    }
+}
+
+fn setup(cfg: &str) -> (State, Clock, u64) {
+    let cfg = crate::config::parse_config(cfg, "t.yml").expect("valid config");
+    let rt = Arc::new(Runtime::new(cfg, Duration::from_secs(1)).expect("runtime"));
+    (State::new(rt, Silences::default(), HashMap::new()), Clock { wall: Utc::now(), mono: Instant::now() }, 0)
+}
+
+fn alert(pairs: &[(&str, &str)], c: &Clock, ends: Option<DateTime<Utc>>) -> Alert {
+    let p = PostableAlert {
+        labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        starts_at: Some(c.wall),
+        ends_at: ends,
+        ..Default::default()
+    };
+    Alert::from_postable(p, c.wall, chrono::Duration::minutes(5)).expect("valid alert")
+}
+
+fn flush(st: &mut State, c: &Clock, ids: &mut u64) -> Vec<OutboxEntry> {
+    let opts = FlushOptions { external_url: "http://vigil".into(), give_up_after: chrono::Duration::hours(1) };
+    let mut next = || {
+        *ids += 1;
+        *ids
+    };
+    st.flush_due(c.wall, c.mono, &mut next, &opts).notifications
+}
+
+fn names(n: &OutboxEntry) -> Vec<String> {
+    n.data.alerts.iter().map(|a| format!("{}:{}", a.labels.get("instance").cloned().unwrap_or_default(), a.status)).collect()
+}
+
+#[test]
+fn group_wait_then_interval_then_repeat() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    for i in ["a", "b", "c"] {
+        st.put(alert(&[("alertname", "Cpu"), ("instance", i)], &c, None), c.wall, c.mono);
+    }
+    assert!(flush(&mut st, &c, &mut ids).is_empty(), "nothing before group_wait");
+    c.advance(Duration::from_millis(1000));
+    let n = flush(&mut st, &c, &mut ids);
+    assert_eq!(n.len(), 1, "one notification for the whole group");
+    assert_eq!(names(&n[0]), vec!["a:firing", "b:firing", "c:firing"]);
+    assert_eq!(n[0].data.group_key, r#"{}:{alertname="Cpu"}"#);
+
+    // A new alert joins; it goes out at the next group_interval, not before.
+    c.advance(Duration::from_millis(500));
+    st.put(alert(&[("alertname", "Cpu"), ("instance", "d")], &c, None), c.wall, c.mono);
+    assert!(flush(&mut st, &c, &mut ids).is_empty());
+    c.advance(Duration::from_millis(1500));
+    let n = flush(&mut st, &c, &mut ids);
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].data.alerts.len(), 4);
+
+    // Unchanged: no notification at the next intervals until repeat_interval.
+    let mut repeats = 0;
+    for _ in 0..5 {
+        c.advance(Duration::from_secs(2));
+        repeats += flush(&mut st, &c, &mut ids).len();
+    }
+    assert_eq!(repeats, 1, "exactly one repeat within 10 s of silence");
+}
+
+#[test]
+fn resolved_is_sent_and_group_retires() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    st.put(alert(&[("alertname", "Disk"), ("instance", "a")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    assert_eq!(flush(&mut st, &c, &mut ids).len(), 1);
+    let end = c.wall + chrono::Duration::milliseconds(100);
+    st.put(alert(&[("alertname", "Disk"), ("instance", "a")], &c, Some(end)), c.wall, c.mono);
+    c.advance(Duration::from_secs(2));
+    let n = flush(&mut st, &c, &mut ids);
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].data.status, "resolved");
+    assert_ne!(n[0].data.alerts[0].ends_at, crate::alert::go_zero_time());
+    assert!(st.groups.is_empty(), "a group with only notified resolved alerts is removed");
+}
+
+#[test]
+fn inhibited_and_silenced_alerts_are_not_sent() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    st.put(alert(&[("alertname", "Cpu"), ("instance", "a"), ("severity", "critical")], &c, None), c.wall, c.mono);
+    st.put(alert(&[("alertname", "Cpu"), ("instance", "a"), ("severity", "warning")], &c, None), c.wall, c.mono);
+    st.put(alert(&[("alertname", "Cpu"), ("instance", "b"), ("severity", "warning")], &c, None), c.wall, c.mono);
+    st.put(alert(&[("alertname", "Mem"), ("instance", "a")], &c, None), c.wall, c.mono);
+    st.silences
+        .upsert(
+            PostableSilence {
+                id: None,
+                matchers: vec![ApiMatcher { name: "alertname".into(), value: "Mem".into(), is_regex: false, is_equal: true }],
+                starts_at: Some(c.wall),
+                ends_at: Some(c.wall + chrono::Duration::hours(1)),
+                created_by: "t".into(),
+                comment: "t".into(),
+            },
+            c.wall,
+        )
+        .expect("silence");
+    c.advance(Duration::from_secs(1));
+    let n = flush(&mut st, &c, &mut ids);
+    assert_eq!(n.len(), 1, "the Mem group is fully silenced");
+    let got: Vec<(String, String)> = n[0]
+        .data
+        .alerts
+        .iter()
+        .map(|a| (a.labels["instance"].clone(), a.labels["severity"].clone()))
+        .collect();
+    assert_eq!(got, vec![("a".into(), "critical".into()), ("b".into(), "warning".into())]);
+}
+
+#[test]
+fn old_alerts_skip_group_wait_and_reload_keeps_the_log() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    let mut a = alert(&[("alertname", "Old"), ("instance", "a")], &c, None);
+    a.starts_at = c.wall - chrono::Duration::minutes(10);
+    st.put(a, c.wall, c.mono);
+    assert_eq!(flush(&mut st, &c, &mut ids).len(), 1, "an alert older than group_wait is sent at once");
+    // After a reload groups are rebuilt, but the notification log stops a
+    // duplicate.
+    st.reroute_all(c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    assert!(flush(&mut st, &c, &mut ids).is_empty());
+}
+
+#[test]
+fn mute_time_interval_suppresses_route() {
+    let cfg = format!(
+        "{CFG}time_intervals:\n  - name: always\n    time_intervals:\n      - years: ['1:9999']\n"
+    )
+    .replace("  repeat_interval: 10s\n", "  repeat_interval: 10s\n  routes:\n    - matchers: ['team=\"db\"']\n      mute_time_intervals: [always]\n");
+    let (mut st, mut c, mut ids) = setup(&cfg);
+    st.put(alert(&[("alertname", "X"), ("team", "db")], &c, None), c.wall, c.mono);
+    st.put(alert(&[("alertname", "X"), ("team", "web")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    let n = flush(&mut st, &c, &mut ids);
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].data.alerts[0].labels["team"], "web");
+}
