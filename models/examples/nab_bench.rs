@@ -1,0 +1,249 @@
+//! NAB benchmark of the streaming detector, with a scikit-learn baseline.
+//!
+//! ```text
+//! cargo run -p vigil-models --release --example nab_bench [-- OPTIONS]
+//!   --config JSON      detector configuration (default: DetectorConfig defaults)
+//!   --no-baseline      skip the scikit-learn baseline
+//!   --verbose          print each alert
+//! ```
+//!
+//! The data directory is `$VIGIL_NAB_DIR`, else `../shared/data/nab` next to
+//! the repository. Every file named in `combined_windows.json` is streamed
+//! through a fresh detector; its alerts (anomalies that are not suppressed)
+//! are graded with NAB's standard profile. The baseline streams the same
+//! features through scikit-learn's `IsolationForest` with the same window,
+//! retrain schedule, contamination and suppression
+//! (`models/tests/sklearn/nab_baseline.py`). Output is a markdown table.
+
+use std::collections::BTreeMap;
+use std::error::Error as StdError;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use vigil_models::features::extract_univariate;
+use vigil_models::nab::{self, FileScore, STANDARD};
+use vigil_models::{DetectorConfig, StreamingDetector, parse_timestamp};
+
+type Result<T> = std::result::Result<T, Box<dyn StdError>>;
+
+struct Series {
+    timestamps: Vec<i64>,
+    values: Vec<f64>,
+}
+
+fn nab_dir() -> PathBuf {
+    std::env::var_os("VIGIL_NAB_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/nab"),
+        PathBuf::from,
+    )
+}
+
+fn read_series(path: &Path) -> Result<Series> {
+    let reader = BufReader::new(fs::File::open(path)?);
+    let mut s = Series {
+        timestamps: Vec::new(),
+        values: Vec::new(),
+    };
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        if i == 0 || line.trim().is_empty() {
+            continue;
+        }
+        let (t, v) = line
+            .split_once(',')
+            .ok_or_else(|| format!("{}:{}: expected timestamp,value", path.display(), i + 1))?;
+        s.timestamps.push(
+            parse_timestamp(t)
+                .ok_or_else(|| format!("{}:{}: bad timestamp", path.display(), i + 1))?,
+        );
+        s.values.push(v.trim().parse()?);
+    }
+    Ok(s)
+}
+
+fn run_vigil(series: &Series, cfg: &DetectorConfig, verbose: bool) -> Result<Vec<bool>> {
+    let mut det = StreamingDetector::new(cfg.clone())?;
+    let mut alerts = Vec::with_capacity(series.values.len());
+    for (&t, &v) in series.timestamps.iter().zip(&series.values) {
+        let alert = match det.push(t, v)? {
+            Some(s) if s.should_alert() => {
+                if verbose {
+                    let d = s.details.as_ref();
+                    println!(
+                        "  alert at {t}: value {v} score {:.3} z {:.1} {} {:?}",
+                        s.score,
+                        s.score_z.unwrap_or(f64::NAN),
+                        s.severity.as_str(),
+                        d.map(|d| (&d.top_feature, d.top_feature_z))
+                    );
+                }
+                true
+            }
+            _ => false,
+        };
+        alerts.push(alert);
+    }
+    Ok(alerts)
+}
+
+fn run_baseline(series: &Series, cfg: &DetectorConfig, scratch: &Path) -> Result<Vec<bool>> {
+    let x = extract_univariate(&series.timestamps, &series.values)?;
+    let mut f = std::io::BufWriter::new(fs::File::create(scratch)?);
+    write!(f, "timestamp_ms")?;
+    for j in 0..x.cols() {
+        write!(f, ",f{j}")?;
+    }
+    writeln!(f)?;
+    for (t, row) in series.timestamps.iter().zip(x.iter_rows()) {
+        write!(f, "{t}")?;
+        for v in row {
+            write!(f, ",{v:e}")?;
+        }
+        writeln!(f)?;
+    }
+    f.flush()?;
+    drop(f);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sklearn/nab_baseline.py");
+    let contamination = serde_json::to_value(cfg.contamination)?
+        .to_string()
+        .replace('"', "");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(scratch)
+        .args(["--min-points", &cfg.min_points.to_string()])
+        .args(["--window", &cfg.window.to_string()])
+        .args(["--retrain-every", &cfg.retrain_every.to_string()])
+        .args(["--contamination", &contamination])
+        .args(["--n-estimators", &cfg.n_estimators.to_string()])
+        .args(["--seed", &cfg.seed.to_string()])
+        .args(["--suppression-ms", &cfg.suppression.as_millis().to_string()])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("baseline failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let flags: Vec<bool> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| l.trim() == "1")
+        .collect();
+    if flags.len() != series.values.len() {
+        return Err(format!(
+            "baseline returned {} flags for {} rows",
+            flags.len(),
+            series.values.len()
+        )
+        .into());
+    }
+    Ok(flags)
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        f64::NAN
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+fn cells(s: &FileScore) -> String {
+    let delays_h: Vec<f64> = s.delays_ms.iter().map(|d| *d as f64 / 3.6e6).collect();
+    format!(
+        "{}/{} | {} | {:.1} h ({:.0}%) | {:.2} | {:.1}",
+        s.detected,
+        s.windows,
+        s.false_positives,
+        mean(&delays_h),
+        100.0 * mean(&s.relative_delays),
+        s.raw,
+        s.normalized()
+    )
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut cfg = DetectorConfig::default();
+    let mut baseline = true;
+    let mut verbose = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" => cfg = DetectorConfig::from_json(it.next().ok_or("--config needs JSON")?)?,
+            "--no-baseline" => baseline = false,
+            "--verbose" => verbose = true,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let dir = nab_dir();
+    let windows = nab::parse_windows(&fs::read_to_string(dir.join("combined_windows.json"))?)?;
+    let scratch =
+        std::env::temp_dir().join(format!("vigil-nab-features-{}.csv", std::process::id()));
+    let mut rows: BTreeMap<String, (FileScore, Option<FileScore>)> = BTreeMap::new();
+    let (mut ours_total, mut base_total) = (FileScore::default(), FileScore::default());
+    let (mut ours_time, mut points) = (0.0, 0usize);
+    for (file, file_windows) in &windows {
+        let path = dir.join(file);
+        if !path.exists() {
+            continue;
+        }
+        let series = read_series(&path)?;
+        if verbose {
+            println!("{file}");
+        }
+        let started = Instant::now();
+        let alerts = run_vigil(&series, &cfg, verbose)?;
+        ours_time += started.elapsed().as_secs_f64();
+        points += series.values.len();
+        let ours = nab::score_file(&series.timestamps, &alerts, file_windows, STANDARD)?;
+        ours_total.accumulate(&ours);
+        let base = if baseline {
+            let flags = run_baseline(&series, &cfg, &scratch)?;
+            let b = nab::score_file(&series.timestamps, &flags, file_windows, STANDARD)?;
+            base_total.accumulate(&b);
+            Some(b)
+        } else {
+            None
+        };
+        rows.insert(file.clone(), (ours, base));
+    }
+    let _ = fs::remove_file(&scratch);
+
+    println!(
+        "NAB standard profile, {} files, {points} points; detector config: {}",
+        rows.len(),
+        serde_json::to_string(&cfg)?
+    );
+    println!();
+    println!(
+        "| file | Vigil windows | FP | mean delay | raw | score | sklearn windows | FP | mean delay | raw | score |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (file, (ours, base)) in &rows {
+        let b = base
+            .as_ref()
+            .map_or_else(|| "- | - | - | - | -".into(), cells);
+        println!("| {file} | {} | {b} |", cells(ours));
+    }
+    let b = if baseline {
+        cells(&base_total)
+    } else {
+        "- | - | - | - | -".into()
+    };
+    println!("| **overall** | {} | {b} |", cells(&ours_total));
+    println!();
+    println!(
+        "Overall NAB standard score (normalised over the corpus): Vigil {:.1}{}",
+        ours_total.normalized(),
+        if baseline {
+            format!(", scikit-learn baseline {:.1}", base_total.normalized())
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "Vigil streaming cost: {:.1} µs per point (including retrains)",
+        1e6 * ours_time / points.max(1) as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,611 @@
+//! The isolation forest (Liu, Ting & Zhou 2008), as scikit-learn implements it.
+//!
+//! * Each of `n_estimators` trees is grown on `ψ = min(sample_size, n)` rows
+//!   drawn without replacement, to a height limit of `ceil(log2 ψ)`.
+//! * A node picks features at random (without replacement) until it finds
+//!   one that is not constant over its rows, then splits uniformly at random
+//!   inside that feature's range; rows `<= threshold` go left. A node with
+//!   one row, at the height limit, or with only constant features is a leaf.
+//! * The path length of a point is the depth of the leaf it lands in plus
+//!   `c(leaf_size)`, the expected depth of an unbuilt subtree; its anomaly
+//!   score is `2^(−E[h] / c(ψ))`, in (0, 1], higher meaning more anomalous.
+//!
+//! Trees are stored flat in one arena, in pre-order: a split node's left
+//! child is the next node, so a node only records its right child. A leaf
+//! stores its final path length (`depth + c(size)`) so scoring a point is a
+//! walk plus one addition per tree.
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+use crate::stats::percentile;
+use crate::{Error, Matrix};
+
+/// Euler–Mascheroni constant, used in the harmonic-number approximation.
+const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
+
+/// Feature ranges narrower than this count as constant, as in scikit-learn's
+/// tree splitter (`FEATURE_THRESHOLD`).
+const FEATURE_THRESHOLD: f64 = 1e-7;
+
+/// Marks a leaf in [`Node::feature`].
+const LEAF: u32 = u32::MAX;
+
+/// `c(n)`: the average path length of an unsuccessful search in a binary
+/// search tree of `n` points, `2H(n−1) − 2(n−1)/n`, with `c(2) = 1` and
+/// `c(n ≤ 1) = 0`. It normalises path lengths (Liu et al. 2008, eq. 1).
+pub fn average_path_length(n: usize) -> f64 {
+    match n {
+        0 | 1 => 0.0,
+        2 => 1.0,
+        _ => {
+            let n = n as f64;
+            2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
+        }
+    }
+}
+
+/// How the forest turns scores into a yes/no decision.
+///
+/// Serialised as the string `"auto"` or a number in (0, 0.5].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Contamination {
+    /// The threshold is 0.5, the value the original paper calls the boundary
+    /// of clear anomalies (scikit-learn's `contamination="auto"`).
+    Auto,
+    /// The expected share of outliers in the training data: the threshold is
+    /// the `(1 − fraction)` quantile of the training scores.
+    Fraction(f64),
+}
+
+impl Default for Contamination {
+    /// 0.1, the value of the original design documents.
+    fn default() -> Self {
+        Contamination::Fraction(0.1)
+    }
+}
+
+impl Contamination {
+    fn validate(self) -> Result<(), Error> {
+        match self {
+            Contamination::Auto => Ok(()),
+            Contamination::Fraction(f) if f > 0.0 && f <= 0.5 => Ok(()),
+            Contamination::Fraction(f) => Err(Error::Config(format!(
+                "contamination must be \"auto\" or in (0, 0.5], got {f}"
+            ))),
+        }
+    }
+}
+
+impl Serialize for Contamination {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Contamination::Auto => s.serialize_str("auto"),
+            Contamination::Fraction(f) => s.serialize_f64(*f),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Contamination {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Str(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(f) => Ok(Contamination::Fraction(f)),
+            Raw::Str(s) if s == "auto" => Ok(Contamination::Auto),
+            Raw::Str(s) => s.parse::<f64>().map(Contamination::Fraction).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "contamination must be \"auto\" or a number, got {s:?}"
+                ))
+            }),
+        }
+    }
+}
+
+/// Parameters of [`IsolationForest::fit`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForestConfig {
+    /// Number of trees (scikit-learn's `n_estimators`).
+    pub n_estimators: usize,
+    /// Rows per tree, capped at the training-set size (`max_samples`).
+    pub sample_size: usize,
+    /// How the decision threshold is set.
+    pub contamination: Contamination,
+    /// Seed of the tree-building random generator.
+    pub seed: u64,
+}
+
+impl Default for ForestConfig {
+    fn default() -> Self {
+        Self {
+            n_estimators: 100,
+            sample_size: 256,
+            contamination: Contamination::default(),
+            seed: 42,
+        }
+    }
+}
+
+impl ForestConfig {
+    /// Checks the ranges scikit-learn also rejects.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.n_estimators == 0 {
+            return Err(Error::Config("n_estimators must be at least 1".into()));
+        }
+        if self.sample_size == 0 {
+            return Err(Error::Config("sample_size must be at least 1".into()));
+        }
+        self.contamination.validate()
+    }
+}
+
+/// One arena slot: a split (`feature`, `value` = threshold, `right` child,
+/// and the `[lo, hi]` range of the split feature over the node's rows) or a
+/// leaf (`feature == LEAF`, `value` = path length `depth + c(size)`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Node {
+    value: f64,
+    lo: f64,
+    hi: f64,
+    feature: u32,
+    right: u32,
+}
+
+/// A trained isolation forest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsolationForest {
+    n_features: usize,
+    /// The subsample size actually used, `min(sample_size, n)`.
+    psi: usize,
+    /// All nodes of all trees, each tree in pre-order.
+    nodes: Vec<Node>,
+    /// Index of each tree's root in `nodes`.
+    roots: Vec<u32>,
+    /// Scores above this are outliers.
+    threshold: f64,
+}
+
+impl IsolationForest {
+    /// Grows a forest on the rows of `x`.
+    pub fn fit(x: &Matrix, cfg: &ForestConfig) -> Result<Self, Error> {
+        let mut rng = Rng::seed_from_u64(cfg.seed);
+        Self::fit_with_rng(x, cfg, &mut rng)
+    }
+
+    /// Grows a forest drawing randomness from `rng` (the streaming detector
+    /// keeps one generator across retrains so its state can be persisted).
+    pub fn fit_with_rng(x: &Matrix, cfg: &ForestConfig, rng: &mut Rng) -> Result<Self, Error> {
+        cfg.validate()?;
+        let n = x.rows();
+        if n == 0 {
+            return Err(Error::EmptyTrainingSet);
+        }
+        if x.cols() >= LEAF as usize {
+            return Err(Error::Shape("too many features".into()));
+        }
+        let psi = cfg.sample_size.min(n);
+        // scikit-learn: max_depth = ceil(log2(max(ψ, 2))).
+        let max_depth = (psi.max(2) as f64).log2().ceil() as usize;
+        let mut builder = Builder {
+            x,
+            rng,
+            max_depth,
+            nodes: Vec::with_capacity(cfg.n_estimators * (2 * psi).min(1 << (max_depth + 1))),
+            features: (0..x.cols()).collect(),
+        };
+        let mut roots = Vec::with_capacity(cfg.n_estimators);
+        let mut all: Vec<usize> = (0..n).collect();
+        for _ in 0..cfg.n_estimators {
+            // Partial Fisher–Yates: the first ψ slots become a uniform sample
+            // without replacement.
+            for i in 0..psi {
+                let j = i + builder.rng.below(n - i);
+                all.swap(i, j);
+            }
+            let mut sample = all[..psi].to_vec();
+            let root = u32::try_from(builder.nodes.len())
+                .map_err(|_| Error::Shape("forest too large".into()))?;
+            roots.push(root);
+            builder.grow(&mut sample, 0)?;
+        }
+        let nodes = builder.nodes;
+        let mut forest = Self {
+            n_features: x.cols(),
+            psi,
+            nodes,
+            roots,
+            threshold: 0.5,
+        };
+        if let Contamination::Fraction(f) = cfg.contamination {
+            let mut scores = forest.score_matrix(x)?;
+            forest.threshold = percentile(&mut scores, 100.0 * (1.0 - f));
+        }
+        Ok(forest)
+    }
+
+    /// Number of features the forest was trained on.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Number of trees.
+    pub fn n_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Total number of nodes over all trees (a measure of model size).
+    pub fn n_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The subsample size ψ the trees were grown on.
+    pub fn sample_size(&self) -> usize {
+        self.psi
+    }
+
+    /// The decision threshold: scores strictly above it are outliers.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// Mean path length `E[h(x)]` of one point over all trees.
+    ///
+    /// `x` must have [`n_features`](Self::n_features) values; a NaN feature
+    /// compares false and so walks right, like scikit-learn's trees.
+    pub fn mean_path_length(&self, x: &[f64]) -> f64 {
+        debug_assert_eq!(x.len(), self.n_features);
+        let mut total = 0.0;
+        for &root in &self.roots {
+            let mut i = root as usize;
+            loop {
+                let node = self.nodes[i];
+                if node.feature == LEAF {
+                    total += node.value;
+                    break;
+                }
+                i = if x[node.feature as usize] <= node.value {
+                    i + 1
+                } else {
+                    node.right as usize
+                };
+            }
+        }
+        total / self.roots.len() as f64
+    }
+
+    /// Expected path length of a point *as if it had been in the training
+    /// sample*, for the features where `extrapolate[f]` is true.
+    ///
+    /// A standard isolation tree sends a point beyond a node's range (say
+    /// `x > hi`) the same way as the node's largest row, so a value far
+    /// outside everything seen in training is only as isolated as the most
+    /// extreme training row. Had the point been among the node's rows, the
+    /// split would have been uniform in `[lo, x]` instead of `[lo, hi]`: with
+    /// probability `p = (x − hi) / (x − lo)` it falls in the gap and isolates
+    /// the point at depth `d + 1`, and otherwise it is uniform in `[lo, hi]`,
+    /// exactly the split the tree has. So the expectation is exact node by
+    /// node: `Σ P(reach) · p · (d + 1) + P(reach leaf) · leaf path`. For rows
+    /// inside every range (training rows in particular) this equals
+    /// [`mean_path_length`](Self::mean_path_length). Cyclic or categorical
+    /// features (hour of day) should not extrapolate: an unseen hour is not
+    /// an extreme one.
+    pub fn mean_path_length_extrapolated(&self, x: &[f64], extrapolate: &[bool]) -> f64 {
+        debug_assert_eq!(x.len(), self.n_features);
+        debug_assert_eq!(extrapolate.len(), self.n_features);
+        let mut total = 0.0;
+        for &root in &self.roots {
+            let mut i = root as usize;
+            let mut depth = 0.0;
+            let mut reach = 1.0;
+            loop {
+                let node = self.nodes[i];
+                if node.feature == LEAF {
+                    total += reach * node.value;
+                    break;
+                }
+                let f = node.feature as usize;
+                let v = x[f];
+                if extrapolate[f] {
+                    let p = if v > node.hi {
+                        (v - node.hi) / (v - node.lo)
+                    } else if v < node.lo {
+                        (node.lo - v) / (node.hi - v)
+                    } else {
+                        0.0
+                    };
+                    total += reach * p * (depth + 1.0);
+                    reach *= 1.0 - p;
+                }
+                depth += 1.0;
+                i = if v <= node.value {
+                    i + 1
+                } else {
+                    node.right as usize
+                };
+            }
+        }
+        total / self.roots.len() as f64
+    }
+
+    /// Score from [`mean_path_length_extrapolated`](Self::mean_path_length_extrapolated),
+    /// in (0, 1]. `x` and `extrapolate` must have one entry per feature.
+    pub fn score_extrapolated(&self, x: &[f64], extrapolate: &[bool]) -> Result<f64, Error> {
+        if x.len() != self.n_features || extrapolate.len() != self.n_features {
+            return Err(Error::Shape(format!(
+                "the forest has {} features, the point {} and the mask {}",
+                self.n_features,
+                x.len(),
+                extrapolate.len()
+            )));
+        }
+        Ok(self.score_extrapolated_unchecked(x, extrapolate))
+    }
+
+    /// [`score_extrapolated`](Self::score_extrapolated) without the length
+    /// checks, for callers that validated widths once.
+    pub(crate) fn score_extrapolated_unchecked(&self, x: &[f64], extrapolate: &[bool]) -> f64 {
+        let c = average_path_length(self.psi);
+        if c == 0.0 {
+            return 0.5;
+        }
+        (-self.mean_path_length_extrapolated(x, extrapolate) / c).exp2()
+    }
+
+    /// Anomaly score of one point, in (0, 1]: `2^(−E[h] / c(ψ))`.
+    pub fn score(&self, x: &[f64]) -> Result<f64, Error> {
+        if x.len() != self.n_features {
+            return Err(Error::Shape(format!(
+                "the forest has {} features, the point {}",
+                self.n_features,
+                x.len()
+            )));
+        }
+        Ok(self.score_unchecked(x))
+    }
+
+    /// [`score`](Self::score) without the length check, for hot loops that
+    /// have checked it once.
+    pub(crate) fn score_unchecked(&self, x: &[f64]) -> f64 {
+        let c = average_path_length(self.psi);
+        if c == 0.0 {
+            // ψ = 1: every path has length 0 and c(1) = 0; scikit-learn
+            // defines the ratio as 1 here, so every score is 0.5.
+            return 0.5;
+        }
+        (-self.mean_path_length(x) / c).exp2()
+    }
+
+    /// Scores every row of `x`.
+    pub fn score_matrix(&self, x: &Matrix) -> Result<Vec<f64>, Error> {
+        if x.cols() != self.n_features {
+            return Err(Error::Shape(format!(
+                "the forest has {} features, the matrix {}",
+                self.n_features,
+                x.cols()
+            )));
+        }
+        Ok(x.iter_rows().map(|r| self.score_unchecked(r)).collect())
+    }
+
+    /// Whether the arena is well formed: every child index points forward and
+    /// inside the arena, every split feature exists. Walks then always end at
+    /// a leaf; checked when a persisted model is loaded.
+    pub fn is_consistent(&self) -> bool {
+        let n = self.nodes.len();
+        let nodes_ok = self.nodes.iter().enumerate().all(|(i, node)| {
+            node.feature == LEAF
+                || ((node.feature as usize) < self.n_features
+                    && i + 1 < n
+                    && (node.right as usize) > i + 1
+                    && (node.right as usize) < n
+                    && node.value.is_finite()
+                    && node.lo <= node.value
+                    && node.value < node.hi)
+        });
+        nodes_ok
+            && !self.roots.is_empty()
+            && self.psi > 0
+            && self.roots.iter().all(|&r| (r as usize) < n)
+    }
+
+    /// Whether a score is above the decision threshold.
+    pub fn is_outlier(&self, score: f64) -> bool {
+        score > self.threshold
+    }
+}
+
+/// A chosen split and the range it was drawn from.
+struct Split {
+    feature: usize,
+    threshold: f64,
+    lo: f64,
+    hi: f64,
+}
+
+/// Tree-growing state shared by all trees of one fit.
+struct Builder<'a> {
+    x: &'a Matrix,
+    rng: &'a mut Rng,
+    max_depth: usize,
+    nodes: Vec<Node>,
+    /// Scratch: feature indices, shuffled lazily per node.
+    features: Vec<usize>,
+}
+
+impl Builder<'_> {
+    /// Appends the subtree over `rows` in pre-order. Recursion depth is bounded
+    /// by the height limit (at most 64 for any `usize` sample size).
+    fn grow(&mut self, rows: &mut [usize], depth: usize) -> Result<(), Error> {
+        let me = self.nodes.len();
+        let split = if rows.len() <= 1 || depth >= self.max_depth {
+            None
+        } else {
+            self.choose_split(rows)
+        };
+        let Some(split) = split else {
+            self.nodes.push(Node {
+                value: depth as f64 + average_path_length(rows.len()),
+                lo: 0.0,
+                hi: 0.0,
+                feature: LEAF,
+                right: 0,
+            });
+            return Ok(());
+        };
+        let Split {
+            feature,
+            threshold,
+            lo,
+            hi,
+        } = split;
+        self.nodes.push(Node {
+            value: threshold,
+            lo,
+            hi,
+            feature: feature as u32,
+            right: 0,
+        });
+        // Partition in place: rows <= threshold first.
+        let mut mid = 0;
+        for i in 0..rows.len() {
+            if self.x.get(rows[i], feature) <= threshold {
+                rows.swap(i, mid);
+                mid += 1;
+            }
+        }
+        let (left, right) = rows.split_at_mut(mid);
+        self.grow(left, depth + 1)?;
+        self.nodes[me].right =
+            u32::try_from(self.nodes.len()).map_err(|_| Error::Shape("forest too large".into()))?;
+        self.grow(right, depth + 1)
+    }
+
+    /// Draws features without replacement until one is not constant over
+    /// `rows`, then a threshold uniform in `[min, max)`. `None` when every
+    /// feature is constant.
+    fn choose_split(&mut self, rows: &[usize]) -> Option<Split> {
+        let n_features = self.features.len();
+        for drawn in 0..n_features {
+            let k = drawn + self.rng.below(n_features - drawn);
+            self.features.swap(drawn, k);
+            let f = self.features[drawn];
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            for &r in rows {
+                let v = self.x.get(r, f);
+                lo = lo.min(v);
+                hi = hi.max(v);
+            }
+            if hi > lo + FEATURE_THRESHOLD {
+                // `uniform` is half-open, so at least the max goes right and
+                // at least the min goes left: both children are non-empty.
+                return Some(Split {
+                    feature: f,
+                    threshold: self.rng.uniform(lo, hi),
+                    lo,
+                    hi,
+                });
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(n: usize, seed: u64) -> Vec<[f64; 2]> {
+        let mut r = Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| [r.next_f64() - 0.5, r.next_f64() - 0.5])
+            .collect()
+    }
+
+    #[test]
+    fn c_matches_reference_values() {
+        assert_eq!(average_path_length(0), 0.0);
+        assert_eq!(average_path_length(1), 0.0);
+        assert_eq!(average_path_length(2), 1.0);
+        // 2(ln 255 + γ) − 2·255/256, as scikit-learn computes it.
+        let expected = 2.0 * (255f64.ln() + EULER_GAMMA) - 2.0 * 255.0 / 256.0;
+        assert!((average_path_length(256) - expected).abs() < 1e-12);
+        assert!((average_path_length(256) - 10.244_770_920_116_851).abs() < 1e-9);
+    }
+
+    #[test]
+    fn outlier_scores_highest() {
+        let mut rows = blob(300, 1).to_vec();
+        rows.push([8.0, -8.0]);
+        let x = Matrix::from_rows(&rows).expect("finite");
+        let f = IsolationForest::fit(&x, &ForestConfig::default()).expect("fit");
+        let scores = f.score_matrix(&x).expect("shape");
+        let (best, _) =
+            scores.iter().enumerate().fold(
+                (0, 0.0),
+                |acc, (i, &s)| if s > acc.1 { (i, s) } else { acc },
+            );
+        assert_eq!(best, 300);
+        assert!(f.is_outlier(scores[300]));
+        assert!(scores.iter().all(|s| *s > 0.0 && *s <= 1.0));
+    }
+
+    #[test]
+    fn contamination_threshold_flags_that_share() {
+        let x = Matrix::from_rows(&blob(1000, 2)).expect("finite");
+        let f = IsolationForest::fit(&x, &ForestConfig::default()).expect("fit");
+        let flagged = f
+            .score_matrix(&x)
+            .expect("shape")
+            .into_iter()
+            .filter(|s| f.is_outlier(*s))
+            .count();
+        assert!((95..=105).contains(&flagged), "flagged {flagged} of 1000");
+    }
+
+    #[test]
+    fn auto_threshold_is_one_half_and_tiny_inputs_work() {
+        let cfg = ForestConfig {
+            contamination: Contamination::Auto,
+            ..ForestConfig::default()
+        };
+        let one = Matrix::from_rows(&[[1.0, 2.0]]).expect("finite");
+        let f = IsolationForest::fit(&one, &cfg).expect("fit");
+        assert_eq!(f.threshold(), 0.5);
+        assert_eq!(f.score(&[1.0, 2.0]).expect("shape"), 0.5);
+        // Constant data: every tree is a single leaf of size ψ, E[h] = c(ψ).
+        let flat = Matrix::from_rows(&vec![[3.0, 3.0]; 50]).expect("finite");
+        let f = IsolationForest::fit(&flat, &cfg).expect("fit");
+        assert_eq!(f.n_nodes(), 100);
+        assert!((f.score(&[3.0, 3.0]).expect("shape") - 0.5).abs() < 1e-12);
+        assert!(f.score(&[1.0]).is_err());
+    }
+
+    #[test]
+    fn config_is_validated_and_parsed() {
+        let x = Matrix::from_rows(&blob(10, 3)).expect("finite");
+        for bad in [
+            ForestConfig {
+                n_estimators: 0,
+                ..ForestConfig::default()
+            },
+            ForestConfig {
+                contamination: Contamination::Fraction(0.7),
+                ..ForestConfig::default()
+            },
+        ] {
+            assert!(IsolationForest::fit(&x, &bad).is_err());
+        }
+        let c: ForestConfig =
+            serde_json::from_str(r#"{"contamination":"auto","n_estimators":5}"#).expect("parse");
+        assert_eq!(c.contamination, Contamination::Auto);
+        assert_eq!(c.n_estimators, 5);
+        let c: ForestConfig = serde_json::from_str(r#"{"contamination":0.05}"#).expect("parse");
+        assert_eq!(c.contamination, Contamination::Fraction(0.05));
+        assert!(serde_json::from_str::<ForestConfig>(r#"{"contamination":"most"}"#).is_err());
+    }
+}
