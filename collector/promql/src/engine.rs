@@ -364,12 +364,13 @@ pub(crate) fn window_slice(samples: &[Sample], lo: i64, hi: i64) -> &[Sample] {
 
 /// Converts per-step vectors to series, in order of first appearance.
 fn to_series(vs: &[StepVec], steps: Steps) -> Vec<SeriesData> {
-    let mut idx: HashMap<L, usize> = HashMap::new();
+    let mut ids = Interner::default();
+    let mut idx: HashMap<u32, usize> = HashMap::new();
     let mut out: Vec<SeriesData> = Vec::new();
     for (i, vec) in vs.iter().enumerate() {
         let t = steps.at(i);
         for (l, v) in vec {
-            let k = *idx.entry(l.clone()).or_insert_with(|| {
+            let k = *idx.entry(ids.id(l)).or_insert_with(|| {
                 out.push(SeriesData {
                     labels: (**l).clone(),
                     samples: Vec::new(),
@@ -790,21 +791,50 @@ pub(crate) fn labels_string(l: &Labels) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
-/// Fails when one instant vector holds two samples with equal labels.
-pub(crate) fn check_unique(vec: &StepVec) -> Result<(), QueryError> {
-    if vec.len() < 2 {
-        return Ok(());
+/// Gives every distinct label set seen by one node a small id, looking
+/// labels up by address first so content is hashed once per `Rc`, not once
+/// per step.
+#[derive(Default)]
+pub(crate) struct Interner {
+    by_ptr: HashMap<*const Labels, u32>,
+    by_content: HashMap<Labels, u32>,
+    seen: Vec<u32>,
+}
+
+impl Interner {
+    /// The id of `l`'s content. Callers keep every `l` alive for as long as
+    /// the interner, so addresses are never reused.
+    pub fn id(&mut self, l: &L) -> u32 {
+        if let Some(id) = self.by_ptr.get(&Rc::as_ptr(l)) {
+            return *id;
+        }
+        let next = self.by_content.len() as u32;
+        let id = *self.by_content.entry((**l).clone()).or_insert(next);
+        self.by_ptr.insert(Rc::as_ptr(l), id);
+        id
     }
-    let mut seen: std::collections::HashSet<&Labels> =
-        std::collections::HashSet::with_capacity(vec.len());
-    for (l, _) in vec {
-        if !seen.insert(l) {
+
+    /// Fails when one instant vector holds two samples with equal labels.
+    pub fn check_unique(&mut self, vec: &StepVec) -> Result<(), QueryError> {
+        if vec.len() < 2 {
+            return Ok(());
+        }
+        let mut seen = std::mem::take(&mut self.seen);
+        seen.clear();
+        for (l, _) in vec {
+            let id = self.id(l);
+            seen.push(id);
+        }
+        seen.sort_unstable();
+        let dup = seen.windows(2).any(|w| w[0] == w[1]);
+        self.seen = seen;
+        if dup {
             return Err(QueryError::exec(
                 "vector cannot contain metrics with the same labelset",
             ));
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

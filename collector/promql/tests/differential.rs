@@ -689,13 +689,25 @@ fn matches_prometheus_2_42() {
             (r, t0.elapsed())
         });
         let t0 = Instant::now();
+        let mut slow: Vec<(Duration, String)> = Vec::new();
         let ours: Vec<_> = cases
             .iter()
-            .map(|c| match c.range {
-                None => engine.instant(&storage, &c.query, c.at, &ctx),
-                Some((s, e, st)) => engine.range(&storage, &c.query, s, e, st, &ctx),
+            .map(|c| {
+                let t = Instant::now();
+                let r = match c.range {
+                    None => engine.instant(&storage, &c.query, c.at, &ctx),
+                    Some((s, e, st)) => engine.range(&storage, &c.query, s, e, st, &ctx),
+                };
+                slow.push((t.elapsed(), format!("{} [{}]", c.query, c.what)));
+                r
             })
             .collect();
+        if std::env::var_os("PROMQL_DIFF_PROFILE").is_some() {
+            slow.sort_by_key(|s| std::cmp::Reverse(s.0));
+            for (d, q) in slow.iter().take(25) {
+                eprintln!("slow {:>8.1}ms {q}", d.as_secs_f64() * 1000.0);
+            }
+        }
         let ours_time = t0.elapsed();
         let (theirs, prom_time) = handle.join().expect("prometheus query thread");
         (theirs, ours, prom_time, ours_time)

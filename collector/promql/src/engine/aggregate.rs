@@ -15,7 +15,7 @@ use vigil_wire::labels::is_valid_label_name;
 use vigil_wire::{Labels, METRIC_NAME_LABEL};
 
 use super::functions::quantile;
-use super::{Evaluator, L, QueryError, StepVec, Steps, Val, check_unique};
+use super::{Evaluator, Interner, L, QueryError, StepVec, Steps, Val};
 use crate::value::format_float;
 
 struct Group {
@@ -134,6 +134,7 @@ pub(super) fn eval_aggregate(
     let mut key_cache: HashMap<*const Labels, L> = HashMap::new();
     let mut interned: HashMap<Labels, L> = HashMap::new();
     let mut out: Vec<StepVec> = Vec::with_capacity(input.len());
+    let mut uniq = Interner::default();
     for (i, vec) in input.iter().enumerate() {
         ev.check()?;
         let scalar_param = match &param {
@@ -157,7 +158,8 @@ pub(super) fn eval_aggregate(
             }
             k = ki.min(vec.len() as i64).max(1) as usize;
         }
-        let mut groups: HashMap<L, usize> = HashMap::new();
+        // Group keys are interned, so equal keys share one address.
+        let mut groups: HashMap<*const Labels, usize> = HashMap::new();
         let mut ordered: Vec<Group> = Vec::new();
         for (l, v) in vec {
             let v = *v;
@@ -181,7 +183,7 @@ pub(super) fn eval_aggregate(
                     })
                     .clone()
             };
-            let Some(&gi) = groups.get(&key) else {
+            let Some(&gi) = groups.get(&Rc::as_ptr(&key)) else {
                 let mut g = Group {
                     labels: key.clone(),
                     value: v,
@@ -195,7 +197,7 @@ pub(super) fn eval_aggregate(
                     T_GROUP => g.value = 1.0,
                     _ => {}
                 }
-                groups.insert(key, ordered.len());
+                groups.insert(Rc::as_ptr(&key), ordered.len());
                 ordered.push(g);
                 continue;
             };
@@ -271,7 +273,7 @@ pub(super) fn eval_aggregate(
             };
             res.push((g.labels, value));
         }
-        check_unique(&res)?;
+        uniq.check_unique(&res)?;
         out.push(res);
     }
     Ok(Val::Vector(out))

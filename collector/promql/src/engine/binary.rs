@@ -12,9 +12,7 @@ use promql_parser::parser::token::{
 };
 use vigil_wire::{Labels, METRIC_NAME_LABEL};
 
-use super::{
-    Evaluator, L, LabelCache, QueryError, StepVec, Steps, Val, check_unique, labels_string,
-};
+use super::{Evaluator, Interner, L, LabelCache, QueryError, StepVec, Steps, Val, labels_string};
 
 /// How two vectors are matched.
 struct Matching {
@@ -141,18 +139,19 @@ pub(super) fn eval_binary(
             let m = matching(&b.modifier);
             let mut out = Vec::with_capacity(l.len());
             let mut cache = SigCache::default();
-            let mut result_cache: HashMap<(*const Labels, *const Labels), L> = HashMap::new();
+            let mut results = ResultCache::default();
             // Inputs stay alive (iterated by reference) for the whole node, so
             // the pointer-keyed caches never see a reused address.
+            let mut uniq = Interner::default();
             for (lv, rv) in l.iter().zip(r.iter()) {
                 ev.check()?;
                 let v = match op {
                     T_LAND => set_and(lv, rv, &m, &mut cache),
                     T_LOR => set_or(lv, rv, &m, &mut cache),
                     T_LUNLESS => set_unless(lv, rv, &m, &mut cache),
-                    _ => vector_vector(op, lv, rv, &m, return_bool, &mut cache, &mut result_cache)?,
+                    _ => vector_vector(op, lv, rv, &m, return_bool, &mut cache, &mut results)?,
                 };
-                check_unique(&v)?;
+                uniq.check_unique(&v)?;
                 out.push(v);
             }
             Ok(Val::Vector(out))
@@ -174,6 +173,7 @@ fn vector_scalar(
     let mut cache = LabelCache::default();
     let drop = drops_name(op) || return_bool;
     let mut out = Vec::with_capacity(vecs.len());
+    let mut uniq = Interner::default();
     for (vec, s) in vecs.iter().zip(scalars) {
         ev.check()?;
         let mut o: StepVec = Vec::with_capacity(vec.len());
@@ -195,28 +195,33 @@ fn vector_scalar(
                 o.push((l, value));
             }
         }
-        check_unique(&o)?;
+        uniq.check_unique(&o)?;
         out.push(o);
     }
     Ok(Val::Vector(out))
 }
 
-/// Signatures memoised per label set.
+/// Signatures memoised per label set, as small ids.
 #[derive(Default)]
 struct SigCache {
-    map: HashMap<*const Labels, Rc<Vec<(String, String)>>>,
+    by_ptr: HashMap<*const Labels, Sig>,
+    by_sig: HashMap<Vec<(String, String)>, Sig>,
 }
 
 impl SigCache {
-    fn get(&mut self, l: &L, m: &Matching) -> Rc<Vec<(String, String)>> {
-        self.map
-            .entry(Rc::as_ptr(l))
-            .or_insert_with(|| Rc::new(signature(l, m)))
-            .clone()
+    fn get(&mut self, l: &L, m: &Matching) -> Sig {
+        if let Some(s) = self.by_ptr.get(&Rc::as_ptr(l)) {
+            return *s;
+        }
+        let next = self.by_sig.len() as Sig;
+        let id = *self.by_sig.entry(signature(l, m)).or_insert(next);
+        self.by_ptr.insert(Rc::as_ptr(l), id);
+        id
     }
 }
 
-type Sig = Rc<Vec<(String, String)>>;
+/// A matching signature's id within one binary node.
+type Sig = u32;
 
 fn set_and(lhs: &StepVec, rhs: &StepVec, m: &Matching, c: &mut SigCache) -> StepVec {
     if lhs.is_empty() || rhs.is_empty() {
@@ -273,6 +278,14 @@ fn result_metric(ls: &Labels, rs: &Labels, op: TokenId, m: &Matching, return_boo
     out
 }
 
+/// Result label sets of one binary node, per (left, right) input pair, and
+/// their ids for duplicate detection.
+#[derive(Default)]
+struct ResultCache {
+    metrics: HashMap<(*const Labels, *const Labels), L>,
+    ids: Interner,
+}
+
 fn vector_vector(
     op: TokenId,
     lhs: &StepVec,
@@ -280,7 +293,7 @@ fn vector_vector(
     m: &Matching,
     return_bool: bool,
     c: &mut SigCache,
-    result_cache: &mut HashMap<(*const Labels, *const Labels), L>,
+    results: &mut ResultCache,
 ) -> Result<StepVec, QueryError> {
     // The "one" side is always treated as the right-hand side.
     let (many, one) = if m.card == Card::OneToMany {
@@ -311,7 +324,7 @@ fn vector_vector(
         }
         right.insert(sig, (l.clone(), *v));
     }
-    let mut matched: HashMap<Sig, HashSet<Labels>> = HashMap::new();
+    let mut matched: HashMap<Sig, HashSet<u32>> = HashMap::new();
     let mut out: StepVec = Vec::new();
     for (l, v) in many {
         let sig = c.get(l, m);
@@ -329,7 +342,8 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
-        let metric = result_cache
+        let metric = results
+            .metrics
             .entry((Rc::as_ptr(l), Rc::as_ptr(rl)))
             .or_insert_with(|| Rc::new(result_metric(l, rl, op, m, return_bool)))
             .clone();
@@ -344,7 +358,7 @@ fn vector_vector(
             }
             _ => {
                 let set = matched.entry(sig).or_default();
-                if !set.insert((*metric).clone()) {
+                if !set.insert(results.ids.id(&metric)) {
                     return Err(QueryError::exec(
                         "multiple matches for labels: grouping labels must ensure unique matches",
                     ));

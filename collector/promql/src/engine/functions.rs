@@ -13,8 +13,8 @@ use vigil_wire::labels::is_valid_label_name;
 use vigil_wire::{Labels, METRIC_NAME_LABEL, Sample};
 
 use super::{
-    Evaluator, L, LabelCache, MatrixArg, QueryError, StepVec, Steps, Val, absent_labels,
-    check_unique, unwrap_parens, window_slice,
+    Evaluator, Interner, L, LabelCache, MatrixArg, QueryError, StepVec, Steps, Val, absent_labels,
+    unwrap_parens, window_slice,
 };
 
 /// Kahan-compensated addition, as Prometheus's `kahanSumInc`.
@@ -328,18 +328,20 @@ pub(super) fn eval_call(ev: &mut Evaluator<'_>, c: &Call, steps: Steps) -> Resul
                             .collect()
                     })
                     .collect();
+                let mut uniq = Interner::default();
                 for v in &out {
-                    check_unique(v)?;
+                    uniq.check_unique(v)?;
                 }
                 return Ok(Val::Vector(out));
             }
             let v = vector_arg(ev, args[0], steps)?;
             let mut cache = LabelCache::default();
             let mut out = Vec::with_capacity(n);
+            let mut uniq = Interner::default();
             for (i, vec) in v.iter().enumerate() {
                 let t = steps.at(i) as f64 / 1000.0;
                 let o: StepVec = vec.iter().map(|(l, _)| (cache.drop_name(l), t)).collect();
-                check_unique(&o)?;
+                uniq.check_unique(&o)?;
                 out.push(o);
             }
             Ok(Val::Vector(out))
@@ -482,13 +484,14 @@ fn map_values(
 ) -> Result<Val, QueryError> {
     let mut cache = LabelCache::default();
     let mut out = Vec::with_capacity(v.len());
+    let mut uniq = Interner::default();
     for (i, vec) in v.iter().enumerate() {
         ev.check()?;
         let o: StepVec = vec
             .iter()
             .filter_map(|(l, x)| f(i, *x).map(|y| (cache.drop_name(l), y)))
             .collect();
-        check_unique(&o)?;
+        uniq.check_unique(&o)?;
         out.push(o);
     }
     Ok(Val::Vector(out))
@@ -540,6 +543,7 @@ fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], steps: Steps) -> Result
     }
     let mut cache = LabelCache::default();
     let mut out = Vec::with_capacity(v.len());
+    let mut uniq = Interner::default();
     for vec in &v {
         ev.check()?;
         let o: StepVec = vec
@@ -561,7 +565,7 @@ fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], steps: Steps) -> Result
                 (nl, *x)
             })
             .collect();
-        check_unique(&o)?;
+        uniq.check_unique(&o)?;
         out.push(o);
     }
     Ok(Val::Vector(out))
@@ -588,6 +592,7 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], steps: Steps) -> Result<Va
     }
     let mut cache = LabelCache::default();
     let mut out = Vec::with_capacity(v.len());
+    let mut uniq = Interner::default();
     for vec in &v {
         ev.check()?;
         let o: StepVec = vec
@@ -602,7 +607,7 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], steps: Steps) -> Result<Va
                 (nl, *x)
             })
             .collect();
-        check_unique(&o)?;
+        uniq.check_unique(&o)?;
         out.push(o);
     }
     Ok(Val::Vector(out))
@@ -685,12 +690,13 @@ fn histogram_quantile(
     let q = scalar_arg(ev, args[0], steps)?;
     let v = vector_arg(ev, args[1], steps)?;
     // Per input label set: (group key including the metric name, output labels).
-    let mut keys: HashMap<*const Labels, Option<(Labels, L, f64)>> = HashMap::new();
+    let mut keys: HashMap<*const Labels, Option<(L, L, f64)>> = HashMap::new();
     let mut interned: HashMap<Labels, L> = HashMap::new();
     let mut out = Vec::with_capacity(v.len());
+    let mut uniq = Interner::default();
     for (i, vec) in v.iter().enumerate() {
         ev.check()?;
-        let mut groups: HashMap<Labels, usize> = HashMap::new();
+        let mut groups: HashMap<*const Labels, usize> = HashMap::new();
         let mut ordered: Vec<(L, Vec<(f64, f64)>)> = Vec::new();
         for (l, x) in vec {
             let entry = keys.entry(Rc::as_ptr(l)).or_insert_with(|| {
@@ -699,6 +705,10 @@ fn histogram_quantile(
                 // never merge) but not of the output.
                 let key = l.drop_names(&["le".to_string()]);
                 let mut outl = key.clone();
+                let key = interned
+                    .entry(key.clone())
+                    .or_insert_with(|| Rc::new(key))
+                    .clone();
                 outl.remove(METRIC_NAME_LABEL);
                 let outl = interned
                     .entry(outl.clone())
@@ -709,7 +719,7 @@ fn histogram_quantile(
             let Some((key, outl, ub)) = entry else {
                 continue;
             };
-            let gi = *groups.entry(key.clone()).or_insert_with(|| {
+            let gi = *groups.entry(Rc::as_ptr(key)).or_insert_with(|| {
                 ordered.push((outl.clone(), Vec::new()));
                 ordered.len() - 1
             });
@@ -719,7 +729,7 @@ fn histogram_quantile(
             .into_iter()
             .map(|(l, mut b)| (l, bucket_quantile(q[i], &mut b)))
             .collect();
-        check_unique(&o)?;
+        uniq.check_unique(&o)?;
         out.push(o);
     }
     Ok(Val::Vector(out))
