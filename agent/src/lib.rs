@@ -1,1 +1,245 @@
-//! vigil-agent library.
+//! vigil-agent: the node agent of Vigil.
+//!
+//! It collects host metrics ([`system`]), PostgreSQL ([`postgres`]) and
+//! Redis ([`redis_collector`]) metrics under the community exporters' names,
+//! receives LLM usage as OTLP metrics or usage events ([`llm`]), scrapes the
+//! platform's own Prometheus endpoints ([`scrape`]), serves everything on
+//! `/metrics` ([`http`]) and ships it with remote_write ([`ship`]) through a
+//! bounded on-disk buffer ([`buffer`]) that survives outages and restarts.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vigil_agent::AgentError> {
+//! let config = vigil_agent::config::Config::default();
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! vigil_agent::run(config, shutdown).await
+//! # }
+//! ```
+
+pub mod buffer;
+pub mod config;
+pub mod family;
+pub mod http;
+pub mod llm;
+pub mod pipeline;
+pub mod postgres;
+pub mod redis_collector;
+pub mod scrape;
+pub mod ship;
+pub mod system;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::family::{Family, now_ms};
+use crate::pipeline::Pipeline;
+
+/// Why the agent could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Buffer(#[from] buffer::BufferError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+}
+
+/// A source of metric families, polled on an interval.
+pub trait Collector: Send + 'static {
+    /// Identifies the collector in logs and in
+    /// `vigil_agent_collection_duration_seconds{collector}`; unique per
+    /// instance (e.g. `postgres/127.0.0.1:5432`).
+    fn name(&self) -> String;
+
+    /// Collects one snapshot. Never fails: a source that is down reports it
+    /// in its own series (`pg_up 0`) and logs.
+    fn collect(&mut self) -> impl Future<Output = Vec<Family>> + Send;
+
+    /// Whether to take one last snapshot at shutdown so state held only in
+    /// memory (LLM aggregates) reaches the buffer.
+    fn flush_on_shutdown(&self) -> bool {
+        false
+    }
+}
+
+/// Runs a collector every `every` until `shutdown`, publishing each
+/// snapshot with the time its collection started.
+pub async fn run_collector<C: Collector>(
+    mut c: C,
+    every: Duration,
+    pipeline: Arc<Pipeline>,
+    shutdown: CancellationToken,
+) {
+    let name = c.name();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let ts = now_ms();
+        let start = Instant::now();
+        let families = tokio::select! {
+            f = c.collect() => f,
+            _ = shutdown.cancelled() => break,
+        };
+        pipeline.stats.record_collection(&name, start.elapsed());
+        pipeline.publish(&name, ts, families);
+    }
+    if c.flush_on_shutdown() {
+        let ts = now_ms();
+        let families = c.collect().await;
+        pipeline.publish(&name, ts, families);
+        tracing::debug!(collector = %name, "flushed in-memory state at shutdown");
+    }
+}
+
+/// Runs the agent until `shutdown` is cancelled: collectors, the HTTP
+/// server and the shipper. On shutdown every collector stops, in-memory
+/// state is flushed into the disk buffer, an in-flight send is allowed to
+/// finish, and the function returns.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
+    config.validate()?;
+    let shipping = !config.remote_write.url.is_empty();
+    let buffer = if shipping {
+        let dir = config.data_dir.join("buffer");
+        let b =
+            buffer::DiskBuffer::open(&dir, config.buffer.max_bytes, config.buffer.segment_bytes)?;
+        if b.pending_records() > 0 {
+            tracing::info!(
+                records = b.pending_records(),
+                samples = b.pending_samples(),
+                "replaying data buffered by a previous run"
+            );
+        }
+        Some(b)
+    } else {
+        tracing::info!("remote_write.url is empty: shipping disabled, serving /metrics only");
+        None
+    };
+    let llm_state = Arc::new(llm::LlmState::new(&config.llm));
+    let pipeline = Arc::new(Pipeline::new(
+        buffer,
+        config.external_labels.clone(),
+        llm_state.clone(),
+    ));
+    let interval = |o: Option<config::HumanDuration>| o.map_or(config.interval.0, |d| d.0);
+
+    let mut tasks = JoinSet::new();
+    let child = shutdown.child_token();
+    if config.system.enabled {
+        let c = system::SystemCollector::new(&config.system);
+        tasks.spawn(run_collector(
+            c,
+            interval(config.system.interval),
+            pipeline.clone(),
+            child.clone(),
+        ));
+    }
+    for pg in &config.postgres {
+        let c = postgres::PostgresCollector::new(pg);
+        tasks.spawn(run_collector(
+            c,
+            interval(pg.interval),
+            pipeline.clone(),
+            child.clone(),
+        ));
+    }
+    for r in &config.redis {
+        let c = redis_collector::RedisCollector::new(r);
+        tasks.spawn(run_collector(
+            c,
+            interval(r.interval),
+            pipeline.clone(),
+            child.clone(),
+        ));
+    }
+    for sc in &config.scrape {
+        for target in &sc.targets {
+            let c = scrape::ScrapeCollector::new(sc, target, interval(sc.interval))
+                .map_err(|e| AgentError::Client(e.to_string()))?;
+            tasks.spawn(run_collector(
+                c,
+                interval(sc.interval),
+                pipeline.clone(),
+                child.clone(),
+            ));
+        }
+    }
+    if config.llm.enabled {
+        let c = llm::LlmCollector::new(llm_state.clone());
+        tasks.spawn(run_collector(
+            c,
+            interval(config.llm.interval),
+            pipeline.clone(),
+            child.clone(),
+        ));
+    }
+    tasks.spawn(run_collector(
+        pipeline::SelfCollector::new(pipeline.clone()),
+        config.interval.0,
+        pipeline.clone(),
+        child.clone(),
+    ));
+
+    let shipper = if shipping {
+        let s = ship::Shipper::new(&config.remote_write, pipeline.clone())
+            .map_err(AgentError::Client)?;
+        Some(tokio::spawn(s.run(shutdown.child_token())))
+    } else {
+        None
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(AgentError::Serve)?;
+    tracing::info!(address = %local, "vigil-agent listening");
+    let app = http::router(pipeline.clone(), llm_state, config.llm.enabled);
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await
+    });
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: flushing collected data into the buffer");
+    child.cancel();
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "collector task failed");
+        }
+    }
+    if let Some(s) = shipper
+        && let Err(e) = s.await
+    {
+        tracing::error!(error = %e, "shipper task failed");
+    }
+    pipeline.sync_buffer();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(AgentError::Serve(e)),
+        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+    }
+    tracing::info!("vigil-agent stopped");
+    Ok(())
+}

@@ -1,1 +1,103 @@
-fn main() {}
+//! `vigil-agent`: parses flags, loads the config, starts logging, and runs
+//! the agent until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use vigil_agent::config::{Config, Overrides};
+
+/// Vigil node agent: system, PostgreSQL, Redis and LLM usage metrics,
+/// served on /metrics and shipped with remote_write.
+#[derive(Debug, Parser)]
+#[command(name = "vigil-agent", version)]
+struct Args {
+    /// YAML configuration file (see deploy/agent.example.yaml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// HTTP listen address (default 127.0.0.1:9801).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// remote_write URL (default http://127.0.0.1:9800/api/v1/write; "" disables shipping).
+    #[arg(long = "remote-write")]
+    remote_write: Option<String>,
+    /// PostgreSQL DSN to watch (repeatable; replaces the file's list).
+    #[arg(long = "postgres")]
+    postgres: Vec<String>,
+    /// Redis URL to watch (repeatable; replaces the file's list).
+    #[arg(long = "redis")]
+    redis: Vec<String>,
+    /// Directory for the on-disk send buffer (default ./data-agent).
+    #[arg(long = "data-dir")]
+    data_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    config.apply_overrides(Overrides {
+        listen: args.listen,
+        remote_write: args.remote_write,
+        postgres: args.postgres,
+        redis: args.redis,
+        data_dir: args.data_dir,
+    });
+    config.validate()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signals.cancel();
+        });
+        vigil_agent::run(config, shutdown).await
+    })?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; waiting for Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

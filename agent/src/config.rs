@@ -1,0 +1,606 @@
+//! The agent's configuration: the YAML schema, its defaults and validation.
+//!
+//! The structs here *are* the documentation of the file format: every field
+//! carries a doc comment, and `deploy/agent.example.yaml` shows each of them
+//! with a comment. Precedence is defaults < file < command-line flags; the
+//! flags are applied by [`Config::apply_overrides`]. Durations are humantime
+//! strings (`15s`, `1m30s`), as Prometheus users write them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A duration written as a humantime string (`15s`, `2m`, `500ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim())
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+impl From<Duration> for HumanDuration {
+    fn from(d: Duration) -> Self {
+        Self(d)
+    }
+}
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the agent's HTTP server (`/metrics`, `/-/healthy`,
+    /// `POST /v1/metrics`, `POST /v1/llm/usage`). Default `127.0.0.1:9801`.
+    pub listen: SocketAddr,
+    /// Directory for the on-disk send buffer. Default `./data-agent`.
+    pub data_dir: PathBuf,
+    /// Default collection interval for every collector that does not set
+    /// its own. Default `15s`.
+    pub interval: HumanDuration,
+    /// Labels added to every series the agent ships and exposes (like
+    /// Prometheus's `external_labels`), e.g. `{instance: web-1}`.
+    pub external_labels: BTreeMap<String, String>,
+    /// Where and how samples are pushed.
+    pub remote_write: RemoteWriteConfig,
+    /// The bounded on-disk buffer that holds samples until they are sent.
+    pub buffer: BufferConfig,
+    /// The host collector (CPU, memory, filesystems, disks, network, PSI).
+    pub system: SystemConfig,
+    /// PostgreSQL servers to watch.
+    pub postgres: Vec<PostgresConfig>,
+    /// Redis servers to watch.
+    pub redis: Vec<RedisConfig>,
+    /// LLM usage: the OTLP receiver and the usage-event endpoint.
+    pub llm: LlmConfig,
+    /// Prometheus endpoints of the platform to scrape.
+    pub scrape: Vec<ScrapeConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9801)),
+            data_dir: PathBuf::from("./data-agent"),
+            interval: Duration::from_secs(15).into(),
+            external_labels: BTreeMap::new(),
+            remote_write: RemoteWriteConfig::default(),
+            buffer: BufferConfig::default(),
+            system: SystemConfig::default(),
+            postgres: Vec::new(),
+            redis: Vec::new(),
+            llm: LlmConfig::default(),
+            scrape: Vec::new(),
+        }
+    }
+}
+
+/// remote_write 1.0 shipping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// Receiver URL; an empty string disables shipping (the agent then only
+    /// serves `/metrics`). Default `http://127.0.0.1:9800/api/v1/write`.
+    pub url: String,
+    /// Timeout of one HTTP request. Default `10s`.
+    pub timeout: HumanDuration,
+    /// Upper bound of samples in one request. Default 2000.
+    pub max_samples_per_send: usize,
+    /// First retry delay; doubled after every failure. Default `100ms`.
+    pub min_backoff: HumanDuration,
+    /// Ceiling of the retry delay. Default `5s`.
+    pub max_backoff: HumanDuration,
+    /// Extra HTTP headers sent with every request.
+    pub headers: BTreeMap<String, String>,
+    /// File whose (trimmed) content is sent as `Authorization: Bearer …`.
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+impl Default for RemoteWriteConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:9800/api/v1/write".into(),
+            timeout: Duration::from_secs(10).into(),
+            max_samples_per_send: 2000,
+            min_backoff: Duration::from_millis(100).into(),
+            max_backoff: Duration::from_secs(5).into(),
+            headers: BTreeMap::new(),
+            bearer_token_file: None,
+        }
+    }
+}
+
+/// The on-disk buffer (segment files under `<data_dir>/buffer`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Most bytes of unsent data kept; past it the oldest data is dropped and
+    /// counted in `vigil_agent_buffer_dropped_samples_total`. Default 256 MiB.
+    pub max_bytes: u64,
+    /// Size at which a segment file is closed and a new one started.
+    /// Disk use stays below `max_bytes + segment_bytes`. Default 8 MiB.
+    pub segment_bytes: u64,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 20,
+            segment_bytes: 8 << 20,
+        }
+    }
+}
+
+/// The host collector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SystemConfig {
+    /// Collect host metrics at all. Default true.
+    pub enabled: bool,
+    /// Collection interval; defaults to the global `interval`.
+    pub interval: Option<HumanDuration>,
+    /// Root of procfs. Default `/proc`.
+    pub proc_path: PathBuf,
+    /// Filesystem types skipped (node_exporter's default list of pseudo
+    /// filesystems when unset).
+    pub filesystem_ignored_types: Option<Vec<String>>,
+    /// Mount-point prefixes skipped (node_exporter's default: `/dev`,
+    /// `/proc`, `/sys`, `/run/credentials/`, container storage).
+    pub filesystem_ignored_mount_points: Option<Vec<String>>,
+    /// Network devices skipped (exact names). Default none.
+    pub network_ignored_devices: Vec<String>,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: None,
+            proc_path: PathBuf::from("/proc"),
+            filesystem_ignored_types: None,
+            filesystem_ignored_mount_points: None,
+            network_ignored_devices: Vec::new(),
+        }
+    }
+}
+
+/// One PostgreSQL server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection string, key=value (`host=127.0.0.1 user=postgres
+    /// dbname=test`) or URL (`postgresql://postgres@127.0.0.1/test`). Keep
+    /// passwords out of it: use `password_file` or `password_env`.
+    pub dsn: String,
+    /// File holding the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Collection interval; defaults to the global `interval`.
+    #[serde(default)]
+    pub interval: Option<HumanDuration>,
+    /// Connect timeout. Default `5s`.
+    #[serde(default = "default_pg_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Timeout of each query (also set as `statement_timeout`). Default `5s`.
+    #[serde(default = "default_pg_timeout")]
+    pub query_timeout: HumanDuration,
+    /// Extra labels on every series of this server (tell servers apart).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Slow statements from `pg_stat_statements`.
+    #[serde(default)]
+    pub stat_statements: StatStatementsConfig,
+}
+
+fn default_pg_timeout() -> HumanDuration {
+    Duration::from_secs(5).into()
+}
+
+impl PostgresConfig {
+    /// A server configured by DSN alone (the `--postgres` flag).
+    pub fn from_dsn(dsn: &str) -> Self {
+        Self {
+            dsn: dsn.to_string(),
+            password_file: None,
+            password_env: None,
+            interval: None,
+            connect_timeout: default_pg_timeout(),
+            query_timeout: default_pg_timeout(),
+            labels: BTreeMap::new(),
+            stat_statements: StatStatementsConfig::default(),
+        }
+    }
+}
+
+/// `pg_stat_statements` top-N.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatStatementsConfig {
+    /// Collect at all (only if the extension exists). Default false.
+    pub enabled: bool,
+    /// Statements kept, by total execution time. Default 10.
+    pub top_n: u32,
+}
+
+impl Default for StatStatementsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            top_n: 10,
+        }
+    }
+}
+
+/// One Redis server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`, or `rediss://` for TLS (rustls, system roots).
+    pub url: String,
+    /// File holding the password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// ACL user name, if any.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Collection interval; defaults to the global `interval`.
+    #[serde(default)]
+    pub interval: Option<HumanDuration>,
+    /// Connect and response timeout. Default `5s`.
+    #[serde(default = "default_pg_timeout")]
+    pub timeout: HumanDuration,
+    /// Extra labels on every series of this server.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RedisConfig {
+    /// A server configured by URL alone (the `--redis` flag).
+    pub fn from_url(url: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            password_file: None,
+            password_env: None,
+            username: None,
+            interval: None,
+            timeout: default_pg_timeout(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// LLM usage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Serve `POST /v1/metrics` and `POST /v1/llm/usage`. Default true.
+    pub enabled: bool,
+    /// How often the aggregated LLM series are snapshotted for shipping;
+    /// defaults to the global `interval`.
+    pub interval: Option<HumanDuration>,
+    /// Price per model (key: model name, or `provider/model` to price one
+    /// provider's model apart), USD per 1M tokens.
+    pub prices: BTreeMap<String, ModelPrice>,
+    /// Bucket bounds of `gen_ai_client_token_usage` for usage events.
+    /// Default: the OpenTelemetry GenAI advice (1, 4, 16 … 67108864).
+    pub token_buckets: Vec<f64>,
+    /// Bucket bounds (seconds) of `gen_ai_client_operation_duration_seconds`
+    /// for usage events. Default: the GenAI advice (0.01 … 81.92).
+    pub duration_buckets: Vec<f64>,
+    /// Most distinct series the LLM aggregator keeps; new series past it are
+    /// refused and counted. Default 10000.
+    pub max_series: usize,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: None,
+            prices: BTreeMap::new(),
+            token_buckets: vec![
+                1.0,
+                4.0,
+                16.0,
+                64.0,
+                256.0,
+                1024.0,
+                4096.0,
+                16384.0,
+                65536.0,
+                262_144.0,
+                1_048_576.0,
+                4_194_304.0,
+                16_777_216.0,
+                67_108_864.0,
+            ],
+            duration_buckets: vec![
+                0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96,
+                81.92,
+            ],
+            max_series: 10_000,
+        }
+    }
+}
+
+/// Price of one model, USD per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    /// USD per 1M input (prompt) tokens.
+    pub input: f64,
+    /// USD per 1M output (completion) tokens.
+    pub output: f64,
+}
+
+/// A group of scrape targets sharing a job name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// The `job` label.
+    pub job: String,
+    /// `host:port` of each target; each becomes the `instance` label.
+    pub targets: Vec<String>,
+    /// Path of the metrics endpoint. Default `/metrics`.
+    #[serde(default = "default_metrics_path")]
+    pub metrics_path: String,
+    /// `http` or `https`. Default `http`.
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// Scrape interval; defaults to the global `interval`.
+    #[serde(default)]
+    pub interval: Option<HumanDuration>,
+    /// Scrape timeout. Default `10s` (capped at the interval).
+    #[serde(default = "default_scrape_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".into()
+}
+fn default_scheme() -> String {
+    "http".into()
+}
+fn default_scrape_timeout() -> HumanDuration {
+    Duration::from_secs(10).into()
+}
+
+/// Command-line overrides (each `None`/empty leaves the file's value).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub remote_write: Option<String>,
+    pub postgres: Vec<String>,
+    pub redis: Vec<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads and validates a YAML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|e| match e {
+            ConfigError::Parse { reason, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<inline>"),
+            reason: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Applies command-line flags: scalar flags replace the file's value,
+    /// `--postgres`/`--redis` replace the file's lists when given.
+    pub fn apply_overrides(&mut self, o: Overrides) {
+        if let Some(l) = o.listen {
+            self.listen = l;
+        }
+        if let Some(u) = o.remote_write {
+            self.remote_write.url = u;
+        }
+        if let Some(d) = o.data_dir {
+            self.data_dir = d;
+        }
+        if !o.postgres.is_empty() {
+            self.postgres = o
+                .postgres
+                .iter()
+                .map(|d| PostgresConfig::from_dsn(d))
+                .collect();
+        }
+        if !o.redis.is_empty() {
+            self.redis = o.redis.iter().map(|u| RedisConfig::from_url(u)).collect();
+        }
+    }
+
+    /// Checks what serde cannot: non-zero durations, sane sizes, valid labels.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.interval.0.is_zero() {
+            return bad("interval must be greater than zero".into());
+        }
+        for name in self.external_labels.keys() {
+            if !vigil_wire::labels::is_valid_label_name(name) {
+                return bad(format!("external_labels: invalid label name {name:?}"));
+            }
+        }
+        if self.buffer.segment_bytes < 1024 {
+            return bad("buffer.segment_bytes must be at least 1024".into());
+        }
+        if self.buffer.max_bytes < self.buffer.segment_bytes {
+            return bad("buffer.max_bytes must be at least buffer.segment_bytes".into());
+        }
+        if self.remote_write.max_samples_per_send == 0 {
+            return bad("remote_write.max_samples_per_send must be at least 1".into());
+        }
+        if self.remote_write.min_backoff.0 > self.remote_write.max_backoff.0 {
+            return bad("remote_write.min_backoff must not exceed max_backoff".into());
+        }
+        for (i, p) in self.postgres.iter().enumerate() {
+            if p.dsn.trim().is_empty() {
+                return bad(format!("postgres[{i}]: dsn is empty"));
+            }
+            check_labels(&format!("postgres[{i}]"), &p.labels)?;
+        }
+        for (i, r) in self.redis.iter().enumerate() {
+            if !(r.url.starts_with("redis://")
+                || r.url.starts_with("rediss://")
+                || r.url.starts_with("unix://"))
+            {
+                return bad(format!(
+                    "redis[{i}]: url must start with redis://, rediss:// or unix://"
+                ));
+            }
+            check_labels(&format!("redis[{i}]"), &r.labels)?;
+        }
+        for (model, p) in &self.llm.prices {
+            if !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite()) {
+                return bad(format!(
+                    "llm.prices.{model}: prices must be finite and non-negative"
+                ));
+            }
+        }
+        for (what, b) in [
+            ("token_buckets", &self.llm.token_buckets),
+            ("duration_buckets", &self.llm.duration_buckets),
+        ] {
+            if b.is_empty()
+                || b.windows(2).any(|w| w[0] >= w[1])
+                || b.iter().any(|v| !v.is_finite())
+            {
+                return bad(format!("llm.{what} must be finite and strictly increasing"));
+            }
+        }
+        for (i, s) in self.scrape.iter().enumerate() {
+            if !vigil_wire::labels::is_valid_label_name(&s.job.replace(['-', '.'], "_"))
+                || s.job.is_empty()
+            {
+                return bad(format!("scrape[{i}]: job must be a non-empty name"));
+            }
+            if s.scheme != "http" && s.scheme != "https" {
+                return bad(format!("scrape[{i}]: scheme must be http or https"));
+            }
+            if !s.metrics_path.starts_with('/') {
+                return bad(format!("scrape[{i}]: metrics_path must start with '/'"));
+            }
+            if s.timeout.0.is_zero() {
+                return bad(format!("scrape[{i}]: timeout must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_labels(what: &str, labels: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for name in labels.keys() {
+        if !vigil_wire::labels::is_valid_label_name(name) || name == "__name__" {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: invalid label name {name:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a secret from a file or an environment variable (file first).
+/// The value is never logged.
+pub fn read_secret(file: Option<&Path>, env: Option<&str>) -> Result<Option<String>, String> {
+    if let Some(f) = file {
+        return std::fs::read_to_string(f)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+            .map_err(|e| format!("reading password file {}: {e}", f.display()));
+    }
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("environment variable {var} is not set"));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_yaml("{}").expect("empty config is valid");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9801");
+        assert_eq!(c.interval.0, Duration::from_secs(15));
+        assert_eq!(c.remote_write.url, "http://127.0.0.1:9800/api/v1/write");
+        assert!(c.system.enabled);
+    }
+
+    #[test]
+    fn durations_and_lists_parse() {
+        let c = Config::from_yaml(
+            "interval: 2s\npostgres:\n  - dsn: host=127.0.0.1 user=postgres\n    query_timeout: 500ms\nredis:\n  - url: redis://127.0.0.1:6379\nllm:\n  prices:\n    gpt-4o: {input: 2.5, output: 10}\n",
+        )
+        .expect("valid");
+        assert_eq!(c.interval.0, Duration::from_secs(2));
+        assert_eq!(c.postgres[0].query_timeout.0, Duration::from_millis(500));
+        assert_eq!(c.llm.prices["gpt-4o"].output, 10.0);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        assert!(Config::from_yaml("intervall: 2s").is_err());
+        assert!(Config::from_yaml("interval: soon").is_err());
+        assert!(Config::from_yaml("interval: 0s").is_err());
+        assert!(Config::from_yaml("redis:\n  - url: http://x\n").is_err());
+        assert!(Config::from_yaml("llm:\n  duration_buckets: [2, 1]\n").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut c = Config::from_yaml("listen: 127.0.0.1:1\nredis:\n  - url: redis://a:1\n")
+            .expect("valid");
+        c.apply_overrides(Overrides {
+            listen: Some("127.0.0.1:2".parse().expect("addr")),
+            redis: vec!["redis://b:2".into()],
+            ..Overrides::default()
+        });
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.redis.len(), 1);
+        assert_eq!(c.redis[0].url, "redis://b:2");
+    }
+}

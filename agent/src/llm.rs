@@ -1,0 +1,420 @@
+//! LLM usage: one aggregator fed by two doors — OTLP/HTTP metrics from
+//! OpenTelemetry GenAI instrumentation ([`otlp`]) and JSON usage events
+//! ([`usage`]) — and rendered as Prometheus series.
+//!
+//! The aggregator holds cumulative state: cumulative OTLP points replace a
+//! series' value, delta points and usage events add to it. It is bounded by
+//! `llm.max_series`; series past the bound are refused and counted
+//! (`vigil_agent_llm_series_refused_total`), never grown without limit.
+
+pub mod otlp;
+pub mod usage;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use vigil_wire::exposition::format_value;
+use vigil_wire::remote_write::MetricType;
+use vigil_wire::{Labels, METRIC_NAME_LABEL};
+
+use crate::Collector;
+use crate::config::{LlmConfig, ModelPrice};
+use crate::family::Family;
+
+/// Collector name of the LLM aggregates.
+pub const SOURCE: &str = "llm";
+
+/// The state of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesState {
+    Value(f64),
+    /// Explicit-bucket histogram: per-bucket (not cumulative) counts, one
+    /// more than `bounds` (the +Inf bucket).
+    Histogram {
+        bounds: Vec<f64>,
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct FamilyState {
+    help: String,
+    kind: MetricType,
+    /// Key: the metric-name suffix within the family (`""`, `_sum`,
+    /// `_count` for summaries) and the labels without `__name__`.
+    series: BTreeMap<(String, Labels), SeriesState>,
+}
+
+/// Why an update was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    #[error("metric {name} already has type {existing}, not {new}")]
+    TypeConflict {
+        name: String,
+        existing: &'static str,
+        new: &'static str,
+    },
+    #[error("series limit of {0} reached")]
+    SeriesLimit(usize),
+    #[error("histogram has {counts} bucket counts for {bounds} bounds")]
+    BadHistogram { counts: usize, bounds: usize },
+}
+
+/// Cumulative series keyed by family name.
+#[derive(Debug)]
+pub struct Aggregator {
+    families: BTreeMap<String, FamilyState>,
+    series_count: usize,
+    max_series: usize,
+}
+
+impl Aggregator {
+    pub fn new(max_series: usize) -> Self {
+        Self {
+            families: BTreeMap::new(),
+            series_count: 0,
+            max_series,
+        }
+    }
+
+    /// Sets (`add == false`) or adds to (`add == true`) a plain value.
+    #[allow(clippy::too_many_arguments)]
+    pub fn value(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        suffix: &str,
+        labels: Labels,
+        v: f64,
+        add: bool,
+    ) -> Result<(), UpdateError> {
+        let st = self.entry(name, help, kind, suffix, labels)?;
+        match st {
+            SeriesState::Value(cur) if add && !cur.is_nan() => *cur += v,
+            other => *other = SeriesState::Value(v),
+        }
+        Ok(())
+    }
+
+    /// Sets or adds a whole histogram (OTLP points).
+    #[allow(clippy::too_many_arguments)]
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: Labels,
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+        count: u64,
+        add: bool,
+    ) -> Result<(), UpdateError> {
+        if counts.len() != bounds.len() + 1 {
+            return Err(UpdateError::BadHistogram {
+                counts: counts.len(),
+                bounds: bounds.len(),
+            });
+        }
+        let st = self.entry(name, help, MetricType::Histogram, "", labels)?;
+        match st {
+            SeriesState::Histogram {
+                bounds: b,
+                counts: c,
+                sum: s,
+                count: n,
+            } if add && b.as_slice() == bounds => {
+                for (dst, src) in c.iter_mut().zip(counts) {
+                    *dst += src;
+                }
+                *s += sum;
+                *n += count;
+            }
+            other => {
+                *other = SeriesState::Histogram {
+                    bounds: bounds.to_vec(),
+                    counts: counts.to_vec(),
+                    sum,
+                    count,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one observation to a histogram with the given bounds.
+    pub fn observe(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: Labels,
+        bounds: &[f64],
+        v: f64,
+    ) -> Result<(), UpdateError> {
+        let mut counts = vec![0u64; bounds.len() + 1];
+        let idx = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
+        counts[idx] = 1;
+        self.histogram(name, help, labels, bounds, &counts, v, 1, true)
+    }
+
+    fn entry(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        suffix: &str,
+        labels: Labels,
+    ) -> Result<&mut SeriesState, UpdateError> {
+        let fam = self
+            .families
+            .entry(name.to_string())
+            .or_insert_with(|| FamilyState {
+                help: help.to_string(),
+                kind,
+                series: BTreeMap::new(),
+            });
+        if fam.kind != kind {
+            return Err(UpdateError::TypeConflict {
+                name: name.to_string(),
+                existing: fam.kind.as_prometheus_str(),
+                new: kind.as_prometheus_str(),
+            });
+        }
+        let key = (suffix.to_string(), labels);
+        if !fam.series.contains_key(&key) {
+            if self.series_count >= self.max_series {
+                return Err(UpdateError::SeriesLimit(self.max_series));
+            }
+            self.series_count += 1;
+        }
+        Ok(fam
+            .series
+            .entry(key)
+            .or_insert(SeriesState::Value(f64::NAN)))
+    }
+
+    /// Renders every family (histograms as `_bucket{le}`, `_sum`, `_count`).
+    pub fn families(&self) -> Vec<Family> {
+        let mut out = Vec::with_capacity(self.families.len());
+        for (name, fam) in &self.families {
+            let mut f = Family::new(name.clone(), fam.help.clone(), fam.kind);
+            for ((suffix, labels), st) in &fam.series {
+                let with_name = |metric: String, extra: Option<(&str, String)>| {
+                    let mut l = labels.clone();
+                    l.set(METRIC_NAME_LABEL, metric);
+                    if let Some((k, v)) = extra {
+                        l.set(k, v);
+                    }
+                    l
+                };
+                match st {
+                    SeriesState::Value(v) => {
+                        f.push_labels(with_name(format!("{name}{suffix}"), None), *v)
+                    }
+                    SeriesState::Histogram {
+                        bounds,
+                        counts,
+                        sum,
+                        count,
+                    } => {
+                        let mut cum = 0u64;
+                        for (i, c) in counts.iter().enumerate() {
+                            cum += c;
+                            let le = bounds
+                                .get(i)
+                                .map_or_else(|| "+Inf".to_string(), |b| format_value(*b));
+                            f.push_labels(
+                                with_name(format!("{name}_bucket"), Some(("le", le))),
+                                cum as f64,
+                            );
+                        }
+                        f.push_labels(with_name(format!("{name}_sum"), None), *sum);
+                        f.push_labels(with_name(format!("{name}_count"), None), *count as f64);
+                    }
+                }
+            }
+            out.push(f);
+        }
+        out
+    }
+}
+
+/// Counters about the LLM doors themselves.
+#[derive(Debug, Default)]
+pub struct LlmStats {
+    pub events_accepted: AtomicU64,
+    pub events_rejected: AtomicU64,
+    pub otlp_points_accepted: AtomicU64,
+    pub otlp_points_rejected: AtomicU64,
+    pub series_refused: AtomicU64,
+}
+
+/// Shared LLM state: the aggregator, the price table and counters.
+pub struct LlmState {
+    pub(crate) agg: Mutex<Aggregator>,
+    pub(crate) prices: BTreeMap<String, ModelPrice>,
+    pub(crate) token_buckets: Vec<f64>,
+    pub(crate) duration_buckets: Vec<f64>,
+    /// (provider, model) pairs already logged as unpriced.
+    pub(crate) unpriced_logged: Mutex<HashSet<(String, String)>>,
+    pub stats: LlmStats,
+}
+
+impl LlmState {
+    pub fn new(cfg: &LlmConfig) -> Self {
+        Self {
+            agg: Mutex::new(Aggregator::new(cfg.max_series)),
+            prices: cfg.prices.clone(),
+            token_buckets: cfg.token_buckets.clone(),
+            duration_buckets: cfg.duration_buckets.clone(),
+            unpriced_logged: Mutex::new(HashSet::new()),
+            stats: LlmStats::default(),
+        }
+    }
+
+    /// Current aggregates as families.
+    pub fn snapshot(&self) -> Vec<Family> {
+        self.agg.lock().families()
+    }
+
+    /// Price of a model: `provider/model` first, then `model`.
+    pub fn price(&self, provider: &str, model: &str) -> Option<ModelPrice> {
+        self.prices
+            .get(&format!("{provider}/{model}"))
+            .or_else(|| self.prices.get(model))
+            .copied()
+    }
+
+    /// Counts a refused update (logged at debug: the counter is the signal).
+    pub(crate) fn refused(&self, e: &UpdateError) {
+        if matches!(e, UpdateError::SeriesLimit(_)) {
+            self.stats.series_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(error = %e, "LLM series update refused");
+    }
+
+    /// The `vigil_agent_llm_*` families.
+    pub fn self_families(&self) -> Vec<Family> {
+        let s = &self.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let mut events = Family::counter(
+            "vigil_agent_llm_events_total",
+            "Usage events received, by outcome.",
+        );
+        events.push(&[("outcome", "accepted")], get(&s.events_accepted));
+        events.push(&[("outcome", "rejected")], get(&s.events_rejected));
+        let mut points = Family::counter(
+            "vigil_agent_otlp_points_total",
+            "OTLP data points received, by outcome.",
+        );
+        points.push(&[("outcome", "accepted")], get(&s.otlp_points_accepted));
+        points.push(&[("outcome", "rejected")], get(&s.otlp_points_rejected));
+        vec![
+            events,
+            points,
+            Family::single(
+                "vigil_agent_llm_series_refused_total",
+                "LLM series updates refused because llm.max_series was reached.",
+                MetricType::Counter,
+                get(&s.series_refused),
+            ),
+        ]
+    }
+}
+
+/// Publishes the LLM aggregates on their interval, and once more at
+/// shutdown so nothing received is lost.
+pub struct LlmCollector {
+    state: Arc<LlmState>,
+}
+
+impl LlmCollector {
+    pub fn new(state: Arc<LlmState>) -> Self {
+        Self { state }
+    }
+}
+
+impl Collector for LlmCollector {
+    fn name(&self) -> String {
+        SOURCE.into()
+    }
+
+    async fn collect(&mut self) -> Vec<Family> {
+        self.state.snapshot()
+    }
+
+    fn flush_on_shutdown(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn histogram_renders_cumulative_buckets() {
+        let mut a = Aggregator::new(100);
+        for v in [0.5, 1.5, 3.0, 100.0] {
+            a.observe("d_seconds", "h", l(&[("m", "x")]), &[1.0, 2.0, 4.0], v)
+                .expect("observe");
+        }
+        let f = a.families();
+        let text = crate::family::render_text(f.iter());
+        assert!(
+            text.contains("d_seconds_bucket{le=\"1\",m=\"x\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("d_seconds_bucket{le=\"4\",m=\"x\"} 3\n"));
+        assert!(text.contains("d_seconds_bucket{le=\"+Inf\",m=\"x\"} 4\n"));
+        assert!(text.contains("d_seconds_sum{m=\"x\"} 105\n"));
+        assert!(text.contains("d_seconds_count{m=\"x\"} 4\n"));
+    }
+
+    #[test]
+    fn delta_adds_and_cumulative_replaces() {
+        let mut a = Aggregator::new(100);
+        a.value("c_total", "", MetricType::Counter, "", l(&[]), 5.0, true)
+            .expect("add");
+        a.value("c_total", "", MetricType::Counter, "", l(&[]), 2.0, true)
+            .expect("add");
+        a.value("g", "", MetricType::Gauge, "", l(&[]), 7.0, false)
+            .expect("set");
+        a.value("g", "", MetricType::Gauge, "", l(&[]), 3.0, false)
+            .expect("set");
+        let f = a.families();
+        assert_eq!(f[0].series[0].value, 7.0);
+        assert_eq!(f[1].series[0].value, 3.0);
+    }
+
+    #[test]
+    fn limits_and_type_conflicts_are_refused() {
+        let mut a = Aggregator::new(1);
+        a.value("a", "", MetricType::Gauge, "", l(&[("x", "1")]), 1.0, false)
+            .expect("first");
+        assert_eq!(
+            a.value("a", "", MetricType::Gauge, "", l(&[("x", "2")]), 1.0, false),
+            Err(UpdateError::SeriesLimit(1))
+        );
+        assert!(matches!(
+            a.value(
+                "a",
+                "",
+                MetricType::Counter,
+                "",
+                l(&[("x", "1")]),
+                1.0,
+                true
+            ),
+            Err(UpdateError::TypeConflict { .. })
+        ));
+    }
+}

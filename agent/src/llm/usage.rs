@@ -1,0 +1,500 @@
+//! Usage events (`POST /v1/llm/usage`): one JSON object per LLM call, or an
+//! array of them, for platforms without OpenTelemetry.
+//!
+//! Fields: `provider` and `model` (required, non-empty strings);
+//! `operation` (string, default `chat`); `input_tokens`, `output_tokens`
+//! (non-negative integers, default 0); `duration_seconds` (non-negative
+//! number, optional); `status` (`ok` or an error type such as
+//! `rate_limited`, `timeout`, `server_error`; an HTTP status number is also
+//! accepted: 2xx → `ok`, 429 → `rate_limited`, others → `http_<code>`;
+//! default `ok`); optional `tenant` (string, validated; not a label, to keep
+//! cardinality bounded), `timestamp` (RFC 3339 string or Unix seconds,
+//! validated; aggregates are stamped with their collection time) and
+//! `queue_depth` (non-negative number).
+//!
+//! Each valid event feeds `gen_ai_client_token_usage` and
+//! `gen_ai_client_operation_duration_seconds` (the OTLP series' names and
+//! labels) plus `llm_requests_total`, `llm_tokens_total`,
+//! `llm_cost_usd_total` (from the price table), `llm_unpriced_requests_total`,
+//! `llm_rate_limited_total` and `llm_queue_depth`. Invalid events are
+//! reported by index and field; valid ones in the same batch are kept.
+
+use serde::Serialize;
+use serde_json::Value;
+use vigil_wire::Labels;
+use vigil_wire::remote_write::MetricType;
+
+use super::LlmState;
+
+/// One validated event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEvent {
+    pub provider: String,
+    pub model: String,
+    pub operation: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub duration_seconds: Option<f64>,
+    pub status: String,
+    pub tenant: Option<String>,
+    pub queue_depth: Option<f64>,
+}
+
+/// Why one event was refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventError {
+    pub index: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageResponse {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub errors: Vec<EventError>,
+}
+
+const MAX_LABEL_LEN: usize = 256;
+
+fn err(index: usize, field: &str, reason: impl Into<String>) -> EventError {
+    EventError {
+        index,
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn string_field(
+    o: &serde_json::Map<String, Value>,
+    i: usize,
+    f: &str,
+    required: bool,
+) -> Result<Option<String>, EventError> {
+    match o.get(f) {
+        None | Some(Value::Null) if required => Err(err(i, f, "required")),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(err(i, f, "must not be empty")),
+        Some(Value::String(s)) if s.len() > MAX_LABEL_LEN => {
+            Err(err(i, f, format!("longer than {MAX_LABEL_LEN} bytes")))
+        }
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(err(i, f, "must be a string")),
+    }
+}
+
+fn count_field(o: &serde_json::Map<String, Value>, i: usize, f: &str) -> Result<u64, EventError> {
+    match o.get(f) {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+            (Some(v), _) => Ok(v),
+            (None, Some(v)) if v >= 0.0 && v.fract() == 0.0 && v < 9.0e15 => Ok(v as u64),
+            _ => Err(err(i, f, "must be a non-negative integer")),
+        },
+        Some(_) => Err(err(i, f, "must be a non-negative integer")),
+    }
+}
+
+fn number_field(
+    o: &serde_json::Map<String, Value>,
+    i: usize,
+    f: &str,
+) -> Result<Option<f64>, EventError> {
+    match o.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(v) if v >= 0.0 && v.is_finite() => Ok(Some(v)),
+            _ => Err(err(i, f, "must be a non-negative number")),
+        },
+        Some(_) => Err(err(i, f, "must be a non-negative number")),
+    }
+}
+
+fn status_field(o: &serde_json::Map<String, Value>, i: usize) -> Result<String, EventError> {
+    match o.get("status") {
+        None | Some(Value::Null) => Ok("ok".into()),
+        Some(Value::String(s)) => {
+            let s = s.trim().to_ascii_lowercase();
+            if s.is_empty()
+                || s.len() > 64
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            {
+                return Err(err(
+                    i,
+                    "status",
+                    "must be `ok` or an error type like `rate_limited`",
+                ));
+            }
+            Ok(match s.as_str() {
+                "429" => "rate_limited".into(),
+                _ => s,
+            })
+        }
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(200..=299) => Ok("ok".into()),
+            Some(429) => Ok("rate_limited".into()),
+            Some(c @ 100..=599) => Ok(format!("http_{c}")),
+            _ => Err(err(i, "status", "HTTP status must be 100-599")),
+        },
+        Some(_) => Err(err(
+            i,
+            "status",
+            "must be a string or an HTTP status number",
+        )),
+    }
+}
+
+fn timestamp_field(o: &serde_json::Map<String, Value>, i: usize) -> Result<(), EventError> {
+    match o.get("timestamp") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v >= 0.0 && v.is_finite()) => Ok(()),
+        Some(Value::String(s))
+            if humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).is_ok()
+                || humantime::parse_rfc3339(s).is_ok() =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(err(i, "timestamp", "must be RFC 3339 or Unix seconds")),
+    }
+}
+
+/// Validates one event.
+pub fn parse_event(i: usize, v: &Value) -> Result<UsageEvent, EventError> {
+    let Value::Object(o) = v else {
+        return Err(err(i, "", "event must be a JSON object"));
+    };
+    let provider = string_field(o, i, "provider", true)?.unwrap_or_default();
+    let model = string_field(o, i, "model", true)?.unwrap_or_default();
+    let operation = string_field(o, i, "operation", false)?.unwrap_or_else(|| "chat".into());
+    let input_tokens = count_field(o, i, "input_tokens")?;
+    let output_tokens = count_field(o, i, "output_tokens")?;
+    let duration_seconds = number_field(o, i, "duration_seconds")?;
+    let status = status_field(o, i)?;
+    let tenant = string_field(o, i, "tenant", false)?;
+    timestamp_field(o, i)?;
+    let queue_depth = number_field(o, i, "queue_depth")?;
+    Ok(UsageEvent {
+        provider,
+        model,
+        operation,
+        input_tokens,
+        output_tokens,
+        duration_seconds,
+        status,
+        tenant,
+        queue_depth,
+    })
+}
+
+/// Parses a request body: one object or an array of objects.
+pub fn parse_body(body: &[u8]) -> Result<Vec<Result<UsageEvent, EventError>>, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    Ok(match v {
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| parse_event(i, v))
+            .collect(),
+        other => vec![parse_event(0, &other)],
+    })
+}
+
+const TOKEN_HELP: &str = "Number of input and output tokens used.";
+const DURATION_HELP: &str = "GenAI operation duration.";
+
+impl LlmState {
+    /// Applies one valid event to the aggregates.
+    pub fn record_event(&self, e: &UsageEvent) {
+        let pm = [
+            ("provider", e.provider.as_str()),
+            ("model", e.model.as_str()),
+        ];
+        let genai = |extra: &[(&str, &str)]| {
+            let mut l = vec![
+                ("gen_ai_operation_name", e.operation.as_str()),
+                ("gen_ai_provider_name", e.provider.as_str()),
+                ("gen_ai_request_model", e.model.as_str()),
+            ];
+            l.extend_from_slice(extra);
+            Labels::from_pairs(l)
+        };
+        let with =
+            |extra: &[(&str, &str)]| Labels::from_pairs(pm.iter().chain(extra.iter()).copied());
+        let price = self.price(&e.provider, &e.model);
+        let mut agg = self.agg.lock();
+        let mut results = Vec::with_capacity(10);
+        results.push(agg.observe(
+            "gen_ai_client_token_usage",
+            TOKEN_HELP,
+            genai(&[("gen_ai_token_type", "input")]),
+            &self.token_buckets,
+            e.input_tokens as f64,
+        ));
+        results.push(agg.observe(
+            "gen_ai_client_token_usage",
+            TOKEN_HELP,
+            genai(&[("gen_ai_token_type", "output")]),
+            &self.token_buckets,
+            e.output_tokens as f64,
+        ));
+        if let Some(d) = e.duration_seconds {
+            let labels = if e.status == "ok" {
+                genai(&[])
+            } else {
+                genai(&[("error_type", e.status.as_str())])
+            };
+            results.push(agg.observe(
+                "gen_ai_client_operation_duration_seconds",
+                DURATION_HELP,
+                labels,
+                &self.duration_buckets,
+                d,
+            ));
+        }
+        let counter =
+            |agg: &mut super::Aggregator, name: &str, help: &str, labels: Labels, v: f64| {
+                agg.value(name, help, MetricType::Counter, "", labels, v, true)
+            };
+        results.push(counter(
+            &mut agg,
+            "llm_requests_total",
+            "LLM requests by provider, model and status.",
+            with(&[("status", e.status.as_str())]),
+            1.0,
+        ));
+        for (t, n) in [("input", e.input_tokens), ("output", e.output_tokens)] {
+            results.push(counter(
+                &mut agg,
+                "llm_tokens_total",
+                "LLM tokens by provider, model and type.",
+                with(&[("type", t)]),
+                n as f64,
+            ));
+        }
+        match price {
+            Some(p) => {
+                let cost =
+                    e.input_tokens as f64 / 1e6 * p.input + e.output_tokens as f64 / 1e6 * p.output;
+                results.push(counter(
+                    &mut agg,
+                    "llm_cost_usd_total",
+                    "LLM cost in US dollars, from the configured price table.",
+                    with(&[]),
+                    cost,
+                ));
+            }
+            None => {
+                results.push(counter(
+                    &mut agg,
+                    "llm_unpriced_requests_total",
+                    "LLM requests for models missing from the price table.",
+                    with(&[]),
+                    1.0,
+                ));
+                if self
+                    .unpriced_logged
+                    .lock()
+                    .insert((e.provider.clone(), e.model.clone()))
+                {
+                    tracing::warn!(provider = %e.provider, model = %e.model, "no price configured for this model; cost not counted (logged once)");
+                }
+            }
+        }
+        if e.status == "rate_limited" {
+            results.push(counter(
+                &mut agg,
+                "llm_rate_limited_total",
+                "LLM requests refused by the provider's rate limit (HTTP 429).",
+                with(&[]),
+                1.0,
+            ));
+        }
+        if let Some(q) = e.queue_depth {
+            results.push(agg.value(
+                "llm_queue_depth",
+                "LLM request queue depth, as last reported.",
+                MetricType::Gauge,
+                "",
+                with(&[]),
+                q,
+                false,
+            ));
+        }
+        drop(agg);
+        for r in results {
+            if let Err(e) = r {
+                self.refused(&e);
+            }
+        }
+    }
+
+    /// Handles a usage body; returns the answer and whether all was valid.
+    pub fn ingest_usage(&self, body: &[u8]) -> Result<UsageResponse, String> {
+        let parsed = parse_body(body)?;
+        let mut resp = UsageResponse {
+            accepted: 0,
+            rejected: 0,
+            errors: Vec::new(),
+        };
+        for r in parsed {
+            match r {
+                Ok(ev) => {
+                    self.record_event(&ev);
+                    resp.accepted += 1;
+                }
+                Err(e) => {
+                    resp.rejected += 1;
+                    if resp.errors.len() < 100 {
+                        resp.errors.push(e);
+                    }
+                }
+            }
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats
+            .events_accepted
+            .fetch_add(resp.accepted as u64, Relaxed);
+        self.stats
+            .events_rejected
+            .fetch_add(resp.rejected as u64, Relaxed);
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LlmConfig, ModelPrice};
+    use proptest::prelude::*;
+
+    fn state() -> LlmState {
+        let mut cfg = LlmConfig::default();
+        cfg.prices.insert(
+            "gpt-4o".into(),
+            ModelPrice {
+                input: 2.5,
+                output: 10.0,
+            },
+        );
+        LlmState::new(&cfg)
+    }
+
+    fn value(st: &LlmState, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        st.snapshot()
+            .iter()
+            .flat_map(|f| f.series.iter())
+            .find_map(|s| {
+                (s.labels.metric_name() == Some(name)
+                    && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+                .then_some(s.value)
+            })
+    }
+
+    #[test]
+    fn batch_keeps_valid_events_and_reports_bad_ones() {
+        let st = state();
+        let body = br#"[
+            {"provider":"openai","model":"gpt-4o","operation":"chat","input_tokens":1000,"output_tokens":500,"duration_seconds":1.2,"status":"ok"},
+            {"provider":"openai","model":"gpt-4o","input_tokens":-5},
+            {"provider":"openai","model":"gpt-4o","input_tokens":10,"status":"rate_limited","queue_depth":7},
+            {"model":"x"},
+            {"provider":"anthropic","model":"claude","input_tokens":3,"output_tokens":4,"status":429}
+        ]"#;
+        let r = st.ingest_usage(body).expect("valid JSON");
+        assert_eq!((r.accepted, r.rejected), (3, 2));
+        assert_eq!(r.errors[0].index, 1);
+        assert_eq!(r.errors[0].field, "input_tokens");
+        assert_eq!(r.errors[1].index, 3);
+        assert_eq!(r.errors[1].field, "provider");
+        assert_eq!(
+            value(
+                &st,
+                "llm_requests_total",
+                &[("model", "gpt-4o"), ("status", "ok")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &st,
+                "llm_tokens_total",
+                &[("model", "gpt-4o"), ("type", "input")]
+            ),
+            Some(1010.0)
+        );
+        let cost = value(&st, "llm_cost_usd_total", &[("model", "gpt-4o")]).expect("cost");
+        assert!((cost - (1010.0 * 2.5 + 500.0 * 10.0) / 1e6).abs() < 1e-12);
+        assert_eq!(
+            value(&st, "llm_rate_limited_total", &[("model", "gpt-4o")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&st, "llm_rate_limited_total", &[("model", "claude")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&st, "llm_unpriced_requests_total", &[("model", "claude")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&st, "llm_queue_depth", &[("model", "gpt-4o")]),
+            Some(7.0)
+        );
+        assert_eq!(
+            value(
+                &st,
+                "gen_ai_client_operation_duration_seconds_count",
+                &[("gen_ai_request_model", "gpt-4o")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(
+                &st,
+                "gen_ai_client_token_usage_sum",
+                &[
+                    ("gen_ai_token_type", "output"),
+                    ("gen_ai_request_model", "gpt-4o")
+                ]
+            ),
+            Some(500.0)
+        );
+    }
+
+    #[test]
+    fn single_object_and_bad_json() {
+        let st = state();
+        let r = st
+            .ingest_usage(br#"{"provider":"p","model":"m"}"#)
+            .expect("json");
+        assert_eq!(r.accepted, 1);
+        assert!(st.ingest_usage(b"{not json").is_err());
+        let r = st
+            .ingest_usage(br#"[1, {"provider":"p","model":"m","timestamp":"yesterday"}]"#)
+            .expect("json");
+        assert_eq!(r.rejected, 2);
+        assert_eq!(r.errors[1].field, "timestamp");
+    }
+
+    proptest! {
+        #[test]
+        fn parser_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_body(&body);
+        }
+
+        #[test]
+        fn valid_events_round_trip(provider in "[a-z]{1,10}", model in "[a-z0-9.-]{1,12}", inp in 0u64..1_000_000, out in 0u64..1_000_000, d in 0.0f64..100.0) {
+            let body = serde_json::json!({"provider": provider, "model": model, "input_tokens": inp, "output_tokens": out, "duration_seconds": d});
+            let parsed = parse_body(body.to_string().as_bytes()).expect("json");
+            let ev = parsed.into_iter().next().expect("one").expect("valid");
+            prop_assert_eq!(ev.input_tokens, inp);
+            prop_assert_eq!(ev.output_tokens, out);
+            let got = ev.duration_seconds.expect("duration present");
+            prop_assert!((got - d).abs() <= 1e-12 * d.max(1.0), "{got} vs {d}");
+            prop_assert_eq!(ev.status, "ok");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Where collected data goes: the latest snapshot of every collector (for
+//! `/metrics`) and, when shipping is on, the on-disk buffer (for
+//! remote_write). Also the agent's own counters (`vigil_agent_*`), each
+//! updated in the one place that also logs the event.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use vigil_wire::remote_write::{MetricType, encode_write_request};
+
+use crate::Collector;
+use crate::buffer::{BufferError, DiskBuffer, Record};
+use crate::family::{Family, add_labels, render_text, to_write_request};
+use crate::llm::LlmState;
+
+/// Name of the self-metrics collector (rendered live on `/metrics`).
+pub const SELF_SOURCE: &str = "agent";
+
+/// The agent's own counters.
+#[derive(Debug, Default)]
+pub struct SelfStats {
+    pub samples_collected: AtomicU64,
+    pub samples_sent: AtomicU64,
+    pub requests_sent: AtomicU64,
+    pub send_failures: AtomicU64,
+    pub samples_rejected: AtomicU64,
+    pub buffer_write_failures: AtomicU64,
+    pub last_send_ms: AtomicU64,
+    collection_seconds: Mutex<BTreeMap<String, (f64, u64)>>,
+}
+
+impl SelfStats {
+    pub fn record_collection(&self, collector: &str, took: Duration) {
+        let mut m = self.collection_seconds.lock();
+        let e = m.entry(collector.to_string()).or_insert((0.0, 0));
+        e.0 = took.as_secs_f64();
+        e.1 += 1;
+    }
+}
+
+/// The hub collectors publish into.
+pub struct Pipeline {
+    latest: Mutex<BTreeMap<String, Arc<Vec<Family>>>>,
+    buffer: Option<Mutex<DiskBuffer>>,
+    external_labels: BTreeMap<String, String>,
+    /// Wakes the shipper when new data is buffered.
+    pub notify: Notify,
+    pub stats: SelfStats,
+    llm: Arc<LlmState>,
+}
+
+impl Pipeline {
+    pub fn new(
+        buffer: Option<DiskBuffer>,
+        external_labels: BTreeMap<String, String>,
+        llm: Arc<LlmState>,
+    ) -> Self {
+        Self {
+            latest: Mutex::new(BTreeMap::new()),
+            buffer: buffer.map(Mutex::new),
+            external_labels,
+            notify: Notify::new(),
+            stats: SelfStats::default(),
+            llm,
+        }
+    }
+
+    /// Records a collector's snapshot, collected at `timestamp_ms`: kept for
+    /// `/metrics` and appended to the send buffer.
+    pub fn publish(&self, source: &str, timestamp_ms: i64, mut families: Vec<Family>) {
+        add_labels(&mut families, &self.external_labels);
+        if let Some(buf) = &self.buffer {
+            let (req, n) = to_write_request(&families, timestamp_ms);
+            if n > 0 {
+                let body = encode_write_request(&req);
+                let samples = u32::try_from(n).unwrap_or(u32::MAX);
+                match buf.lock().append(&body, samples) {
+                    Ok(_) => {
+                        self.stats
+                            .samples_collected
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        self.notify.notify_one();
+                    }
+                    Err(e) => {
+                        self.stats
+                            .buffer_write_failures
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        tracing::error!(error = %e, source, samples = n, "cannot write to the send buffer; samples lost");
+                    }
+                }
+            }
+        } else {
+            let n: usize = families.iter().map(Family::len).sum();
+            self.stats
+                .samples_collected
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        self.latest
+            .lock()
+            .insert(source.to_string(), Arc::new(families));
+    }
+
+    /// The `/metrics` page: every collector's latest snapshot, with the
+    /// self-metrics and LLM aggregates rendered live.
+    pub fn render(&self) -> String {
+        let latest = self.latest.lock().clone();
+        let mut live = self.self_families();
+        live.extend(self.llm.snapshot());
+        add_labels(&mut live, &self.external_labels);
+        let stored = latest
+            .iter()
+            .filter(|(k, _)| k.as_str() != SELF_SOURCE && k.as_str() != crate::llm::SOURCE)
+            .flat_map(|(_, v)| v.iter());
+        render_text(stored.chain(live.iter()))
+    }
+
+    /// Oldest buffered records for the shipper.
+    pub fn peek(&self, max_records: usize, max_samples: usize) -> Result<Vec<Record>, BufferError> {
+        match &self.buffer {
+            Some(b) => b.lock().peek(max_records, max_samples),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Acknowledges buffered records up to `seq`.
+    pub fn ack(&self, seq: u64) -> Result<usize, BufferError> {
+        match &self.buffer {
+            Some(b) => b.lock().ack(seq),
+            None => Ok(0),
+        }
+    }
+
+    /// Flushes the buffer's active segment to stable storage.
+    pub fn sync_buffer(&self) {
+        if let Some(b) = &self.buffer
+            && let Err(e) = b.lock().sync()
+        {
+            tracing::warn!(error = %e, "syncing the send buffer failed");
+        }
+    }
+
+    /// The `vigil_agent_*` families.
+    pub fn self_families(&self) -> Vec<Family> {
+        let s = &self.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        let mut out = vec![
+            Family::single(
+                "vigil_agent_samples_collected_total",
+                "Samples collected and handed to the send buffer.",
+                MetricType::Counter,
+                get(&s.samples_collected),
+            ),
+            Family::single(
+                "vigil_agent_samples_sent_total",
+                "Samples accepted by the remote_write receiver.",
+                MetricType::Counter,
+                get(&s.samples_sent),
+            ),
+            Family::single(
+                "vigil_agent_remote_write_requests_total",
+                "remote_write requests accepted by the receiver.",
+                MetricType::Counter,
+                get(&s.requests_sent),
+            ),
+            Family::single(
+                "vigil_agent_remote_write_failures_total",
+                "remote_write requests that failed and were retried (5xx, 429, network errors).",
+                MetricType::Counter,
+                get(&s.send_failures),
+            ),
+            Family::single(
+                "vigil_agent_samples_rejected_total",
+                "Samples dropped because the receiver refused them with a 4xx status other than 429.",
+                MetricType::Counter,
+                get(&s.samples_rejected),
+            ),
+            Family::single(
+                "vigil_agent_buffer_write_failures_total",
+                "Samples lost because the send buffer could not be written.",
+                MetricType::Counter,
+                get(&s.buffer_write_failures),
+            ),
+            Family::single(
+                "vigil_agent_last_send_timestamp_seconds",
+                "Time of the last accepted remote_write request.",
+                MetricType::Gauge,
+                get(&s.last_send_ms) / 1000.0,
+            ),
+        ];
+        if let Some(b) = &self.buffer {
+            let b = b.lock();
+            out.push(Family::single(
+                "vigil_agent_buffer_bytes",
+                "Bytes of unsent data in the on-disk buffer.",
+                MetricType::Gauge,
+                b.pending_bytes() as f64,
+            ));
+            out.push(Family::single(
+                "vigil_agent_buffer_disk_bytes",
+                "Bytes of buffer segment files on disk.",
+                MetricType::Gauge,
+                b.disk_bytes() as f64,
+            ));
+            out.push(Family::single(
+                "vigil_agent_buffer_samples",
+                "Unsent samples in the on-disk buffer.",
+                MetricType::Gauge,
+                b.pending_samples() as f64,
+            ));
+            out.push(Family::single(
+                "vigil_agent_buffer_dropped_samples_total",
+                "Samples dropped, oldest first, because the on-disk buffer was full.",
+                MetricType::Counter,
+                b.dropped_samples() as f64,
+            ));
+        }
+        let mut dur = Family::gauge(
+            "vigil_agent_collection_duration_seconds",
+            "Duration of the last collection, per collector.",
+        );
+        let mut runs = Family::counter(
+            "vigil_agent_collections_total",
+            "Collections run, per collector.",
+        );
+        for (name, (secs, n)) in s.collection_seconds.lock().iter() {
+            dur.push(&[("collector", name.as_str())], *secs);
+            runs.push(&[("collector", name.as_str())], *n as f64);
+        }
+        out.push(dur);
+        out.push(runs);
+        out.extend(self.llm.self_families());
+        out
+    }
+}
+
+/// Publishes the self-metrics on the global interval so they are shipped.
+pub struct SelfCollector {
+    pipeline: Arc<Pipeline>,
+}
+
+impl SelfCollector {
+    pub fn new(pipeline: Arc<Pipeline>) -> Self {
+        Self { pipeline }
+    }
+}
+
+impl Collector for SelfCollector {
+    fn name(&self) -> String {
+        SELF_SOURCE.into()
+    }
+
+    async fn collect(&mut self) -> Vec<Family> {
+        self.pipeline.self_families()
+    }
+}
