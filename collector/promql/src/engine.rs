@@ -654,6 +654,13 @@ impl<'a> Evaluator<'a> {
                 let mut series: Vec<(L, Vec<Sample>)> = Vec::new();
                 if start <= end {
                     let inner = Steps { start, end, step };
+                    // Every inner step holds at least one point per series;
+                    // refuse before allocating an absurd number of steps.
+                    if inner.len() > self.opts.max_samples {
+                        return Err(QueryError::exec(
+                            "query processing would load too many samples into memory in query execution",
+                        ));
+                    }
                     match self.eval(&sq.expr, inner)? {
                         Val::Vector(vs) => {
                             for s in to_series(&vs, inner) {
