@@ -30,7 +30,19 @@ impl Webhook {
 pub fn message(data: &NotificationData, max_alerts: u64) -> serde_json::Value {
     let limit = if max_alerts == 0 { usize::MAX } else { max_alerts as usize };
     let truncated = data.alerts.len().saturating_sub(limit);
-    let alerts: Vec<_> = data.alerts.iter().take(limit).collect();
+    // Alertmanager truncates before building the template data, so status
+    // and common labels describe only the alerts that are sent.
+    let cut;
+    let data = if truncated > 0 {
+        let mut d = data.clone();
+        d.alerts.truncate(limit);
+        d.recompute();
+        cut = d;
+        &cut
+    } else {
+        data
+    };
+    let alerts = &data.alerts;
     serde_json::json!({
         "receiver": data.receiver,
         "status": data.status,
