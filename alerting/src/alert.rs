@@ -14,11 +14,25 @@ pub struct PostableAlert {
     pub labels: LabelSet,
     #[serde(default)]
     pub annotations: LabelSet,
-    #[serde(rename = "startsAt", default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startsAt",
+        default,
+        with = "opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub starts_at: Option<DateTime<Utc>>,
-    #[serde(rename = "endsAt", default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "endsAt",
+        default,
+        with = "opt_time",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ends_at: Option<DateTime<Utc>>,
-    #[serde(rename = "generatorURL", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "generatorURL",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub generator_url: String,
 }
 
@@ -43,8 +57,16 @@ impl Alert {
     /// Applies the v2 API's defaults: a missing start is now (or the end),
     /// a missing end is `now + resolve_timeout` with the timeout flag set.
     /// Labels with empty values are dropped, as Prometheus does.
-    pub fn from_postable(p: PostableAlert, now: DateTime<Utc>, resolve_timeout: chrono::Duration) -> Result<Self, String> {
-        let labels: LabelSet = p.labels.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    pub fn from_postable(
+        p: PostableAlert,
+        now: DateTime<Utc>,
+        resolve_timeout: chrono::Duration,
+    ) -> Result<Self, String> {
+        let labels: LabelSet = p
+            .labels
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
         if labels.is_empty() {
             return Err("at least one label pair required".into());
         }
@@ -84,7 +106,11 @@ impl Alert {
     }
 
     pub fn status_at(&self, t: DateTime<Utc>) -> &'static str {
-        if self.resolved_at(t) { "resolved" } else { "firing" }
+        if self.resolved_at(t) {
+            "resolved"
+        } else {
+            "firing"
+        }
     }
 
     /// Alertmanager's `Alert.Merge`: `other` is the newer update unless its
@@ -222,7 +248,10 @@ mod tests {
     use super::*;
 
     fn ls(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -233,7 +262,10 @@ mod tests {
     fn defaults_follow_the_v2_api() {
         let now = t("2024-01-01T00:00:00Z");
         let a = Alert::from_postable(
-            PostableAlert { labels: ls(&[("alertname", "X"), ("empty", "")]), ..Default::default() },
+            PostableAlert {
+                labels: ls(&[("alertname", "X"), ("empty", "")]),
+                ..Default::default()
+            },
             now,
             chrono::Duration::minutes(5),
         )
@@ -242,14 +274,23 @@ mod tests {
         assert!(a.timeout);
         assert_eq!(a.ends_at, t("2024-01-01T00:05:00Z"));
         assert!(!a.labels.contains_key("empty"));
-        assert!(Alert::from_postable(PostableAlert::default(), now, chrono::Duration::minutes(5)).is_err());
+        assert!(
+            Alert::from_postable(PostableAlert::default(), now, chrono::Duration::minutes(5))
+                .is_err()
+        );
     }
 
     #[test]
     fn go_time_format() {
         assert_eq!(format_go_time(&go_zero_time()), "0001-01-01T00:00:00Z");
-        assert_eq!(format_go_time(&t("2024-01-01T00:00:00.120Z")), "2024-01-01T00:00:00.12Z");
-        assert_eq!(format_go_time(&t("2024-01-01T01:00:00+01:00")), "2024-01-01T00:00:00Z");
+        assert_eq!(
+            format_go_time(&t("2024-01-01T00:00:00.120Z")),
+            "2024-01-01T00:00:00.12Z"
+        );
+        assert_eq!(
+            format_go_time(&t("2024-01-01T01:00:00+01:00")),
+            "2024-01-01T00:00:00Z"
+        );
     }
 
     #[test]
@@ -265,8 +306,18 @@ mod tests {
             timeout,
             fingerprint: 1,
         };
-        let old = base("2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z", "2024-01-01T00:05:00Z", false);
-        let new = base("2024-01-01T00:08:00Z", "2024-01-01T00:15:00Z", "2024-01-01T00:09:00Z", true);
+        let old = base(
+            "2024-01-01T00:00:00Z",
+            "2024-01-01T01:00:00Z",
+            "2024-01-01T00:05:00Z",
+            false,
+        );
+        let new = base(
+            "2024-01-01T00:08:00Z",
+            "2024-01-01T00:15:00Z",
+            "2024-01-01T00:09:00Z",
+            true,
+        );
         assert!(old.overlaps(&new));
         let m = old.merge(&new, now);
         assert_eq!(m.starts_at, t("2024-01-01T00:00:00Z"));

@@ -26,7 +26,10 @@ pub fn router(a: Arc<Alerting>) -> axum::Router {
         .route("/api/v2/alerts", get(get_alerts).post(post_alerts))
         .route("/api/v2/alerts/groups", get(get_groups))
         .route("/api/v2/silences", get(get_silences).post(post_silence))
-        .route("/api/v2/silence/{id}", get(get_silence).delete(delete_silence))
+        .route(
+            "/api/v2/silence/{id}",
+            get(get_silence).delete(delete_silence),
+        )
         .route("/api/v2/receivers", get(get_receivers))
         .route("/api/v2/status", get(get_status))
         .route("/api/v2/alerts/", post(post_alerts))
@@ -46,7 +49,8 @@ fn url_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 2;
@@ -91,10 +95,18 @@ fn bool_param(v: &str) -> Result<bool, String> {
 }
 
 fn parse_filter(q: &Option<String>) -> Result<AlertFilter, String> {
-    let mut f = AlertFilter { matchers: Vec::new(), active: true, silenced: true, inhibited: true, receiver: None };
+    let mut f = AlertFilter {
+        matchers: Vec::new(),
+        active: true,
+        silenced: true,
+        inhibited: true,
+        receiver: None,
+    };
     for (k, v) in query_pairs(q) {
         match k.as_str() {
-            "filter" => f.matchers.extend(parse_matchers(&v).map_err(|e| e.to_string())?),
+            "filter" => f
+                .matchers
+                .extend(parse_matchers(&v).map_err(|e| e.to_string())?),
             "active" => f.active = bool_param(&v)?,
             "silenced" => f.silenced = bool_param(&v)?,
             "inhibited" => f.inhibited = bool_param(&v)?,
@@ -102,7 +114,10 @@ fn parse_filter(q: &Option<String>) -> Result<AlertFilter, String> {
                 bool_param(&v)?;
             }
             "receiver" if !v.is_empty() => {
-                f.receiver = Some(regex::Regex::new(&format!("^(?:{v})$")).map_err(|e| format!("invalid receiver regex: {e}"))?);
+                f.receiver = Some(
+                    regex::Regex::new(&format!("^(?:{v})$"))
+                        .map_err(|e| format!("invalid receiver regex: {e}"))?,
+                );
             }
             _ => {}
         }
@@ -111,7 +126,11 @@ fn parse_filter(q: &Option<String>) -> Result<AlertFilter, String> {
 }
 
 fn gettable(a: &Alert, receivers: &[String], inhibited: &[String], silenced: &[String]) -> Value {
-    let state = if inhibited.is_empty() && silenced.is_empty() { "active" } else { "suppressed" };
+    let state = if inhibited.is_empty() && silenced.is_empty() {
+        "active"
+    } else {
+        "suppressed"
+    };
     json!({
         "annotations": a.annotations,
         "endsAt": format_go_time(&a.ends_at),
@@ -126,7 +145,12 @@ fn gettable(a: &Alert, receivers: &[String], inhibited: &[String], silenced: &[S
 }
 
 /// Applies a filter to one alert; returns its JSON if it passes.
-fn filtered(st: &crate::dispatch::State, a: &Alert, f: &AlertFilter, now: chrono::DateTime<Utc>) -> Option<Value> {
+fn filtered(
+    st: &crate::dispatch::State,
+    a: &Alert,
+    f: &AlertFilter,
+    now: chrono::DateTime<Utc>,
+) -> Option<Value> {
     if a.resolved_at(now) || !matches_all(&f.matchers, &a.labels) {
         return None;
     }
@@ -138,7 +162,10 @@ fn filtered(st: &crate::dispatch::State, a: &Alert, f: &AlertFilter, now: chrono
     }
     let (inh, sil) = st.mute_status(&a.labels, now);
     let suppressed = !inh.is_empty() || !sil.is_empty();
-    if (!f.active && !suppressed) || (!f.silenced && !sil.is_empty()) || (!f.inhibited && !inh.is_empty()) {
+    if (!f.active && !suppressed)
+        || (!f.silenced && !sil.is_empty())
+        || (!f.inhibited && !inh.is_empty())
+    {
         return None;
     }
     Some(gettable(a, &receivers, &inh, &sil))
@@ -151,7 +178,11 @@ async fn get_alerts(State(a): State<Arc<Alerting>>, RawQuery(q): RawQuery) -> Re
     };
     let now = Utc::now();
     let st = a.state.lock();
-    let mut list: Vec<(&Alert, Value)> = st.alerts.values().filter_map(|al| filtered(&st, al, &f, now).map(|v| (al, v))).collect();
+    let mut list: Vec<(&Alert, Value)> = st
+        .alerts
+        .values()
+        .filter_map(|al| filtered(&st, al, &f, now).map(|v| (al, v)))
+        .collect();
     list.sort_by_key(|(al, _)| al.fingerprint);
     Json(Value::Array(list.into_iter().map(|(_, v)| v).collect())).into_response()
 }
@@ -185,11 +216,17 @@ async fn get_groups(State(a): State<Arc<Alerting>>, RawQuery(q): RawQuery) -> Re
         }
         let mut alerts: Vec<&Alert> = g.alerts.values().collect();
         alerts.sort_by(|x, y| crate::alert::notification_order(&x.labels, &y.labels));
-        let items: Vec<Value> = alerts.into_iter().filter_map(|al| filtered(&st, al, &f, now)).collect();
+        let items: Vec<Value> = alerts
+            .into_iter()
+            .filter_map(|al| filtered(&st, al, &f, now))
+            .collect();
         if items.is_empty() {
             continue;
         }
-        groups.push((g.key.clone(), json!({"labels": g.labels, "receiver": {"name": receiver}, "alerts": items})));
+        groups.push((
+            g.key.clone(),
+            json!({"labels": g.labels, "receiver": {"name": receiver}, "alerts": items}),
+        ));
     }
     groups.sort_by(|x, y| x.0.cmp(&y.0));
     Json(Value::Array(groups.into_iter().map(|(_, v)| v).collect())).into_response()
@@ -198,7 +235,11 @@ async fn get_groups(State(a): State<Arc<Alerting>>, RawQuery(q): RawQuery) -> Re
 /// A silence passes a filter when, for every filter matcher, it has a
 /// matcher on the same label whose value the filter matcher accepts.
 fn silence_passes(s: &crate::silence::Silence, filter: &[Matcher]) -> bool {
-    filter.iter().all(|fm| s.matchers.iter().any(|sm| sm.name == fm.name && fm.matches_value(&sm.value)))
+    filter.iter().all(|fm| {
+        s.matchers
+            .iter()
+            .any(|sm| sm.name == fm.name && fm.matches_value(&sm.value))
+    })
 }
 
 async fn get_silences(State(a): State<Arc<Alerting>>, RawQuery(q): RawQuery) -> Response {
@@ -213,7 +254,11 @@ async fn get_silences(State(a): State<Arc<Alerting>>, RawQuery(q): RawQuery) -> 
     }
     let now = Utc::now();
     let st = a.state.lock();
-    let mut list: Vec<&crate::silence::Silence> = st.silences.list().filter(|s| silence_passes(s, &filter)).collect();
+    let mut list: Vec<&crate::silence::Silence> = st
+        .silences
+        .list()
+        .filter(|s| silence_passes(s, &filter))
+        .collect();
     // Alertmanager's order: active by end, pending by start, expired newest first.
     let rank = |s: &crate::silence::Silence| match s.state(now) {
         SilenceState::Active => 0,
@@ -227,7 +272,10 @@ async fn get_silences(State(a): State<Arc<Alerting>>, RawQuery(q): RawQuery) -> 
             SilenceState::Expired => y.ends_at.cmp(&x.ends_at),
         })
     });
-    Json(Value::Array(list.into_iter().map(|s| s.to_json(now)).collect())).into_response()
+    Json(Value::Array(
+        list.into_iter().map(|s| s.to_json(now)).collect(),
+    ))
+    .into_response()
 }
 
 async fn post_silence(State(a): State<Arc<Alerting>>, body: axum::body::Bytes) -> Response {
@@ -243,13 +291,18 @@ async fn post_silence(State(a): State<Arc<Alerting>>, body: axum::body::Bytes) -
     match changed {
         Ok(list) => {
             let id = list.last().map(|s| s.id.clone()).unwrap_or_default();
-            let writes = list.into_iter().map(|s| Write::PutSilence(Box::new(s))).collect();
+            let writes = list
+                .into_iter()
+                .map(|s| Write::PutSilence(Box::new(s)))
+                .collect();
             if let Err(e) = a.store.write(writes).await {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
             }
             Json(json!({"silenceID": id})).into_response()
         }
-        Err(SilenceError::NotFound(id)) => error(StatusCode::NOT_FOUND, format!("silence {id} not found")),
+        Err(SilenceError::NotFound(id)) => {
+            error(StatusCode::NOT_FOUND, format!("silence {id} not found"))
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
@@ -275,14 +328,21 @@ async fn delete_silence(State(a): State<Arc<Alerting>>, Path(id): Path<String>) 
             a.wake.notify_one();
             StatusCode::OK.into_response()
         }
-        Err(SilenceError::NotFound(_)) => error(StatusCode::NOT_FOUND, format!("silence {id} not found")),
+        Err(SilenceError::NotFound(_)) => {
+            error(StatusCode::NOT_FOUND, format!("silence {id} not found"))
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
 async fn get_receivers(State(a): State<Arc<Alerting>>) -> Response {
     let cfg = a.runtime.read();
-    let list: Vec<Value> = cfg.cfg.receivers.iter().map(|r| json!({"name": r.name.value})).collect();
+    let list: Vec<Value> = cfg
+        .cfg
+        .receivers
+        .iter()
+        .map(|r| json!({"name": r.name.value}))
+        .collect();
     Json(Value::Array(list)).into_response()
 }
 
@@ -311,7 +371,8 @@ mod tests {
 
     #[test]
     fn decodes_repeated_filters() {
-        let q = Some("filter=alertname%3D%22X%22&filter=sev%3D~%22a%7Cb%22&active=false&x".to_string());
+        let q =
+            Some("filter=alertname%3D%22X%22&filter=sev%3D~%22a%7Cb%22&active=false&x".to_string());
         let pairs = query_pairs(&q);
         assert_eq!(pairs[0], ("filter".into(), "alertname=\"X\"".into()));
         assert_eq!(pairs[1].1, "sev=~\"a|b\"");

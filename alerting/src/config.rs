@@ -138,7 +138,9 @@ impl AlertingConfig {
     /// All named time intervals (`time_intervals` and the deprecated
     /// `mute_time_intervals` block).
     pub fn interval_sets(&self) -> impl Iterator<Item = &TimeIntervalSet> {
-        self.time_intervals.iter().chain(self.mute_time_intervals.iter())
+        self.time_intervals
+            .iter()
+            .chain(self.mute_time_intervals.iter())
     }
 
     fn validate(&mut self, file: &str) -> Result<(), ConfigError> {
@@ -183,7 +185,9 @@ impl AlertingConfig {
                 reason: "root route must not have any matchers".into(),
             });
         }
-        if !self.route.mute_time_intervals.is_empty() || !self.route.active_time_intervals.is_empty() {
+        if !self.route.mute_time_intervals.is_empty()
+            || !self.route.active_time_intervals.is_empty()
+        {
             return Err(ConfigError {
                 file: file.to_string(),
                 line: 1,
@@ -211,7 +215,11 @@ fn check_route(
             format!("undefined receiver {:?} used in route", recv.value),
         ));
     }
-    for t in r.mute_time_intervals.iter().chain(r.active_time_intervals.iter()) {
+    for t in r
+        .mute_time_intervals
+        .iter()
+        .chain(r.active_time_intervals.iter())
+    {
         if !intervals.contains(&t.value) {
             return Err(located(
                 file,
@@ -232,10 +240,18 @@ fn check_route(
         let mut seen = std::collections::HashSet::new();
         for n in &g.value {
             if n != "..." && !vigil_wire::labels::is_valid_label_name(n) {
-                return Err(located(file, g, format!("invalid label name {n:?} in group_by list")));
+                return Err(located(
+                    file,
+                    g,
+                    format!("invalid label name {n:?} in group_by list"),
+                ));
             }
             if !seen.insert(n) {
-                return Err(located(file, g, format!("duplicated label {n:?} in group_by")));
+                return Err(located(
+                    file,
+                    g,
+                    format!("duplicated label {n:?} in group_by"),
+                ));
             }
         }
     }
@@ -257,7 +273,9 @@ fn check_route(
 
 /// Reads a `*_file` secret, trimming the trailing newline editors add.
 pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(path)?.trim_end_matches(['\n', '\r']).to_string())
+    Ok(std::fs::read_to_string(path)?
+        .trim_end_matches(['\n', '\r'])
+        .to_string())
 }
 
 /// Where a configuration came from, if a file.

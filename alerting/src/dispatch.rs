@@ -41,19 +41,40 @@ impl Runtime {
         let receivers = build_receivers(&cfg, notify_timeout)?;
         let base = cfg.source.as_deref().and_then(|p| p.parent());
         let templates = Templates::load(&cfg.templates, base)?;
-        let intervals = cfg.interval_sets().map(|t| (t.name.value.clone(), t.clone())).collect();
-        let resolve_timeout = chrono::Duration::from_std(cfg.global.resolve_timeout.0).unwrap_or(chrono::Duration::minutes(5));
-        Ok(Self { routes: RouteTree::new(&cfg.route), receivers, templates, intervals, resolve_timeout, cfg })
+        let intervals = cfg
+            .interval_sets()
+            .map(|t| (t.name.value.clone(), t.clone()))
+            .collect();
+        let resolve_timeout = chrono::Duration::from_std(cfg.global.resolve_timeout.0)
+            .unwrap_or(chrono::Duration::minutes(5));
+        Ok(Self {
+            routes: RouteTree::new(&cfg.route),
+            receivers,
+            templates,
+            intervals,
+            resolve_timeout,
+            cfg,
+        })
     }
 
     pub fn inhibitor(&self) -> Inhibitor {
-        Inhibitor::new(self.cfg.inhibit_rules.iter().map(InhibitRule::new).collect())
+        Inhibitor::new(
+            self.cfg
+                .inhibit_rules
+                .iter()
+                .map(InhibitRule::new)
+                .collect(),
+        )
     }
 
     /// Whether a route's time intervals stop notifications right now.
     fn muted_by_time(&self, route: usize, now: DateTime<Utc>) -> bool {
         let r = &self.routes.nodes[route];
-        let hit = |names: &[String]| names.iter().any(|n| self.intervals.get(n).is_some_and(|t| t.contains(now)));
+        let hit = |names: &[String]| {
+            names
+                .iter()
+                .any(|n| self.intervals.get(n).is_some_and(|t| t.contains(now)))
+        };
         if hit(&r.mute_time_intervals) {
             return true;
         }
@@ -91,7 +112,14 @@ pub struct State {
 impl State {
     pub fn new(rt: Arc<Runtime>, silences: Silences, nflog: HashMap<NflogKey, NflogEntry>) -> Self {
         let inhibitor = rt.inhibitor();
-        Self { rt, alerts: HashMap::new(), inhibitor, silences, groups: HashMap::new(), nflog }
+        Self {
+            rt,
+            alerts: HashMap::new(),
+            inhibitor,
+            silences,
+            groups: HashMap::new(),
+            nflog,
+        }
     }
 
     /// Adds or updates an alert (merging with a stored one that overlaps),
@@ -125,7 +153,8 @@ impl State {
             group.alerts.insert(alert.fingerprint, alert.clone());
             // An alert that started longer than group_wait ago is sent at
             // once instead of waiting (Alertmanager's aggrGroup.insert).
-            let wait = chrono::Duration::from_std(node.group_wait).unwrap_or(chrono::Duration::zero());
+            let wait =
+                chrono::Duration::from_std(node.group_wait).unwrap_or(chrono::Duration::zero());
             if !group.has_flushed && alert.starts_at + wait < now {
                 group.next_flush = now_i;
             }
@@ -153,8 +182,19 @@ impl State {
     }
 
     /// Flushes every group that is due.
-    pub fn flush_due(&mut self, now: DateTime<Utc>, now_i: Instant, next_id: &mut dyn FnMut() -> u64, opts: &FlushOptions) -> FlushOutput {
-        let due: Vec<(usize, u64)> = self.groups.iter().filter(|(_, g)| g.next_flush <= now_i).map(|(k, _)| *k).collect();
+    pub fn flush_due(
+        &mut self,
+        now: DateTime<Utc>,
+        now_i: Instant,
+        next_id: &mut dyn FnMut() -> u64,
+        opts: &FlushOptions,
+    ) -> FlushOutput {
+        let due: Vec<(usize, u64)> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_flush <= now_i)
+            .map(|(k, _)| *k)
+            .collect();
         let mut out = FlushOutput::default();
         for k in due {
             self.flush(k, now, now_i, next_id, opts, &mut out);
@@ -162,25 +202,55 @@ impl State {
         out
     }
 
-    fn flush(&mut self, k: (usize, u64), now: DateTime<Utc>, now_i: Instant, next_id: &mut dyn FnMut() -> u64, opts: &FlushOptions, out: &mut FlushOutput) {
+    fn flush(
+        &mut self,
+        k: (usize, u64),
+        now: DateTime<Utc>,
+        now_i: Instant,
+        next_id: &mut dyn FnMut() -> u64,
+        opts: &FlushOptions,
+        out: &mut FlushOutput,
+    ) {
         let rt = Arc::clone(&self.rt);
-        let Some(group) = self.groups.get(&k) else { return };
+        let Some(group) = self.groups.get(&k) else {
+            return;
+        };
         let node = &rt.routes.nodes[group.route];
         let mut snapshot: Vec<Alert> = group.alerts.values().cloned().collect();
         snapshot.sort_by(|a, b| notification_order(&a.labels, &b.labels));
         if !rt.muted_by_time(group.route, now) {
             let kept: Vec<&Alert> = snapshot
                 .iter()
-                .filter(|a| self.inhibitor.inhibited_by(&a.labels, now).is_none() && self.silences.silenced_by(&a.labels, now).is_empty())
+                .filter(|a| {
+                    self.inhibitor.inhibited_by(&a.labels, now).is_none()
+                        && self.silences.silenced_by(&a.labels, now).is_empty()
+                })
                 .collect();
             if let (false, Some(recv)) = (kept.is_empty(), rt.receivers.get(&node.receiver)) {
-                let firing: BTreeSet<u64> = kept.iter().filter(|a| !a.resolved_at(now)).map(|a| a.fingerprint).collect();
-                let resolved: BTreeSet<u64> = kept.iter().filter(|a| a.resolved_at(now)).map(|a| a.fingerprint).collect();
+                let firing: BTreeSet<u64> = kept
+                    .iter()
+                    .filter(|a| !a.resolved_at(now))
+                    .map(|a| a.fingerprint)
+                    .collect();
+                let resolved: BTreeSet<u64> = kept
+                    .iter()
+                    .filter(|a| a.resolved_at(now))
+                    .map(|a| a.fingerprint)
+                    .collect();
                 for (iid, integ) in &recv.integrations {
-                    let key = NflogKey { receiver: recv.name.clone(), integration: iid.clone(), group_key: group.key.clone() };
+                    let key = NflogKey {
+                        receiver: recv.name.clone(),
+                        integration: iid.clone(),
+                        group_key: group.key.clone(),
+                    };
                     let prev = self.nflog.get(&key);
-                    let repeat = effective_repeat(node.repeat_interval, node.repeat_backoff.as_ref(), prev.map_or(0, |e| e.repeats));
-                    let decision = needs_update(prev, &firing, &resolved, integ.send_resolved(), repeat, now);
+                    let repeat = effective_repeat(
+                        node.repeat_interval,
+                        node.repeat_backoff.as_ref(),
+                        prev.map_or(0, |e| e.repeats),
+                    );
+                    let decision =
+                        needs_update(prev, &firing, &resolved, integ.send_resolved(), repeat, now);
                     if decision == Decision::Skip {
                         continue;
                     }
@@ -188,7 +258,11 @@ impl State {
                         firing: firing.clone(),
                         resolved: resolved.clone(),
                         timestamp: now,
-                        repeats: if decision == Decision::Repeat { prev.map_or(0, |e| e.repeats) + 1 } else { 0 },
+                        repeats: if decision == Decision::Repeat {
+                            prev.map_or(0, |e| e.repeats) + 1
+                        } else {
+                            0
+                        },
                     };
                     self.nflog.insert(key.clone(), entry.clone());
                     out.writes.push(Write::PutNflog(key, entry));
@@ -202,18 +276,39 @@ impl State {
                         // log records them, nothing is sent.
                         continue;
                     }
-                    let data = NotificationData::new(&recv.name, &group.key, &group.labels, &send, &opts.external_url, now);
-                    let entry = OutboxEntry::new(next_id(), &recv.name, iid.clone(), data, now, opts.give_up_after);
+                    let data = NotificationData::new(
+                        &recv.name,
+                        &group.key,
+                        &group.labels,
+                        &send,
+                        &opts.external_url,
+                        now,
+                    );
+                    let entry = OutboxEntry::new(
+                        next_id(),
+                        &recv.name,
+                        iid.clone(),
+                        data,
+                        now,
+                        opts.give_up_after,
+                    );
                     out.writes.push(Write::PutOutbox(Box::new(entry.clone())));
                     out.notifications.push(entry);
                 }
             }
         }
-        let Some(group) = self.groups.get_mut(&k) else { return };
+        let Some(group) = self.groups.get_mut(&k) else {
+            return;
+        };
         // Resolved alerts that were part of this flush leave the group,
         // unless they were updated meanwhile.
         for a in &snapshot {
-            if a.resolved_at(now) && group.alerts.get(&a.fingerprint).is_some_and(|g| g.updated_at == a.updated_at) {
+            if a.resolved_at(now)
+                && group
+                    .alerts
+                    .get(&a.fingerprint)
+                    .is_some_and(|g| g.updated_at == a.updated_at)
+            {
                 group.alerts.remove(&a.fingerprint);
             }
         }
@@ -225,15 +320,30 @@ impl State {
     }
 
     /// Drops resolved alerts from the store; returns the removals to persist.
-    pub fn gc(&mut self, now: DateTime<Utc>, nflog_retention: chrono::Duration, silence_retention: chrono::Duration) -> Vec<Write> {
-        let dead: Vec<u64> = self.alerts.values().filter(|a| a.resolved_at(now)).map(|a| a.fingerprint).collect();
+    pub fn gc(
+        &mut self,
+        now: DateTime<Utc>,
+        nflog_retention: chrono::Duration,
+        silence_retention: chrono::Duration,
+    ) -> Vec<Write> {
+        let dead: Vec<u64> = self
+            .alerts
+            .values()
+            .filter(|a| a.resolved_at(now))
+            .map(|a| a.fingerprint)
+            .collect();
         let mut writes = Vec::new();
         for fp in dead {
             self.alerts.remove(&fp);
             self.inhibitor.forget(fp);
             writes.push(Write::DeleteAlert(fp));
         }
-        let old: Vec<NflogKey> = self.nflog.iter().filter(|(_, e)| e.timestamp + nflog_retention < now).map(|(k, _)| k.clone()).collect();
+        let old: Vec<NflogKey> = self
+            .nflog
+            .iter()
+            .filter(|(_, e)| e.timestamp + nflog_retention < now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in old {
             self.nflog.remove(&k);
             writes.push(Write::DeleteNflog(k));
@@ -246,7 +356,12 @@ impl State {
 
     /// Who inhibits / silences an alert right now.
     pub fn mute_status(&self, labels: &LabelSet, now: DateTime<Utc>) -> (Vec<String>, Vec<String>) {
-        let inhibited: Vec<String> = self.inhibitor.inhibited_by(labels, now).map(crate::matchers::fingerprint_hex).into_iter().collect();
+        let inhibited: Vec<String> = self
+            .inhibitor
+            .inhibited_by(labels, now)
+            .map(crate::matchers::fingerprint_hex)
+            .into_iter()
+            .collect();
         (inhibited, self.silences.silenced_by(labels, now))
     }
 }

@@ -95,7 +95,10 @@ mod tests {
 
     fn alert(pairs: &[(&str, &str)], now: DateTime<Utc>) -> Alert {
         let p = PostableAlert {
-            labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         };
         Alert::from_postable(p, now, chrono::Duration::minutes(5)).expect("valid alert")
@@ -111,11 +114,35 @@ mod tests {
         let mut ih = Inhibitor::new(vec![rule(
             "source_matchers: ['severity=\"critical\"']\ntarget_matchers: ['severity=\"warning\"']\nequal: [alertname, instance]\n",
         )]);
-        let crit = alert(&[("alertname", "Cpu"), ("instance", "a"), ("severity", "critical")], now);
+        let crit = alert(
+            &[
+                ("alertname", "Cpu"),
+                ("instance", "a"),
+                ("severity", "critical"),
+            ],
+            now,
+        );
         ih.observe(&crit);
-        let warn_same = alert(&[("alertname", "Cpu"), ("instance", "a"), ("severity", "warning")], now);
-        let warn_other = alert(&[("alertname", "Cpu"), ("instance", "b"), ("severity", "warning")], now);
-        assert_eq!(ih.inhibited_by(&warn_same.labels, now), Some(crit.fingerprint));
+        let warn_same = alert(
+            &[
+                ("alertname", "Cpu"),
+                ("instance", "a"),
+                ("severity", "warning"),
+            ],
+            now,
+        );
+        let warn_other = alert(
+            &[
+                ("alertname", "Cpu"),
+                ("instance", "b"),
+                ("severity", "warning"),
+            ],
+            now,
+        );
+        assert_eq!(
+            ih.inhibited_by(&warn_same.labels, now),
+            Some(crit.fingerprint)
+        );
         assert_eq!(ih.inhibited_by(&warn_other.labels, now), None);
         assert_eq!(ih.inhibited_by(&crit.labels, now), None);
         // Once the source resolves, the target is released.
@@ -126,7 +153,9 @@ mod tests {
     #[test]
     fn legacy_syntax_and_two_sided_exclusion() {
         let now = Utc::now();
-        let mut ih = Inhibitor::new(vec![rule("source_match: {team: a}\ntarget_match_re: {team: \"a|b\"}\n")]);
+        let mut ih = Inhibitor::new(vec![rule(
+            "source_match: {team: a}\ntarget_match_re: {team: \"a|b\"}\n",
+        )]);
         let a = alert(&[("team", "a"), ("x", "1")], now);
         ih.observe(&a);
         // Matches both sides: cannot be inhibited by another two-sided alert.

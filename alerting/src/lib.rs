@@ -65,7 +65,10 @@ pub enum Error {
     #[error("alerting store: {0}")]
     Store(#[from] store::StoreError),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid alerts: {0}")]
     InvalidAlerts(String),
 }
@@ -121,8 +124,15 @@ pub struct Alerting {
 impl Alerting {
     /// Opens the store, restores state and starts the dispatcher, the
     /// delivery loop and garbage collection; all stop on `shutdown`.
-    pub async fn start(cfg: AlertingConfig, opts: AlertingOptions, shutdown: CancellationToken) -> Result<Arc<Alerting>, Error> {
-        std::fs::create_dir_all(&opts.data_dir).map_err(|source| Error::DataDir { path: opts.data_dir.clone(), source })?;
+    pub async fn start(
+        cfg: AlertingConfig,
+        opts: AlertingOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Alerting>, Error> {
+        std::fs::create_dir_all(&opts.data_dir).map_err(|source| Error::DataDir {
+            path: opts.data_dir.clone(),
+            source,
+        })?;
         let rt = Arc::new(Runtime::new(cfg, opts.notify_timeout).map_err(Error::Invalid)?);
         let (store, loaded) = Store::open(&opts.data_dir.join("alerting.db"))?;
         let runtime = Arc::new(RwLock::new(Arc::clone(&rt)));
@@ -132,15 +142,29 @@ impl Alerting {
             max_backoff: opts.retry_max_backoff,
             attempt_timeout: opts.notify_timeout,
         };
-        let outbox = Outbox::new(store.clone(), loaded.outbox, policy, Arc::clone(&runtime), Arc::clone(&metrics));
-        let mut state = State::new(Arc::clone(&rt), Silences::load(loaded.silences), loaded.nflog.into_iter().collect());
+        let outbox = Outbox::new(
+            store.clone(),
+            loaded.outbox,
+            policy,
+            Arc::clone(&runtime),
+            Arc::clone(&metrics),
+        );
+        let mut state = State::new(
+            Arc::clone(&rt),
+            Silences::load(loaded.silences),
+            loaded.nflog.into_iter().collect(),
+        );
         let now = Utc::now();
         let now_i = tokio::time::Instant::now();
         let restored = loaded.alerts.len();
         for a in loaded.alerts {
             state.put(a, now, now_i);
         }
-        info!(alerts = restored, pending_notifications = outbox.pending_len(), "alerting started");
+        info!(
+            alerts = restored,
+            pending_notifications = outbox.pending_len(),
+            "alerting started"
+        );
         let me = Arc::new(Alerting {
             state: Mutex::new(state),
             runtime,
@@ -190,7 +214,11 @@ impl Alerting {
             self.store.write(writes).await?;
             self.wake.notify_one();
         }
-        if errors.is_empty() { Ok(()) } else { Err(Error::InvalidAlerts(errors.join("; "))) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidAlerts(errors.join("; ")))
+        }
     }
 
     /// Swaps in a new configuration; on error the running one stays.
@@ -226,7 +254,11 @@ impl Alerting {
             Gauges {
                 alerts_active: active,
                 alerts_suppressed: suppressed,
-                silences: [(counts[0].0.as_str(), counts[0].1), (counts[1].0.as_str(), counts[1].1), (counts[2].0.as_str(), counts[2].1)],
+                silences: [
+                    (counts[0].0.as_str(), counts[0].1),
+                    (counts[1].0.as_str(), counts[1].1),
+                    (counts[2].0.as_str(), counts[2].1),
+                ],
                 outbox_pending: self.outbox.pending_len(),
                 groups: st.groups.len(),
             }
@@ -242,7 +274,8 @@ impl Alerting {
     async fn dispatch_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let opts = FlushOptions {
             external_url: self.opts.external_url.clone(),
-            give_up_after: chrono::Duration::from_std(self.opts.give_up_after).unwrap_or(chrono::Duration::hours(1)),
+            give_up_after: chrono::Duration::from_std(self.opts.give_up_after)
+                .unwrap_or(chrono::Duration::hours(1)),
         };
         loop {
             let out = {
@@ -258,7 +291,9 @@ impl Alerting {
                 }
             }
             let next = self.state.lock().next_flush();
-            let sleep = next.map(|t| t.saturating_duration_since(tokio::time::Instant::now())).unwrap_or(Duration::from_secs(3600));
+            let sleep = next
+                .map(|t| t.saturating_duration_since(tokio::time::Instant::now()))
+                .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
@@ -268,7 +303,8 @@ impl Alerting {
     }
 
     async fn gc_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let retention = chrono::Duration::from_std(self.opts.retention).unwrap_or(chrono::Duration::hours(120));
+        let retention =
+            chrono::Duration::from_std(self.opts.retention).unwrap_or(chrono::Duration::hours(120));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -66,7 +66,10 @@ pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, ParseError> {
         }
         let name: String = chars[start..i].iter().collect();
         if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(err(input, format!("expected a label name at offset {start}")));
+            return Err(err(
+                input,
+                format!("expected a label name at offset {start}"),
+            ));
         }
         skip_ws(&mut i);
         let op = match (chars.get(i), chars.get(i + 1)) {
@@ -131,7 +134,11 @@ pub fn parse_matchers(input: &str) -> Result<Vec<Matcher>, ParseError> {
                 }
                 i += 1;
             }
-            chars[start..i].iter().collect::<String>().trim().to_string()
+            chars[start..i]
+                .iter()
+                .collect::<String>()
+                .trim()
+                .to_string()
         };
         let m = Matcher::new(name, op, value).map_err(|e| err(input, e.to_string()))?;
         out.push(m);
@@ -212,7 +219,10 @@ pub fn sort_matchers(ms: &mut [Matcher]) {
 
 /// Prometheus `model.LabelSet.String()`: `{a="b", c="d"}`.
 pub fn labelset_string(ls: &LabelSet) -> String {
-    let parts: Vec<String> = ls.iter().map(|(k, v)| format!("{k}={}", go_quote(v))).collect();
+    let parts: Vec<String> = ls
+        .iter()
+        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .collect();
     format!("{{{}}}", parts.join(", "))
 }
 

@@ -37,7 +37,12 @@ pub struct Gauges {
 
 impl Metrics {
     pub fn alert_received(&self, status: &str) {
-        *self.c.lock().alerts_received.entry(status.to_string()).or_default() += 1;
+        *self
+            .c
+            .lock()
+            .alerts_received
+            .entry(status.to_string())
+            .or_default() += 1;
     }
 
     pub fn alert_invalid(&self) {
@@ -56,7 +61,12 @@ impl Metrics {
 
     /// A notification given up on.
     pub fn failed(&self, receiver: &str, integration: &str) {
-        *self.c.lock().failed.entry((receiver.to_string(), integration.to_string())).or_default() += 1;
+        *self
+            .c
+            .lock()
+            .failed
+            .entry((receiver.to_string(), integration.to_string()))
+            .or_default() += 1;
     }
 
     /// A digest folding `n` notifications was attempted.
@@ -70,42 +80,117 @@ impl Metrics {
         let c = self.c.lock();
         let pair = |out: &mut String, name: &str, m: &BTreeMap<(String, String), u64>| {
             for ((r, i), v) in m {
-                let _ = writeln!(out, "{name}{{receiver=\"{}\",integration=\"{}\"}} {v}", escape_label_value(r), escape_label_value(i));
+                let _ = writeln!(
+                    out,
+                    "{name}{{receiver=\"{}\",integration=\"{}\"}} {v}",
+                    escape_label_value(r),
+                    escape_label_value(i)
+                );
             }
         };
         let header = |out: &mut String, name: &str, kind: &str, help: &str| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         };
-        header(out, "vigil_alerts_received_total", "counter", "Alerts received through the API or from the rule engine.");
+        header(
+            out,
+            "vigil_alerts_received_total",
+            "counter",
+            "Alerts received through the API or from the rule engine.",
+        );
         for status in ["firing", "resolved"] {
-            let _ = writeln!(out, "vigil_alerts_received_total{{status=\"{status}\"}} {}", c.alerts_received.get(status).copied().unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "vigil_alerts_received_total{{status=\"{status}\"}} {}",
+                c.alerts_received.get(status).copied().unwrap_or(0)
+            );
         }
-        header(out, "vigil_alerts_invalid_total", "counter", "Alerts rejected as invalid.");
+        header(
+            out,
+            "vigil_alerts_invalid_total",
+            "counter",
+            "Alerts rejected as invalid.",
+        );
         let _ = writeln!(out, "vigil_alerts_invalid_total {}", c.alerts_invalid);
-        header(out, "vigil_alerts", "gauge", "Alerts currently held, by state.");
+        header(
+            out,
+            "vigil_alerts",
+            "gauge",
+            "Alerts currently held, by state.",
+        );
         let _ = writeln!(out, "vigil_alerts{{state=\"active\"}} {}", g.alerts_active);
-        let _ = writeln!(out, "vigil_alerts{{state=\"suppressed\"}} {}", g.alerts_suppressed);
-        header(out, "vigil_alert_groups", "gauge", "Aggregation groups currently held.");
+        let _ = writeln!(
+            out,
+            "vigil_alerts{{state=\"suppressed\"}} {}",
+            g.alerts_suppressed
+        );
+        header(
+            out,
+            "vigil_alert_groups",
+            "gauge",
+            "Aggregation groups currently held.",
+        );
         let _ = writeln!(out, "vigil_alert_groups {}", g.groups);
         header(out, "vigil_silences", "gauge", "Silences by state.");
         for (s, n) in g.silences {
             let _ = writeln!(out, "vigil_silences{{state=\"{s}\"}} {n}");
         }
-        header(out, "vigil_notifications_total", "counter", "Notification attempts per receiver integration.");
+        header(
+            out,
+            "vigil_notifications_total",
+            "counter",
+            "Notification attempts per receiver integration.",
+        );
         pair(out, "vigil_notifications_total", &c.notifications);
-        header(out, "vigil_notification_requests_failed_total", "counter", "Failed notification attempts (retried or not).");
-        pair(out, "vigil_notification_requests_failed_total", &c.requests_failed);
-        header(out, "vigil_notifications_failed_total", "counter", "Notifications given up on after retries.");
+        header(
+            out,
+            "vigil_notification_requests_failed_total",
+            "counter",
+            "Failed notification attempts (retried or not).",
+        );
+        pair(
+            out,
+            "vigil_notification_requests_failed_total",
+            &c.requests_failed,
+        );
+        header(
+            out,
+            "vigil_notifications_failed_total",
+            "counter",
+            "Notifications given up on after retries.",
+        );
         pair(out, "vigil_notifications_failed_total", &c.failed);
-        header(out, "vigil_notifications_pending", "gauge", "Notifications in the durable outbox.");
+        header(
+            out,
+            "vigil_notifications_pending",
+            "gauge",
+            "Notifications in the durable outbox.",
+        );
         let _ = writeln!(out, "vigil_notifications_pending {}", g.outbox_pending);
-        header(out, "vigil_notification_digests_total", "counter", "Rate-limit digests sent per receiver.");
+        header(
+            out,
+            "vigil_notification_digests_total",
+            "counter",
+            "Rate-limit digests sent per receiver.",
+        );
         for (r, v) in &c.digests {
-            let _ = writeln!(out, "vigil_notification_digests_total{{receiver=\"{}\"}} {v}", escape_label_value(r));
+            let _ = writeln!(
+                out,
+                "vigil_notification_digests_total{{receiver=\"{}\"}} {v}",
+                escape_label_value(r)
+            );
         }
-        header(out, "vigil_notifications_digested_total", "counter", "Notifications folded into digests per receiver.");
+        header(
+            out,
+            "vigil_notifications_digested_total",
+            "counter",
+            "Notifications folded into digests per receiver.",
+        );
         for (r, v) in &c.digested {
-            let _ = writeln!(out, "vigil_notifications_digested_total{{receiver=\"{}\"}} {v}", escape_label_value(r));
+            let _ = writeln!(
+                out,
+                "vigil_notifications_digested_total{{receiver=\"{}\"}} {v}",
+                escape_label_value(r)
+            );
         }
     }
 }

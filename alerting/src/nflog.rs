@@ -36,7 +36,10 @@ pub struct NflogKey {
 impl NflogKey {
     /// The key as stored in SQLite.
     pub fn storage_key(&self) -> String {
-        format!("{}\u{1f}{}\u{1f}{}", self.receiver, self.integration, self.group_key)
+        format!(
+            "{}\u{1f}{}\u{1f}{}",
+            self.receiver, self.integration, self.group_key
+        )
     }
 }
 
@@ -84,7 +87,11 @@ pub fn needs_update(
     now: DateTime<Utc>,
 ) -> Decision {
     let Some(e) = entry else {
-        return if firing.is_empty() { Decision::Skip } else { Decision::Changed };
+        return if firing.is_empty() {
+            Decision::Skip
+        } else {
+            Decision::Changed
+        };
     };
     if !firing.is_subset(&e.firing) {
         return Decision::Changed;
@@ -92,13 +99,21 @@ pub fn needs_update(
     if firing.is_empty() {
         // All resolved: notify (irrespective of send_resolved) so the log
         // forgets the firing set, unless nothing was ever sent as firing.
-        return if e.firing.is_empty() { Decision::Skip } else { Decision::Changed };
+        return if e.firing.is_empty() {
+            Decision::Skip
+        } else {
+            Decision::Changed
+        };
     }
     if send_resolved && !resolved.is_subset(&e.resolved) {
         return Decision::Changed;
     }
     let repeat = chrono::Duration::from_std(repeat).unwrap_or(chrono::Duration::MAX);
-    if e.timestamp + repeat <= now { Decision::Repeat } else { Decision::Skip }
+    if e.timestamp + repeat <= now {
+        Decision::Repeat
+    } else {
+        Decision::Skip
+    }
 }
 
 #[cfg(test)]
@@ -113,25 +128,63 @@ mod tests {
     fn dedup_rules() {
         let now = Utc::now();
         let hour = Duration::from_secs(3600);
-        assert_eq!(needs_update(None, &set(&[]), &set(&[1]), true, hour, now), Decision::Skip);
-        assert_eq!(needs_update(None, &set(&[1]), &set(&[]), true, hour, now), Decision::Changed);
-        let e = NflogEntry { firing: set(&[1, 2]), resolved: set(&[]), timestamp: now, repeats: 0 };
-        assert_eq!(needs_update(Some(&e), &set(&[1, 2]), &set(&[]), true, hour, now), Decision::Skip);
-        assert_eq!(needs_update(Some(&e), &set(&[1]), &set(&[]), false, hour, now), Decision::Skip);
-        assert_eq!(needs_update(Some(&e), &set(&[1]), &set(&[2]), true, hour, now), Decision::Changed);
-        assert_eq!(needs_update(Some(&e), &set(&[1, 3]), &set(&[]), true, hour, now), Decision::Changed);
-        assert_eq!(needs_update(Some(&e), &set(&[]), &set(&[1, 2]), false, hour, now), Decision::Changed);
+        assert_eq!(
+            needs_update(None, &set(&[]), &set(&[1]), true, hour, now),
+            Decision::Skip
+        );
+        assert_eq!(
+            needs_update(None, &set(&[1]), &set(&[]), true, hour, now),
+            Decision::Changed
+        );
+        let e = NflogEntry {
+            firing: set(&[1, 2]),
+            resolved: set(&[]),
+            timestamp: now,
+            repeats: 0,
+        };
+        assert_eq!(
+            needs_update(Some(&e), &set(&[1, 2]), &set(&[]), true, hour, now),
+            Decision::Skip
+        );
+        assert_eq!(
+            needs_update(Some(&e), &set(&[1]), &set(&[]), false, hour, now),
+            Decision::Skip
+        );
+        assert_eq!(
+            needs_update(Some(&e), &set(&[1]), &set(&[2]), true, hour, now),
+            Decision::Changed
+        );
+        assert_eq!(
+            needs_update(Some(&e), &set(&[1, 3]), &set(&[]), true, hour, now),
+            Decision::Changed
+        );
+        assert_eq!(
+            needs_update(Some(&e), &set(&[]), &set(&[1, 2]), false, hour, now),
+            Decision::Changed
+        );
         let later = now + chrono::Duration::hours(2);
-        assert_eq!(needs_update(Some(&e), &set(&[1, 2]), &set(&[]), true, hour, later), Decision::Repeat);
+        assert_eq!(
+            needs_update(Some(&e), &set(&[1, 2]), &set(&[]), true, hour, later),
+            Decision::Repeat
+        );
     }
 
     #[test]
     fn escalating_repeat_is_capped() {
-        let b = RepeatBackoff { factor: 2.0, max: crate::config::PromDuration(Duration::from_secs(3600)) };
+        let b = RepeatBackoff {
+            factor: 2.0,
+            max: crate::config::PromDuration(Duration::from_secs(3600)),
+        };
         let base = Duration::from_secs(600);
         assert_eq!(effective_repeat(base, Some(&b), 0), base);
-        assert_eq!(effective_repeat(base, Some(&b), 1), Duration::from_secs(1200));
-        assert_eq!(effective_repeat(base, Some(&b), 5), Duration::from_secs(3600));
+        assert_eq!(
+            effective_repeat(base, Some(&b), 1),
+            Duration::from_secs(1200)
+        );
+        assert_eq!(
+            effective_repeat(base, Some(&b), 5),
+            Duration::from_secs(3600)
+        );
         assert_eq!(effective_repeat(base, None, 5), base);
     }
 }

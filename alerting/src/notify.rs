@@ -67,7 +67,14 @@ fn is_zero(n: &usize) -> bool {
 impl NotificationData {
     /// Builds the data for alerts already in notification order. Firing
     /// alerts show Go's zero `endsAt`, as Alertmanager's flush does.
-    pub fn new(receiver: &str, group_key: &str, group_labels: &LabelSet, alerts: &[Alert], external_url: &str, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        receiver: &str,
+        group_key: &str,
+        group_labels: &LabelSet,
+        alerts: &[Alert],
+        external_url: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
         let items: Vec<AlertData> = alerts
             .iter()
             .map(|a| {
@@ -100,7 +107,12 @@ impl NotificationData {
 
     /// Recomputes status and common labels/annotations from `alerts`.
     pub fn recompute(&mut self) {
-        self.status = if self.alerts.iter().any(|a| a.status == "firing") { "firing" } else { "resolved" }.to_string();
+        self.status = if self.alerts.iter().any(|a| a.status == "firing") {
+            "firing"
+        } else {
+            "resolved"
+        }
+        .to_string();
         self.common_labels = common(self.alerts.iter().map(|a| &a.labels));
         self.common_annotations = common(self.alerts.iter().map(|a| &a.annotations));
     }
@@ -143,7 +155,11 @@ impl NotificationData {
             "info" => 1,
             _ => 0,
         };
-        let pool: Vec<&AlertData> = if self.status == "firing" { self.firing().collect() } else { self.alerts.iter().collect() };
+        let pool: Vec<&AlertData> = if self.status == "firing" {
+            self.firing().collect()
+        } else {
+            self.alerts.iter().collect()
+        };
         pool.iter()
             .filter_map(|a| a.labels.get("severity"))
             .max_by_key(|s| rank(s))
@@ -158,7 +174,11 @@ impl NotificationData {
             .or_else(|| self.group_labels.get("alertname"))
             .cloned()
             .unwrap_or_else(|| {
-                let mut names: Vec<&str> = self.alerts.iter().filter_map(|a| a.labels.get("alertname").map(String::as_str)).collect();
+                let mut names: Vec<&str> = self
+                    .alerts
+                    .iter()
+                    .filter_map(|a| a.labels.get("alertname").map(String::as_str))
+                    .collect();
                 names.dedup();
                 names.join(", ")
             })
@@ -178,7 +198,9 @@ pub fn severity_colour(severity: &str, resolved: bool) -> &'static str {
 }
 
 fn common<'a>(mut sets: impl Iterator<Item = &'a LabelSet>) -> LabelSet {
-    let Some(first) = sets.next() else { return LabelSet::new() };
+    let Some(first) = sets.next() else {
+        return LabelSet::new();
+    };
     let mut c = first.clone();
     for s in sets {
         c.retain(|k, v| s.get(k) == Some(v));
@@ -196,10 +218,16 @@ pub struct NotifyError {
 
 impl NotifyError {
     pub fn retryable(m: impl Into<String>) -> Self {
-        Self { retryable: true, message: m.into() }
+        Self {
+            retryable: true,
+            message: m.into(),
+        }
     }
     pub fn permanent(m: impl Into<String>) -> Self {
-        Self { retryable: false, message: m.into() }
+        Self {
+            retryable: false,
+            message: m.into(),
+        }
     }
 }
 
@@ -221,7 +249,11 @@ impl Integration {
         }
     }
 
-    pub async fn notify(&self, data: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
+    pub async fn notify(
+        &self,
+        data: &NotificationData,
+        tmpl: &Templates,
+    ) -> Result<(), NotifyError> {
         match self {
             Integration::Webhook(w) => w.notify(data).await,
             Integration::Email(e) => e.notify(data, tmpl).await,
@@ -240,31 +272,64 @@ pub struct Receiver {
 
 /// Builds every receiver of a configuration. Secrets in files are read
 /// here, so a reload with a missing file fails instead of half-applying.
-pub fn build_receivers(cfg: &AlertingConfig, timeout: Duration) -> Result<HashMap<String, Arc<Receiver>>, String> {
+pub fn build_receivers(
+    cfg: &AlertingConfig,
+    timeout: Duration,
+) -> Result<HashMap<String, Arc<Receiver>>, String> {
     let mut out = HashMap::new();
     for r in &cfg.receivers {
         let name = r.name.value.clone();
         let ctx = |e: String| format!("receiver {name:?}: {e}");
         let mut list: Vec<(IntegrationId, Arc<Integration>)> = Vec::new();
-        let id = |kind: &str, index| IntegrationId { kind: kind.to_string(), index };
+        let id = |kind: &str, index| IntegrationId {
+            kind: kind.to_string(),
+            index,
+        };
         for (i, w) in r.webhook_configs.iter().enumerate() {
-            list.push((id("webhook", i), Arc::new(Integration::Webhook(webhook::Webhook::new(w, timeout).map_err(ctx)?))));
+            list.push((
+                id("webhook", i),
+                Arc::new(Integration::Webhook(
+                    webhook::Webhook::new(w, timeout).map_err(ctx)?,
+                )),
+            ));
         }
         for (i, e) in r.email_configs.iter().enumerate() {
-            list.push((id("email", i), Arc::new(Integration::Email(email::Email::new(e, &cfg.global, timeout).map_err(ctx)?))));
+            list.push((
+                id("email", i),
+                Arc::new(Integration::Email(
+                    email::Email::new(e, &cfg.global, timeout).map_err(ctx)?,
+                )),
+            ));
         }
         for (i, s) in r.slack_configs.iter().enumerate() {
-            list.push((id("slack", i), Arc::new(Integration::Slack(slack::Slack::new(s, &cfg.global, timeout).map_err(ctx)?))));
+            list.push((
+                id("slack", i),
+                Arc::new(Integration::Slack(
+                    slack::Slack::new(s, &cfg.global, timeout).map_err(ctx)?,
+                )),
+            ));
         }
         for (i, p) in r.pagerduty_configs.iter().enumerate() {
-            list.push((id("pagerduty", i), Arc::new(Integration::Pagerduty(pagerduty::Pagerduty::new(p, &cfg.global, timeout).map_err(ctx)?))));
+            list.push((
+                id("pagerduty", i),
+                Arc::new(Integration::Pagerduty(
+                    pagerduty::Pagerduty::new(p, &cfg.global, timeout).map_err(ctx)?,
+                )),
+            ));
         }
         for (kind, n) in r.unsupported() {
             if n > 0 {
                 tracing::warn!(receiver = %name, integration = kind, "integration not supported by Vigil; notifications to it are not sent");
             }
         }
-        out.insert(name.clone(), Arc::new(Receiver { name, integrations: list, rate_limit: r.vigil_rate_limit.clone() }));
+        out.insert(
+            name.clone(),
+            Arc::new(Receiver {
+                name,
+                integrations: list,
+                rate_limit: r.vigil_rate_limit.clone(),
+            }),
+        );
     }
     Ok(out)
 }
@@ -282,14 +347,19 @@ impl Templates {
         let mut sources = Vec::new();
         for p in patterns {
             let pat = match base {
-                Some(dir) if !std::path::Path::new(p).is_absolute() => dir.join(p).display().to_string(),
+                Some(dir) if !std::path::Path::new(p).is_absolute() => {
+                    dir.join(p).display().to_string()
+                }
                 _ => p.clone(),
             };
             let paths = glob_paths(&pat)?;
             for path in paths {
-                let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read template {}: {e}", path.display()))?;
                 // Parse now so a broken file is rejected at load.
-                Template::new(path.display().to_string()).parse(&text).map_err(|e| e.to_string())?;
+                Template::new(path.display().to_string())
+                    .parse(&text)
+                    .map_err(|e| e.to_string())?;
                 sources.push((path.display().to_string(), text));
             }
         }
@@ -297,7 +367,12 @@ impl Templates {
     }
 
     /// Renders `text` over the notification data.
-    pub fn render(&self, name: &str, text: &str, data: &NotificationData) -> Result<String, String> {
+    pub fn render(
+        &self,
+        name: &str,
+        text: &str,
+        data: &NotificationData,
+    ) -> Result<String, String> {
         if !text.contains("{{") {
             return Ok(text.to_string());
         }
@@ -310,20 +385,32 @@ impl Templates {
             t.add_parse(name, text).map_err(|e| e.to_string())?;
             t
         };
-        t.execute_template(name, &data.template_value()).map_err(|e| e.to_string())
+        t.execute_template(name, &data.template_value())
+            .map_err(|e| e.to_string())
     }
 }
 
 /// Expands a simple glob (`*` and `?` in the last path component).
 fn glob_paths(pattern: &str) -> Result<Vec<std::path::PathBuf>, String> {
     let path = std::path::Path::new(pattern);
-    let file = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
     if !file.contains('*') && !file.contains('?') {
         return Ok(vec![path.to_path_buf()]);
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let re = regex::Regex::new(&format!("^{}$", regex::escape(&file).replace("\\*", ".*").replace("\\?", ".")))
-        .map_err(|e| e.to_string())?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let re = regex::Regex::new(&format!(
+        "^{}$",
+        regex::escape(&file)
+            .replace("\\*", ".*")
+            .replace("\\?", ".")
+    ))
+    .map_err(|e| e.to_string())?;
     let mut out: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
         .filter_map(|e| e.ok())
@@ -339,7 +426,11 @@ fn glob_paths(pattern: &str) -> Result<Vec<std::path::PathBuf>, String> {
 fn am_resolver(recv: &Value, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
     match (recv, name) {
         (Value::Array(items), "Firing" | "Resolved") => {
-            let want = if name == "Firing" { "firing" } else { "resolved" };
+            let want = if name == "Firing" {
+                "firing"
+            } else {
+                "resolved"
+            };
             Some(Ok(Value::Array(
                 items
                     .iter()
@@ -358,23 +449,40 @@ fn am_resolver(recv: &Value, name: &str, args: &[Value]) -> Option<Result<Value,
                 })
                 .collect(),
         ))),
-        (Value::Map(m), "Names") => Some(Ok(Value::Array(m.keys().map(|k| Value::String(k.clone())).collect()))),
+        (Value::Map(m), "Names") => Some(Ok(Value::Array(
+            m.keys().map(|k| Value::String(k.clone())).collect(),
+        ))),
         (Value::Map(m), "Values") => Some(Ok(Value::Array(m.values().cloned().collect()))),
         (Value::Array(pairs), "Values") => Some(Ok(Value::Array(
             pairs
                 .iter()
-                .filter_map(|p| if let Value::Map(m) = p { m.get("Value").cloned() } else { None })
+                .filter_map(|p| {
+                    if let Value::Map(m) = p {
+                        m.get("Value").cloned()
+                    } else {
+                        None
+                    }
+                })
                 .collect(),
         ))),
         (Value::Array(pairs), "Names") => Some(Ok(Value::Array(
             pairs
                 .iter()
-                .filter_map(|p| if let Value::Map(m) = p { m.get("Name").cloned() } else { None })
+                .filter_map(|p| {
+                    if let Value::Map(m) = p {
+                        m.get("Name").cloned()
+                    } else {
+                        None
+                    }
+                })
                 .collect(),
         ))),
         (Value::Map(m), "Remove") => {
             let drop: Vec<String> = match args.first() {
-                Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
                 _ => return Some(Err("Remove expects a list of names".into())),
             };
             let mut out = m.clone();
@@ -393,7 +501,10 @@ mod tests {
     fn alert(pairs: &[(&str, &str)], resolved: bool) -> Alert {
         let now = Utc::now();
         let p = PostableAlert {
-            labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ends_at: resolved.then(|| now - chrono::Duration::seconds(1)),
             starts_at: Some(now - chrono::Duration::minutes(1)),
             ..Default::default()
@@ -404,11 +515,28 @@ mod tests {
     #[test]
     fn data_status_and_common_labels() {
         let now = Utc::now();
-        let a = alert(&[("alertname", "X"), ("instance", "a"), ("severity", "warning")], false);
-        let b = alert(&[("alertname", "X"), ("instance", "b"), ("severity", "critical")], true);
+        let a = alert(
+            &[
+                ("alertname", "X"),
+                ("instance", "a"),
+                ("severity", "warning"),
+            ],
+            false,
+        );
+        let b = alert(
+            &[
+                ("alertname", "X"),
+                ("instance", "b"),
+                ("severity", "critical"),
+            ],
+            true,
+        );
         let d = NotificationData::new("r", "{}:{}", &LabelSet::new(), &[a, b], "http://x", now);
         assert_eq!(d.status, "firing");
-        assert_eq!(d.common_labels.get("alertname").map(String::as_str), Some("X"));
+        assert_eq!(
+            d.common_labels.get("alertname").map(String::as_str),
+            Some("X")
+        );
         assert!(!d.common_labels.contains_key("instance"));
         assert_eq!(d.alerts[0].ends_at, go_zero_time());
         assert_eq!(d.severity(), "warning");
@@ -420,7 +548,9 @@ mod tests {
         let now = Utc::now();
         let a = alert(&[("alertname", "X"), ("instance", "a")], false);
         let b = alert(&[("alertname", "X"), ("instance", "b")], true);
-        let gl: LabelSet = [("alertname".to_string(), "X".to_string())].into_iter().collect();
+        let gl: LabelSet = [("alertname".to_string(), "X".to_string())]
+            .into_iter()
+            .collect();
         let d = NotificationData::new("r", "k", &gl, &[a, b], "http://x", now);
         let t = Templates::default();
         let out = t
@@ -431,7 +561,13 @@ mod tests {
             )
             .expect("renders");
         assert_eq!(out, "[FIRING:1] X b");
-        let out = t.render("x", "{{ with .CommonLabels.Remove .GroupLabels.Names }}{{ len . }}{{ end }}", &d).expect("renders");
+        let out = t
+            .render(
+                "x",
+                "{{ with .CommonLabels.Remove .GroupLabels.Names }}{{ len . }}{{ end }}",
+                &d,
+            )
+            .expect("renders");
         // Common labels minus group labels is empty, so `with` renders nothing.
         assert_eq!(out, "");
     }

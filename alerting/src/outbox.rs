@@ -46,7 +46,14 @@ pub struct OutboxEntry {
 }
 
 impl OutboxEntry {
-    pub fn new(id: u64, receiver: &str, integration: IntegrationId, data: NotificationData, now: DateTime<Utc>, give_up_after: chrono::Duration) -> Self {
+    pub fn new(
+        id: u64,
+        receiver: &str,
+        integration: IntegrationId,
+        data: NotificationData,
+        now: DateTime<Utc>,
+        give_up_after: chrono::Duration,
+    ) -> Self {
         Self {
             id,
             receiver: receiver.to_string(),
@@ -73,7 +80,8 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with ±20 % jitter.
     pub fn backoff(&self, attempts: u32) -> Duration {
-        let base = self.initial_backoff.as_secs_f64() * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
+        let base = self.initial_backoff.as_secs_f64()
+            * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
         let capped = base.min(self.max_backoff.as_secs_f64());
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
         Duration::from_secs_f64(capped * jitter)
@@ -100,14 +108,26 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new(store: Store, loaded: Vec<OutboxEntry>, policy: RetryPolicy, runtime: Arc<RwLock<Arc<Runtime>>>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        loaded: Vec<OutboxEntry>,
+        policy: RetryPolicy,
+        runtime: Arc<RwLock<Arc<Runtime>>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let next = loaded.iter().map(|e| e.id).max().unwrap_or(0) + 1;
         if !loaded.is_empty() {
-            info!(pending = loaded.len(), "resuming notifications pending before restart");
+            info!(
+                pending = loaded.len(),
+                "resuming notifications pending before restart"
+            );
         }
         let pending = loaded.into_iter().map(|e| (e.id, e)).collect();
         Arc::new(Self {
-            inner: Mutex::new(Inner { pending, ..Default::default() }),
+            inner: Mutex::new(Inner {
+                pending,
+                ..Default::default()
+            }),
             wake: Notify::new(),
             next_id: AtomicU64::new(next),
             store,
@@ -135,7 +155,12 @@ impl Outbox {
                 let old: Vec<u64> = inner
                     .pending
                     .values()
-                    .filter(|o| o.receiver == e.receiver && o.integration == e.integration && o.data.group_key == e.data.group_key && !o.digest)
+                    .filter(|o| {
+                        o.receiver == e.receiver
+                            && o.integration == e.integration
+                            && o.data.group_key == e.data.group_key
+                            && !o.digest
+                    })
                     .map(|o| o.id)
                     .collect();
                 for id in old {
@@ -164,7 +189,9 @@ impl Outbox {
                 let me = Arc::clone(&self);
                 tokio::spawn(async move { me.deliver(batch).await });
             }
-            let sleep = next.map(|t| (t - now).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::from_secs(3600));
+            let sleep = next
+                .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
@@ -179,7 +206,11 @@ impl Outbox {
     fn take_due(&self, now: DateTime<Utc>) -> (Vec<Vec<OutboxEntry>>, Option<DateTime<Utc>>) {
         let rt = Arc::clone(&self.runtime.read());
         let mut inner = self.inner.lock();
-        let Inner { pending, in_flight, sent } = &mut *inner;
+        let Inner {
+            pending,
+            in_flight,
+            sent,
+        } = &mut *inner;
         let mut batches: Vec<Vec<OutboxEntry>> = Vec::new();
         let mut digests: BTreeMap<(String, IntegrationId), Vec<OutboxEntry>> = BTreeMap::new();
         let mut next: Option<DateTime<Utc>> = None;
@@ -192,9 +223,13 @@ impl Outbox {
                 next = Some(next.map_or(e.next_attempt, |n| n.min(e.next_attempt)));
                 continue;
             }
-            let limit = rt.receivers.get(&e.receiver).and_then(|r| r.rate_limit.clone());
+            let limit = rt
+                .receivers
+                .get(&e.receiver)
+                .and_then(|r| r.rate_limit.clone());
             if let Some(l) = limit {
-                let window = chrono::Duration::from_std(l.per.0).unwrap_or(chrono::Duration::hours(1));
+                let window =
+                    chrono::Duration::from_std(l.per.0).unwrap_or(chrono::Duration::hours(1));
                 let log = sent.entry(e.receiver.clone()).or_default();
                 while log.front().is_some_and(|t| *t + window <= now) {
                     log.pop_front();
@@ -231,30 +266,52 @@ impl Outbox {
             }
         }
         if !held.is_empty() {
-            let writes: Vec<Write> = held.iter().filter_map(|id| pending.get(id)).map(|e| Write::PutOutbox(Box::new(e.clone()))).collect();
+            let writes: Vec<Write> = held
+                .iter()
+                .filter_map(|id| pending.get(id))
+                .map(|e| Write::PutOutbox(Box::new(e.clone())))
+                .collect();
             self.store.write_later(writes);
         }
         (batches, next)
     }
 
     async fn deliver(self: Arc<Self>, batch: Vec<OutboxEntry>) {
-        let Some(first) = batch.first().cloned() else { return };
+        let Some(first) = batch.first().cloned() else {
+            return;
+        };
         let rt = Arc::clone(&self.runtime.read());
-        let integ = rt
-            .receivers
-            .get(&first.receiver)
-            .and_then(|r| r.integrations.iter().find(|(id, _)| *id == first.integration).map(|(_, i)| Arc::clone(i)));
+        let integ = rt.receivers.get(&first.receiver).and_then(|r| {
+            r.integrations
+                .iter()
+                .find(|(id, _)| *id == first.integration)
+                .map(|(_, i)| Arc::clone(i))
+        });
         let kind = first.integration.kind.clone();
         let result = match integ {
-            None => Err(NotifyError::permanent("receiver or integration no longer configured")),
+            None => Err(NotifyError::permanent(
+                "receiver or integration no longer configured",
+            )),
             Some(integ) => {
-                let data = if batch.len() == 1 { first.data.clone() } else { fold_digest(&batch) };
+                let data = if batch.len() == 1 {
+                    first.data.clone()
+                } else {
+                    fold_digest(&batch)
+                };
                 if batch.len() > 1 {
                     self.metrics.digest(&first.receiver, batch.len());
                 }
-                match tokio::time::timeout(self.policy.attempt_timeout, integ.notify(&data, &rt.templates)).await {
+                match tokio::time::timeout(
+                    self.policy.attempt_timeout,
+                    integ.notify(&data, &rt.templates),
+                )
+                .await
+                {
                     Ok(r) => r,
-                    Err(_) => Err(NotifyError::retryable(format!("timed out after {:?}", self.policy.attempt_timeout))),
+                    Err(_) => Err(NotifyError::retryable(format!(
+                        "timed out after {:?}",
+                        self.policy.attempt_timeout
+                    ))),
                 }
             }
         };
@@ -277,10 +334,13 @@ impl Outbox {
                 Err(err) => {
                     self.metrics.notification(&first.receiver, &kind, false);
                     for e in &batch {
-                        let Some(p) = inner.pending.get_mut(&e.id) else { continue };
+                        let Some(p) = inner.pending.get_mut(&e.id) else {
+                            continue;
+                        };
                         p.attempts += 1;
                         p.last_error = Some(err.message.clone());
-                        let backoff = chrono::Duration::from_std(self.policy.backoff(p.attempts)).unwrap_or(chrono::Duration::seconds(60));
+                        let backoff = chrono::Duration::from_std(self.policy.backoff(p.attempts))
+                            .unwrap_or(chrono::Duration::seconds(60));
                         if err.retryable && now + backoff < p.give_up_at {
                             p.next_attempt = now + backoff;
                             warn!(receiver = %p.receiver, integration = %p.integration, attempts = p.attempts, error = %err, "notification failed; will retry");
@@ -342,7 +402,9 @@ mod tests {
                 .iter()
                 .map(|(fp, status)| AlertData {
                     status: status.to_string(),
-                    labels: [("alertname".to_string(), fp.to_string())].into_iter().collect(),
+                    labels: [("alertname".to_string(), fp.to_string())]
+                        .into_iter()
+                        .collect(),
                     annotations: LabelSet::new(),
                     starts_at: Utc::now(),
                     ends_at: Utc::now(),
@@ -350,21 +412,43 @@ mod tests {
                     fingerprint: fp.to_string(),
                 })
                 .collect(),
-            group_labels: [("alertname".to_string(), format!("g{id}"))].into_iter().collect(),
+            group_labels: [("alertname".to_string(), format!("g{id}"))]
+                .into_iter()
+                .collect(),
             common_labels: LabelSet::new(),
             common_annotations: LabelSet::new(),
             external_url: String::new(),
             group_key: format!("g{id}"),
             digest_of: 0,
         };
-        OutboxEntry::new(id, "r", IntegrationId { kind: "webhook".into(), index: 0 }, data, Utc::now(), chrono::Duration::hours(1))
+        OutboxEntry::new(
+            id,
+            "r",
+            IntegrationId {
+                kind: "webhook".into(),
+                index: 0,
+            },
+            data,
+            Utc::now(),
+            chrono::Duration::hours(1),
+        )
     }
 
     #[test]
     fn digest_keeps_every_alert_once_with_latest_state() {
-        let d = fold_digest(&[entry(1, &[("a", "firing"), ("b", "firing")]), entry(2, &[("a", "resolved"), ("c", "firing")])]);
-        let got: Vec<(&str, &str)> = d.alerts.iter().map(|a| (a.fingerprint.as_str(), a.status.as_str())).collect();
-        assert_eq!(got, vec![("a", "resolved"), ("b", "firing"), ("c", "firing")]);
+        let d = fold_digest(&[
+            entry(1, &[("a", "firing"), ("b", "firing")]),
+            entry(2, &[("a", "resolved"), ("c", "firing")]),
+        ]);
+        let got: Vec<(&str, &str)> = d
+            .alerts
+            .iter()
+            .map(|a| (a.fingerprint.as_str(), a.status.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("a", "resolved"), ("b", "firing"), ("c", "firing")]
+        );
         assert_eq!(d.digest_of, 2);
         assert!(d.group_labels.is_empty());
         assert_eq!(d.status, "firing");
@@ -372,7 +456,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_caps() {
-        let p = RetryPolicy { initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(10), attempt_timeout: Duration::from_secs(5) };
+        let p = RetryPolicy {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(5),
+        };
         let b1 = p.backoff(1).as_secs_f64();
         let b3 = p.backoff(3).as_secs_f64();
         let b20 = p.backoff(20).as_secs_f64();

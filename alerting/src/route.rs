@@ -79,16 +79,43 @@ impl RouteTree {
         let node = Route {
             id,
             parent: parent_id,
-            receiver: cfg.receiver.as_ref().map(|r| r.value.clone()).unwrap_or_else(|| parent.receiver.clone()),
+            receiver: cfg
+                .receiver
+                .as_ref()
+                .map(|r| r.value.clone())
+                .unwrap_or_else(|| parent.receiver.clone()),
             matchers,
             group_by,
             group_by_all,
-            group_wait: cfg.group_wait.as_ref().map(|d| d.value.0).unwrap_or(parent.group_wait),
-            group_interval: cfg.group_interval.as_ref().map(|d| d.value.0).unwrap_or(parent.group_interval),
-            repeat_interval: cfg.repeat_interval.as_ref().map(|d| d.value.0).unwrap_or(parent.repeat_interval),
-            repeat_backoff: cfg.vigil_repeat_backoff.clone().or_else(|| parent.repeat_backoff.clone()),
-            mute_time_intervals: cfg.mute_time_intervals.iter().map(|s| s.value.clone()).collect(),
-            active_time_intervals: cfg.active_time_intervals.iter().map(|s| s.value.clone()).collect(),
+            group_wait: cfg
+                .group_wait
+                .as_ref()
+                .map(|d| d.value.0)
+                .unwrap_or(parent.group_wait),
+            group_interval: cfg
+                .group_interval
+                .as_ref()
+                .map(|d| d.value.0)
+                .unwrap_or(parent.group_interval),
+            repeat_interval: cfg
+                .repeat_interval
+                .as_ref()
+                .map(|d| d.value.0)
+                .unwrap_or(parent.repeat_interval),
+            repeat_backoff: cfg
+                .vigil_repeat_backoff
+                .clone()
+                .or_else(|| parent.repeat_backoff.clone()),
+            mute_time_intervals: cfg
+                .mute_time_intervals
+                .iter()
+                .map(|s| s.value.clone())
+                .collect(),
+            active_time_intervals: cfg
+                .active_time_intervals
+                .iter()
+                .map(|s| s.value.clone())
+                .collect(),
             continue_matching: cfg.continue_matching,
             children: Vec::new(),
             key,
@@ -154,7 +181,10 @@ impl RouteTree {
 
 /// Alertmanager's group key: `<route key>:<group labels>`.
 pub fn group_key(route_key: &str, group_labels: &LabelSet) -> String {
-    format!("{route_key}:{}", crate::matchers::labelset_string(group_labels))
+    format!(
+        "{route_key}:{}",
+        crate::matchers::labelset_string(group_labels)
+    )
 }
 
 #[cfg(test)]
@@ -167,7 +197,10 @@ mod tests {
     }
 
     fn ls(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     const TREE: &str = r#"
@@ -191,7 +224,11 @@ routes:
     #[test]
     fn first_match_wins_unless_continue() {
         let t = tree(TREE);
-        let crit = t.matching(&ls(&[("alertname", "A"), ("severity", "critical"), ("team", "ops")]));
+        let crit = t.matching(&ls(&[
+            ("alertname", "A"),
+            ("severity", "critical"),
+            ("team", "ops"),
+        ]));
         let recv: Vec<&str> = crit.iter().map(|r| t.nodes[*r].receiver.as_str()).collect();
         assert_eq!(recv, vec!["pager", "ops"]);
         let db = t.matching(&ls(&[("severity", "critical"), ("team", "db")]));
@@ -219,7 +256,10 @@ routes:
         let r = t.matching(&labels)[0];
         assert_eq!(t.nodes[r].key, r#"{}/{severity="critical"}/{team="db"}"#);
         let gl = t.group_labels(r, &labels);
-        assert_eq!(group_key(&t.nodes[r].key, &gl), r#"{}/{severity="critical"}/{team="db"}:{alertname="A"}"#);
+        assert_eq!(
+            group_key(&t.nodes[r].key, &gl),
+            r#"{}/{severity="critical"}/{team="db"}:{alertname="A"}"#
+        );
         let w = ls(&[("alertname", "B"), ("severity", "warning")]);
         let r = t.matching(&w)[0];
         assert_eq!(t.nodes[r].key, r#"{}/{severity=~"warn.*"}"#);

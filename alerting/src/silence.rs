@@ -133,7 +133,12 @@ impl Silences {
     pub fn load(list: Vec<Silence>) -> Self {
         let mut s = Self::default();
         for sil in list {
-            if let Ok(ms) = sil.matchers.iter().map(ApiMatcher::to_matcher).collect::<Result<Vec<_>, _>>() {
+            if let Ok(ms) = sil
+                .matchers
+                .iter()
+                .map(ApiMatcher::to_matcher)
+                .collect::<Result<Vec<_>, _>>()
+            {
                 s.by_id.insert(sil.id.clone(), (sil, ms));
             }
         }
@@ -163,7 +168,11 @@ impl Silences {
     /// Creates or updates a silence, returning the stored silences that
     /// changed (an update that cannot be done in place expires the old one
     /// and creates a new one, as Alertmanager does).
-    pub fn upsert(&mut self, p: PostableSilence, now: DateTime<Utc>) -> Result<Vec<Silence>, SilenceError> {
+    pub fn upsert(
+        &mut self,
+        p: PostableSilence,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Silence>, SilenceError> {
         let invalid = SilenceError::Invalid;
         if p.matchers.is_empty() {
             return Err(invalid("at least one matcher required".into()));
@@ -175,10 +184,16 @@ impl Silences {
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
         if ms.iter().all(|m| m.matches_value("")) {
-            return Err(invalid("at least one matcher must not match the empty string".into()));
+            return Err(invalid(
+                "at least one matcher must not match the empty string".into(),
+            ));
         }
-        let starts_at = p.starts_at.ok_or_else(|| invalid("invalid zero start timestamp".into()))?;
-        let ends_at = p.ends_at.ok_or_else(|| invalid("invalid zero end timestamp".into()))?;
+        let starts_at = p
+            .starts_at
+            .ok_or_else(|| invalid("invalid zero start timestamp".into()))?;
+        let ends_at = p
+            .ends_at
+            .ok_or_else(|| invalid("invalid zero end timestamp".into()))?;
         if ends_at < starts_at {
             return Err(invalid("end time must not be before start time".into()));
         }
@@ -230,9 +245,14 @@ impl Silences {
 
     /// Expires a silence now. A pending one ends before it began.
     pub fn expire(&mut self, id: &str, now: DateTime<Utc>) -> Result<Silence, SilenceError> {
-        let (s, _) = self.by_id.get_mut(id).ok_or_else(|| SilenceError::NotFound(id.to_string()))?;
+        let (s, _) = self
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| SilenceError::NotFound(id.to_string()))?;
         match s.state(now) {
-            SilenceState::Expired => return Err(SilenceError::Invalid("silence already expired".into())),
+            SilenceState::Expired => {
+                return Err(SilenceError::Invalid("silence already expired".into()));
+            }
             SilenceState::Pending => {
                 s.starts_at = now;
                 s.ends_at = now;
@@ -258,7 +278,11 @@ impl Silences {
     }
 
     pub fn count_by_state(&self, now: DateTime<Utc>) -> [(SilenceState, usize); 3] {
-        let mut c = [(SilenceState::Active, 0), (SilenceState::Pending, 0), (SilenceState::Expired, 0)];
+        let mut c = [
+            (SilenceState::Active, 0),
+            (SilenceState::Pending, 0),
+            (SilenceState::Expired, 0),
+        ];
         for (s, _) in self.by_id.values() {
             let st = s.state(now);
             if let Some(slot) = c.iter_mut().find(|(k, _)| *k == st) {
@@ -275,19 +299,35 @@ pub fn new_uuid() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn post(matchers: &[(&str, &str, bool, bool)], start: DateTime<Utc>, end: DateTime<Utc>) -> PostableSilence {
+    fn post(
+        matchers: &[(&str, &str, bool, bool)],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> PostableSilence {
         PostableSilence {
             id: None,
             matchers: matchers
                 .iter()
-                .map(|(n, v, r, e)| ApiMatcher { name: n.to_string(), value: v.to_string(), is_regex: *r, is_equal: *e })
+                .map(|(n, v, r, e)| ApiMatcher {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                    is_regex: *r,
+                    is_equal: *e,
+                })
                 .collect(),
             starts_at: Some(start),
             ends_at: Some(end),
@@ -297,7 +337,10 @@ mod tests {
     }
 
     fn ls(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -306,21 +349,54 @@ mod tests {
         let hour = chrono::Duration::hours(1);
         let mut s = Silences::default();
         let created = s
-            .upsert(post(&[("alertname", "X", false, true), ("sev", "crit|warn", true, true)], now, now + hour), now)
+            .upsert(
+                post(
+                    &[
+                        ("alertname", "X", false, true),
+                        ("sev", "crit|warn", true, true),
+                    ],
+                    now,
+                    now + hour,
+                ),
+                now,
+            )
             .expect("valid silence");
         let id = created[0].id.clone();
         assert_eq!(id.len(), 36);
-        assert_eq!(s.silenced_by(&ls(&[("alertname", "X"), ("sev", "warn")]), now), vec![id.clone()]);
-        assert!(s.silenced_by(&ls(&[("alertname", "X"), ("sev", "info")]), now).is_empty());
+        assert_eq!(
+            s.silenced_by(&ls(&[("alertname", "X"), ("sev", "warn")]), now),
+            vec![id.clone()]
+        );
+        assert!(
+            s.silenced_by(&ls(&[("alertname", "X"), ("sev", "info")]), now)
+                .is_empty()
+        );
         // Pending silences do not mute yet.
-        s.upsert(post(&[("alertname", "Y", false, true)], now + hour, now + hour * 2), now).expect("pending");
+        s.upsert(
+            post(
+                &[("alertname", "Y", false, true)],
+                now + hour,
+                now + hour * 2,
+            ),
+            now,
+        )
+        .expect("pending");
         assert!(s.silenced_by(&ls(&[("alertname", "Y")]), now).is_empty());
         s.expire(&id, now).expect("expire");
-        assert!(s.silenced_by(&ls(&[("alertname", "X"), ("sev", "warn")]), now).is_empty());
+        assert!(
+            s.silenced_by(&ls(&[("alertname", "X"), ("sev", "warn")]), now)
+                .is_empty()
+        );
         assert!(matches!(s.expire(&id, now), Err(SilenceError::Invalid(_))));
         assert!(s.upsert(post(&[], now, now + hour), now).is_err());
-        assert!(s.upsert(post(&[("a", ".*", true, true)], now, now + hour), now).is_err());
-        assert!(s.upsert(post(&[("a", "b", false, true)], now, now - hour), now).is_err());
+        assert!(
+            s.upsert(post(&[("a", ".*", true, true)], now, now + hour), now)
+                .is_err()
+        );
+        assert!(
+            s.upsert(post(&[("a", "b", false, true)], now, now - hour), now)
+                .is_err()
+        );
     }
 
     #[test]
@@ -328,7 +404,11 @@ mod tests {
         let now = Utc::now();
         let hour = chrono::Duration::hours(1);
         let mut s = Silences::default();
-        let id = s.upsert(post(&[("a", "b", false, true)], now, now + hour), now).expect("create")[0].id.clone();
+        let id = s
+            .upsert(post(&[("a", "b", false, true)], now, now + hour), now)
+            .expect("create")[0]
+            .id
+            .clone();
         let mut p = post(&[("a", "b", false, true)], now, now + hour * 2);
         p.id = Some(id.clone());
         let changed = s.upsert(p, now).expect("extend");

@@ -83,14 +83,19 @@ impl Store {
         std::thread::Builder::new()
             .name("alerting-store".into())
             .spawn(move || run(conn, rx))
-            .map_err(|e| StoreError::Corrupt { table: "-", reason: format!("cannot start store thread: {e}") })?;
+            .map_err(|e| StoreError::Corrupt {
+                table: "-",
+                reason: format!("cannot start store thread: {e}"),
+            })?;
         Ok((Store { tx }, loaded))
     }
 
     /// Queues writes and waits until they are committed.
     pub async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((writes, Some(tx))).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send((writes, Some(tx)))
+            .map_err(|_| StoreError::Closed)?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(StoreError::Corrupt { table: "-", reason }),
@@ -109,7 +114,11 @@ impl Store {
     }
 }
 
-fn load<T: serde::de::DeserializeOwned>(conn: &Connection, sql: &str, table: &'static str) -> Result<Vec<T>, StoreError> {
+fn load<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    table: &'static str,
+) -> Result<Vec<T>, StoreError> {
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
@@ -133,7 +142,8 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<(Vec<Write>, Option<Reply>)>) {
                 break;
             }
         }
-        let result = apply(&mut conn, batch.iter().flat_map(|(w, _)| w.iter())).map_err(|e| e.to_string());
+        let result =
+            apply(&mut conn, batch.iter().flat_map(|(w, _)| w.iter())).map_err(|e| e.to_string());
         if let Err(e) = &result {
             error!(error = %e, "alerting store write failed");
         }
@@ -149,7 +159,10 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String, rusqlite::Error> {
     serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-fn apply<'a>(conn: &mut Connection, writes: impl Iterator<Item = &'a Write>) -> Result<(), rusqlite::Error> {
+fn apply<'a>(
+    conn: &mut Connection,
+    writes: impl Iterator<Item = &'a Write>,
+) -> Result<(), rusqlite::Error> {
     let tx = conn.transaction()?;
     for w in writes {
         match w {
@@ -158,28 +171,32 @@ fn apply<'a>(conn: &mut Connection, writes: impl Iterator<Item = &'a Write>) -> 
                     .execute(params![a.fingerprint as i64, json(a)?])?;
             }
             Write::DeleteAlert(fp) => {
-                tx.prepare_cached("DELETE FROM alerts WHERE fp = ?1")?.execute(params![*fp as i64])?;
+                tx.prepare_cached("DELETE FROM alerts WHERE fp = ?1")?
+                    .execute(params![*fp as i64])?;
             }
             Write::PutSilence(s) => {
                 tx.prepare_cached("INSERT OR REPLACE INTO silences (id, body) VALUES (?1, ?2)")?
                     .execute(params![s.id, json(s)?])?;
             }
             Write::DeleteSilence(id) => {
-                tx.prepare_cached("DELETE FROM silences WHERE id = ?1")?.execute(params![id])?;
+                tx.prepare_cached("DELETE FROM silences WHERE id = ?1")?
+                    .execute(params![id])?;
             }
             Write::PutNflog(k, e) => {
                 tx.prepare_cached("INSERT OR REPLACE INTO nflog (key, body) VALUES (?1, ?2)")?
                     .execute(params![k.storage_key(), json(&(k, e))?])?;
             }
             Write::DeleteNflog(k) => {
-                tx.prepare_cached("DELETE FROM nflog WHERE key = ?1")?.execute(params![k.storage_key()])?;
+                tx.prepare_cached("DELETE FROM nflog WHERE key = ?1")?
+                    .execute(params![k.storage_key()])?;
             }
             Write::PutOutbox(o) => {
                 tx.prepare_cached("INSERT OR REPLACE INTO outbox (id, body) VALUES (?1, ?2)")?
                     .execute(params![o.id as i64, json(o)?])?;
             }
             Write::DeleteOutbox(id) => {
-                tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute(params![*id as i64])?;
+                tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                    .execute(params![*id as i64])?;
             }
         }
     }
@@ -198,7 +215,9 @@ mod tests {
         let now = chrono::Utc::now();
         let alert = Alert::from_postable(
             PostableAlert {
-                labels: [("alertname".to_string(), "X".to_string())].into_iter().collect(),
+                labels: [("alertname".to_string(), "X".to_string())]
+                    .into_iter()
+                    .collect(),
                 ..Default::default()
             },
             now,
@@ -208,8 +227,17 @@ mod tests {
         {
             let (store, loaded) = Store::open(&path).expect("open");
             assert!(loaded.alerts.is_empty());
-            store.write(vec![Write::PutAlert(Box::new(alert.clone()))]).await.expect("write");
-            store.write(vec![Write::PutAlert(Box::new(alert.clone())), Write::DeleteAlert(7)]).await.expect("write");
+            store
+                .write(vec![Write::PutAlert(Box::new(alert.clone()))])
+                .await
+                .expect("write");
+            store
+                .write(vec![
+                    Write::PutAlert(Box::new(alert.clone())),
+                    Write::DeleteAlert(7),
+                ])
+                .await
+                .expect("write");
         }
         let (_store, loaded) = Store::open(&path).expect("reopen");
         assert_eq!(loaded.alerts, vec![alert]);

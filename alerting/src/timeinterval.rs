@@ -53,7 +53,11 @@ impl TimeInterval {
         };
         if !self.times.is_empty() {
             let minute = local.hour() * 60 + local.minute();
-            if !self.times.iter().any(|r| minute >= r.start && minute < r.end) {
+            if !self
+                .times
+                .iter()
+                .any(|r| minute >= r.start && minute < r.end)
+            {
                 return false;
             }
         }
@@ -93,7 +97,11 @@ impl TimeInterval {
 }
 
 fn days_in_month(year: i32, month: u32) -> u32 {
-    let (ny, nm) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
     match (
         chrono::NaiveDate::from_ymd_opt(ny, nm, 1),
         chrono::NaiveDate::from_ymd_opt(year, month, 1),
@@ -122,7 +130,9 @@ impl<'de> Deserialize<'de> for TimeRange {
         let start = parse_clock(&r.start_time).map_err(serde::de::Error::custom)?;
         let end = parse_clock(&r.end_time).map_err(serde::de::Error::custom)?;
         if start >= end {
-            return Err(serde::de::Error::custom("start time cannot be equal or greater than end time"));
+            return Err(serde::de::Error::custom(
+                "start time cannot be equal or greater than end time",
+            ));
         }
         Ok(Self { start, end })
     }
@@ -143,7 +153,10 @@ fn parse_clock(s: &str) -> Result<u32, String> {
 }
 
 /// Splits `a:b` (or a single `a`) into a pair, parsing each side.
-fn parse_range<T: Copy>(s: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<(T, T), String> {
+fn parse_range<T: Copy>(
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<(T, T), String> {
     // Negative day numbers contain '-', never ':', so split on ':' only.
     match s.split_once(':') {
         Some((a, b)) => Ok((parse(a.trim())?, parse(b.trim())?)),
@@ -162,7 +175,15 @@ impl<'de> Deserialize<'de> for WeekdayRange {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let (a, b) = parse_range(&s, |w| {
-            let days = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];
+            let days = [
+                "sunday",
+                "monday",
+                "tuesday",
+                "wednesday",
+                "thursday",
+                "friday",
+                "saturday",
+            ];
             days.iter()
                 .position(|d| d.eq_ignore_ascii_case(w))
                 .map(|p| p as u32)
@@ -170,7 +191,9 @@ impl<'de> Deserialize<'de> for WeekdayRange {
         })
         .map_err(serde::de::Error::custom)?;
         if a > b {
-            return Err(serde::de::Error::custom("start day cannot be before end day"));
+            return Err(serde::de::Error::custom(
+                "start day cannot be before end day",
+            ));
         }
         Ok(Self(a, b))
     }
@@ -184,7 +207,9 @@ impl<'de> Deserialize<'de> for DayOfMonthRange {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         let (a, b) = parse_range(&s, |v| {
-            let n: i32 = v.parse().map_err(|_| format!("{v:?} is not a valid day of month"))?;
+            let n: i32 = v
+                .parse()
+                .map_err(|_| format!("{v:?} is not a valid day of month"))?;
             if n == 0 || !(-31..=31).contains(&n) {
                 return Err(format!("{n} is not a valid day of month: out of range"));
             }
@@ -192,10 +217,14 @@ impl<'de> Deserialize<'de> for DayOfMonthRange {
         })
         .map_err(serde::de::Error::custom)?;
         if (a > 0) == (b > 0) && a > b {
-            return Err(serde::de::Error::custom("end day must be greater than start day"));
+            return Err(serde::de::Error::custom(
+                "end day must be greater than start day",
+            ));
         }
         if a < 0 && b > 0 {
-            return Err(serde::de::Error::custom("end day must be negative when start day is negative"));
+            return Err(serde::de::Error::custom(
+                "end day must be negative when start day is negative",
+            ));
         }
         Ok(Self(a, b))
     }
@@ -210,8 +239,18 @@ impl<'de> Deserialize<'de> for MonthRange {
         let s = String::deserialize(d)?;
         let (a, b) = parse_range(&s, |m| {
             const NAMES: [&str; 12] = [
-                "january", "february", "march", "april", "may", "june", "july", "august",
-                "september", "october", "november", "december",
+                "january",
+                "february",
+                "march",
+                "april",
+                "may",
+                "june",
+                "july",
+                "august",
+                "september",
+                "october",
+                "november",
+                "december",
             ];
             if let Some(p) = NAMES.iter().position(|n| n.eq_ignore_ascii_case(m)) {
                 return Ok(p as u32 + 1);
@@ -223,7 +262,9 @@ impl<'de> Deserialize<'de> for MonthRange {
         })
         .map_err(serde::de::Error::custom)?;
         if a > b {
-            return Err(serde::de::Error::custom("end month must be after start month"));
+            return Err(serde::de::Error::custom(
+                "end month must be after start month",
+            ));
         }
         Ok(Self(a, b))
     }
@@ -236,10 +277,15 @@ pub struct YearRange(pub i32, pub i32);
 impl<'de> Deserialize<'de> for YearRange {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        let (a, b) = parse_range(&s, |y| y.parse::<i32>().map_err(|_| format!("{y:?} is not a valid year")))
-            .map_err(serde::de::Error::custom)?;
+        let (a, b) = parse_range(&s, |y| {
+            y.parse::<i32>()
+                .map_err(|_| format!("{y:?} is not a valid year"))
+        })
+        .map_err(serde::de::Error::custom)?;
         if a > b {
-            return Err(serde::de::Error::custom("end year must be after start year"));
+            return Err(serde::de::Error::custom(
+                "end year must be after start year",
+            ));
         }
         Ok(Self(a, b))
     }
@@ -335,7 +381,12 @@ impl Zone {
             });
             p += tsize;
         }
-        let idx: Vec<usize> = data.get(p..p + timecnt).ok_or_else(bad)?.iter().map(|b| *b as usize).collect();
+        let idx: Vec<usize> = data
+            .get(p..p + timecnt)
+            .ok_or_else(bad)?
+            .iter()
+            .map(|b| *b as usize)
+            .collect();
         p += timecnt;
         let mut types = Vec::with_capacity(typecnt);
         for _ in 0..typecnt {
@@ -346,9 +397,16 @@ impl Zone {
         if types.is_empty() {
             return Err(bad());
         }
-        let offsets = idx.iter().map(|i| types.get(*i).map(|t| t.0).ok_or_else(bad)).collect::<Result<Vec<_>, _>>()?;
+        let offsets = idx
+            .iter()
+            .map(|i| types.get(*i).map(|t| t.0).ok_or_else(bad))
+            .collect::<Result<Vec<_>, _>>()?;
         let initial = types.iter().find(|t| !t.1).unwrap_or(&types[0]).0;
-        Ok(Self { transitions, offsets, initial })
+        Ok(Self {
+            transitions,
+            offsets,
+            initial,
+        })
     }
 
     fn offset_at(&self, ts: i64) -> i32 {
@@ -364,7 +422,9 @@ mod tests {
     use super::*;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("valid test timestamp").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("valid test timestamp")
+            .with_timezone(&Utc)
     }
 
     fn interval(yaml: &str) -> TimeInterval {
@@ -373,7 +433,9 @@ mod tests {
 
     #[test]
     fn business_hours() {
-        let i = interval("times:\n  - start_time: '09:00'\n    end_time: '17:00'\nweekdays: ['monday:friday']\n");
+        let i = interval(
+            "times:\n  - start_time: '09:00'\n    end_time: '17:00'\nweekdays: ['monday:friday']\n",
+        );
         assert!(i.contains(at("2024-03-04T09:00:00Z"))); // Monday
         assert!(!i.contains(at("2024-03-04T17:00:00Z"))); // end exclusive
         assert!(!i.contains(at("2024-03-03T10:00:00Z"))); // Sunday
@@ -399,7 +461,10 @@ mod tests {
             "months: ['13']\n",
             "times:\n  - start_time: '25:00'\n    end_time: '26:00'\n",
         ] {
-            assert!(serde_saphyr::from_str::<TimeInterval>(bad).is_err(), "{bad}");
+            assert!(
+                serde_saphyr::from_str::<TimeInterval>(bad).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -408,7 +473,9 @@ mod tests {
         if !Path::new("/usr/share/zoneinfo/Europe/Berlin").exists() {
             return;
         }
-        let i = interval("times:\n  - start_time: '09:00'\n    end_time: '10:00'\nlocation: Europe/Berlin\n");
+        let i = interval(
+            "times:\n  - start_time: '09:00'\n    end_time: '10:00'\nlocation: Europe/Berlin\n",
+        );
         // 08:30 UTC in winter is 09:30 in Berlin, in summer 10:30.
         assert!(i.contains(at("2024-01-10T08:30:00Z")));
         assert!(!i.contains(at("2024-07-10T08:30:00Z")));

@@ -17,7 +17,10 @@ use tracing::{error, info};
 use vigil_alerting::{Alerting, AlertingOptions, load_config};
 
 #[derive(Parser, Debug)]
-#[command(name = "vigil-alertmanager", about = "Alertmanager-compatible alerting (Vigil)")]
+#[command(
+    name = "vigil-alertmanager",
+    about = "Alertmanager-compatible alerting (Vigil)"
+)]
 struct Args {
     /// Alertmanager configuration file.
     #[arg(long = "config.file", default_value = "alertmanager.yml")]
@@ -65,14 +68,22 @@ async fn reload(app: &App) -> Result<(), String> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).context("invalid --log.level")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log_level)
+                .context("invalid --log.level")?,
+        )
         .with_writer(std::io::stderr)
         .init();
     let cfg = load_config(&args.config_file)?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let opts = AlertingOptions {
-        external_url: args.external_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+        external_url: args
+            .external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
         data_dir: args.storage.clone(),
         notify_timeout: args.notify_timeout,
         retry_initial_backoff: args.retry_initial,
@@ -83,7 +94,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = CancellationToken::new();
     let alerting = Alerting::start(cfg, opts, shutdown.clone()).await?;
-    let app = Arc::new(App { alerting: Arc::clone(&alerting), config_file: args.config_file.clone() });
+    let app = Arc::new(App {
+        alerting: Arc::clone(&alerting),
+        config_file: args.config_file.clone(),
+    });
 
     let ops = axum::Router::new()
         .route("/-/healthy", get(|| async { "OK" }))
@@ -93,7 +107,10 @@ async fn main() -> anyhow::Result<()> {
             post(|State(app): State<Arc<App>>| async move {
                 match reload(&app).await {
                     Ok(()) => (StatusCode::OK, String::new()),
-                    Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}")),
+                    Err(e) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("failed to reload config: {e}"),
+                    ),
                 }
             }),
         )
@@ -112,7 +129,11 @@ async fn main() -> anyhow::Result<()> {
         let app = Arc::clone(&app);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -127,10 +148,11 @@ async fn main() -> anyhow::Result<()> {
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

@@ -82,8 +82,14 @@ fn loads_a_full_alertmanager_file() {
     assert_eq!(s.routes, 5);
     assert_eq!(s.inhibit_rules, 2);
     assert_eq!(s.time_intervals, 1);
-    assert_eq!(s.unsupported_integrations, vec!["team-db/opsgenie".to_string()]);
-    assert_eq!(cfg.global.resolve_timeout.0, std::time::Duration::from_secs(120));
+    assert_eq!(
+        s.unsupported_integrations,
+        vec!["team-db/opsgenie".to_string()]
+    );
+    assert_eq!(
+        cfg.global.resolve_timeout.0,
+        std::time::Duration::from_secs(120)
+    );
     assert!(cfg.receivers[2].webhook_configs[0].send_resolved);
     assert!(!cfg.receivers[0].email_configs[0].send_resolved);
 }
@@ -103,15 +109,24 @@ fn bad_values_are_located() {
     assert!(e.reason.contains("duration"), "{}", e.reason);
     let e = err("route:\n  receiver: a\n  matchers: ['foo=~\"(\"']\nreceivers:\n  - name: a\n");
     assert_eq!(e.line, 3);
-    let e = err("route:\n  receiver: a\n  routes:\n    - receiver: nope\nreceivers:\n  - name: a\n");
+    let e =
+        err("route:\n  receiver: a\n  routes:\n    - receiver: nope\nreceivers:\n  - name: a\n");
     assert_eq!(e.line, 4);
-    assert!(e.reason.contains("undefined receiver \"nope\""), "{}", e.reason);
+    assert!(
+        e.reason.contains("undefined receiver \"nope\""),
+        "{}",
+        e.reason
+    );
     let e = err("route:\n  receiver: a\nreceivers:\n  - name: a\n  - name: a\n");
     assert_eq!(e.line, 5);
     assert!(e.reason.contains("not unique"));
-    let e = err("route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url_file: /x\n        url: http://a\n");
+    let e = err(
+        "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url_file: /x\n        url: http://a\n",
+    );
     assert_eq!(e.line, 4);
-    let e = err("route:\n  receiver: a\n  routes:\n    - mute_time_intervals: [never]\nreceivers:\n  - name: a\n");
+    let e = err(
+        "route:\n  receiver: a\n  routes:\n    - mute_time_intervals: [never]\nreceivers:\n  - name: a\n",
+    );
     assert!(e.reason.contains("undefined time interval"), "{}", e.reason);
     let e = err("route:\n  receiver: a\n  group_by: ['...', 'x']\nreceivers:\n  - name: a\n");
     assert!(e.reason.contains("wildcard"), "{}", e.reason);
@@ -133,7 +148,10 @@ fn durations_follow_prometheus() {
     assert!(d("1m1h").is_err());
     assert!(d("1.5h").is_err());
     assert!(d("").is_err());
-    assert_eq!(PromDuration::parse("90m").map(|d| d.to_string()), Ok("1h30m".to_string()));
+    assert_eq!(
+        PromDuration::parse("90m").map(|d| d.to_string()),
+        Ok("1h30m".to_string())
+    );
 }
 
 #[test]
@@ -150,13 +168,20 @@ fn vigil_extensions_are_opt_in() {
         "x.yml",
     )
     .expect("extensions parse");
-    assert_eq!(cfg.receivers[0].vigil_rate_limit.as_ref().map(|r| r.max_notifications), Some(3));
+    assert_eq!(
+        cfg.receivers[0]
+            .vigil_rate_limit
+            .as_ref()
+            .map(|r| r.max_notifications),
+        Some(3)
+    );
     assert!(cfg.route.vigil_repeat_backoff.is_some());
 }
 
 #[test]
 fn example_file_in_deploy_loads() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/alerting.example.yml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/alerting.example.yml");
     let s = check_config(&path).expect("the example configuration is valid");
     assert!(s.receivers >= 1);
 }

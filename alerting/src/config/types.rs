@@ -135,8 +135,9 @@ pub struct RegexString(pub String);
 impl<'de> Deserialize<'de> for RegexString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        regex::Regex::new(&format!("^(?:{s})$"))
-            .map_err(|e| serde::de::Error::custom(format!("invalid regular expression {s:?}: {e}")))?;
+        regex::Regex::new(&format!("^(?:{s})$")).map_err(|e| {
+            serde::de::Error::custom(format!("invalid regular expression {s:?}: {e}"))
+        })?;
         Ok(Self(s))
     }
 }
@@ -385,21 +386,36 @@ impl ReceiverConfig {
         let who = &self.name.value;
         for w in &self.webhook_configs {
             match (&w.url, &w.url_file) {
-                (None, None) => return Err(here(format!("receiver {who:?}: one of url or url_file must be configured"))),
-                (Some(_), Some(_)) => return Err(here(format!("receiver {who:?}: at most one of url & url_file must be configured"))),
-                (Some(u), None) => check_url(&u.0).map_err(|e| here(format!("receiver {who:?}: {e}")))?,
+                (None, None) => {
+                    return Err(here(format!(
+                        "receiver {who:?}: one of url or url_file must be configured"
+                    )));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(here(format!(
+                        "receiver {who:?}: at most one of url & url_file must be configured"
+                    )));
+                }
+                (Some(u), None) => {
+                    check_url(&u.0).map_err(|e| here(format!("receiver {who:?}: {e}")))?
+                }
                 _ => {}
             }
             if let Some(h) = &w.http_config {
-                h.validate().map_err(|e| here(format!("receiver {who:?}: {e}")))?;
+                h.validate()
+                    .map_err(|e| here(format!("receiver {who:?}: {e}")))?;
             }
         }
         for e in &self.email_configs {
             if e.to.is_empty() {
-                return Err(here(format!("receiver {who:?}: missing to address in email config")));
+                return Err(here(format!(
+                    "receiver {who:?}: missing to address in email config"
+                )));
             }
             if e.smarthost.is_none() && global.smtp_smarthost.is_none() {
-                return Err(here(format!("receiver {who:?}: no global SMTP smarthost set")));
+                return Err(here(format!(
+                    "receiver {who:?}: no global SMTP smarthost set"
+                )));
             }
             if e.from.is_none() && global.smtp_from.is_none() {
                 return Err(here(format!("receiver {who:?}: no global SMTP from set")));
@@ -407,19 +423,35 @@ impl ReceiverConfig {
         }
         for s in &self.slack_configs {
             if s.api_url.is_some() && s.api_url_file.is_some() {
-                return Err(here(format!("receiver {who:?}: at most one of api_url & api_url_file must be configured")));
+                return Err(here(format!(
+                    "receiver {who:?}: at most one of api_url & api_url_file must be configured"
+                )));
             }
-            if s.api_url.is_none() && s.api_url_file.is_none() && global.slack_api_url.is_none() && global.slack_api_url_file.is_none() {
-                return Err(here(format!("receiver {who:?}: no global Slack API URL set")));
+            if s.api_url.is_none()
+                && s.api_url_file.is_none()
+                && global.slack_api_url.is_none()
+                && global.slack_api_url_file.is_none()
+            {
+                return Err(here(format!(
+                    "receiver {who:?}: no global Slack API URL set"
+                )));
             }
             if let Some(h) = &s.http_config {
-                h.validate().map_err(|e| here(format!("receiver {who:?}: {e}")))?;
+                h.validate()
+                    .map_err(|e| here(format!("receiver {who:?}: {e}")))?;
             }
         }
         for p in &self.pagerduty_configs {
-            let keys = [p.routing_key.is_some(), p.routing_key_file.is_some(), p.service_key.is_some(), p.service_key_file.is_some()];
+            let keys = [
+                p.routing_key.is_some(),
+                p.routing_key_file.is_some(),
+                p.service_key.is_some(),
+                p.service_key_file.is_some(),
+            ];
             if !keys.iter().any(|k| *k) {
-                return Err(here(format!("receiver {who:?}: missing service or routing key in PagerDuty config")));
+                return Err(here(format!(
+                    "receiver {who:?}: missing service or routing key in PagerDuty config"
+                )));
             }
         }
         Ok(())
@@ -642,7 +674,10 @@ pub struct PagerdutyConfig {
 }
 
 /// Resolves an inline secret or a `*_file` one.
-pub fn secret_value(inline: Option<&Secret>, file: Option<&Path>) -> std::io::Result<Option<String>> {
+pub fn secret_value(
+    inline: Option<&Secret>,
+    file: Option<&Path>,
+) -> std::io::Result<Option<String>> {
     if let Some(s) = inline {
         return Ok(Some(s.0.clone()));
     }

@@ -38,12 +38,22 @@ impl Clock {
 fn setup(cfg: &str) -> (State, Clock, u64) {
     let cfg = crate::config::parse_config(cfg, "t.yml").expect("valid config");
     let rt = Arc::new(Runtime::new(cfg, Duration::from_secs(1)).expect("runtime"));
-    (State::new(rt, Silences::default(), HashMap::new()), Clock { wall: Utc::now(), mono: Instant::now() }, 0)
+    (
+        State::new(rt, Silences::default(), HashMap::new()),
+        Clock {
+            wall: Utc::now(),
+            mono: Instant::now(),
+        },
+        0,
+    )
 }
 
 fn alert(pairs: &[(&str, &str)], c: &Clock, ends: Option<DateTime<Utc>>) -> Alert {
     let p = PostableAlert {
-        labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         starts_at: Some(c.wall),
         ends_at: ends,
         ..Default::default()
@@ -52,7 +62,10 @@ fn alert(pairs: &[(&str, &str)], c: &Clock, ends: Option<DateTime<Utc>>) -> Aler
 }
 
 fn flush(st: &mut State, c: &Clock, ids: &mut u64) -> Vec<OutboxEntry> {
-    let opts = FlushOptions { external_url: "http://vigil".into(), give_up_after: chrono::Duration::hours(1) };
+    let opts = FlushOptions {
+        external_url: "http://vigil".into(),
+        give_up_after: chrono::Duration::hours(1),
+    };
     let mut next = || {
         *ids += 1;
         *ids
@@ -61,16 +74,33 @@ fn flush(st: &mut State, c: &Clock, ids: &mut u64) -> Vec<OutboxEntry> {
 }
 
 fn names(n: &OutboxEntry) -> Vec<String> {
-    n.data.alerts.iter().map(|a| format!("{}:{}", a.labels.get("instance").cloned().unwrap_or_default(), a.status)).collect()
+    n.data
+        .alerts
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a.labels.get("instance").cloned().unwrap_or_default(),
+                a.status
+            )
+        })
+        .collect()
 }
 
 #[test]
 fn group_wait_then_interval_then_repeat() {
     let (mut st, mut c, mut ids) = setup(CFG);
     for i in ["a", "b", "c"] {
-        st.put(alert(&[("alertname", "Cpu"), ("instance", i)], &c, None), c.wall, c.mono);
+        st.put(
+            alert(&[("alertname", "Cpu"), ("instance", i)], &c, None),
+            c.wall,
+            c.mono,
+        );
     }
-    assert!(flush(&mut st, &c, &mut ids).is_empty(), "nothing before group_wait");
+    assert!(
+        flush(&mut st, &c, &mut ids).is_empty(),
+        "nothing before group_wait"
+    );
     c.advance(Duration::from_millis(1000));
     let n = flush(&mut st, &c, &mut ids);
     assert_eq!(n.len(), 1, "one notification for the whole group");
@@ -79,7 +109,11 @@ fn group_wait_then_interval_then_repeat() {
 
     // A new alert joins; it goes out at the next group_interval, not before.
     c.advance(Duration::from_millis(500));
-    st.put(alert(&[("alertname", "Cpu"), ("instance", "d")], &c, None), c.wall, c.mono);
+    st.put(
+        alert(&[("alertname", "Cpu"), ("instance", "d")], &c, None),
+        c.wall,
+        c.mono,
+    );
     assert!(flush(&mut st, &c, &mut ids).is_empty());
     c.advance(Duration::from_millis(1500));
     let n = flush(&mut st, &c, &mut ids);
@@ -98,31 +132,87 @@ fn group_wait_then_interval_then_repeat() {
 #[test]
 fn resolved_is_sent_and_group_retires() {
     let (mut st, mut c, mut ids) = setup(CFG);
-    st.put(alert(&[("alertname", "Disk"), ("instance", "a")], &c, None), c.wall, c.mono);
+    st.put(
+        alert(&[("alertname", "Disk"), ("instance", "a")], &c, None),
+        c.wall,
+        c.mono,
+    );
     c.advance(Duration::from_secs(1));
     assert_eq!(flush(&mut st, &c, &mut ids).len(), 1);
     let end = c.wall + chrono::Duration::milliseconds(100);
-    st.put(alert(&[("alertname", "Disk"), ("instance", "a")], &c, Some(end)), c.wall, c.mono);
+    st.put(
+        alert(&[("alertname", "Disk"), ("instance", "a")], &c, Some(end)),
+        c.wall,
+        c.mono,
+    );
     c.advance(Duration::from_secs(2));
     let n = flush(&mut st, &c, &mut ids);
     assert_eq!(n.len(), 1);
     assert_eq!(n[0].data.status, "resolved");
     assert_ne!(n[0].data.alerts[0].ends_at, crate::alert::go_zero_time());
-    assert!(st.groups.is_empty(), "a group with only notified resolved alerts is removed");
+    assert!(
+        st.groups.is_empty(),
+        "a group with only notified resolved alerts is removed"
+    );
 }
 
 #[test]
 fn inhibited_and_silenced_alerts_are_not_sent() {
     let (mut st, mut c, mut ids) = setup(CFG);
-    st.put(alert(&[("alertname", "Cpu"), ("instance", "a"), ("severity", "critical")], &c, None), c.wall, c.mono);
-    st.put(alert(&[("alertname", "Cpu"), ("instance", "a"), ("severity", "warning")], &c, None), c.wall, c.mono);
-    st.put(alert(&[("alertname", "Cpu"), ("instance", "b"), ("severity", "warning")], &c, None), c.wall, c.mono);
-    st.put(alert(&[("alertname", "Mem"), ("instance", "a")], &c, None), c.wall, c.mono);
+    st.put(
+        alert(
+            &[
+                ("alertname", "Cpu"),
+                ("instance", "a"),
+                ("severity", "critical"),
+            ],
+            &c,
+            None,
+        ),
+        c.wall,
+        c.mono,
+    );
+    st.put(
+        alert(
+            &[
+                ("alertname", "Cpu"),
+                ("instance", "a"),
+                ("severity", "warning"),
+            ],
+            &c,
+            None,
+        ),
+        c.wall,
+        c.mono,
+    );
+    st.put(
+        alert(
+            &[
+                ("alertname", "Cpu"),
+                ("instance", "b"),
+                ("severity", "warning"),
+            ],
+            &c,
+            None,
+        ),
+        c.wall,
+        c.mono,
+    );
+    st.put(
+        alert(&[("alertname", "Mem"), ("instance", "a")], &c, None),
+        c.wall,
+        c.mono,
+    );
     st.silences
         .upsert(
             PostableSilence {
                 id: None,
-                matchers: vec![ApiMatcher { name: "alertname".into(), value: "Mem".into(), is_regex: false, is_equal: true }],
+                matchers: vec![ApiMatcher {
+                    name: "alertname".into(),
+                    value: "Mem".into(),
+                    is_regex: false,
+                    is_equal: true,
+                }],
                 starts_at: Some(c.wall),
                 ends_at: Some(c.wall + chrono::Duration::hours(1)),
                 created_by: "t".into(),
@@ -140,7 +230,13 @@ fn inhibited_and_silenced_alerts_are_not_sent() {
         .iter()
         .map(|a| (a.labels["instance"].clone(), a.labels["severity"].clone()))
         .collect();
-    assert_eq!(got, vec![("a".into(), "critical".into()), ("b".into(), "warning".into())]);
+    assert_eq!(
+        got,
+        vec![
+            ("a".into(), "critical".into()),
+            ("b".into(), "warning".into())
+        ]
+    );
 }
 
 #[test]
@@ -149,7 +245,11 @@ fn old_alerts_skip_group_wait_and_reload_keeps_the_log() {
     let mut a = alert(&[("alertname", "Old"), ("instance", "a")], &c, None);
     a.starts_at = c.wall - chrono::Duration::minutes(10);
     st.put(a, c.wall, c.mono);
-    assert_eq!(flush(&mut st, &c, &mut ids).len(), 1, "an alert older than group_wait is sent at once");
+    assert_eq!(
+        flush(&mut st, &c, &mut ids).len(),
+        1,
+        "an alert older than group_wait is sent at once"
+    );
     // After a reload groups are rebuilt, but the notification log stops a
     // duplicate.
     st.reroute_all(c.wall, c.mono);
@@ -164,8 +264,16 @@ fn mute_time_interval_suppresses_route() {
     )
     .replace("  repeat_interval: 10s\n", "  repeat_interval: 10s\n  routes:\n    - matchers: ['team=\"db\"']\n      mute_time_intervals: [always]\n");
     let (mut st, mut c, mut ids) = setup(&cfg);
-    st.put(alert(&[("alertname", "X"), ("team", "db")], &c, None), c.wall, c.mono);
-    st.put(alert(&[("alertname", "X"), ("team", "web")], &c, None), c.wall, c.mono);
+    st.put(
+        alert(&[("alertname", "X"), ("team", "db")], &c, None),
+        c.wall,
+        c.mono,
+    );
+    st.put(
+        alert(&[("alertname", "X"), ("team", "web")], &c, None),
+        c.wall,
+        c.mono,
+    );
     c.advance(Duration::from_secs(1));
     let n = flush(&mut st, &c, &mut ids);
     assert_eq!(n.len(), 1);

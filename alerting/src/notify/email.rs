@@ -23,25 +23,45 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn new(cfg: &EmailConfig, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
-        let smarthost = cfg.smarthost.clone().or_else(|| global.smtp_smarthost.clone()).ok_or("no smarthost")?;
+    pub fn new(
+        cfg: &EmailConfig,
+        global: &GlobalConfig,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let smarthost = cfg
+            .smarthost
+            .clone()
+            .or_else(|| global.smtp_smarthost.clone())
+            .ok_or("no smarthost")?;
         let (host, port) = smarthost
             .rsplit_once(':')
-            .and_then(|(h, p)| p.parse::<u16>().ok().map(|p| (h.trim_matches(['[', ']']).to_string(), p)))
+            .and_then(|(h, p)| {
+                p.parse::<u16>()
+                    .ok()
+                    .map(|p| (h.trim_matches(['[', ']']).to_string(), p))
+            })
             .ok_or_else(|| format!("smarthost {smarthost:?} must be host:port"))?;
-        let from = cfg.from.clone().or_else(|| global.smtp_from.clone()).ok_or("no from address")?;
+        let from = cfg
+            .from
+            .clone()
+            .or_else(|| global.smtp_from.clone())
+            .ok_or("no from address")?;
         let require_tls = cfg.require_tls.unwrap_or(global.smtp_require_tls);
         let tls_cfg = cfg.tls_config.clone().unwrap_or_default();
         let server_name = tls_cfg.server_name.clone().unwrap_or_else(|| host.clone());
         let mut params = TlsParameters::builder(server_name);
         if let Some(ca) = &tls_cfg.ca_file {
             let pem = std::fs::read(ca).map_err(|e| format!("cannot read ca_file: {e}"))?;
-            params = params.add_root_certificate(Certificate::from_pem(&pem).map_err(|e| format!("invalid ca_file: {e}"))?);
+            params = params.add_root_certificate(
+                Certificate::from_pem(&pem).map_err(|e| format!("invalid ca_file: {e}"))?,
+            );
         }
         if tls_cfg.insecure_skip_verify {
             params = params.dangerous_accept_invalid_certs(true);
         }
-        let params = params.build().map_err(|e| format!("invalid TLS settings: {e}"))?;
+        let params = params
+            .build()
+            .map_err(|e| format!("invalid TLS settings: {e}"))?;
         let tls = if port == 465 {
             Tls::Wrapper(params)
         } else if require_tls {
@@ -49,25 +69,47 @@ impl Email {
         } else {
             Tls::None
         };
-        let hello = cfg.hello.clone().unwrap_or_else(|| global.smtp_hello.clone());
+        let hello = cfg
+            .hello
+            .clone()
+            .unwrap_or_else(|| global.smtp_hello.clone());
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
             .tls(tls)
             .hello_name(ClientId::Domain(hello))
             .timeout(Some(timeout));
-        let user = cfg.auth_username.clone().or_else(|| global.smtp_auth_username.clone());
+        let user = cfg
+            .auth_username
+            .clone()
+            .or_else(|| global.smtp_auth_username.clone());
         if let Some(user) = user {
-            let pass = secret_value(cfg.auth_password.as_ref(), cfg.auth_password_file.as_deref())
-                .map_err(|e| format!("cannot read auth_password_file: {e}"))?
-                .or(secret_value(global.smtp_auth_password.as_ref(), global.smtp_auth_password_file.as_deref())
-                    .map_err(|e| format!("cannot read smtp_auth_password_file: {e}"))?)
-                .unwrap_or_default();
-            b = b.credentials(Credentials::new(user, pass)).authentication(vec![Mechanism::Plain, Mechanism::Login]);
+            let pass = secret_value(
+                cfg.auth_password.as_ref(),
+                cfg.auth_password_file.as_deref(),
+            )
+            .map_err(|e| format!("cannot read auth_password_file: {e}"))?
+            .or(secret_value(
+                global.smtp_auth_password.as_ref(),
+                global.smtp_auth_password_file.as_deref(),
+            )
+            .map_err(|e| format!("cannot read smtp_auth_password_file: {e}"))?)
+            .unwrap_or_default();
+            b = b
+                .credentials(Credentials::new(user, pass))
+                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
         }
-        Ok(Self { cfg: cfg.clone(), from, transport: b.build() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            from,
+            transport: b.build(),
+        })
     }
 
-    pub async fn notify(&self, data: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
+    pub async fn notify(
+        &self,
+        data: &NotificationData,
+        tmpl: &Templates,
+    ) -> Result<(), NotifyError> {
         let msg = self.message(data, tmpl)?;
         self.transport.send(msg).await.map(|_| ()).map_err(|e| {
             // Permanent SMTP replies (5xx) will not succeed on retry.
@@ -80,7 +122,10 @@ impl Email {
     }
 
     fn message(&self, data: &NotificationData, tmpl: &Templates) -> Result<Message, NotifyError> {
-        let render = |name: &str, text: &str| tmpl.render(name, text, data).map_err(|e| NotifyError::permanent(format!("template {name}: {e}")));
+        let render = |name: &str, text: &str| {
+            tmpl.render(name, text, data)
+                .map_err(|e| NotifyError::permanent(format!("template {name}: {e}")))
+        };
         let subject = match self.cfg.headers.get("Subject") {
             Some(s) => render("subject", s)?,
             None => default_subject(data),
@@ -95,8 +140,12 @@ impl Email {
         };
         let to = render("to", &self.cfg.to)?;
         let from = render("from", &self.from)?;
-        let bad_addr = |e: lettre::address::AddressError| NotifyError::permanent(format!("invalid address: {e}"));
-        let mut b = Message::builder().from(from.parse::<Mailbox>().map_err(bad_addr)?).subject(subject);
+        let bad_addr = |e: lettre::address::AddressError| {
+            NotifyError::permanent(format!("invalid address: {e}"))
+        };
+        let mut b = Message::builder()
+            .from(from.parse::<Mailbox>().map_err(bad_addr)?)
+            .subject(subject);
         for addr in to.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             b = b.to(addr.parse::<Mailbox>().map_err(bad_addr)?);
         }
@@ -104,13 +153,22 @@ impl Email {
             if ["subject", "to", "from"].contains(&k.to_ascii_lowercase().as_str()) {
                 continue;
             }
-            let name = HeaderName::new_from_ascii(k.clone()).map_err(|e| NotifyError::permanent(format!("invalid header {k:?}: {e}")))?;
+            let name = HeaderName::new_from_ascii(k.clone())
+                .map_err(|e| NotifyError::permanent(format!("invalid header {k:?}: {e}")))?;
             b = b.raw_header(HeaderValue::new(name, render(k, v)?));
         }
         b.multipart(
             MultiPart::alternative()
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))
-                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(text),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html),
+                ),
         )
         .map_err(|e| NotifyError::permanent(format!("cannot build message: {e}")))
     }
@@ -137,19 +195,30 @@ pub fn default_subject(d: &NotificationData) -> String {
 fn default_text(d: &NotificationData) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}\n", default_subject(d));
-    for (title, list) in [("Firing", d.firing().collect::<Vec<_>>()), ("Resolved", d.resolved().collect())] {
+    for (title, list) in [
+        ("Firing", d.firing().collect::<Vec<_>>()),
+        ("Resolved", d.resolved().collect()),
+    ] {
         if list.is_empty() {
             continue;
         }
         let _ = writeln!(s, "{title} ({}):", list.len());
         for a in list {
-            let _ = writeln!(s, "- {}", a.labels.get("alertname").map(String::as_str).unwrap_or(""));
+            let _ = writeln!(
+                s,
+                "- {}",
+                a.labels.get("alertname").map(String::as_str).unwrap_or("")
+            );
             for (k, v) in &a.annotations {
                 let _ = writeln!(s, "    {k}: {v}");
             }
             let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(s, "    labels: {}", labels.join(", "));
-            let _ = writeln!(s, "    since: {}", crate::alert::format_go_time(&a.starts_at));
+            let _ = writeln!(
+                s,
+                "    since: {}",
+                crate::alert::format_go_time(&a.starts_at)
+            );
             if !a.generator_url.is_empty() {
                 let _ = writeln!(s, "    source: {}", a.generator_url);
             }
@@ -161,7 +230,10 @@ fn default_text(d: &NotificationData) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn default_html(d: &NotificationData) -> String {
@@ -173,8 +245,14 @@ fn default_html(d: &NotificationData) -> String {
         esc(&default_subject(d))
     );
     for a in &d.alerts {
-        let c = severity_colour(a.labels.get("severity").map(String::as_str).unwrap_or(""), a.status == "resolved");
-        let _ = write!(s, "<div style=\"border-left:6px solid {c};padding:4px 10px;margin:8px 0\">");
+        let c = severity_colour(
+            a.labels.get("severity").map(String::as_str).unwrap_or(""),
+            a.status == "resolved",
+        );
+        let _ = write!(
+            s,
+            "<div style=\"border-left:6px solid {c};padding:4px 10px;margin:8px 0\">"
+        );
         let _ = write!(
             s,
             "<b>{}</b> <span style=\"color:{c}\">{}</span><br>",
@@ -184,14 +262,27 @@ fn default_html(d: &NotificationData) -> String {
         for (k, v) in &a.annotations {
             let _ = write!(s, "<b>{}</b>: {}<br>", esc(k), esc(v));
         }
-        let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{}={}", esc(k), esc(v))).collect();
-        let _ = write!(s, "<small>{}<br>since {}</small>", labels.join(", "), esc(&crate::alert::format_go_time(&a.starts_at)));
+        let labels: Vec<String> = a
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+            .collect();
+        let _ = write!(
+            s,
+            "<small>{}<br>since {}</small>",
+            labels.join(", "),
+            esc(&crate::alert::format_go_time(&a.starts_at))
+        );
         if !a.generator_url.is_empty() {
             let _ = write!(s, " <a href=\"{}\">source</a>", esc(&a.generator_url));
         }
         s.push_str("</div>");
     }
-    let _ = write!(s, "<p><a href=\"{}\">Vigil</a></p></body></html>", esc(&d.external_url));
+    let _ = write!(
+        s,
+        "<p><a href=\"{}\">Vigil</a></p></body></html>",
+        esc(&d.external_url)
+    );
     s
 }
 
@@ -205,7 +296,10 @@ mod tests {
     fn subject_and_colour() {
         let now = chrono::Utc::now();
         let p = PostableAlert {
-            labels: [("alertname", "HighCpu"), ("severity", "critical")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: [("alertname", "HighCpu"), ("severity", "critical")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         };
         let a = Alert::from_postable(p, now, chrono::Duration::minutes(5)).expect("valid");

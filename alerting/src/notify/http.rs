@@ -59,7 +59,10 @@ impl HttpClient {
             let cred = secret_value(a.credentials.as_ref(), a.credentials_file.as_deref())
                 .map_err(|e| format!("cannot read credentials_file: {e}"))?
                 .unwrap_or_default();
-            headers.insert(AUTHORIZATION, header_value(&format!("{} {cred}", a.auth_type))?);
+            headers.insert(
+                AUTHORIZATION,
+                header_value(&format!("{} {cred}", a.auth_type))?,
+            );
         }
         if let Some(tok) = secret_value(cfg.bearer_token.as_ref(), cfg.bearer_token_file.as_deref())
             .map_err(|e| format!("cannot read bearer_token_file: {e}"))?
@@ -68,7 +71,8 @@ impl HttpClient {
         }
         if let Some(hs) = &cfg.http_headers {
             for (name, vals) in hs {
-                let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("invalid header name {name:?}: {e}"))?;
+                let hn = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
                 for v in &vals.values {
                     headers.append(hn.clone(), header_value(v)?);
                 }
@@ -80,7 +84,9 @@ impl HttpClient {
                 }
             }
         }
-        let client = b.build().map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let client = b
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Self { client, headers })
     }
 
@@ -141,18 +147,27 @@ impl WithoutUrl for reqwest::Error {
             detail = s.to_string();
             source = s.source();
         }
-        if detail.is_empty() { kind.to_string() } else { format!("{kind}: {detail}") }
+        if detail.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}: {detail}")
+        }
     }
 }
 
-fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
+fn apply_tls(
+    mut b: reqwest::ClientBuilder,
+    tls: &TlsConfig,
+) -> Result<reqwest::ClientBuilder, String> {
     let ca = match (&tls.ca, &tls.ca_file) {
         (Some(c), _) => Some(c.clone()),
         (None, Some(f)) => Some(read(f)?),
         _ => None,
     };
     if let Some(ca) = ca {
-        for c in reqwest::Certificate::from_pem_bundle(ca.as_bytes()).map_err(|e| format!("invalid CA: {e}"))? {
+        for c in reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+            .map_err(|e| format!("invalid CA: {e}"))?
+        {
             b = b.add_root_certificate(c);
         }
     }
@@ -161,10 +176,14 @@ fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::
         (None, Some(f)) => Some(read(f)?),
         _ => None,
     };
-    let key = secret_value(tls.key.as_ref(), tls.key_file.as_deref()).map_err(|e| format!("cannot read key_file: {e}"))?;
+    let key = secret_value(tls.key.as_ref(), tls.key_file.as_deref())
+        .map_err(|e| format!("cannot read key_file: {e}"))?;
     if let (Some(cert), Some(key)) = (cert, key) {
         let pem = format!("{cert}\n{key}");
-        b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).map_err(|e| format!("invalid client certificate: {e}"))?);
+        b = b.identity(
+            reqwest::Identity::from_pem(pem.as_bytes())
+                .map_err(|e| format!("invalid client certificate: {e}"))?,
+        );
     }
     if tls.insecure_skip_verify {
         b = b.tls_danger_accept_invalid_certs(true);
@@ -173,7 +192,11 @@ fn apply_tls(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::
         let ver = match v.as_str() {
             "TLS12" => reqwest::tls::Version::TLS_1_2,
             "TLS13" => reqwest::tls::Version::TLS_1_3,
-            other => return Err(format!("unsupported min_version {other:?} (TLS12 or TLS13)")),
+            other => {
+                return Err(format!(
+                    "unsupported min_version {other:?} (TLS12 or TLS13)"
+                ));
+            }
         };
         b = b.tls_version_min(ver);
     }

@@ -17,14 +17,32 @@ pub struct Pagerduty {
 }
 
 impl Pagerduty {
-    pub fn new(cfg: &PagerdutyConfig, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        cfg: &PagerdutyConfig,
+        global: &GlobalConfig,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let routing_key = secret_value(cfg.routing_key.as_ref(), cfg.routing_key_file.as_deref())
             .map_err(|e| format!("cannot read routing_key_file: {e}"))?
-            .or(secret_value(cfg.service_key.as_ref(), cfg.service_key_file.as_deref()).map_err(|e| format!("cannot read service_key_file: {e}"))?)
+            .or(
+                secret_value(cfg.service_key.as_ref(), cfg.service_key_file.as_deref())
+                    .map_err(|e| format!("cannot read service_key_file: {e}"))?,
+            )
             .ok_or("missing routing_key")?;
-        let url = cfg.url.clone().unwrap_or_else(|| global.pagerduty_url.clone());
-        let http = HttpClient::new(cfg.http_config.as_ref().or(global.http_config.as_ref()), timeout)?;
-        Ok(Self { cfg: cfg.clone(), url, routing_key, http })
+        let url = cfg
+            .url
+            .clone()
+            .unwrap_or_else(|| global.pagerduty_url.clone());
+        let http = HttpClient::new(
+            cfg.http_config.as_ref().or(global.http_config.as_ref()),
+            timeout,
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            url,
+            routing_key,
+            http,
+        })
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
@@ -34,38 +52,74 @@ impl Pagerduty {
 }
 
 /// The Events v2 body.
-pub fn event(cfg: &PagerdutyConfig, routing_key: &str, d: &NotificationData, tmpl: &Templates) -> Result<serde_json::Value, NotifyError> {
+pub fn event(
+    cfg: &PagerdutyConfig,
+    routing_key: &str,
+    d: &NotificationData,
+    tmpl: &Templates,
+) -> Result<serde_json::Value, NotifyError> {
     let r = |name: &str, v: &Option<String>, default: String| -> Result<String, NotifyError> {
         match v {
-            Some(t) => tmpl.render(name, t, d).map_err(|e| NotifyError::permanent(format!("template {name}: {e}"))),
+            Some(t) => tmpl
+                .render(name, t, d)
+                .map_err(|e| NotifyError::permanent(format!("template {name}: {e}"))),
             None => Ok(default),
         }
     };
     let dedup_key = hex::encode(Sha256::digest(d.group_key.as_bytes()));
-    let action = if d.status == "firing" { "trigger" } else { "resolve" };
-    let summary: String = r("description", &cfg.description, super::email::default_subject(d))?.chars().take(1024).collect();
+    let action = if d.status == "firing" {
+        "trigger"
+    } else {
+        "resolve"
+    };
+    let summary: String = r(
+        "description",
+        &cfg.description,
+        super::email::default_subject(d),
+    )?
+    .chars()
+    .take(1024)
+    .collect();
     let mut details = serde_json::Map::new();
     details.insert("firing".into(), serde_json::Value::from(d.firing().count()));
-    details.insert("resolved".into(), serde_json::Value::from(d.resolved().count()));
-    details.insert("num_firing".into(), serde_json::Value::from(d.firing().count().to_string()));
+    details.insert(
+        "resolved".into(),
+        serde_json::Value::from(d.resolved().count()),
+    );
+    details.insert(
+        "num_firing".into(),
+        serde_json::Value::from(d.firing().count().to_string()),
+    );
     for (k, v) in &cfg.details {
-        details.insert(k.clone(), serde_json::Value::String(tmpl.render(k, v, d).map_err(NotifyError::permanent)?));
+        details.insert(
+            k.clone(),
+            serde_json::Value::String(tmpl.render(k, v, d).map_err(NotifyError::permanent)?),
+        );
     }
-    let sev = r("severity", &cfg.severity, match d.severity().as_str() {
-        "critical" | "page" => "critical".into(),
-        "warning" | "warn" => "warning".into(),
-        "error" => "error".into(),
-        _ => "info".into(),
-    })?;
+    let sev = r(
+        "severity",
+        &cfg.severity,
+        match d.severity().as_str() {
+            "critical" | "page" => "critical".into(),
+            "warning" | "warn" => "warning".into(),
+            "error" => "error".into(),
+            _ => "info".into(),
+        },
+    )?;
     let mut payload = serde_json::json!({
         "summary": summary,
         "source": r("source", &cfg.source, r("client", &cfg.client, "Vigil".into())?)?,
         "severity": sev,
         "custom_details": details,
     });
-    for (k, v) in [("class", &cfg.class), ("component", &cfg.component), ("group", &cfg.group)] {
+    for (k, v) in [
+        ("class", &cfg.class),
+        ("component", &cfg.component),
+        ("group", &cfg.group),
+    ] {
         if let Some(t) = v {
-            payload[k] = serde_json::Value::String(tmpl.render(k, t, d).map_err(NotifyError::permanent)?);
+            payload[k] =
+                serde_json::Value::String(tmpl.render(k, t, d).map_err(NotifyError::permanent)?);
         }
     }
     let mut ev = serde_json::json!({
@@ -98,7 +152,10 @@ mod tests {
         let now = chrono::Utc::now();
         let mk = |resolved: bool| {
             let p = PostableAlert {
-                labels: [("alertname", "X"), ("severity", "critical")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                labels: [("alertname", "X"), ("severity", "critical")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
                 starts_at: Some(now - chrono::Duration::minutes(2)),
                 ends_at: resolved.then(|| now - chrono::Duration::minutes(1)),
                 ..Default::default()
@@ -107,8 +164,20 @@ mod tests {
         };
         let cfg: PagerdutyConfig = serde_saphyr::from_str("routing_key: abc\n").expect("valid");
         let t = Templates::default();
-        let fire = event(&cfg, "abc", &NotificationData::new("r", "g", &LabelSet::new(), &[mk(false)], "http://v", now), &t).expect("event");
-        let res = event(&cfg, "abc", &NotificationData::new("r", "g", &LabelSet::new(), &[mk(true)], "http://v", now), &t).expect("event");
+        let fire = event(
+            &cfg,
+            "abc",
+            &NotificationData::new("r", "g", &LabelSet::new(), &[mk(false)], "http://v", now),
+            &t,
+        )
+        .expect("event");
+        let res = event(
+            &cfg,
+            "abc",
+            &NotificationData::new("r", "g", &LabelSet::new(), &[mk(true)], "http://v", now),
+            &t,
+        )
+        .expect("event");
         assert_eq!(fire["event_action"], "trigger");
         assert_eq!(fire["payload"]["severity"], "critical");
         assert_eq!(res["event_action"], "resolve");

@@ -15,36 +15,63 @@ pub struct Slack {
 }
 
 impl Slack {
-    pub fn new(cfg: &SlackConfig, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
-        let own = secret_value(cfg.api_url.as_ref(), cfg.api_url_file.as_deref()).map_err(|e| format!("cannot read api_url_file: {e}"))?;
+    pub fn new(
+        cfg: &SlackConfig,
+        global: &GlobalConfig,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let own = secret_value(cfg.api_url.as_ref(), cfg.api_url_file.as_deref())
+            .map_err(|e| format!("cannot read api_url_file: {e}"))?;
         let url = match own {
             Some(u) => u,
-            None => secret_value(global.slack_api_url.as_ref(), global.slack_api_url_file.as_deref())
-                .map_err(|e| format!("cannot read slack_api_url_file: {e}"))?
-                .ok_or("no Slack API URL")?,
+            None => secret_value(
+                global.slack_api_url.as_ref(),
+                global.slack_api_url_file.as_deref(),
+            )
+            .map_err(|e| format!("cannot read slack_api_url_file: {e}"))?
+            .ok_or("no Slack API URL")?,
         };
-        let http = HttpClient::new(cfg.http_config.as_ref().or(global.http_config.as_ref()), timeout)?;
-        Ok(Self { cfg: cfg.clone(), url, http })
+        let http = HttpClient::new(
+            cfg.http_config.as_ref().or(global.http_config.as_ref()),
+            timeout,
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            url,
+            http,
+        })
     }
 
-    pub async fn notify(&self, data: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
+    pub async fn notify(
+        &self,
+        data: &NotificationData,
+        tmpl: &Templates,
+    ) -> Result<(), NotifyError> {
         let body = payload(&self.cfg, data, tmpl)?;
         self.http.post_json(&self.url, &body).await
     }
 }
 
 /// The message Slack receives.
-pub fn payload(cfg: &SlackConfig, d: &NotificationData, tmpl: &Templates) -> Result<serde_json::Value, NotifyError> {
+pub fn payload(
+    cfg: &SlackConfig,
+    d: &NotificationData,
+    tmpl: &Templates,
+) -> Result<serde_json::Value, NotifyError> {
     let r = |name: &str, v: &Option<String>| -> Result<Option<String>, NotifyError> {
         match v {
-            Some(t) => tmpl.render(name, t, d).map(Some).map_err(|e| NotifyError::permanent(format!("template {name}: {e}"))),
+            Some(t) => tmpl
+                .render(name, t, d)
+                .map(Some)
+                .map_err(|e| NotifyError::permanent(format!("template {name}: {e}"))),
             None => Ok(None),
         }
     };
     let title = r("title", &cfg.title)?.unwrap_or_else(|| super::email::default_subject(d));
     let text = r("text", &cfg.text)?.unwrap_or_else(|| default_text(d));
     let severity = d.severity();
-    let colour = r("color", &cfg.color)?.unwrap_or_else(|| severity_colour(&severity, d.status == "resolved").to_string());
+    let colour = r("color", &cfg.color)?
+        .unwrap_or_else(|| severity_colour(&severity, d.status == "resolved").to_string());
     let fields: Vec<serde_json::Value> = if cfg.fields.is_empty() {
         default_fields(d, &severity)
     } else {
@@ -82,7 +109,12 @@ pub fn payload(cfg: &SlackConfig, d: &NotificationData, tmpl: &Templates) -> Res
         att["actions"] = serde_json::Value::Array(cfg.actions.clone());
     }
     let mut msg = serde_json::json!({ "attachments": [att] });
-    for (k, v) in [("channel", &cfg.channel), ("username", &cfg.username), ("icon_emoji", &cfg.icon_emoji), ("icon_url", &cfg.icon_url)] {
+    for (k, v) in [
+        ("channel", &cfg.channel),
+        ("username", &cfg.username),
+        ("icon_emoji", &cfg.icon_emoji),
+        ("icon_url", &cfg.icon_url),
+    ] {
         if let Some(v) = r(k, v)? {
             msg[k] = serde_json::Value::String(v);
         }
@@ -98,7 +130,12 @@ fn default_text(d: &NotificationData) -> String {
         .iter()
         .map(|a| {
             let name = a.labels.get("alertname").map(String::as_str).unwrap_or("");
-            let what = a.annotations.get("summary").or_else(|| a.annotations.get("description")).map(String::as_str).unwrap_or("");
+            let what = a
+                .annotations
+                .get("summary")
+                .or_else(|| a.annotations.get("description"))
+                .map(String::as_str)
+                .unwrap_or("");
             format!("*{}* {name}: {what}", a.status.to_uppercase())
         })
         .collect::<Vec<_>>()
@@ -111,7 +148,9 @@ fn default_fields(d: &NotificationData, severity: &str) -> Vec<serde_json::Value
         .and_then(|a| a.annotations.get("value").or_else(|| a.labels.get("value")))
         .cloned()
         .unwrap_or_default();
-    let time = first.map(|a| crate::alert::format_go_time(&a.starts_at)).unwrap_or_default();
+    let time = first
+        .map(|a| crate::alert::format_go_time(&a.starts_at))
+        .unwrap_or_default();
     let summary = d
         .common_annotations
         .get("summary")
@@ -142,19 +181,31 @@ mod tests {
     fn attachment_coloured_with_fields() {
         let now = chrono::Utc::now();
         let p = PostableAlert {
-            labels: [("alertname", "DiskFull"), ("severity", "warning")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            annotations: [("summary", "disk 91% full"), ("value", "0.91")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: [("alertname", "DiskFull"), ("severity", "warning")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: [("summary", "disk 91% full"), ("value", "0.91")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         };
         let a = Alert::from_postable(p, now, chrono::Duration::minutes(5)).expect("valid");
         let d = NotificationData::new("r", "k", &LabelSet::new(), &[a], "http://v", now);
-        let cfg: SlackConfig = serde_saphyr::from_str("api_url: http://x\nchannel: '#ops'\n").expect("valid");
+        let cfg: SlackConfig =
+            serde_saphyr::from_str("api_url: http://x\nchannel: '#ops'\n").expect("valid");
         let m = payload(&cfg, &d, &Templates::default()).expect("payload");
         assert_eq!(m["channel"], "#ops");
         let att = &m["attachments"][0];
         assert_eq!(att["color"], "#ffaa00");
         let fields = att["fields"].as_array().expect("fields");
-        let get = |t: &str| fields.iter().find(|f| f["title"] == t).map(|f| f["value"].clone());
+        let get = |t: &str| {
+            fields
+                .iter()
+                .find(|f| f["title"] == t)
+                .map(|f| f["value"].clone())
+        };
         assert_eq!(get("Alert"), Some("DiskFull".into()));
         assert_eq!(get("Value"), Some("0.91".into()));
         assert_eq!(get("Summary"), Some("disk 91% full".into()));

@@ -17,18 +17,28 @@ impl Webhook {
         let url = secret_value(cfg.url.as_ref(), cfg.url_file.as_deref())
             .map_err(|e| format!("cannot read url_file: {e}"))?
             .ok_or("webhook without url")?;
-        Ok(Self { cfg: cfg.clone(), url, http: HttpClient::new(cfg.http_config.as_ref(), timeout)? })
+        Ok(Self {
+            cfg: cfg.clone(),
+            url,
+            http: HttpClient::new(cfg.http_config.as_ref(), timeout)?,
+        })
     }
 
     pub async fn notify(&self, data: &NotificationData) -> Result<(), NotifyError> {
-        self.http.post_json(&self.url, &message(data, self.cfg.max_alerts)).await
+        self.http
+            .post_json(&self.url, &message(data, self.cfg.max_alerts))
+            .await
     }
 }
 
 /// The webhook body: template data plus `version`, `groupKey` and
 /// `truncatedAlerts` (alerts beyond `max_alerts`, 0 meaning no limit).
 pub fn message(data: &NotificationData, max_alerts: u64) -> serde_json::Value {
-    let limit = if max_alerts == 0 { usize::MAX } else { max_alerts as usize };
+    let limit = if max_alerts == 0 {
+        usize::MAX
+    } else {
+        max_alerts as usize
+    };
     let truncated = data.alerts.len().saturating_sub(limit);
     // Alertmanager truncates before building the template data, so status
     // and common labels describe only the alerts that are sent.
@@ -69,7 +79,9 @@ mod tests {
         let alerts: Vec<Alert> = (0..3)
             .map(|i| {
                 let p = PostableAlert {
-                    labels: [("alertname".to_string(), format!("A{i}"))].into_iter().collect(),
+                    labels: [("alertname".to_string(), format!("A{i}"))]
+                        .into_iter()
+                        .collect(),
                     ..Default::default()
                 };
                 Alert::from_postable(p, now, chrono::Duration::minutes(5)).expect("valid")

@@ -16,24 +16,44 @@ async fn pending_notification_survives_kill_9() {
         "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}/hook\n",
         cap.url
     );
-    let args = ["--notify.retry-initial-backoff", "200ms", "--notify.retry-max-backoff", "500ms"];
+    let args = [
+        "--notify.retry-initial-backoff",
+        "200ms",
+        "--notify.retry-max-backoff",
+        "500ms",
+    ];
     let mut vigil = start_vigil(&cfg, dir.path(), &args).await;
-    post_alerts(&vigil.url, json!([{"labels": {"alertname": "DbDown", "instance": "pg1"}}])).await;
-    wait_for(Duration::from_secs(10), || (cap.all("/hook").len() >= 2).then_some(()))
-        .await
-        .expect("the failing receiver is retried");
+    post_alerts(
+        &vigil.url,
+        json!([{"labels": {"alertname": "DbDown", "instance": "pg1"}}]),
+    )
+    .await;
+    wait_for(Duration::from_secs(10), || {
+        (cap.all("/hook").len() >= 2).then_some(())
+    })
+    .await
+    .expect("the failing receiver is retried");
     vigil.kill9();
     assert!(cap.delivered("/hook").is_empty());
 
     cap.set_status(200);
     let vigil = start_vigil(&cfg, dir.path(), &args).await;
-    let got = wait_for(Duration::from_secs(10), || cap.delivered("/hook").first().cloned()).await.expect("delivered after restart");
+    let got = wait_for(Duration::from_secs(10), || {
+        cap.delivered("/hook").first().cloned()
+    })
+    .await
+    .expect("delivered after restart");
     assert_eq!(got.body["alerts"][0]["labels"]["alertname"], "DbDown");
     // Group flushes keep happening each second; none may duplicate it.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(cap.delivered("/hook").len(), 1, "exactly once");
 
     // The alert itself survived too.
-    let alerts: serde_json::Value = reqwest::get(format!("{}/api/v2/alerts", vigil.url)).await.expect("get").json().await.expect("json");
+    let alerts: serde_json::Value = reqwest::get(format!("{}/api/v2/alerts", vigil.url))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(alerts[0]["labels"]["instance"], "pg1");
 }

@@ -38,6 +38,8 @@ pub struct Captured {
     pub status: u16,
 }
 
+type CaptureState = (Arc<Mutex<Vec<Captured>>>, Arc<AtomicU16>);
+
 /// An HTTP server recording every POST; answers with a settable status.
 pub struct Capture {
     pub url: String,
@@ -52,23 +54,34 @@ impl Capture {
         let state = (Arc::clone(&reqs), Arc::clone(&status));
         let app = axum::Router::new()
             .fallback(
-                |State((reqs, status)): State<(Arc<Mutex<Vec<Captured>>>, Arc<AtomicU16>)>,
+                |State((reqs, status)): State<CaptureState>,
                  uri: Uri,
                  headers: HeaderMap,
                  body: axum::body::Bytes| async move {
                     let code = status.load(Ordering::SeqCst);
                     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    reqs.lock().push(Captured { path: uri.path().to_string(), body, headers, status: code });
+                    reqs.lock().push(Captured {
+                        path: uri.path().to_string(),
+                        body,
+                        headers,
+                        status: code,
+                    });
                     StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
                 },
             )
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind capture server");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind capture server");
         let addr = listener.local_addr().expect("local addr");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Capture { url: format!("http://{addr}"), reqs, status }
+        Capture {
+            url: format!("http://{addr}"),
+            reqs,
+            status,
+        }
     }
 
     pub fn set_status(&self, code: u16) {
@@ -77,12 +90,22 @@ impl Capture {
 
     /// Requests to `path` answered with 2xx.
     pub fn delivered(&self, path: &str) -> Vec<Captured> {
-        self.reqs.lock().iter().filter(|r| r.path == path && r.status < 300).cloned().collect()
+        self.reqs
+            .lock()
+            .iter()
+            .filter(|r| r.path == path && r.status < 300)
+            .cloned()
+            .collect()
     }
 
     /// All requests to `path`, whatever the answer.
     pub fn all(&self, path: &str) -> Vec<Captured> {
-        self.reqs.lock().iter().filter(|r| r.path == path).cloned().collect()
+        self.reqs
+            .lock()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 }
 

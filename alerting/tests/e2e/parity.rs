@@ -37,7 +37,9 @@ fn strip(mut v: Value) -> Value {
 async fn webhook_body_matches_alertmanager() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cap = Capture::start().await;
-    let Some(am) = start_alertmanager(&config(&cap.url, "am"), dir.path()).await else { return };
+    let Some(am) = start_alertmanager(&config(&cap.url, "am"), dir.path()).await else {
+        return;
+    };
     let vigil = start_vigil(&config(&cap.url, "vigil"), dir.path(), &[]).await;
 
     let start = chrono::Utc::now() - chrono::Duration::seconds(2);
@@ -65,7 +67,8 @@ async fn webhook_body_matches_alertmanager() {
     }
 
     // Resolve one alert at a fixed past time: both send firing + resolved.
-    let ends = (chrono::Utc::now() - chrono::Duration::milliseconds(500)).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let ends = (chrono::Utc::now() - chrono::Duration::milliseconds(500))
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let mut resolved = alerts[1].clone();
     resolved["endsAt"] = json!(ends);
     post_alerts(&am.url, json!([resolved.clone()])).await;
@@ -77,6 +80,9 @@ async fn webhook_body_matches_alertmanager() {
     })
     .await
     .expect("both systems deliver the change");
-    assert_eq!(both.1["alerts"][0]["status"], "resolved", "sorted by instance: a is first");
+    assert_eq!(
+        both.1["alerts"][0]["status"], "resolved",
+        "sorted by instance: a is first"
+    );
     assert_eq!(strip(both.1), strip(both.0), "body after a resolution");
 }

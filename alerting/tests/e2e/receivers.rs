@@ -34,24 +34,45 @@ receivers:
         token = token.display()
     );
     let vigil = start_vigil(&cfg, dir.path(), &[]).await;
-    post_alerts(&vigil.url, json!([{
-        "labels": {"alertname": "HighErrorRate", "severity": "critical", "service": "api"},
-        "annotations": {"summary": "error rate 12%", "value": "0.12"},
-    }]))
+    post_alerts(
+        &vigil.url,
+        json!([{
+            "labels": {"alertname": "HighErrorRate", "severity": "critical", "service": "api"},
+            "annotations": {"summary": "error rate 12%", "value": "0.12"},
+        }]),
+    )
     .await;
-    let slack = wait_for(Duration::from_secs(10), || cap.delivered("/slack").first().cloned()).await.expect("slack message");
+    let slack = wait_for(Duration::from_secs(10), || {
+        cap.delivered("/slack").first().cloned()
+    })
+    .await
+    .expect("slack message");
     assert_eq!(slack.body["channel"], "#alerts");
     let att = &slack.body["attachments"][0];
     assert_eq!(att["color"], "#ff4444", "critical is red");
-    let field = |t: &str| att["fields"].as_array().and_then(|f| f.iter().find(|x| x["title"] == t)).map(|x| x["value"].clone());
+    let field = |t: &str| {
+        att["fields"]
+            .as_array()
+            .and_then(|f| f.iter().find(|x| x["title"] == t))
+            .map(|x| x["value"].clone())
+    };
     assert_eq!(field("Alert"), Some(json!("HighErrorRate")));
     assert_eq!(field("Severity"), Some(json!("critical")));
     assert_eq!(field("Value"), Some(json!("0.12")));
     assert_eq!(field("Summary"), Some(json!("error rate 12%")));
     assert!(field("Time").is_some());
 
-    let hook = wait_for(Duration::from_secs(10), || cap.delivered("/hook").first().cloned()).await.expect("webhook");
-    assert_eq!(hook.headers.get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer s3cret"));
+    let hook = wait_for(Duration::from_secs(10), || {
+        cap.delivered("/hook").first().cloned()
+    })
+    .await
+    .expect("webhook");
+    assert_eq!(
+        hook.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer s3cret")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +80,9 @@ async fn a_hanging_receiver_does_not_delay_another() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cap = Capture::start().await;
     // A server that accepts connections and never answers.
-    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let hole = black_hole.local_addr().expect("addr");
     tokio::spawn(async move {
         let mut held = Vec::new();
@@ -73,7 +96,18 @@ async fn a_hanging_receiver_does_not_delay_another() {
     );
     let vigil = start_vigil(&cfg, dir.path(), &["--notify.timeout", "20s"]).await;
     let t0 = Instant::now();
-    post_alerts(&vigil.url, json!([{"labels": {"alertname": "A", "x": "y"}}])).await;
-    wait_for(Duration::from_secs(5), || (!cap.delivered("/fast").is_empty()).then_some(())).await.expect("fast receiver notified");
-    assert!(t0.elapsed() < Duration::from_secs(5), "fast receiver waited for the hanging one");
+    post_alerts(
+        &vigil.url,
+        json!([{"labels": {"alertname": "A", "x": "y"}}]),
+    )
+    .await;
+    wait_for(Duration::from_secs(5), || {
+        (!cap.delivered("/fast").is_empty()).then_some(())
+    })
+    .await
+    .expect("fast receiver notified");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "fast receiver waited for the hanging one"
+    );
 }

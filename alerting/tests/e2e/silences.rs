@@ -9,8 +9,16 @@ use serde_json::json;
 use crate::{Capture, post_alerts, start_vigil, wait_for};
 
 fn amtool(url: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new("amtool").arg(format!("--alertmanager.url={url}")).args(args).output().ok()?;
-    assert!(out.status.success(), "amtool {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("amtool")
+        .arg(format!("--alertmanager.url={url}"))
+        .args(args)
+        .output()
+        .ok()?;
+    assert!(
+        out.status.success(),
+        "amtool {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -27,34 +35,73 @@ async fn amtool_silence_add_query_expire() {
         cap.url
     );
     let vigil = start_vigil(&cfg, dir.path(), &[]).await;
-    let id = amtool(&vigil.url, &["silence", "add", "alertname=Maintenance", "severity=~warn|crit", "-c", "planned work", "-a", "ops"])
-        .expect("amtool runs");
+    let id = amtool(
+        &vigil.url,
+        &[
+            "silence",
+            "add",
+            "alertname=Maintenance",
+            "severity=~warn|crit",
+            "-c",
+            "planned work",
+            "-a",
+            "ops",
+        ],
+    )
+    .expect("amtool runs");
     assert_eq!(id.len(), 36, "amtool prints the new silence ID: {id:?}");
     let listed = amtool(&vigil.url, &["silence", "query", "-q"]).expect("query");
     assert_eq!(listed, id);
-    let listed = amtool(&vigil.url, &["silence", "query", "alertname=Maintenance"]).expect("query by matcher");
+    let listed = amtool(&vigil.url, &["silence", "query", "alertname=Maintenance"])
+        .expect("query by matcher");
     assert!(listed.contains("planned work"), "{listed}");
 
-    post_alerts(&vigil.url, json!([
-        {"labels": {"alertname": "Maintenance", "severity": "warn"}},
-        {"labels": {"alertname": "Other", "severity": "warn"}},
-    ]))
+    post_alerts(
+        &vigil.url,
+        json!([
+            {"labels": {"alertname": "Maintenance", "severity": "warn"}},
+            {"labels": {"alertname": "Other", "severity": "warn"}},
+        ]),
+    )
     .await;
-    wait_for(Duration::from_secs(10), || (!cap.delivered("/hook").is_empty()).then_some(())).await.expect("unsilenced alert delivered");
+    wait_for(Duration::from_secs(10), || {
+        (!cap.delivered("/hook").is_empty()).then_some(())
+    })
+    .await
+    .expect("unsilenced alert delivered");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let names: Vec<String> = cap.delivered("/hook").iter().map(|c| c.body["groupLabels"]["alertname"].as_str().unwrap_or("").to_string()).collect();
-    assert!(!names.contains(&"Maintenance".to_string()), "silenced alert must not be delivered: {names:?}");
+    let names: Vec<String> = cap
+        .delivered("/hook")
+        .iter()
+        .map(|c| {
+            c.body["groupLabels"]["alertname"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        !names.contains(&"Maintenance".to_string()),
+        "silenced alert must not be delivered: {names:?}"
+    );
 
-    let alerts = amtool(&vigil.url, &["alert", "query", "--silenced", "-o", "json"]).expect("alert query");
-    assert!(alerts.contains(&id), "the alert lists its silence: {alerts}");
+    let alerts =
+        amtool(&vigil.url, &["alert", "query", "--silenced", "-o", "json"]).expect("alert query");
+    assert!(
+        alerts.contains(&id),
+        "the alert lists its silence: {alerts}"
+    );
 
     amtool(&vigil.url, &["silence", "expire", &id]).expect("expire");
     let got = wait_for(Duration::from_secs(10), || {
-        cap.delivered("/hook").into_iter().find(|c| c.body["groupLabels"]["alertname"] == "Maintenance")
+        cap.delivered("/hook")
+            .into_iter()
+            .find(|c| c.body["groupLabels"]["alertname"] == "Maintenance")
     })
     .await
     .expect("delivered once the silence expired");
     assert_eq!(got.body["alerts"][0]["labels"]["severity"], "warn");
-    let expired = amtool(&vigil.url, &["silence", "query", "--expired", "-q"]).expect("query expired");
+    let expired =
+        amtool(&vigil.url, &["silence", "query", "--expired", "-q"]).expect("query expired");
     assert_eq!(expired, id);
 }
