@@ -591,6 +591,17 @@ mod tests {
     }
 
     #[test]
+    fn example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.example.yaml");
+        let c = Config::load(&path).expect("deploy/agent.example.yaml is valid");
+        assert_eq!(c.postgres.len(), 1);
+        assert_eq!(c.redis.len(), 1);
+        assert_eq!(c.scrape[0].targets, ["127.0.0.1:8080"]);
+        assert_eq!(c.llm.prices["gpt-4o"].input, 2.5);
+        assert_eq!(c.buffer.max_bytes, 256 << 20);
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let mut c = Config::from_yaml("listen: 127.0.0.1:1\nredis:\n  - url: redis://a:1\n")
             .expect("valid");

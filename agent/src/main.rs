@@ -78,6 +78,7 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             wait_for_signal().await;
             signals.cancel();
         });
+        tokio::spawn(ignore_hangup());
         vigil_agent::run(config, shutdown).await
     })?;
     Ok(())
@@ -99,5 +100,20 @@ async fn wait_for_signal() {
             tracing::warn!("cannot install signal handlers; waiting for Ctrl-C only");
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// SIGHUP would terminate the process by default; the agent has no hot
+/// reload yet, so it says so instead of dying (systemd's ExecReload sends
+/// SIGHUP).
+async fn ignore_hangup() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::warn!(
+            "SIGHUP received: configuration reload is not supported; restart vigil-agent to apply changes"
+        );
     }
 }
