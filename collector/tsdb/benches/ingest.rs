@@ -158,6 +158,37 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes every sample as OpenMetrics text, grouped by metric family as the
+/// format requires, so Prometheus can store the identical data.
+fn write_openmetrics(path: &str, mut series: Vec<(Labels, Vec<Sample>)>) {
+    use std::io::Write;
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    series.sort_by(|a, b| a.0.metric_name().cmp(&b.0.metric_name()));
+    let file = std::fs::File::create(path).expect("create dump");
+    let mut w = std::io::BufWriter::new(file);
+    for (labels, samples) in &series {
+        let name = labels.metric_name().unwrap_or("");
+        let rest: Vec<String> = labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .map(|l| format!("{}=\"{}\"", l.name, l.value))
+            .collect();
+        let rest = rest.join(",");
+        for s in samples {
+            let t = s.timestamp_ms;
+            writeln!(
+                w,
+                "{name}{{{rest}}} {} {}.{:03}",
+                s.value,
+                t / 1000,
+                t % 1000
+            )
+            .expect("write dump");
+        }
+    }
+    writeln!(w, "# EOF").expect("write dump");
+}
+
 /// `(bytes in used pages, bytes in free pages)` of the database file.
 fn page_usage(path: &std::path::Path) -> (u64, u64) {
     let conn =
@@ -176,6 +207,8 @@ fn main() {
     let scrapes = env("SCRAPES", 240) as i64;
     let jitter = env("JITTER_MS", 2) as i64;
     let threads = env("THREADS", 4) as usize;
+    let dump_path = std::env::var("OPENMETRICS_OUT").ok();
+    let dumping = dump_path.is_some();
     let dir = tempfile::tempdir().expect("temp dir");
     let db = Arc::new(Db::open(dir.path(), Options::default()).expect("open"));
 
@@ -189,6 +222,14 @@ fn main() {
                 let mut all: Vec<Vec<Series>> =
                     mine.iter().map(|&h| host_series(h, &mut rng)).collect();
                 let mut samples = 0u64;
+                let mut dump: Vec<(Labels, Vec<Sample>)> = Vec::new();
+                if dumping {
+                    dump = all
+                        .iter()
+                        .flatten()
+                        .map(|s| (s.labels.clone(), Vec::new()))
+                        .collect();
+                }
                 for i in 0..scrapes {
                     for (k, series) in all.iter_mut().enumerate() {
                         // One scrape of one host: one timestamp, jittered.
@@ -209,18 +250,28 @@ fn main() {
                                 }
                             })
                             .collect();
+                        if dumping {
+                            // Every host has SERIES_PER_HOST series, flattened in order.
+                            let base = k * SERIES_PER_HOST;
+                            for (n, b) in batch.iter().enumerate() {
+                                dump[base + n].1.extend_from_slice(&b.samples);
+                            }
+                        }
                         let out = db.append(batch, t).expect("append");
                         samples += out.accepted;
                     }
                 }
-                samples
+                (samples, dump)
             })
         })
         .collect();
-    let total: u64 = handles
-        .into_iter()
-        .map(|h| h.join().expect("writer thread"))
-        .sum();
+    let mut total = 0u64;
+    let mut dumped: Vec<(Labels, Vec<Sample>)> = Vec::new();
+    for h in handles {
+        let (n, d) = h.join().expect("writer thread");
+        total += n;
+        dumped.extend(d);
+    }
     let append_secs = started.elapsed().as_secs_f64();
     let before_flush = db.stats();
 
@@ -281,4 +332,10 @@ fn main() {
         q_secs * 1000.0
     );
     println!("peak RSS:           {} MiB", peak_rss_kib() / 1024);
+    if let Some(path) = dump_path {
+        write_openmetrics(&path, dumped);
+        println!(
+            "wrote the same samples as OpenMetrics to {path} (for promtool tsdb create-blocks-from openmetrics)"
+        );
+    }
 }

@@ -88,8 +88,10 @@ impl<'a> BitReader<'a> {
 }
 
 /// The delta-of-delta prefix code: `(prefix, prefix length, payload bits)`.
-/// Small buckets first: most scrapes land within a few ms of their slot.
-const DOD_BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 7), (0b110, 3, 14), (0b1110, 4, 20)];
+/// Small buckets first: scrape timestamps usually land within ±2 ms of their
+/// slot (why Prometheus 2.43 added a 2 ms alignment tolerance), so a dod in
+/// [-8, 7] costs 6 bits; the first delta of a chunk takes the 20-bit bucket.
+const DOD_BUCKETS: [(u64, u32, u32); 3] = [(0b10, 2, 4), (0b110, 3, 14), (0b1110, 4, 20)];
 
 fn fits_signed(v: i64, bits: u32) -> bool {
     let lo = -(1i64 << (bits - 1));

@@ -37,13 +37,14 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
         "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, labels BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS chunks (
+             id INTEGER PRIMARY KEY,
              series_id INTEGER NOT NULL,
              min_t INTEGER NOT NULL,
              max_t INTEGER NOT NULL,
              n INTEGER NOT NULL,
-             data BLOB NOT NULL,
-             PRIMARY KEY (series_id, max_t)
-         ) WITHOUT ROWID;
+             data BLOB NOT NULL
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_series ON chunks (series_id, max_t, min_t);
          CREATE INDEX IF NOT EXISTS chunks_by_max_t ON chunks (max_t);
          CREATE TABLE IF NOT EXISTS wal (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS metadata (
