@@ -463,7 +463,7 @@ fn load_series(
             .map_err(|e| format!("series {:?}: {e}", series.series))?;
         let values = series.values.as_ref().map(|v| v.0.as_str()).unwrap_or("");
         let expanded =
-            expand_series_values(values).map_err(|e| format!("series {:?}: {e}", series.series))?;
+            expand_values(values).map_err(|e| format!("series {:?}: {e}", series.series))?;
         let samples: Vec<Sample> = expanded
             .into_iter()
             .enumerate()
@@ -479,6 +479,31 @@ fn load_series(
         s.add(labels, samples);
     }
     Ok(())
+}
+
+/// Expands promtool's value notation. promtool 2.42 reads `0x15` as "0
+/// repeated 15 more times" (not hexadecimal), which test files use all the
+/// time, so those tokens are expanded here; everything else goes to the
+/// shared notation parser token by token.
+fn expand_values(notation: &str) -> Result<Vec<SeriesValue>, String> {
+    let mut out = Vec::new();
+    for tok in notation.split_whitespace() {
+        let body = tok.trim_start_matches(['+', '-']);
+        let zero_rep = body.strip_prefix("0x").filter(|n| {
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && tok.len() - body.len() <= 1
+        });
+        match zero_rep {
+            Some(n) => {
+                let times: usize = n
+                    .parse()
+                    .map_err(|_| format!("invalid repetition count in {tok:?}"))?;
+                let zero = if tok.starts_with('-') { -0.0 } else { 0.0 };
+                out.extend(std::iter::repeat_n(SeriesValue::Value(zero), times + 1));
+            }
+            None => out.extend(expand_series_values(tok)?),
+        }
+    }
+    Ok(out)
 }
 
 fn check_alerts(case: &AlertTestCase, groups: &[Group], test_name: &str) -> Option<String> {
@@ -611,4 +636,34 @@ fn check_expr(
         samples_string(&exp),
         samples_string(&got)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_repetition_is_not_hex() {
+        let v = expand_values("0x3 1+1x2 _ stale");
+        let want = vec![
+            SeriesValue::Value(0.0),
+            SeriesValue::Value(0.0),
+            SeriesValue::Value(0.0),
+            SeriesValue::Value(0.0),
+            SeriesValue::Value(1.0),
+            SeriesValue::Value(2.0),
+            SeriesValue::Value(3.0),
+            SeriesValue::Missing,
+            SeriesValue::Stale,
+        ];
+        assert_eq!(v, Ok(want));
+    }
+
+    #[test]
+    fn go_float_e_format() {
+        assert_eq!(format_float_upper_e(2.0), "2E+00");
+        assert_eq!(format_float_upper_e(3.5), "3.5E+00");
+        assert_eq!(format_float_upper_e(f64::INFINITY), "+Inf");
+        assert_eq!(format_float_upper_e(f64::NAN), "NaN");
+    }
 }

@@ -27,7 +27,13 @@ fn promtool(file: &Path) -> (i32, Vec<String>) {
         .output()
         .unwrap_or_else(|e| panic!("promtool must be installed (/usr/bin/promtool): {e}"));
     let err = String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), err.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+    (
+        out.status.code().unwrap_or(-1),
+        err.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 fn ours(file: &Path) -> (i32, Vec<String>) {
@@ -37,7 +43,9 @@ fn ours(file: &Path) -> (i32, Vec<String>) {
     let lines = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| !l.starts_with("Unit Testing:") && *l != "  SUCCESS" && !l.starts_with("  WARNING:"))
+        .filter(|l| {
+            !l.starts_with("Unit Testing:") && *l != "  SUCCESS" && !l.starts_with("  WARNING:")
+        })
         .map(str::to_string)
         .collect();
     (code, lines)
@@ -51,18 +59,40 @@ fn same_verdicts_and_reports_as_promtool() {
     for f in &files {
         let (pcode, plines) = promtool(f);
         let (ocode, olines) = ours(f);
-        let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        assert_eq!(ocode, pcode, "{name}: exit code differs\npromtool: {plines:#?}\nours: {olines:#?}");
-        assert_eq!(pcode == 0, name.starts_with("pass_"), "{name}: fixture naming says the verdict");
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            ocode, pcode,
+            "{name}: exit code differs\npromtool: {plines:#?}\nours: {olines:#?}"
+        );
+        assert_eq!(
+            pcode == 0,
+            name.starts_with("pass_"),
+            "{name}: fixture naming says the verdict"
+        );
         if pcode == 0 {
             passing += 1;
             continue;
         }
         // Parse-error wording comes from the PromQL parser, not from us.
         if name == "fail_bad_rules.test.yml" {
-            assert_eq!(olines.len(), plines.len(), "{name}\npromtool: {plines:#?}\nours: {olines:#?}");
-            let prefix = |l: &str| l.split("could not parse expression").next().unwrap_or("").to_string();
-            assert_eq!(olines.iter().map(|l| prefix(l)).collect::<Vec<_>>(), plines.iter().map(|l| prefix(l)).collect::<Vec<_>>());
+            assert_eq!(
+                olines.len(),
+                plines.len(),
+                "{name}\npromtool: {plines:#?}\nours: {olines:#?}"
+            );
+            let prefix = |l: &str| {
+                l.split("could not parse expression")
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            };
+            assert_eq!(
+                olines.iter().map(|l| prefix(l)).collect::<Vec<_>>(),
+                plines.iter().map(|l| prefix(l)).collect::<Vec<_>>()
+            );
             continue;
         }
         assert_eq!(olines, plines, "{name}: report differs");
