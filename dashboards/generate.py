@@ -310,7 +310,7 @@ def postgres():
         ["postgresql"],
         [var_query("job", "Job", "label_values(pg_up, job)"),
          var_query("instance", "Instance", 'label_values(pg_up{job=~"$job"}, instance)'),
-         var_query("server", "Server", 'label_values(pg_up{job=~"$job",instance=~"$instance"}, server)'),
+         var_query("server", "Server", 'label_values(pg_settings_max_connections{job=~"$job",instance=~"$instance"}, server)'),
          var_query("datname", "Database", 'label_values(pg_database_size_bytes{server=~"$server"}, datname)')],
         L)
 

@@ -230,7 +230,7 @@ do_install() {
         install_file "$f" "$share/dashboards/${f##*/}" 0644
     done
     for kind in datasources dashboards; do
-        for f in "$REPO"/dashboards/provisioning/$kind/*.yml; do
+        for f in "$REPO/dashboards/provisioning/$kind"/*.yml; do
             [ -f "$f" ] || continue
             install_file "$f" "$share/provisioning/$kind/${f##*/}" 0644
         done

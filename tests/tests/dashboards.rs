@@ -43,14 +43,22 @@ fn dashboards() -> Vec<Dashboard> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "host, postgres, redis, llm and alerts dashboards exist");
+    assert!(
+        files.len() >= 5,
+        "host, postgres, redis, llm and alerts dashboards exist"
+    );
     files
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p).expect("readable");
-            let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", p.display()));
+            let json: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", p.display()));
             Dashboard {
-                file: p.file_name().expect("file name").to_string_lossy().into_owned(),
+                file: p
+                    .file_name()
+                    .expect("file name")
+                    .to_string_lossy()
+                    .into_owned(),
                 json,
             }
         })
@@ -83,10 +91,18 @@ fn queries(d: &Dashboard) -> Vec<Query> {
         if p["type"] == "row" {
             continue;
         }
-        let event_only = p["description"].as_str().is_some_and(|s| s.contains(EVENT_ONLY));
+        let event_only = p["description"]
+            .as_str()
+            .is_some_and(|s| s.contains(EVENT_ONLY));
         for t in p["targets"].as_array().into_iter().flatten() {
             out.push(Query {
-                origin: format!("{} panel {} {:?} {}", d.file, p["id"], p["title"].as_str().unwrap_or(""), t["refId"].as_str().unwrap_or("")),
+                origin: format!(
+                    "{} panel {} {:?} {}",
+                    d.file,
+                    p["id"],
+                    p["title"].as_str().unwrap_or(""),
+                    t["refId"].as_str().unwrap_or("")
+                ),
                 expr: t["expr"].as_str().unwrap_or_default().to_string(),
                 instant: t["instant"].as_bool().unwrap_or(false),
                 event_only,
@@ -106,21 +122,35 @@ struct LabelValues {
 
 fn label_values_vars(d: &Dashboard) -> Vec<LabelValues> {
     let mut out = Vec::new();
-    for v in d.json["templating"]["list"].as_array().expect("templating.list") {
+    for v in d.json["templating"]["list"]
+        .as_array()
+        .expect("templating.list")
+    {
         if v["type"] != "query" {
             continue;
         }
-        let q = v["definition"].as_str().expect("query variable has a definition");
+        let q = v["definition"]
+            .as_str()
+            .expect("query variable has a definition");
         let inner = q
             .strip_prefix("label_values(")
             .and_then(|s| s.strip_suffix(')'))
-            .unwrap_or_else(|| panic!("{}: variable {}: only label_values(...) is used: {q}", d.file, v["name"]));
-        let (selector, label) = inner.rsplit_once(',').expect("label_values(selector, label)");
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: variable {}: only label_values(...) is used: {q}",
+                    d.file, v["name"]
+                )
+            });
+        let (selector, label) = inner
+            .rsplit_once(',')
+            .expect("label_values(selector, label)");
         out.push(LabelValues {
             origin: format!("{} variable ${}", d.file, v["name"].as_str().unwrap_or("")),
             selector: selector.trim().to_string(),
             label: label.trim().to_string(),
-            event_only: v["description"].as_str().is_some_and(|s| s.contains(EVENT_ONLY)),
+            event_only: v["description"]
+                .as_str()
+                .is_some_and(|s| s.contains(EVENT_ONLY)),
         });
     }
     out
@@ -189,48 +219,111 @@ fn dashboards_are_valid_with_unique_uids_and_panel_ids() {
     let mut titles = BTreeSet::new();
     for d in &all {
         let j = &d.json;
-        let uid = j["uid"].as_str().unwrap_or_else(|| panic!("{}: uid", d.file));
-        assert!(!uid.is_empty() && uid.len() <= 40, "{}: uid {uid:?} (Grafana allows 40 characters)", d.file);
-        assert!(uids.insert(uid.to_string()), "{}: duplicate uid {uid}", d.file);
-        assert!(titles.insert(j["title"].as_str().expect("title").to_string()), "{}: duplicate title", d.file);
+        let uid = j["uid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: uid", d.file));
+        assert!(
+            !uid.is_empty() && uid.len() <= 40,
+            "{}: uid {uid:?} (Grafana allows 40 characters)",
+            d.file
+        );
+        assert!(
+            uids.insert(uid.to_string()),
+            "{}: duplicate uid {uid}",
+            d.file
+        );
+        assert!(
+            titles.insert(j["title"].as_str().expect("title").to_string()),
+            "{}: duplicate title",
+            d.file
+        );
         let schema = j["schemaVersion"].as_i64().expect("schemaVersion");
-        assert!((36..=41).contains(&schema), "{}: schemaVersion {schema}", d.file);
+        assert!(
+            (36..=41).contains(&schema),
+            "{}: schemaVersion {schema}",
+            d.file
+        );
 
         let vars = j["templating"]["list"].as_array().expect("templating.list");
-        let ds = vars.iter().find(|v| v["name"] == "datasource").expect("datasource variable");
+        let ds = vars
+            .iter()
+            .find(|v| v["name"] == "datasource")
+            .expect("datasource variable");
         assert_eq!(ds["type"], "datasource", "{}", d.file);
         assert_eq!(ds["query"], "prometheus", "{}", d.file);
         for v in vars.iter().filter(|v| v["type"] == "query") {
-            assert_eq!(v["datasource"]["uid"], "${datasource}", "{}: variable {}", d.file, v["name"]);
+            assert_eq!(
+                v["datasource"]["uid"], "${datasource}",
+                "{}: variable {}",
+                d.file, v["name"]
+            );
         }
 
         let mut ids = BTreeSet::new();
         for p in panels(j) {
-            let id = p["id"].as_i64().unwrap_or_else(|| panic!("{}: panel without id: {}", d.file, p["title"]));
+            let id = p["id"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{}: panel without id: {}", d.file, p["title"]));
             assert!(ids.insert(id), "{}: duplicate panel id {id}", d.file);
             let pos = &p["gridPos"];
             for k in ["h", "w", "x", "y"] {
                 assert!(pos[k].is_u64(), "{}: panel {id} gridPos.{k}", d.file);
             }
-            assert!(pos["x"].as_u64().unwrap_or(0) + pos["w"].as_u64().unwrap_or(0) <= 24, "{}: panel {id} wider than the grid", d.file);
+            assert!(
+                pos["x"].as_u64().unwrap_or(0) + pos["w"].as_u64().unwrap_or(0) <= 24,
+                "{}: panel {id} wider than the grid",
+                d.file
+            );
             if p["type"] == "row" {
                 continue;
             }
-            assert!(!p["title"].as_str().unwrap_or("").is_empty(), "{}: panel {id} has a title", d.file);
-            assert!(!p["description"].as_str().unwrap_or("").is_empty(), "{}: panel {id} has a description", d.file);
-            assert_eq!(p["datasource"]["uid"], "${datasource}", "{}: panel {id} uses the datasource variable", d.file);
-            let targets = p["targets"].as_array().unwrap_or_else(|| panic!("{}: panel {id} has targets", d.file));
+            assert!(
+                !p["title"].as_str().unwrap_or("").is_empty(),
+                "{}: panel {id} has a title",
+                d.file
+            );
+            assert!(
+                !p["description"].as_str().unwrap_or("").is_empty(),
+                "{}: panel {id} has a description",
+                d.file
+            );
+            assert_eq!(
+                p["datasource"]["uid"], "${datasource}",
+                "{}: panel {id} uses the datasource variable",
+                d.file
+            );
+            let targets = p["targets"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{}: panel {id} has targets", d.file));
             assert!(!targets.is_empty(), "{}: panel {id} has no query", d.file);
             let mut refs = BTreeSet::new();
             for t in targets {
-                assert!(refs.insert(t["refId"].as_str().expect("refId").to_string()), "{}: panel {id}: duplicate refId", d.file);
-                assert_eq!(t["datasource"]["uid"], "${datasource}", "{}: panel {id} target", d.file);
-                assert!(!t["expr"].as_str().unwrap_or("").trim().is_empty(), "{}: panel {id}: empty expr", d.file);
+                assert!(
+                    refs.insert(t["refId"].as_str().expect("refId").to_string()),
+                    "{}: panel {id}: duplicate refId",
+                    d.file
+                );
+                assert_eq!(
+                    t["datasource"]["uid"], "${datasource}",
+                    "{}: panel {id} target",
+                    d.file
+                );
+                assert!(
+                    !t["expr"].as_str().unwrap_or("").trim().is_empty(),
+                    "{}: panel {id}: empty expr",
+                    d.file
+                );
             }
         }
         println!("{}: uid {uid}, {} panels", d.file, ids.len());
     }
-    for uid in ["vigil-host", "vigil-postgres", "vigil-redis", "vigil-llm", "vigil-alerts"] {
+    for uid in [
+        "vigil-host",
+        "vigil-postgres",
+        "vigil-redis",
+        "vigil-llm",
+        "vigil-alerts",
+    ] {
         assert!(uids.contains(uid), "dashboard {uid} exists");
     }
 }
@@ -241,11 +334,25 @@ fn every_query_parses_as_promql() {
     let mut failures = Vec::new();
     for d in dashboards() {
         let vars = variable_names(&d);
-        let mut exprs: Vec<(String, String)> = queries(&d).into_iter().map(|q| (q.origin, q.expr)).collect();
-        exprs.extend(label_values_vars(&d).into_iter().map(|v| (v.origin, v.selector)));
-        for a in d.json["annotations"]["list"].as_array().into_iter().flatten() {
+        let mut exprs: Vec<(String, String)> = queries(&d)
+            .into_iter()
+            .map(|q| (q.origin, q.expr))
+            .collect();
+        exprs.extend(
+            label_values_vars(&d)
+                .into_iter()
+                .map(|v| (v.origin, v.selector)),
+        );
+        for a in d.json["annotations"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if let Some(e) = a["expr"].as_str() {
-                exprs.push((format!("{} annotation {}", d.file, a["name"]), e.to_string()));
+                exprs.push((
+                    format!("{} annotation {}", d.file, a["name"]),
+                    e.to_string(),
+                ));
             }
         }
         for (origin, expr) in exprs {
@@ -260,43 +367,74 @@ fn every_query_parses_as_promql() {
             }
         }
     }
-    assert!(failures.is_empty(), "queries that do not parse:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "queries that do not parse:\n{}",
+        failures.join("\n")
+    );
     println!("{n} queries parse");
 }
 
 #[test]
 fn substitution_handles_grafana_forms() {
-    let vars: BTreeSet<String> = ["instance", "job", "datasource"].iter().map(|s| s.to_string()).collect();
+    let vars: BTreeSet<String> = ["instance", "job", "datasource"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(
-        substitute(r#"rate(x{instance=~"$instance",job=~"${job}"}[$__rate_interval]) + y{a=~"[[job]]"}[5m]"#, &vars),
+        substitute(
+            r#"rate(x{instance=~"$instance",job=~"${job}"}[$__rate_interval]) + y{a=~"[[job]]"}[5m]"#,
+            &vars
+        ),
         Ok(r#"rate(x{instance=~".*",job=~".*"}[1m]) + y{a=~".*"}[5m]"#.to_string())
     );
-    assert_eq!(substitute("x{a=~\"${job:regex}\"}", &vars), Ok("x{a=~\".*\"}".to_string()));
-    assert!(substitute("x{a=~\"$instnace\"}", &vars).is_err(), "a misspelt variable is caught");
-    assert!(substitute("x{a=\"$datasource\"}", &vars).is_err(), "the datasource variable is not a label value");
+    assert_eq!(
+        substitute("x{a=~\"${job:regex}\"}", &vars),
+        Ok("x{a=~\".*\"}".to_string())
+    );
+    assert!(
+        substitute("x{a=~\"$instnace\"}", &vars).is_err(),
+        "a misspelt variable is caught"
+    );
+    assert!(
+        substitute("x{a=\"$datasource\"}", &vars).is_err(),
+        "the datasource variable is not a label value"
+    );
 }
 
 #[test]
 fn provisioning_points_grafana_at_the_collector() {
     let root = workspace_root().join("dashboards/provisioning");
-    let ds = std::fs::read_to_string(root.join("datasources/vigil.yml")).expect("datasource provisioning");
+    let ds = std::fs::read_to_string(root.join("datasources/vigil.yml"))
+        .expect("datasource provisioning");
     let setting = |key: &str| -> Option<String> {
         ds.lines()
             .map(str::trim)
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
+            .find_map(|l| {
+                l.strip_prefix(&format!("{key}:"))
+                    .map(|v| v.trim().to_string())
+            })
     };
     assert_eq!(setting("apiVersion").as_deref(), Some("1"));
     assert_eq!(setting("type").as_deref(), Some("prometheus"));
-    assert_eq!(setting("url").as_deref(), Some("http://127.0.0.1:9800"), "the collector's default listen address");
+    assert_eq!(
+        setting("url").as_deref(),
+        Some("http://127.0.0.1:9800"),
+        "the collector's default listen address"
+    );
     assert_eq!(setting("httpMethod").as_deref(), Some("POST"));
     assert_eq!(setting("httpHeaderName1").as_deref(), Some("Authorization"));
     let header = setting("httpHeaderValue1").expect("read token header");
-    assert!(header.starts_with("Bearer $"), "token from the environment, never inline: {header}");
+    assert!(
+        header.starts_with("Bearer $"),
+        "token from the environment, never inline: {header}"
+    );
     let uid = setting("uid").expect("datasource uid");
     assert!(!uid.is_empty());
 
-    let provider = std::fs::read_to_string(root.join("dashboards/vigil.yml")).expect("dashboard provisioning");
+    let provider =
+        std::fs::read_to_string(root.join("dashboards/vigil.yml")).expect("dashboard provisioning");
     assert!(provider.contains("type: file"));
     assert!(
         provider.contains("path: /usr/share/vigil/grafana/dashboards"),
@@ -354,7 +492,8 @@ fn every_panel_returns_data_from_a_real_agent() {
     let redis = "127.0.0.1:6379";
     let pg_dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test";
     redis_cmd(redis, &["PING"]).expect("Redis on 127.0.0.1:6379 (tests/run.sh starts it)");
-    TcpStream::connect("127.0.0.1:5432").expect("PostgreSQL on 127.0.0.1:5432 (tests/run.sh starts it)");
+    TcpStream::connect("127.0.0.1:5432")
+        .expect("PostgreSQL on 127.0.0.1:5432 (tests/run.sh starts it)");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let collector = Collector::start(&dir.path().join("collector"), &[]).expect("collector starts");
@@ -371,7 +510,10 @@ fn every_panel_returns_data_from_a_real_agent() {
         .args(["--redis", &format!("redis://{redis}")])
         .arg("--data-dir")
         .arg(dir.path().join("agent"))
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     let _agent = Proc::spawn("vigil-agent", &mut cmd).expect("agent starts");
     wait_ready(&format!("{agent_url}/-/healthy"), Duration::from_secs(30)).expect("agent healthy");
 
@@ -392,7 +534,11 @@ fn every_panel_returns_data_from_a_real_agent() {
             .json(&usage_events(round))
             .send()
             .expect("usage events accepted");
-        assert!(r.status().is_success(), "POST /v1/llm/usage: {}", r.status());
+        assert!(
+            r.status().is_success(),
+            "POST /v1/llm/usage: {}",
+            r.status()
+        );
         let _ = redis_cmd(redis, &["GET", &key]);
         let _ = redis_cmd(redis, &["GET", "vigil:e2e:dashboards:missing"]);
         round += 1;
@@ -408,10 +554,16 @@ fn every_panel_returns_data_from_a_real_agent() {
             .send()
             .and_then(|r| r.json())
             .expect("query answers");
-        if r["data"]["result"].as_array().is_some_and(|a| !a.is_empty()) {
+        if r["data"]["result"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
             break now;
         }
-        assert!(Instant::now() < deadline, "agent data never reached the collector: {r}");
+        assert!(
+            Instant::now() < deadline,
+            "agent data never reached the collector: {r}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     let start_s = end - 300.0;
@@ -440,8 +592,17 @@ fn every_panel_returns_data_from_a_real_agent() {
                     ("step", "15".to_string()),
                 ]
             };
-            let path = if q.instant { "/api/v1/query" } else { "/api/v1/query_range" };
-            let r: Value = match http.post(collector.url(path)).form(&form).send().and_then(|r| r.json()) {
+            let path = if q.instant {
+                "/api/v1/query"
+            } else {
+                "/api/v1/query_range"
+            };
+            let r: Value = match http
+                .post(collector.url(path))
+                .form(&form)
+                .send()
+                .and_then(|r| r.json())
+            {
                 Ok(v) => v,
                 Err(e) => {
                     failures.push(format!("{}: request failed: {e}", q.origin));
@@ -449,12 +610,17 @@ fn every_panel_returns_data_from_a_real_agent() {
                 }
             };
             if r["status"] != "success" {
-                failures.push(format!("{}: {}: {}\n    {concrete}", q.origin, r["errorType"], r["error"]));
+                failures.push(format!(
+                    "{}: {}: {}\n    {concrete}",
+                    q.origin, r["errorType"], r["error"]
+                ));
                 continue;
             }
             let has_data = match r["data"]["resultType"].as_str() {
                 Some("scalar") => r["data"]["result"][1].as_str().is_some_and(|v| v != "NaN"),
-                _ => r["data"]["result"].as_array().is_some_and(|a| !a.is_empty()),
+                _ => r["data"]["result"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty()),
             };
             if has_data {
                 with_data += 1;
@@ -476,7 +642,11 @@ fn every_panel_returns_data_from_a_real_agent() {
             };
             let r: Value = http
                 .post(collector.url("/api/v1/series"))
-                .form(&[("match[]", selector.clone()), ("start", start_s.to_string()), ("end", end.to_string())])
+                .form(&[
+                    ("match[]", selector.clone()),
+                    ("start", start_s.to_string()),
+                    ("end", end.to_string()),
+                ])
                 .send()
                 .and_then(|r| r.json())
                 .unwrap_or_else(|e| json!({"status": "error", "error": e.to_string()}));
@@ -489,14 +659,23 @@ fn every_panel_returns_data_from_a_real_agent() {
             if r["status"] != "success" {
                 failures.push(format!("{}: {}", v.origin, r["error"]));
             } else if values.is_empty() && !v.event_only {
-                failures.push(format!("{}: label_values({selector}, {}) is empty", v.origin, v.label));
+                failures.push(format!(
+                    "{}: label_values({selector}, {}) is empty",
+                    v.origin, v.label
+                ));
             } else if values.is_empty() {
-                empty_event_only.push(format!("{}: label_values({selector}, {})", v.origin, v.label));
+                empty_event_only.push(format!(
+                    "{}: label_values({selector}, {})",
+                    v.origin, v.label
+                ));
             }
         }
     }
     println!("{with_data} panel queries returned data");
-    println!("event-only, empty in this run ({}):", empty_event_only.len());
+    println!(
+        "event-only, empty in this run ({}):",
+        empty_event_only.len()
+    );
     for e in &empty_event_only {
         println!("  {e}");
     }
@@ -504,5 +683,9 @@ fn every_panel_returns_data_from_a_real_agent() {
         *m.entry(f.split(' ').next().unwrap_or("")).or_default() += 1;
         m
     });
-    assert!(failures.is_empty(), "panels without data or with errors {by_file:?}:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "panels without data or with errors {by_file:?}:\n{}",
+        failures.join("\n")
+    );
 }

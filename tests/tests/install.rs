@@ -17,8 +17,15 @@ use vigil_e2e::{binary, workspace_root};
 fn bin_dir() -> PathBuf {
     let vigil = binary("vigil").expect("vigil binary builds");
     let agent = binary("vigil-agent").expect("vigil-agent binary builds");
-    let dir = vigil.parent().expect("binary has a directory").to_path_buf();
-    assert_eq!(agent.parent(), Some(dir.as_path()), "both binaries in one target dir");
+    let dir = vigil
+        .parent()
+        .expect("binary has a directory")
+        .to_path_buf();
+    assert_eq!(
+        agent.parent(),
+        Some(dir.as_path()),
+        "both binaries in one target dir"
+    );
     dir
 }
 
@@ -51,7 +58,15 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, i64, i64, Vec<u8>)> {
                 walk(&path, root, out);
             } else {
                 let content = fs::read(&path).expect("readable file");
-                out.insert(rel, (meta.mode(), meta.size() as i64, meta.mtime_nsec() + meta.mtime() * 1_000_000_000, content));
+                out.insert(
+                    rel,
+                    (
+                        meta.mode(),
+                        meta.size() as i64,
+                        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+                        content,
+                    ),
+                );
             }
         }
     }
@@ -72,14 +87,18 @@ fn mode(path: &Path) -> u32 {
 /// files every install must produce (rule files and dashboards are added
 /// from the repository, as they come and go).
 fn manifest() -> Vec<(u32, String)> {
-    let text = fs::read_to_string(workspace_root().join("tests/fixtures/deploy/install-manifest.txt"))
-        .expect("manifest fixture");
+    let text =
+        fs::read_to_string(workspace_root().join("tests/fixtures/deploy/install-manifest.txt"))
+            .expect("manifest fixture");
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| {
             let (m, p) = l.split_once(' ').expect("MODE PATH");
-            (u32::from_str_radix(m, 8).expect("octal mode"), p.trim().to_string())
+            (
+                u32::from_str_radix(m, 8).expect("octal mode"),
+                p.trim().to_string(),
+            )
         })
         .collect()
 }
@@ -116,7 +135,10 @@ fn install_into_destdir_is_complete_idempotent_and_reversible() {
     }
     for kind in ["datasources", "dashboards"] {
         for f in repo_files(&format!("dashboards/provisioning/{kind}"), ".yml") {
-            expected.push((0o644, format!("usr/share/vigil/grafana/provisioning/{kind}/{f}")));
+            expected.push((
+                0o644,
+                format!("usr/share/vigil/grafana/provisioning/{kind}/{f}"),
+            ));
         }
     }
     for (want, rel) in &expected {
@@ -146,7 +168,11 @@ fn install_into_destdir_is_complete_idempotent_and_reversible() {
     // A second run writes nothing and says nothing.
     let before = snapshot(dest);
     let again = install_sh(dest, &["--bin-dir", &bin_arg]);
-    assert_eq!(String::from_utf8_lossy(&again.stdout), "", "second run is silent");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "",
+        "second run is silent"
+    );
     assert!(before == snapshot(dest), "second run changed files");
 
     // Edited configuration survives a re-install; a deleted one comes back.
@@ -157,7 +183,10 @@ fn install_into_destdir_is_complete_idempotent_and_reversible() {
     fs::remove_file(dest.join("etc/vigil/agent.yml")).expect("remove agent.yml");
     let out = install_sh(dest, &["--bin-dir", &bin_arg]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("kept"), "edited config reported as kept: {stdout}");
+    assert!(
+        stdout.contains("kept"),
+        "edited config reported as kept: {stdout}"
+    );
     assert_eq!(fs::read_to_string(&cfg).expect("vigil.yml"), edited);
     assert_eq!(mode(&dest.join("etc/vigil/agent.yml")), 0o640);
 
@@ -181,8 +210,14 @@ fn install_into_destdir_is_complete_idempotent_and_reversible() {
 
     // Purge removes configuration and data too.
     install_sh(dest, &["--uninstall", "--purge"]);
-    assert!(!dest.join("etc/vigil").exists(), "/etc/vigil removed by --purge");
-    assert!(!dest.join("var/lib/vigil").exists(), "/var/lib/vigil removed by --purge");
+    assert!(
+        !dest.join("etc/vigil").exists(),
+        "/etc/vigil removed by --purge"
+    );
+    assert!(
+        !dest.join("var/lib/vigil").exists(),
+        "/var/lib/vigil removed by --purge"
+    );
 }
 
 #[test]
@@ -190,7 +225,10 @@ fn agent_only_install_leaves_the_collector_out() {
     let bins = bin_dir();
     let stage = tempfile::tempdir().expect("tempdir");
     let dest = stage.path();
-    install_sh(dest, &["--bin-dir", &bins.to_string_lossy(), "--only", "agent"]);
+    install_sh(
+        dest,
+        &["--bin-dir", &bins.to_string_lossy(), "--only", "agent"],
+    );
     assert_eq!(mode(&dest.join("usr/bin/vigil-agent")), 0o755);
     assert_eq!(mode(&dest.join("etc/vigil/agent.yml")), 0o640);
     assert!(!dest.join("usr/bin/vigil").exists());
@@ -219,7 +257,68 @@ fn install_refuses_bad_arguments() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    assert_eq!(fs::read_dir(stage.path()).expect("stage").count(), 0, "nothing written");
+    assert_eq!(
+        fs::read_dir(stage.path()).expect("stage").count(),
+        0,
+        "nothing written"
+    );
+}
+
+/// The `ExecStart=` of an installed unit, split into words, with the
+/// absolute paths it names moved under `dest` (and the state directory to
+/// `state`), so the command can run as the unit would, without systemd.
+fn exec_start(dest: &Path, unit: &str, state: &Path) -> Vec<String> {
+    let text = fs::read_to_string(dest.join("lib/systemd/system").join(unit)).expect("installed unit");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap_or_else(|| panic!("{unit} has ExecStart="));
+    line.split_whitespace()
+        .map(|w| {
+            if let Some(rest) = w.strip_prefix("/var/lib/") {
+                state.join(rest).to_string_lossy().into_owned()
+            } else if let Some(rest) = w.strip_prefix('/') {
+                dest.join(rest).to_string_lossy().into_owned()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The installed binaries start on the installed configuration with the
+/// units' own command lines: a shipped example that the binary refuses
+/// would otherwise only show up as a failed service after `apt install`.
+#[test]
+fn installed_units_command_lines_start_on_the_installed_configuration() {
+    let bins = bin_dir();
+    let stage = tempfile::tempdir().expect("tempdir");
+    let dest = stage.path().join("root");
+    let state = stage.path().join("state");
+    install_sh(&dest, &["--bin-dir", &bins.to_string_lossy()]);
+    for (unit, ready) in [("vigil.service", "/-/ready"), ("vigil-agent.service", "/-/healthy")] {
+        let argv = exec_start(&dest, unit, &state);
+        let port = vigil_e2e::free_port();
+        let mut cmd = Command::new(&argv[0]);
+        // --listen overrides the file's address so parallel tests do not
+        // collide; everything else is the unit's.
+        cmd.args(&argv[1..])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn");
+        if unit == "vigil-agent.service" {
+            // No collector here: shipping would only log retries.
+            cmd.args(["--remote-write", ""]);
+        }
+        let mut proc = vigil_e2e::Proc::spawn(unit, &mut cmd).expect("starts");
+        let url = format!("http://127.0.0.1:{port}{ready}");
+        if let Err(e) = vigil_e2e::wait_ready(&url, std::time::Duration::from_secs(30)) {
+            let status = proc.child.try_wait().ok().flatten();
+            panic!("{unit} as installed ({}) did not become ready: {e}; exit status {status:?}", argv.join(" "));
+        }
+        let status = proc.terminate(std::time::Duration::from_secs(20)).expect("exits on SIGTERM");
+        assert!(status.success(), "{unit} exits cleanly on SIGTERM: {status}");
+        println!("{unit}: ready and stopped cleanly with {}", argv[1..].join(" "));
+    }
 }
 
 /// Copies a directory tree with `cp -a` (keeps symlinks, which unit
@@ -232,7 +331,12 @@ fn copy_tree(from: &Path, to: &Path) {
         .arg(to)
         .status()
         .expect("cp runs");
-    assert!(status.success(), "cp -a {} {}", from.display(), to.display());
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
 }
 
 /// A throwaway root for `systemd-analyze --root`: the host's own unit files
@@ -248,7 +352,11 @@ fn analyze_root() -> tempfile::TempDir {
         .expect("host has systemd unit files (package systemd)");
     copy_tree(host_units, &units);
     for unit in ["vigil.service", "vigil-agent.service"] {
-        fs::copy(workspace_root().join("deploy/systemd").join(unit), units.join(unit)).expect("copy unit");
+        fs::copy(
+            workspace_root().join("deploy/systemd").join(unit),
+            units.join(unit),
+        )
+        .expect("copy unit");
     }
     let bins = bin_dir();
     fs::create_dir_all(root.path().join("usr/bin")).expect("usr/bin");
@@ -265,7 +373,10 @@ fn analyze_root() -> tempfile::TempDir {
 }
 
 fn systemd_analyze_available() -> bool {
-    Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -316,7 +427,12 @@ fn units_exposure_stays_low() {
         let line = text
             .lines()
             .find(|l| l.contains("Overall exposure level"))
-            .unwrap_or_else(|| panic!("no exposure line for {unit}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no exposure line for {unit}: {text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
         let score: f64 = line
             .split(':')
             .nth(1)
