@@ -109,13 +109,7 @@ impl QueryError {
 /// Parses a query, mapping failures to a `bad_data` error.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
     register_legacy_functions();
-    pp::parse(query).map_err(|e| {
-        if e.starts_with("parse error") {
-            QueryError::bad(e)
-        } else {
-            QueryError::bad(format!("parse error: {e}"))
-        }
-    })
+    pp::parse(query).map_err(|e| QueryError::bad(crate::parse_error::describe(query, &e)))
 }
 
 /// Teaches the parser (which follows Prometheus 3) the 2.x name

@@ -29,6 +29,7 @@
 //! exposes the series-notation helpers promtool's unit tests need.
 
 mod engine;
+mod parse_error;
 pub mod promqltest;
 mod storage;
 mod value;

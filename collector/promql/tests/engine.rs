@@ -113,7 +113,7 @@ fn parse_errors_are_bad_data() {
         .instant(&storage(), "sum(", 0, &ctx())
         .expect_err("invalid query");
     assert_eq!(e.kind, ErrorKind::BadData);
-    assert!(e.message.starts_with("parse error"), "{}", e.message);
+    assert_eq!(e.message, "1:5: parse error: unclosed left parenthesis");
     let e = Engine::new(EngineOptions::default())
         .range(&storage(), "m[5m]", 0, 60_000, 15_000, &ctx())
         .expect_err("range vector in a range query");
