@@ -27,6 +27,17 @@
 //!
 //! The [`promqltest`] module runs Prometheus's `.test` golden-file format and
 //! exposes the series-notation helpers promtool's unit tests need.
+//!
+//! How the engine is checked:
+//! - `cargo test -p vigil-promql --test golden`: the `.test` files under
+//!   `testdata/` (staleness, resets, extrapolation, NaN/Inf, `@`/`offset`,
+//!   subqueries, vector matching, label and histogram functions).
+//! - `cargo test -p vigil-promql --test differential`: the queries of
+//!   `testdata/differential_queries.txt` against a real Prometheus 2.42 over
+//!   the same backfilled data (needs the Debian package `prometheus`).
+//! - `cargo test -p vigil-promql --test engine`: limits, timeouts,
+//!   cancellation, JSON shapes, and a no-panic property test.
+//! - `cargo bench -p vigil-promql --bench engine`: throughput (not in CI).
 
 mod engine;
 mod parse_error;
