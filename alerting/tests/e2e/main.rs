@@ -3,6 +3,7 @@
 
 mod crash;
 mod email;
+mod extensions;
 mod parity;
 mod receivers;
 mod silences;
