@@ -20,7 +20,10 @@ use vigil_agent::redis_collector::RedisCollector;
 fn value(fams: &[Family], name: &str, want: &[(&str, &str)]) -> Option<f64> {
     fams.iter()
         .flat_map(|f| f.series.iter())
-        .find(|s| s.labels.metric_name() == Some(name) && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .find(|s| {
+            s.labels.metric_name() == Some(name)
+                && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
         .map(|s| s.value)
 }
 
@@ -29,18 +32,30 @@ async fn postgres_counters_follow_real_transactions() {
     let dsn = "host=127.0.0.1 port=5432 user=postgres dbname=test";
     let mut c = PostgresCollector::new(&PostgresConfig::from_dsn(dsn));
     let before = c.collect().await;
-    assert_eq!(value(&before, "pg_up", &[]), Some(1.0), "PostgreSQL on 127.0.0.1:5432 must be running");
+    assert_eq!(
+        value(&before, "pg_up", &[]),
+        Some(1.0),
+        "PostgreSQL on 127.0.0.1:5432 must be running"
+    );
     assert!(value(&before, "pg_settings_max_connections", &[]).is_some_and(|v| v > 0.0));
 
-    let (client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls).await.expect("connect");
+    let (client, conn) = tokio_postgres::connect(dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
     tokio::spawn(conn);
     const COMMITS: usize = 12;
     const ROLLBACKS: usize = 5;
     for _ in 0..COMMITS {
-        client.batch_execute("BEGIN; SELECT 1; COMMIT;").await.expect("commit");
+        client
+            .batch_execute("BEGIN; SELECT 1; COMMIT;")
+            .await
+            .expect("commit");
     }
     for _ in 0..ROLLBACKS {
-        client.batch_execute("BEGIN; SELECT 1; ROLLBACK;").await.expect("rollback");
+        client
+            .batch_execute("BEGIN; SELECT 1; ROLLBACK;")
+            .await
+            .expect("rollback");
     }
     // The statistics collector publishes with a short delay.
     let db = [("datname", "test")];
@@ -52,13 +67,32 @@ async fn postgres_counters_follow_real_transactions() {
         let c1 = value(&after, "pg_stat_database_xact_commit", &db).unwrap_or(0.0);
         let r1 = value(&after, "pg_stat_database_xact_rollback", &db).unwrap_or(0.0);
         if c1 - c0 >= COMMITS as f64 && r1 - r0 >= ROLLBACKS as f64 {
-            assert!(value(&after, "pg_stat_activity_count", &[("datname", "test"), ("state", "idle")]).is_some());
+            assert!(
+                value(
+                    &after,
+                    "pg_stat_activity_count",
+                    &[("datname", "test"), ("state", "idle")]
+                )
+                .is_some()
+            );
             assert!(value(&after, "pg_database_size_bytes", &db).is_some_and(|v| v > 0.0));
-            assert!(value(&after, "pg_locks_count", &[("datname", "test"), ("mode", "accesssharelock")]).is_some());
+            assert!(
+                value(
+                    &after,
+                    "pg_locks_count",
+                    &[("datname", "test"), ("mode", "accesssharelock")]
+                )
+                .is_some()
+            );
             assert_eq!(value(&after, "pg_replication_is_replica", &[]), Some(0.0));
             break;
         }
-        assert!(Instant::now() < deadline, "commits +{} (want {COMMITS}), rollbacks +{} (want {ROLLBACKS})", c1 - c0, r1 - r0);
+        assert!(
+            Instant::now() < deadline,
+            "commits +{} (want {COMMITS}), rollbacks +{} (want {ROLLBACKS})",
+            c1 - c0,
+            r1 - r0
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -67,7 +101,9 @@ async fn postgres_counters_follow_real_transactions() {
 /// independent of the agent's).
 async fn redis_cmd(addr: &str, args: &[&str]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("redis connect");
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("redis connect");
     let mut req = format!("*{}\r\n", args.len());
     for a in args {
         req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
@@ -83,9 +119,17 @@ async fn redis_hits_and_misses_follow_real_traffic() {
     let addr = "127.0.0.1:6379";
     let mut c = RedisCollector::new(&RedisConfig::from_url(&format!("redis://{addr}")));
     let before = c.collect().await;
-    assert_eq!(value(&before, "redis_up", &[]), Some(1.0), "Redis on 127.0.0.1:6379 must be running");
+    assert_eq!(
+        value(&before, "redis_up", &[]),
+        Some(1.0),
+        "Redis on 127.0.0.1:6379 must be running"
+    );
     let key = format!("vigil:agent-test:{}", free_port());
-    assert!(redis_cmd(addr, &["SET", &key, "v", "EX", "60"]).await.starts_with("+OK"));
+    assert!(
+        redis_cmd(addr, &["SET", &key, "v", "EX", "60"])
+            .await
+            .starts_with("+OK")
+    );
     const HITS: usize = 7;
     const MISSES: usize = 4;
     for _ in 0..HITS {
@@ -96,8 +140,16 @@ async fn redis_hits_and_misses_follow_real_traffic() {
     }
     let after = c.collect().await;
     let d = |n: &str| value(&after, n, &[]).unwrap_or(0.0) - value(&before, n, &[]).unwrap_or(0.0);
-    assert!(d("redis_keyspace_hits_total") >= HITS as f64, "hits +{}", d("redis_keyspace_hits_total"));
-    assert!(d("redis_keyspace_misses_total") >= MISSES as f64, "misses +{}", d("redis_keyspace_misses_total"));
+    assert!(
+        d("redis_keyspace_hits_total") >= HITS as f64,
+        "hits +{}",
+        d("redis_keyspace_hits_total")
+    );
+    assert!(
+        d("redis_keyspace_misses_total") >= MISSES as f64,
+        "misses +{}",
+        d("redis_keyspace_misses_total")
+    );
     assert!(d("redis_commands_processed_total") >= (HITS + MISSES + 1) as f64);
     assert!(value(&after, "redis_db_keys", &[("db", "db0")]).is_some_and(|v| v >= 1.0));
     redis_cmd(addr, &["DEL", &key]).await;
@@ -108,7 +160,16 @@ async fn stopping_a_throwaway_redis_flips_redis_up() {
     let port = free_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--dir")
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -132,11 +193,19 @@ async fn stopping_a_throwaway_redis_flips_redis_up() {
     let start = Instant::now();
     let f = c.collect().await;
     assert_eq!(value(&f, "redis_up", &[]), Some(0.0));
-    assert!(start.elapsed() < Duration::from_secs(5), "collection took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "collection took {:?}",
+        start.elapsed()
+    );
 }
 
 fn pg_bin_dir() -> Option<std::path::PathBuf> {
-    let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(Result::ok).map(|e| e.path().join("bin")).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin"))
+        .collect();
     dirs.sort();
     dirs.pop().filter(|d| d.join("initdb").exists())
 }
@@ -160,12 +229,28 @@ async fn stopping_a_throwaway_postgres_flips_pg_up() {
     // The temp dir belongs to root; let the postgres user create its data dir.
     let _ = Command::new("chmod").arg("777").arg(dir.path()).status();
     let d = data.to_str().expect("utf-8 path");
-    assert!(as_postgres(&bin, "initdb", &["-D", d, "-A", "trust", "-U", "postgres"]).success(), "initdb failed");
+    assert!(
+        as_postgres(&bin, "initdb", &["-D", d, "-A", "trust", "-U", "postgres"]).success(),
+        "initdb failed"
+    );
     let port = free_port();
-    let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1", dir.path().display());
-    assert!(as_postgres(&bin, "pg_ctl", &["-D", d, "-o", &opts, "-w", "-t", "30", "start"]).success(), "pg_ctl start failed");
+    let opts = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1",
+        dir.path().display()
+    );
+    assert!(
+        as_postgres(
+            &bin,
+            "pg_ctl",
+            &["-D", d, "-o", &opts, "-w", "-t", "30", "start"]
+        )
+        .success(),
+        "pg_ctl start failed"
+    );
 
-    let mut cfg = PostgresConfig::from_dsn(&format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"));
+    let mut cfg = PostgresConfig::from_dsn(&format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    ));
     cfg.connect_timeout = Duration::from_secs(2).into();
     cfg.query_timeout = Duration::from_secs(2).into();
     let mut c = PostgresCollector::new(&cfg);
@@ -175,11 +260,21 @@ async fn stopping_a_throwaway_postgres_flips_pg_up() {
         as_postgres(&bin, "pg_ctl", &["-D", d, "-m", "immediate", "stop"]);
         panic!("throwaway PostgreSQL not reachable: pg_up={up:?}");
     }
-    assert!(as_postgres(&bin, "pg_ctl", &["-D", d, "-m", "fast", "-w", "stop"]).success(), "pg_ctl stop failed");
+    assert!(
+        as_postgres(&bin, "pg_ctl", &["-D", d, "-m", "fast", "-w", "stop"]).success(),
+        "pg_ctl stop failed"
+    );
     let start = Instant::now();
     let f = c.collect().await;
     assert_eq!(value(&f, "pg_up", &[]), Some(0.0));
-    assert!(start.elapsed() < Duration::from_secs(5), "collection took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "collection took {:?}",
+        start.elapsed()
+    );
     // Only pg_up is reported for a server that is down.
-    assert_eq!(f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["pg_up"]);
+    assert_eq!(
+        f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["pg_up"]
+    );
 }

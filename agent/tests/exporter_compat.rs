@@ -92,7 +92,12 @@ fn shape(text: &str) -> Shape {
             .map(|t| t.as_prometheus_str().to_string())
             .unwrap_or_else(|| "untyped".into());
         let e = out.entry(name).or_insert_with(|| (kind, BTreeSet::new()));
-        e.1.extend(s.labels.iter().filter(|l| l.name != "__name__").map(|l| l.name.clone()));
+        e.1.extend(
+            s.labels
+                .iter()
+                .filter(|l| l.name != "__name__")
+                .map(|l| l.name.clone()),
+        );
     }
     out
 }
@@ -112,7 +117,10 @@ fn start(bin: &str, args: &[String], env: &[(&str, &str)]) -> Exporter {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Exporter(cmd.spawn().unwrap_or_else(|e| panic!("{bin} is installed: {e}")))
+    Exporter(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("{bin} is installed: {e}")),
+    )
 }
 
 async fn scrape(port: u16, must_contain: &str) -> String {
@@ -125,7 +133,10 @@ async fn scrape(port: u16, must_contain: &str) -> String {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "exporter on port {port} never served {must_contain}");
+        assert!(
+            Instant::now() < deadline,
+            "exporter on port {port} never served {must_contain}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -146,26 +157,39 @@ async fn names_types_and_labels_match_the_exporters() {
     );
     let _re = start(
         "/usr/bin/prometheus-redis-exporter",
-        &["--redis.addr=redis://127.0.0.1:6379".into(), format!("--web.listen-address=127.0.0.1:{rp}")],
+        &[
+            "--redis.addr=redis://127.0.0.1:6379".into(),
+            format!("--web.listen-address=127.0.0.1:{rp}"),
+        ],
         &[],
     );
     let mut theirs = shape(&scrape(np, "node_load1").await);
     theirs.extend(shape(&scrape(pp, "pg_up").await));
     theirs.extend(shape(&scrape(rp, "redis_up").await));
 
-    let mut families = vigil_agent::system::SystemCollector::new(&SystemConfig::default()).collect().await;
-    families.extend(vigil_agent::postgres::PostgresCollector::new(&PostgresConfig::from_dsn(dsn)).collect().await);
+    let mut families = vigil_agent::system::SystemCollector::new(&SystemConfig::default())
+        .collect()
+        .await;
     families.extend(
-        vigil_agent::redis_collector::RedisCollector::new(&RedisConfig::from_url("redis://127.0.0.1:6379"))
+        vigil_agent::postgres::PostgresCollector::new(&PostgresConfig::from_dsn(dsn))
             .collect()
             .await,
+    );
+    families.extend(
+        vigil_agent::redis_collector::RedisCollector::new(&RedisConfig::from_url(
+            "redis://127.0.0.1:6379",
+        ))
+        .collect()
+        .await,
     );
     let ours = shape(&render_text(families.iter()));
 
     let mut design_failures = Vec::new();
     let mut compared = 0;
     for (name, (their_type, their_labels)) in &theirs {
-        let Some((our_type, our_labels)) = ours.get(name) else { continue };
+        let Some((our_type, our_labels)) = ours.get(name) else {
+            continue;
+        };
         compared += 1;
         let mut diffs = Vec::new();
         if our_type != their_type {
@@ -187,12 +211,21 @@ async fn names_types_and_labels_match_the_exporters() {
                 println!("MISSING {name}: the exporter has it, the agent does not");
                 design_failures.push(format!("{name}: missing from the agent"));
             }
-            (false, true) => println!("NOTE {name}: only the agent exposes it here (exporter version or server state)"),
+            (false, true) => println!(
+                "NOTE {name}: only the agent exposes it here (exporter version or server state)"
+            ),
             (false, false) => println!("NOTE {name}: neither exposes it on this machine"),
             (true, true) => {}
         }
     }
     println!("compared {compared} metrics exposed by both");
-    assert!(compared >= 40, "too few common metrics ({compared}); did the exporters start?");
-    assert!(design_failures.is_empty(), "DESIGN §3 mismatches:\n{}", design_failures.join("\n"));
+    assert!(
+        compared >= 40,
+        "too few common metrics ({compared}); did the exporters start?"
+    );
+    assert!(
+        design_failures.is_empty(),
+        "DESIGN §3 mismatches:\n{}",
+        design_failures.join("\n")
+    );
 }

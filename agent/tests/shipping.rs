@@ -28,12 +28,22 @@ const SERIES: &[(&str, &str)] = &[("__name__", "node_boot_time_seconds")];
 /// Collections of the system collector so far, from the agent's own counter.
 async fn collections(agent: &AgentProc) -> u64 {
     let text = get_text(&agent.url("/metrics")).await;
-    metric(&text, "vigil_agent_collections_total", &[("collector", "system")]).unwrap_or(0.0) as u64
+    metric(
+        &text,
+        "vigil_agent_collections_total",
+        &[("collector", "system")],
+    )
+    .unwrap_or(0.0) as u64
 }
 
 fn assert_strictly_increasing(ts: &[i64]) {
     for w in ts.windows(2) {
-        assert!(w[0] < w[1], "samples out of order or duplicated: {} then {}", w[0], w[1]);
+        assert!(
+            w[0] < w[1],
+            "samples out of order or duplicated: {} then {}",
+            w[0],
+            w[1]
+        );
     }
 }
 
@@ -52,10 +62,17 @@ async fn wait_for_count(rx: &Receiver, want: usize, within: Duration) -> Vec<i64
 async fn outage_is_buffered_and_replayed_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rx = Receiver::start().await;
-    let agent = AgentProc::spawn(&config(&rx.url(), &dir.path().join("data")), dir.path(), &[]);
+    let agent = AgentProc::spawn(
+        &config(&rx.url(), &dir.path().join("data")),
+        dir.path(),
+        &[],
+    );
     agent.wait_healthy().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!rx.timestamps(SERIES).is_empty(), "nothing shipped while the receiver was up");
+    assert!(
+        !rx.timestamps(SERIES).is_empty(),
+        "nothing shipped while the receiver was up"
+    );
 
     // Outage: first the receiver fails every request, then it is gone.
     let outage_start = common_now_ms();
@@ -80,7 +97,10 @@ async fn outage_is_buffered_and_replayed_in_order() {
         ts.len()
     );
     assert_strictly_increasing(&ts);
-    let during = ts.iter().filter(|t| **t >= outage_start && **t <= outage_end).count();
+    let during = ts
+        .iter()
+        .filter(|t| **t >= outage_start && **t <= outage_end)
+        .count();
     let expected = OUTAGE.as_secs() as usize;
     assert!(
         during + 3 >= expected,
@@ -114,8 +134,18 @@ async fn buffer_survives_an_agent_restart_during_the_outage() {
     let ts = wait_for_count(&rx, c1 + c2, Duration::from_secs(30)).await;
     // One more collection may slip in between reading the first agent's
     // counter and its SIGTERM; nothing else may be extra or missing.
-    assert!(ts.len() >= c1 + c2, "{} of {} collections arrived", ts.len(), c1 + c2);
-    assert!(ts.len() <= c1 + c2 + 1, "{} samples for {} collections: duplicates", ts.len(), c1 + c2);
+    assert!(
+        ts.len() >= c1 + c2,
+        "{} of {} collections arrived",
+        ts.len(),
+        c1 + c2
+    );
+    assert!(
+        ts.len() <= c1 + c2 + 1,
+        "{} samples for {} collections: duplicates",
+        ts.len(),
+        c1 + c2
+    );
     assert_strictly_increasing(&ts);
 }
 

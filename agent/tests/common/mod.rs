@@ -34,7 +34,10 @@ pub struct Receiver {
     stop: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
-async fn write(State((samples, status)): State<(Arc<Mutex<Received>>, Arc<AtomicU16>)>, body: Bytes) -> StatusCode {
+async fn write(
+    State((samples, status)): State<(Arc<Mutex<Received>>, Arc<AtomicU16>)>,
+    body: Bytes,
+) -> StatusCode {
     let code = status.load(Ordering::SeqCst);
     if code != 204 {
         return StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -44,7 +47,8 @@ async fn write(State((samples, status)): State<(Arc<Mutex<Received>>, Arc<Atomic
     };
     let mut s = samples.lock();
     for ts in req.timeseries {
-        let mut key: Vec<(String, String)> = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+        let mut key: Vec<(String, String)> =
+            ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
         key.sort();
         let e = s.entry(key).or_default();
         e.extend(ts.samples.into_iter().map(|x| (x.timestamp, x.value)));
@@ -67,7 +71,9 @@ impl Receiver {
 
     /// (Re)starts serving on the same address.
     pub async fn up(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr).await.expect("bind receiver");
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("bind receiver");
         self.addr = listener.local_addr().expect("receiver address");
         let app = axum::Router::new()
             .route("/api/v1/write", post(write))
@@ -99,7 +105,10 @@ impl Receiver {
     pub fn timestamps(&self, want: &[(&str, &str)]) -> Vec<i64> {
         let s = self.samples.lock();
         s.iter()
-            .find(|(k, _)| want.iter().all(|(n, v)| k.iter().any(|(a, b)| a == n && b == v)))
+            .find(|(k, _)| {
+                want.iter()
+                    .all(|(n, v)| k.iter().any(|(a, b)| a == n && b == v))
+            })
             .map(|(_, v)| v.iter().map(|(t, _)| *t).collect())
             .unwrap_or_default()
     }
@@ -167,7 +176,9 @@ impl AgentProc {
                     assert!(status.success(), "agent exited with {status}");
                     return;
                 }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     let _ = self.child.kill();
                     panic!("agent did not exit within 20 s of SIGTERM");
@@ -188,14 +199,23 @@ impl Drop for AgentProc {
 
 /// GET a text body.
 pub async fn get_text(url: &str) -> String {
-    reqwest::get(url).await.expect("GET").text().await.expect("body")
+    reqwest::get(url)
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
 }
 
 /// The value of the first sample named `name` whose labels include `want`.
 pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    let exp = vigil_wire::exposition::parse(text, &Default::default()).expect("agent /metrics parses");
+    let exp =
+        vigil_wire::exposition::parse(text, &Default::default()).expect("agent /metrics parses");
     exp.samples
         .iter()
-        .find(|s| s.labels.metric_name() == Some(name) && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .find(|s| {
+            s.labels.metric_name() == Some(name)
+                && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
         .map(|s| s.value)
 }
