@@ -126,12 +126,11 @@ fn start(bin: &str, args: &[String], env: &[(&str, &str)]) -> Exporter {
 async fn scrape(port: u16, must_contain: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
-            if let Ok(t) = r.text().await {
-                if t.contains(must_contain) {
-                    return t;
-                }
-            }
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await
+            && let Ok(t) = r.text().await
+            && t.contains(must_contain)
+        {
+            return t;
         }
         assert!(
             Instant::now() < deadline,

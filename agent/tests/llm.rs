@@ -17,8 +17,10 @@ use vigil_agent::config::{Config, ModelPrice};
 /// port and returns its base URL and stop token.
 async fn start_agent() -> (String, CancellationToken, tokio::task::JoinHandle<()>) {
     let port = free_port();
-    let mut cfg = Config::default();
-    cfg.listen = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut cfg = Config {
+        listen: format!("127.0.0.1:{port}").parse().expect("addr"),
+        ..Config::default()
+    };
     cfg.remote_write.url = String::new();
     cfg.system.enabled = false;
     cfg.llm.prices.insert(
