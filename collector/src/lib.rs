@@ -1,1 +1,16 @@
-//! vigil collector library.
+//! The Vigil collector: an embedded time-series store behind Prometheus's
+//! HTTP API, PromQL, rule evaluation and Alertmanager-compatible alerting.
+//!
+//! `main.rs` parses the command line and calls into this library;
+//! [`server::run`] is `vigil serve`.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod params;
+pub mod queries;
+pub mod server;
+pub mod storage;
+pub mod telemetry;
+
+pub mod signals;

@@ -1,1 +1,159 @@
-fn main() {}
+//! `vigil`: the collector binary. Parses the command line, loads the
+//! configuration, starts logging and hands over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use vigil::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Observability and alerting for an AI agent platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector.
+    Serve(ServeArgs),
+    /// Check configuration or rule files without starting.
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
+    },
+    /// Run rule unit tests (promtool's test format).
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// YAML configuration file; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:9800).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data directory (default ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Rule file glob; repeatable.
+    #[arg(long = "rule-file")]
+    rule_files: Vec<String>,
+    /// Alertmanager configuration file.
+    #[arg(long)]
+    alerting_config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum CheckCommand {
+    /// Check a Vigil or Alertmanager configuration file.
+    Config { file: PathBuf },
+    /// Check rule files, like `promtool check rules`.
+    Rules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Run rule unit-test files, like `promtool test rules`.
+    Rules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            match serve(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("vigil: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { what } => exit(match what {
+            CheckCommand::Config { file } => check_config(&file),
+            CheckCommand::Rules { files } => {
+                eprintln!("{files:?}");
+                1
+            }
+        }),
+        Command::Test {
+            what: TestCommand::Rules { files },
+        } => {
+            eprintln!("{files:?}");
+            exit(1)
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> i32 {
+    match Config::load(path) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = args.listen {
+        cfg.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        cfg.data_dir = dir;
+    }
+    if !args.rule_files.is_empty() {
+        cfg.rules.files = args.rule_files;
+    }
+    if let Some(path) = args.alerting_config {
+        cfg.alerting_config = Some(path);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signals = vigil::signals::spawn(shutdown.clone())?;
+        vigil::server::run(cfg, shutdown, signals).await?;
+        Ok(())
+    })
+}

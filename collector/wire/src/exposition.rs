@@ -60,7 +60,8 @@ pub fn parse(text: &str, limits: &LabelLimits) -> Result<Exposition, ParseError>
             parse_comment(comment, &mut out.metadata).map_err(err)?;
             continue;
         }
-        out.samples.push(parse_sample_line(line, limits).map_err(err)?);
+        out.samples
+            .push(parse_sample_line(line, limits).map_err(err)?);
     }
     Ok(out)
 }
@@ -134,12 +135,17 @@ fn unescape_help(s: &str) -> String {
 fn parse_sample_line(line: &str, limits: &LabelLimits) -> Result<ParsedSample, String> {
     let bytes = line.as_bytes();
     let mut pos = 0;
-    while pos < bytes.len() && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_' || bytes[pos] == b':') {
+    while pos < bytes.len()
+        && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_' || bytes[pos] == b':')
+    {
         pos += 1;
     }
     let name = &line[..pos];
     if name.is_empty() || !is_valid_metric_name(name) {
-        return Err(format!("invalid metric name at start of {:?}", truncate(line)));
+        return Err(format!(
+            "invalid metric name at start of {:?}",
+            truncate(line)
+        ));
     }
     let mut pairs: Vec<(String, String)> = vec![(METRIC_NAME_LABEL.to_string(), name.to_string())];
     let rest = &line[pos..];
@@ -151,7 +157,9 @@ fn parse_sample_line(line: &str, limits: &LabelLimits) -> Result<ParsedSample, S
         rest
     };
     let mut fields = rest.split_whitespace();
-    let value_str = fields.next().ok_or_else(|| "missing sample value".to_string())?;
+    let value_str = fields
+        .next()
+        .ok_or_else(|| "missing sample value".to_string())?;
     let value = parse_value(value_str)?;
     let timestamp_ms = match fields.next() {
         None => None,
@@ -224,7 +232,9 @@ fn parse_label_block(s: &str) -> Result<(Vec<(String, String)>, usize), String> 
                     Some((_, '\\')) => value.push('\\'),
                     Some((_, '"')) => value.push('"'),
                     Some((_, other)) => {
-                        return Err(format!("invalid escape \\{other} in value of label {name:?}"));
+                        return Err(format!(
+                            "invalid escape \\{other} in value of label {name:?}"
+                        ));
                     }
                     None => break,
                 },
@@ -241,7 +251,11 @@ fn parse_label_block(s: &str) -> Result<(Vec<(String, String)>, usize), String> 
         match bytes.get(pos) {
             Some(b',') => pos += 1,
             Some(b'}') => {}
-            _ => return Err(format!("expected ',' or '}}' after value of label {name:?}")),
+            _ => {
+                return Err(format!(
+                    "expected ',' or '}}' after value of label {name:?}"
+                ));
+            }
         }
     }
 }
@@ -255,7 +269,8 @@ pub fn parse_value(s: &str) -> Result<f64, String> {
         "NaN" | "nan" => return Ok(f64::NAN),
         _ => {}
     }
-    s.parse::<f64>().map_err(|_| format!("invalid sample value {s:?}"))
+    s.parse::<f64>()
+        .map_err(|_| format!("invalid sample value {s:?}"))
 }
 
 fn truncate(s: &str) -> &str {
@@ -352,7 +367,10 @@ up 1
         assert_eq!(e.samples[3].value, f64::INFINITY);
         let meta = &e.metadata["node_cpu_seconds_total"];
         assert_eq!(meta.metric_type, Some(MetricType::Counter));
-        assert_eq!(meta.help.as_deref(), Some("Seconds the CPUs spent in each mode."));
+        assert_eq!(
+            meta.help.as_deref(),
+            Some("Seconds the CPUs spent in each mode.")
+        );
     }
 
     #[test]

@@ -41,9 +41,17 @@ pub enum LabelError {
     #[error("label value for {0:?} is not valid UTF-8")]
     InvalidValue(String),
     #[error("label name {name:?} is {len} bytes long, over the limit of {limit}")]
-    NameTooLong { name: String, len: usize, limit: usize },
+    NameTooLong {
+        name: String,
+        len: usize,
+        limit: usize,
+    },
     #[error("value of label {name:?} is {len} bytes long, over the limit of {limit}")]
-    ValueTooLong { name: String, len: usize, limit: usize },
+    ValueTooLong {
+        name: String,
+        len: usize,
+        limit: usize,
+    },
     #[error("{count} labels, over the limit of {limit}")]
     TooMany { count: usize, limit: usize },
 }
@@ -160,7 +168,9 @@ impl Labels {
         let labels = Self(v);
         match labels.get(METRIC_NAME_LABEL) {
             None => Err(LabelError::MissingMetricName),
-            Some(n) if !is_valid_metric_name(n) => Err(LabelError::InvalidMetricName(n.to_string())),
+            Some(n) if !is_valid_metric_name(n) => {
+                Err(LabelError::InvalidMetricName(n.to_string()))
+            }
             Some(_) => Ok(labels),
         }
     }
@@ -230,7 +240,7 @@ impl Labels {
         Self(
             self.0
                 .iter()
-                .filter(|l| names.iter().any(|n| *n == l.name))
+                .filter(|l| names.contains(&l.name))
                 .cloned()
                 .collect(),
         )
@@ -241,7 +251,7 @@ impl Labels {
         Self(
             self.0
                 .iter()
-                .filter(|l| !names.iter().any(|n| *n == l.name))
+                .filter(|l| !names.contains(&l.name))
                 .cloned()
                 .collect(),
         )
@@ -253,7 +263,13 @@ impl Labels {
     pub fn stable_hash(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for l in &self.0 {
-            for b in l.name.bytes().chain([0xff]).chain(l.value.bytes()).chain([0xff]) {
+            for b in l
+                .name
+                .bytes()
+                .chain([0xff])
+                .chain(l.value.bytes())
+                .chain([0xff])
+            {
                 h ^= u64::from(b);
                 h = h.wrapping_mul(0x0100_0000_01b3);
             }
@@ -273,7 +289,12 @@ impl fmt::Display for Labels {
                 write!(f, ", ")?;
             }
             first = false;
-            write!(f, "{}=\"{}\"", l.name, crate::exposition::escape_label_value(&l.value))?;
+            write!(
+                f,
+                "{}=\"{}\"",
+                l.name,
+                crate::exposition::escape_label_value(&l.value)
+            )?;
         }
         write!(f, "}}")
     }
@@ -299,7 +320,11 @@ mod tests {
     #[test]
     fn validation_rejects_bad_input() {
         let lim = LabelLimits::default();
-        let p = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let p = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
             Labels::try_from_pairs(p(&[("__name__", "up"), ("a-b", "x")]), &lim),
             Err(LabelError::InvalidName("a-b".into()))
@@ -316,7 +341,9 @@ mod tests {
             Labels::try_from_pairs(p(&[("__name__", "1up")]), &lim),
             Err(LabelError::InvalidMetricName("1up".into()))
         );
-        assert!(Labels::try_from_pairs(p(&[("__name__", "ns:up_total"), ("job", "x")]), &lim).is_ok());
+        assert!(
+            Labels::try_from_pairs(p(&[("__name__", "ns:up_total"), ("job", "x")]), &lim).is_ok()
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ impl PartialEq for Matcher {
 impl Eq for Matcher {}
 
 impl Matcher {
-    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self, MatcherError> {
+    pub fn new(
+        name: impl Into<String>,
+        op: MatchOp,
+        value: impl Into<String>,
+    ) -> Result<Self, MatcherError> {
         let value = value.into();
         let regex = match op {
             MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(
@@ -128,11 +132,31 @@ mod tests {
     #[test]
     fn regex_is_anchored_and_absent_is_empty() {
         let l = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
-        assert!(Matcher::new("job", MatchOp::RegexMatch, "no.*").expect("ok").matches(&l));
-        assert!(!Matcher::new("job", MatchOp::RegexMatch, "no").expect("ok").matches(&l));
-        assert!(Matcher::new("absent", MatchOp::Equal, "").expect("ok").matches(&l));
-        assert!(Matcher::new("absent", MatchOp::RegexMatch, ".*").expect("ok").matches_empty());
-        assert!(!Matcher::new("job", MatchOp::NotEqual, "node").expect("ok").matches(&l));
+        assert!(
+            Matcher::new("job", MatchOp::RegexMatch, "no.*")
+                .expect("ok")
+                .matches(&l)
+        );
+        assert!(
+            !Matcher::new("job", MatchOp::RegexMatch, "no")
+                .expect("ok")
+                .matches(&l)
+        );
+        assert!(
+            Matcher::new("absent", MatchOp::Equal, "")
+                .expect("ok")
+                .matches(&l)
+        );
+        assert!(
+            Matcher::new("absent", MatchOp::RegexMatch, ".*")
+                .expect("ok")
+                .matches_empty()
+        );
+        assert!(
+            !Matcher::new("job", MatchOp::NotEqual, "node")
+                .expect("ok")
+                .matches(&l)
+        );
         assert!(Matcher::new("x", MatchOp::RegexMatch, "(").is_err());
     }
 }

@@ -119,7 +119,10 @@ pub enum DecodeError {
 
 /// Decodes a snappy-block-compressed `WriteRequest`, refusing bodies that
 /// would decompress past `max_decompressed` bytes before allocating them.
-pub fn decode_write_request(body: &[u8], max_decompressed: usize) -> Result<WriteRequest, DecodeError> {
+pub fn decode_write_request(
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<WriteRequest, DecodeError> {
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > max_decompressed {
         return Err(DecodeError::TooLarge {
@@ -139,7 +142,9 @@ pub fn encode_write_request(req: &WriteRequest) -> Vec<u8> {
     // Compressing an in-memory buffer cannot fail except past snappy's
     // 4 GiB input limit, which a request never approaches; fall back to an
     // empty body that the receiver will reject loudly rather than panic.
-    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
+    snap::raw::Encoder::new()
+        .compress_vec(&raw)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -193,14 +198,22 @@ mod tests {
         let body = snap::raw::Encoder::new()
             .compress_vec(b"\x0a\xff\xff\xff\xff\x0fgarbage")
             .expect("compress");
-        assert!(matches!(decode_write_request(&body, 1 << 20), Err(DecodeError::Protobuf(_))));
+        assert!(matches!(
+            decode_write_request(&body, 1 << 20),
+            Err(DecodeError::Protobuf(_))
+        ));
     }
 
     #[test]
     fn decompression_bomb_is_refused_before_allocation() {
         let big = vec![0u8; 1 << 20];
-        let body = snap::raw::Encoder::new().compress_vec(&big).expect("compress");
-        assert!(matches!(decode_write_request(&body, 1024), Err(DecodeError::TooLarge { .. })));
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&big)
+            .expect("compress");
+        assert!(matches!(
+            decode_write_request(&body, 1024),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 
     proptest::proptest! {

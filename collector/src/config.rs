@@ -1,0 +1,349 @@
+//! The collector's configuration: a YAML file whose every field is optional,
+//! overridden by command-line flags, with embedded defaults that run Vigil
+//! with no file at all.
+//!
+//! Durations are written as Prometheus users write them (`30s`, `5m`, `15d`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// A duration in Prometheus notation (`1h30m`, `15d`, `250ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for PromDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(PromDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses Prometheus's duration notation: one or more `<number><unit>` with
+/// units `ms`, `s`, `m`, `h`, `d`, `w`, `y` (365 days), largest first.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total_ms: u128 = 0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("invalid duration {s:?}: expected a number"));
+        }
+        let n: u128 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        let ms: u128 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => return Err(format!("invalid duration {s:?}: unknown unit {unit:?}")),
+        };
+        total_ms = total_ms
+            .checked_add(
+                n.checked_mul(ms)
+                    .ok_or_else(|| format!("duration {s:?} overflows"))?,
+            )
+            .ok_or_else(|| format!("duration {s:?} overflows"))?;
+        rest = &rest[unit_len..];
+    }
+    let ms = u64::try_from(total_ms).map_err(|_| format!("duration {s:?} overflows"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+/// A size in bytes, written as `512MB`, `10GiB` or a plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => parse_bytes(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(|b| b.is_ascii_digit()).count();
+    let n: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}"))?;
+    let mult: u64 = match s[digits..].trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        u => return Err(format!("invalid size {s:?}: unknown unit {u:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} overflows"))
+}
+
+/// The whole collector configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the database, the alerting state and models.
+    pub data_dir: PathBuf,
+    /// The externally reachable URL of this collector (used in alert links).
+    pub external_url: Option<String>,
+    /// Labels added to alerts and to remote-written series, as Prometheus's
+    /// `global.external_labels`.
+    pub external_labels: std::collections::BTreeMap<String, String>,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub query: QueryConfig,
+    pub rules: RulesConfig,
+    /// Path to an Alertmanager configuration file, taken unchanged.
+    pub alerting_config: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9800)),
+            data_dir: PathBuf::from("./data"),
+            external_url: None,
+            external_labels: Default::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            query: QueryConfig::default(),
+            rules: RulesConfig::default(),
+            alerting_config: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Samples older than this are deleted (default 15d).
+    pub retention: PromDuration,
+    /// Oldest data is deleted once the database exceeds this size.
+    pub retention_size: Option<ByteSize>,
+    /// `normal` (survives a crash of the process) or `full` (fsync every
+    /// commit; survives power loss).
+    pub sync: SyncSetting,
+    /// Samples newer than now plus this are rejected.
+    pub max_future: PromDuration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            retention: PromDuration(Duration::from_secs(15 * 86_400)),
+            retention_size: None,
+            sync: SyncSetting::Normal,
+            max_future: PromDuration(Duration::from_secs(600)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncSetting {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest accepted request body (compressed, as sent).
+    pub max_body_bytes: ByteSize,
+    /// Largest accepted remote_write body after snappy decompression.
+    pub max_decompressed_bytes: ByteSize,
+    /// Most series accepted in one write request.
+    pub max_series_per_request: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    pub max_labels_per_series: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: ByteSize(32 << 20),
+            max_decompressed_bytes: ByteSize(256 << 20),
+            max_series_per_request: 100_000,
+            max_label_name_length: 1024,
+            max_label_value_length: 4096,
+            max_labels_per_series: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    pub timeout: PromDuration,
+    pub max_samples: usize,
+    pub max_concurrency: usize,
+    pub lookback_delta: PromDuration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout: PromDuration(Duration::from_secs(120)),
+            max_samples: 50_000_000,
+            max_concurrency: 20,
+            lookback_delta: PromDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Glob patterns of rule files (Prometheus format, and Vigil's anomaly
+    /// rule files).
+    pub files: Vec<String>,
+    /// Default evaluation interval of groups without their own.
+    pub evaluation_interval: PromDuration,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            evaluation_interval: PromDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl Config {
+    /// Loads a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: origin.to_string(),
+            reason: e.to_string(),
+        })?;
+        cfg.validate().map_err(|reason| ConfigError::Invalid {
+            path: origin.to_string(),
+            reason,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.query.max_concurrency == 0 {
+            return Err("query.max_concurrency must be at least 1".into());
+        }
+        if self.storage.retention.0.is_zero() {
+            return Err("storage.retention must be positive".into());
+        }
+        for name in self.external_labels.keys() {
+            if !vigil_wire::labels::is_valid_label_name(name) {
+                return Err(format!("external_labels: invalid label name {name:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn label_limits(&self) -> vigil_wire::labels::LabelLimits {
+        vigil_wire::labels::LabelLimits {
+            max_name_len: self.limits.max_label_name_length,
+            max_value_len: self.limits.max_label_value_length,
+            max_labels: self.limits.max_labels_per_series,
+        }
+    }
+
+    pub fn external_url(&self) -> String {
+        self.external_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_prometheus_notation() {
+        assert_eq!(parse_duration("15d"), Ok(Duration::from_secs(15 * 86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::parse("", "x").expect("parses");
+        assert_eq!(c.listen.port(), 9800);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_a_position() {
+        let err = Config::parse("listen: 127.0.0.1:1\nstorage:\n  retension: 1d\n", "c.yml")
+            .expect_err("rejects");
+        let msg = err.to_string();
+        assert!(msg.contains("c.yml"), "{msg}");
+        assert!(msg.contains("retension"), "{msg}");
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/vigil.example.yml");
+        Config::load(&path).expect("the example configuration loads");
+    }
+}

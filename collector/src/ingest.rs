@@ -1,0 +1,274 @@
+//! Ingestion: Prometheus remote_write 1.0 and the text exposition format.
+//!
+//! A request is validated whole before anything reaches the store: a bad
+//! label, a sample too far in the future or a series over the limit refuses
+//! the request with 400 and stores nothing. Samples the store itself refuses
+//! (out of order, conflicting duplicates, too old) are counted and reported
+//! in a 400, while the valid samples of the same request are kept; unlike
+//! Prometheus, which drops the whole batch, so a re-sent batch is never lost.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use vigil_tsdb::{AppendOutcome, MetricMeta, SeriesSamples};
+use vigil_wire::exposition::{self, FamilyMetadata};
+use vigil_wire::remote_write::{self, MetricType};
+use vigil_wire::{Labels, Sample};
+
+use crate::params::now_ms;
+use crate::server::App;
+
+/// Why a request was refused before touching the store.
+#[derive(Debug)]
+struct Refusal {
+    reason: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+fn refuse(app: &App, r: Refusal) -> Response {
+    app.telemetry.request_rejected(r.reason);
+    tracing::debug!(reason = r.reason, message = %r.message, "ingest request refused");
+    (StatusCode::BAD_REQUEST, format!("{}\n", r.message)).into_response()
+}
+
+/// `POST /api/v1/write`.
+pub async fn remote_write(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    app.telemetry
+        .write_requests_total
+        .fetch_add(1, Ordering::Relaxed);
+    if let Some(enc) = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        && !enc.eq_ignore_ascii_case("snappy")
+    {
+        return refuse(
+            &app,
+            Refusal::new(
+                "bad_encoding",
+                format!(
+                    "unsupported Content-Encoding {enc:?}: remote_write bodies are snappy-compressed"
+                ),
+            ),
+        );
+    }
+    let worker = app.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let req = remote_write::decode_write_request(
+            &body,
+            worker.cfg.limits.max_decompressed_bytes.0 as usize,
+        )
+        .map_err(|e| Refusal::new("malformed", format!("malformed remote_write body: {e}")))?;
+        let batch = validate_remote_write(&worker, &req)?;
+        let metadata: Vec<(String, MetricMeta)> = req
+            .metadata
+            .iter()
+            .filter(|m| vigil_wire::labels::is_valid_metric_name(&m.metric_family_name))
+            .map(|m| {
+                (
+                    m.metric_family_name.clone(),
+                    MetricMeta {
+                        metric_type: MetricType::try_from(m.r#type).unwrap_or(MetricType::Unknown),
+                        help: m.help.clone(),
+                        unit: m.unit.clone(),
+                    },
+                )
+            })
+            .collect();
+        Ok::<_, Refusal>(store(&worker, batch, metadata))
+    })
+    .await;
+    finish(&app, result)
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct ImportParams {
+    /// Timestamp (ms) for samples without one; defaults to now.
+    timestamp: Option<i64>,
+}
+
+/// `POST /api/v1/import/prometheus`: a text exposition, as VictoriaMetrics
+/// accepts it. Samples without a timestamp get the request time.
+pub async fn import_prometheus(
+    State(app): State<Arc<App>>,
+    Query(params): Query<ImportParams>,
+    body: Bytes,
+) -> Response {
+    app.telemetry
+        .import_requests_total
+        .fetch_add(1, Ordering::Relaxed);
+    let worker = app.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body)
+            .map_err(|e| Refusal::new("malformed", format!("body is not UTF-8: {e}")))?;
+        let parsed = exposition::parse(text, &worker.cfg.label_limits())
+            .map_err(|e| Refusal::new("malformed", format!("malformed exposition: {e}")))?;
+        let now = now_ms();
+        let default_ts = params.timestamp.unwrap_or(now);
+        let mut by_series: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        for s in parsed.samples {
+            by_series
+                .entry(s.labels)
+                .or_default()
+                .push(Sample::new(s.timestamp_ms.unwrap_or(default_ts), s.value));
+        }
+        if by_series.len() > worker.cfg.limits.max_series_per_request {
+            return Err(Refusal::new(
+                "too_many_series",
+                format!(
+                    "{} series in one request, over the limit of {}",
+                    by_series.len(),
+                    worker.cfg.limits.max_series_per_request
+                ),
+            ));
+        }
+        let max_ts = now + worker.cfg.storage.max_future.0.as_millis() as i64;
+        let mut batch = Vec::with_capacity(by_series.len());
+        for (labels, mut samples) in by_series {
+            if let Some(s) = samples.iter().find(|s| s.timestamp_ms > max_ts) {
+                return Err(future_refusal(&labels, s.timestamp_ms, now));
+            }
+            samples.sort_by_key(|s| s.timestamp_ms);
+            batch.push(SeriesSamples { labels, samples });
+        }
+        let metadata = parsed
+            .metadata
+            .into_iter()
+            .map(|(name, m): (String, FamilyMetadata)| {
+                (
+                    name,
+                    MetricMeta {
+                        metric_type: m.metric_type.unwrap_or(MetricType::Unknown),
+                        help: m.help.unwrap_or_default(),
+                        unit: m.unit.unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        Ok(store(&worker, batch, metadata))
+    })
+    .await;
+    finish(&app, result)
+}
+
+fn future_refusal(labels: &Labels, ts: i64, now: i64) -> Refusal {
+    Refusal::new(
+        "too_far_in_future",
+        format!(
+            "sample of {labels} at {ts} ms is {} s in the future; refusing the request",
+            (ts - now) / 1000
+        ),
+    )
+}
+
+fn validate_remote_write(
+    app: &App,
+    req: &remote_write::WriteRequest,
+) -> Result<Vec<SeriesSamples>, Refusal> {
+    let limits = &app.cfg.limits;
+    if req.timeseries.len() > limits.max_series_per_request {
+        return Err(Refusal::new(
+            "too_many_series",
+            format!(
+                "{} series in one request, over the limit of {}",
+                req.timeseries.len(),
+                limits.max_series_per_request
+            ),
+        ));
+    }
+    let label_limits = app.cfg.label_limits();
+    let now = now_ms();
+    let max_ts = now + app.cfg.storage.max_future.0.as_millis() as i64;
+    let mut batch = Vec::with_capacity(req.timeseries.len());
+    for (i, ts) in req.timeseries.iter().enumerate() {
+        let labels = Labels::try_from_pairs(
+            ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())),
+            &label_limits,
+        )
+        .map_err(|e| Refusal::new("invalid_labels", format!("series {i}: {e}")))?;
+        let mut samples: Vec<Sample> = ts
+            .samples
+            .iter()
+            .map(|s| Sample::new(s.timestamp, s.value))
+            .collect();
+        if let Some(s) = samples.iter().find(|s| s.timestamp_ms > max_ts) {
+            return Err(future_refusal(&labels, s.timestamp_ms, now));
+        }
+        // Senders order samples per series; sort defensively so that a
+        // reordered batch is not mistaken for out-of-order data.
+        samples.sort_by_key(|s| s.timestamp_ms);
+        batch.push(SeriesSamples { labels, samples });
+    }
+    Ok(batch)
+}
+
+/// What the store made of a validated request.
+enum Stored {
+    Ok(AppendOutcome),
+    Failed(String),
+}
+
+fn store(app: &App, batch: Vec<SeriesSamples>, metadata: Vec<(String, MetricMeta)>) -> Stored {
+    for (name, meta) in metadata {
+        if let Err(e) = app.db.set_metadata(&name, meta) {
+            tracing::warn!(error = %e, metric = %name, "failed to store metric metadata");
+        }
+    }
+    if batch.is_empty() {
+        return Stored::Ok(AppendOutcome::default());
+    }
+    match app.db.append(batch, now_ms()) {
+        Ok(outcome) => Stored::Ok(outcome),
+        Err(e) => Stored::Failed(e.to_string()),
+    }
+}
+
+fn finish(app: &App, result: Result<Result<Stored, Refusal>, tokio::task::JoinError>) -> Response {
+    match result {
+        Err(e) => {
+            tracing::error!(error = %e, "ingest worker failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+        Ok(Err(refusal)) => refuse(app, refusal),
+        Ok(Ok(Stored::Failed(e))) => {
+            tracing::error!(error = %e, "append failed; request not acknowledged");
+            app.telemetry.request_rejected("storage_error");
+            // 5xx: the sender keeps the batch and retries.
+            (StatusCode::SERVICE_UNAVAILABLE, "storage error; retry\n").into_response()
+        }
+        Ok(Ok(Stored::Ok(outcome))) => {
+            let rejected: u64 = outcome.rejected.values().sum();
+            if rejected == 0 {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            let mut parts = Vec::new();
+            for (reason, n) in &outcome.rejected {
+                app.telemetry.samples_rejected(&reason.to_string(), *n);
+                parts.push(format!("{reason}={n}"));
+            }
+            let msg = format!(
+                "{} samples stored, {rejected} rejected ({})\n",
+                outcome.accepted,
+                parts.join(", ")
+            );
+            (StatusCode::BAD_REQUEST, msg).into_response()
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The collector's own metrics, served on `/metrics` in the Prometheus text
+//! format. Each event is counted in one place, next to the log line for it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use vigil_wire::exposition::format_value;
+
+/// Counters for the ingest and query paths.
+#[derive(Default)]
+pub struct Telemetry {
+    pub write_requests_total: AtomicU64,
+    pub import_requests_total: AtomicU64,
+    /// Requests refused before touching the store, by reason.
+    pub requests_rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Samples refused, by reason (validation here, plus the store's).
+    pub samples_rejected: Mutex<BTreeMap<String, u64>>,
+    pub queries_total: AtomicU64,
+    pub query_errors: Mutex<BTreeMap<&'static str, u64>>,
+    pub query_seconds_sum_micros: AtomicU64,
+}
+
+impl Telemetry {
+    pub fn request_rejected(&self, reason: &'static str) {
+        *self.requests_rejected.lock().entry(reason).or_insert(0) += 1;
+    }
+
+    pub fn samples_rejected(&self, reason: &str, n: u64) {
+        if n > 0 {
+            *self
+                .samples_rejected
+                .lock()
+                .entry(reason.to_string())
+                .or_insert(0) += n;
+        }
+    }
+
+    pub fn query_error(&self, error_type: &'static str) {
+        *self.query_errors.lock().entry(error_type).or_insert(0) += 1;
+    }
+
+    pub fn render(&self, out: &mut String) {
+        counter(
+            out,
+            "vigil_write_requests_total",
+            "Remote-write requests received.",
+            self.write_requests_total.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "vigil_import_requests_total",
+            "Text-exposition import requests received.",
+            self.import_requests_total.load(Ordering::Relaxed),
+        );
+        labelled_counter(
+            out,
+            "vigil_ingest_requests_rejected_total",
+            "Ingest requests refused whole, by reason; nothing of them was stored.",
+            "reason",
+            self.requests_rejected
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v)),
+        );
+        labelled_counter(
+            out,
+            "vigil_samples_rejected_total",
+            "Samples refused, by reason.",
+            "reason",
+            self.samples_rejected
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), *v)),
+        );
+        counter(
+            out,
+            "vigil_queries_total",
+            "PromQL queries answered.",
+            self.queries_total.load(Ordering::Relaxed),
+        );
+        labelled_counter(
+            out,
+            "vigil_query_errors_total",
+            "PromQL queries that failed, by errorType.",
+            "error_type",
+            self.query_errors
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v)),
+        );
+        let secs = self.query_seconds_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "# HELP vigil_query_duration_seconds_sum Total time spent evaluating queries."
+        );
+        let _ = writeln!(out, "# TYPE vigil_query_duration_seconds_sum counter");
+        let _ = writeln!(
+            out,
+            "vigil_query_duration_seconds_sum {}",
+            format_value(secs)
+        );
+    }
+}
+
+pub fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+    );
+}
+
+pub fn gauge(out: &mut String, name: &str, help: &str, v: f64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+        format_value(v)
+    );
+}
+
+pub fn labelled_counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: impl Iterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (k, v) in values {
+        let _ = writeln!(
+            out,
+            "{name}{{{label}=\"{}\"}} {v}",
+            vigil_wire::exposition::escape_label_value(&k)
+        );
+    }
+}
