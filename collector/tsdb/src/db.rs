@@ -110,6 +110,13 @@ impl Db {
             }
         }
 
+        let max_t_seen = state
+            .series
+            .iter()
+            .flatten()
+            .filter_map(|s| s.last.map(|(t, _)| t))
+            .max()
+            .unwrap_or(i64::MIN);
         let (chunk_count, chunk_bytes, chunk_samples) = store::chunk_totals(&conn)?;
         info!(
             series = state.live,
@@ -136,6 +143,7 @@ impl Db {
             next_series_id,
             next_wal_id,
             last_trim: Instant::now(),
+            max_t_seen,
         };
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()

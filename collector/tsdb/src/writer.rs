@@ -101,6 +101,9 @@ pub struct Writer {
     pub next_series_id: SeriesId,
     pub next_wal_id: u64,
     pub last_trim: Instant,
+    /// Newest timestamp accepted so far: the store's notion of "now" in data
+    /// time, used to cut heads of series that stopped receiving samples.
+    pub max_t_seen: i64,
 }
 
 struct AppendReq {
@@ -184,6 +187,10 @@ impl Writer {
         let mut new_series: Vec<(SeriesId, Labels)> = Vec::new();
         let mut accepted: Vec<(SeriesId, Vec<Sample>)> = Vec::new();
         let first_new_id = self.next_series_id;
+        let trim_due = self.last_trim.elapsed() >= WAL_TRIM_INTERVAL;
+        if trim_due {
+            self.cut_idle_heads();
+        }
         let (to_store, trim_below) = {
             let st = self.shared.state.read();
             for (req, out) in group.iter_mut().zip(outcomes.iter_mut()) {
@@ -242,7 +249,7 @@ impl Writer {
                 }
             }
             let to_store = pending_chunks(&st);
-            let trim_below = (self.last_trim.elapsed() >= WAL_TRIM_INTERVAL).then(|| {
+            let trim_below = trim_due.then(|| {
                 // After this commit only heads (and this group's record) remain in memory.
                 let heads = st
                     .series
@@ -294,6 +301,11 @@ impl Writer {
         }
 
         let stored_samples: u64 = accepted.iter().map(|(_, s)| s.len() as u64).sum();
+        for (_, samples) in &accepted {
+            if let Some(last) = samples.last() {
+                self.max_t_seen = self.max_t_seen.max(last.timestamp_ms);
+            }
+        }
         {
             let mut st = self.shared.state.write();
             for (id, labels) in new_series {
@@ -325,6 +337,31 @@ impl Writer {
         }
         for (req, out) in group.into_iter().zip(outcomes) {
             let _ = req.reply.send(Ok(out));
+        }
+    }
+
+    /// Cuts heads that opened more than a chunk duration before the newest
+    /// data. Without this, a series that stops receiving samples would keep
+    /// its head, and the wal record holding it, forever.
+    fn cut_idle_heads(&mut self) {
+        let horizon = self
+            .max_t_seen
+            .saturating_sub(self.shared.opts.chunk_max_duration_ms);
+        let mut st = self.shared.state.write();
+        let idle: Vec<SeriesId> = st
+            .series
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| {
+                let s = s.as_ref()?;
+                (!s.head.is_empty() && s.head.first_t() < horizon).then_some(id as SeriesId)
+            })
+            .collect();
+        for id in idle {
+            if let Some(s) = st.get_mut(id) {
+                s.cut();
+                st.cut_ids.push(id);
+            }
         }
     }
 

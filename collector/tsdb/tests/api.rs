@@ -334,7 +334,10 @@ fn concurrent_appends_are_group_committed() {
 #[test]
 fn reads_during_writes_and_flushes_see_consistent_data() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = Options { chunk_max_samples: 5, ..Options::default() };
+    let opts = Options {
+        chunk_max_samples: 5,
+        ..Options::default()
+    };
     let db = Arc::new(Db::open(dir.path(), opts).expect("open"));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let total = 400;
@@ -343,7 +346,8 @@ fn reads_during_writes_and_flushes_see_consistent_data() {
         std::thread::spawn(move || {
             for i in 0..total {
                 let t = NOW + i * 10;
-                db.append(vec![one("r", "a", vec![Sample::new(t, i as f64)])], t).expect("append");
+                db.append(vec![one("r", "a", vec![Sample::new(t, i as f64)])], t)
+                    .expect("append");
                 if i % 37 == 36 {
                     db.flush().expect("flush");
                 }
@@ -359,13 +363,19 @@ fn reads_during_writes_and_flushes_see_consistent_data() {
                 let mut rounds = 0;
                 while !done.load(std::sync::atomic::Ordering::SeqCst) || rounds == 0 {
                     rounds += 1;
-                    let got = db.select(&[Matcher::equal("__name__", "r")], i64::MIN, i64::MAX).expect("select");
+                    let got = db
+                        .select(&[Matcher::equal("__name__", "r")], i64::MIN, i64::MAX)
+                        .expect("select");
                     let samples = got.first().map(|s| s.samples.clone()).unwrap_or_default();
                     // Every prefix of the appended sequence, never a gap or a repeat.
                     for (i, s) in samples.iter().enumerate() {
                         assert_eq!(*s, Sample::new(NOW + i as i64 * 10, i as f64));
                     }
-                    assert!(samples.len() >= seen, "went back from {seen} to {}", samples.len());
+                    assert!(
+                        samples.len() >= seen,
+                        "went back from {seen} to {}",
+                        samples.len()
+                    );
                     seen = samples.len();
                 }
                 seen
@@ -376,6 +386,57 @@ fn reads_during_writes_and_flushes_see_consistent_data() {
     for r in readers {
         assert!(r.join().expect("reader") <= total as usize);
     }
-    let got = db.select(&[Matcher::equal("__name__", "r")], i64::MIN, i64::MAX).expect("select");
+    let got = db
+        .select(&[Matcher::equal("__name__", "r")], i64::MIN, i64::MAX)
+        .expect("select");
     assert_eq!(got[0].samples.len(), total as usize);
+}
+
+#[test]
+fn idle_series_do_not_pin_the_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        chunk_max_duration_ms: 60_000,
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts.clone()).expect("open");
+    // "gone" gets two samples, then its target disappears; "live" goes on.
+    db.append(
+        vec![one(
+            "gone",
+            "a",
+            vec![Sample::new(NOW, 1.0), Sample::new(NOW + 15_000, 1.0)],
+        )],
+        NOW,
+    )
+    .expect("append");
+    // (oldest wal record id, record count)
+    let wal_rows = |db: &Db| -> (i64, i64) {
+        let conn = rusqlite::Connection::open(db.path()).expect("inspect");
+        conn.query_row("SELECT min(id), count(*) FROM wal", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("count")
+    };
+    for i in 0..20 {
+        let t = NOW + i * 15_000;
+        db.append(vec![one("live", "a", vec![Sample::new(t, i as f64)])], t)
+            .expect("append");
+    }
+    // The wal is trimmed at most once a second, on the next commit.
+    std::thread::sleep(Duration::from_millis(1100));
+    let t = NOW + 20 * 15_000;
+    db.append(vec![one("live", "a", vec![Sample::new(t, 20.0)])], t)
+        .expect("append");
+    // Record 1 (the idle series' samples) is gone; what is left is what the
+    // live head still needs (4 samples since its last cut) plus the newest.
+    assert_eq!(wal_rows(&db), (18, 5));
+    // The idle head became a stored chunk and survives a restart.
+    drop(db);
+    let db = Db::open(dir.path(), opts).expect("reopen");
+    let got = db
+        .select(&[Matcher::equal("__name__", "gone")], i64::MIN, i64::MAX)
+        .expect("select");
+    assert_eq!(got[0].samples.len(), 2);
+    assert!(db.stats().chunk_count >= 1);
 }
