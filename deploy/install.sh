@@ -122,28 +122,6 @@ install_config() {
     fi
 }
 
-# The Alertmanager-format file the collector unit passes with
-# --alerting-config: the alerting owner's commented example when the
-# repository has one, otherwise a minimal valid routing tree with one
-# receiver that sends nowhere (alerts still show in /api/v2/alerts).
-alerting_example() {
-    if [ -f "$REPO/deploy/alerting.example.yml" ]; then
-        echo "$REPO/deploy/alerting.example.yml"
-    else
-        echo "$REPO/deploy/alerting.minimal.yml"
-    fi
-}
-
-agent_example() {
-    for f in "$REPO/deploy/agent.example.yaml" "$REPO/deploy/agent.example.yml"; do
-        if [ -f "$f" ]; then
-            echo "$f"
-            return 0
-        fi
-    done
-    echo "$REPO/deploy/agent.minimal.yml"
-}
-
 ensure_user() {
     live && is_root || return 0
     if ! getent group vigil >/dev/null 2>&1; then
@@ -197,7 +175,7 @@ do_install() {
         case $c in
             collector)
                 install_config "$REPO/deploy/vigil.example.yml" "$DESTDIR/etc/vigil/vigil.yml"
-                install_config "$(alerting_example)" "$DESTDIR/etc/vigil/alerting.yml"
+                install_config "$REPO/deploy/alerting.example.yml" "$DESTDIR/etc/vigil/alerting.yml"
                 mkdir -p "$DESTDIR/etc/vigil/rules"
                 chmod 0755 "$DESTDIR/etc/vigil/rules"
                 for rule in "$REPO"/rules/*.rules.yml; do
@@ -212,7 +190,7 @@ do_install() {
                 done
                 ;;
             agent)
-                install_config "$(agent_example)" "$DESTDIR/etc/vigil/agent.yml"
+                install_config "$REPO/deploy/agent.example.yaml" "$DESTDIR/etc/vigil/agent.yml"
                 ;;
         esac
     done
@@ -222,8 +200,8 @@ do_install() {
     doc=$DESTDIR/usr/share/doc/vigil
     install_file "$REPO/deploy/README.md" "$doc/README.md" 0644
     install_file "$REPO/deploy/vigil.example.yml" "$doc/examples/vigil.yml" 0644
-    install_file "$(alerting_example)" "$doc/examples/alerting.yml" 0644
-    install_file "$(agent_example)" "$doc/examples/agent.yml" 0644
+    install_file "$REPO/deploy/alerting.example.yml" "$doc/examples/alerting.yml" 0644
+    install_file "$REPO/deploy/agent.example.yaml" "$doc/examples/agent.yml" 0644
     share=$DESTDIR/usr/share/vigil/grafana
     for f in "$REPO"/dashboards/*.json; do
         [ -f "$f" ] || continue

@@ -268,7 +268,8 @@ fn install_refuses_bad_arguments() {
 /// absolute paths it names moved under `dest` (and the state directory to
 /// `state`), so the command can run as the unit would, without systemd.
 fn exec_start(dest: &Path, unit: &str, state: &Path) -> Vec<String> {
-    let text = fs::read_to_string(dest.join("lib/systemd/system").join(unit)).expect("installed unit");
+    let text =
+        fs::read_to_string(dest.join("lib/systemd/system").join(unit)).expect("installed unit");
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
@@ -296,7 +297,10 @@ fn installed_units_command_lines_start_on_the_installed_configuration() {
     let dest = stage.path().join("root");
     let state = stage.path().join("state");
     install_sh(&dest, &["--bin-dir", &bins.to_string_lossy()]);
-    for (unit, ready) in [("vigil.service", "/-/ready"), ("vigil-agent.service", "/-/healthy")] {
+    for (unit, ready) in [
+        ("vigil.service", "/-/ready"),
+        ("vigil-agent.service", "/-/healthy"),
+    ] {
         let argv = exec_start(&dest, unit, &state);
         let port = vigil_e2e::free_port();
         let mut cmd = Command::new(&argv[0]);
@@ -313,11 +317,22 @@ fn installed_units_command_lines_start_on_the_installed_configuration() {
         let url = format!("http://127.0.0.1:{port}{ready}");
         if let Err(e) = vigil_e2e::wait_ready(&url, std::time::Duration::from_secs(30)) {
             let status = proc.child.try_wait().ok().flatten();
-            panic!("{unit} as installed ({}) did not become ready: {e}; exit status {status:?}", argv.join(" "));
+            panic!(
+                "{unit} as installed ({}) did not become ready: {e}; exit status {status:?}",
+                argv.join(" ")
+            );
         }
-        let status = proc.terminate(std::time::Duration::from_secs(20)).expect("exits on SIGTERM");
-        assert!(status.success(), "{unit} exits cleanly on SIGTERM: {status}");
-        println!("{unit}: ready and stopped cleanly with {}", argv[1..].join(" "));
+        let status = proc
+            .terminate(std::time::Duration::from_secs(20))
+            .expect("exits on SIGTERM");
+        assert!(
+            status.success(),
+            "{unit} exits cleanly on SIGTERM: {status}"
+        );
+        println!(
+            "{unit}: ready and stopped cleanly with {}",
+            argv[1..].join(" ")
+        );
     }
 }
 
