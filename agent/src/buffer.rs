@@ -51,6 +51,8 @@ pub enum BufferError {
     Io { path: PathBuf, source: io::Error },
     #[error("record of {0} bytes is larger than the 4 GiB record limit")]
     TooLarge(usize),
+    #[error("buffer {0} is in use by another vigil-agent")]
+    Locked(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BufferError + '_ {
@@ -101,6 +103,9 @@ pub struct DiskBuffer {
     next_seq: u64,
     acked: u64,
     dropped_samples: u64,
+    /// Held for the buffer's lifetime: an exclusive `flock` so two agents
+    /// never share a buffer directory.
+    _lock: File,
 }
 
 impl DiskBuffer {
@@ -108,6 +113,15 @@ impl DiskBuffer {
     /// run left: unacknowledged records are pending again, in order.
     pub fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> Result<Self, BufferError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| BufferError::Locked(dir.to_path_buf()))?;
         let ack_path = dir.join(ACK_FILE);
         let acked = match fs::read(&ack_path) {
             Ok(b) if b.len() == 8 => {
@@ -145,6 +159,7 @@ impl DiskBuffer {
             next_seq: acked + 1,
             acked,
             dropped_samples: 0,
+            _lock: lock,
         };
         for id in ids {
             let (size, records) = buf.scan_segment(id)?;

@@ -114,6 +114,13 @@ pub async fn run_collector<C: Collector>(
 /// finish, and the function returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
     config.validate()?;
+    // Bind first so a busy port fails before anything is started.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            addr: config.listen,
+            source,
+        })?;
     let shipping = !config.remote_write.url.is_empty();
     let buffer = if shipping {
         let dir = config.data_dir.join("buffer");
@@ -204,12 +211,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         None
     };
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| AgentError::Listen {
-            addr: config.listen,
-            source,
-        })?;
     let local = listener.local_addr().map_err(AgentError::Serve)?;
     tracing::info!(address = %local, "vigil-agent listening");
     let app = http::router(pipeline.clone(), llm_state, config.llm.enabled);

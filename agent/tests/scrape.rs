@@ -16,7 +16,9 @@ const TARGET_BODY: &str = "# HELP http_requests_total Requests.\n# TYPE http_req
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_are_scraped_with_up_and_duration() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind target");
     let target = listener.local_addr().expect("addr").to_string();
     tokio::spawn(async move {
         let app = axum::Router::new().route("/metrics", get(|| async { TARGET_BODY }));
@@ -37,25 +39,54 @@ async fn targets_are_scraped_with_up_and_duration() {
     let text = loop {
         if let Ok(r) = reqwest::get(&url).await {
             let t = r.text().await.unwrap_or_default();
-            if metric(&t, "up", &[("instance", &down)]).is_some() && metric(&t, "up", &[("instance", &target)]).is_some() {
+            if metric(&t, "up", &[("instance", &down)]).is_some()
+                && metric(&t, "up", &[("instance", &target)]).is_some()
+            {
                 break t;
             }
         }
         assert!(Instant::now() < deadline, "scrape results never appeared");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(metric(&text, "up", &[("job", "api"), ("instance", &target)]), Some(1.0));
-    assert_eq!(metric(&text, "up", &[("job", "api"), ("instance", &down)]), Some(0.0));
-    assert!(metric(&text, "scrape_duration_seconds", &[("instance", &target)]).is_some_and(|v| v > 0.0 && v < 1.0));
-    assert_eq!(metric(&text, "http_requests_total", &[("job", "api"), ("code", "500")]), Some(3.0));
     assert_eq!(
-        metric(&text, "http_request_duration_seconds_bucket", &[("instance", &target), ("le", "+Inf")]),
+        metric(&text, "up", &[("job", "api"), ("instance", &target)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "up", &[("job", "api"), ("instance", &down)]),
+        Some(0.0)
+    );
+    assert!(
+        metric(&text, "scrape_duration_seconds", &[("instance", &target)])
+            .is_some_and(|v| v > 0.0 && v < 1.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "http_requests_total",
+            &[("job", "api"), ("code", "500")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "http_request_duration_seconds_bucket",
+            &[("instance", &target), ("le", "+Inf")]
+        ),
         Some(45.0)
     );
     assert!(text.contains("# TYPE http_request_duration_seconds histogram"));
     // Self-metrics name the scrape collectors.
     let again = get_text(&url).await;
-    assert!(metric(&again, "vigil_agent_collections_total", &[("collector", &format!("scrape/api/{target}"))]).is_some());
+    assert!(
+        metric(
+            &again,
+            "vigil_agent_collections_total",
+            &[("collector", &format!("scrape/api/{target}"))]
+        )
+        .is_some()
+    );
     stop.cancel();
     h.await.expect("agent stops");
 }

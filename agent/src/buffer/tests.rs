@@ -176,3 +176,15 @@ fn acked_segments_are_deleted() {
     assert_eq!(buf.pending_records(), 0);
     assert_eq!(buf.disk_bytes(), 0);
 }
+
+#[test]
+fn a_second_opener_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("open");
+    assert!(matches!(
+        DiskBuffer::open(dir.path(), 1 << 20, 1 << 20),
+        Err(BufferError::Locked(_))
+    ));
+    drop(first);
+    DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("reopen after the first closed");
+}
