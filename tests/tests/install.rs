@@ -336,6 +336,109 @@ fn installed_units_command_lines_start_on_the_installed_configuration() {
     }
 }
 
+/// `Type=notify` is a contract between unit and binary: systemd waits for
+/// READY=1, and with `WatchdogSec=` kills a service that stops sending
+/// WATCHDOG=1. Play systemd's part with a datagram socket in
+/// `NOTIFY_SOCKET` and check each binary says what its unit expects.
+#[test]
+fn binaries_speak_sd_notify_as_their_units_expect() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::{Duration, Instant};
+
+    let bins = bin_dir();
+    // STOPPING=1 is optional for systemd (it only shows "deactivating"
+    // sooner); the collector's contract (DESIGN.md §9) promises it.
+    for (unit, bin, ready, stopping_promised) in [
+        ("vigil.service", "vigil", "/-/ready", true),
+        ("vigil-agent.service", "vigil-agent", "/-/healthy", false),
+    ] {
+        let unit_text =
+            fs::read_to_string(workspace_root().join("deploy/systemd").join(unit)).expect("unit");
+        assert!(
+            unit_text.lines().any(|l| l == "Type=notify"),
+            "{unit} is Type=notify"
+        );
+        let watchdog = unit_text.lines().any(|l| l.starts_with("WatchdogSec="));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock_path = dir.path().join("notify");
+        let sock = UnixDatagram::bind(&sock_path).expect("notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let port = vigil_e2e::free_port();
+        let mut cmd = Command::new(bins.join(bin));
+        if bin == "vigil" {
+            cmd.arg("serve");
+        } else {
+            cmd.args(["--remote-write", ""]);
+        }
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("NOTIFY_SOCKET", &sock_path)
+            // systemd sets WATCHDOG_USEC from WatchdogSec=; 2 s keeps the
+            // test short (pings are due every second).
+            .env("WATCHDOG_USEC", "2000000")
+            .env("RUST_LOG", "warn");
+        let mut proc = vigil_e2e::Proc::spawn(bin, &mut cmd).expect("starts");
+
+        let mut seen: Vec<String> = Vec::new();
+        let recv_until = |want: &str, within: Duration, seen: &mut Vec<String>| -> bool {
+            let deadline = Instant::now() + within;
+            let mut buf = [0u8; 4096];
+            while Instant::now() < deadline {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let hit = msg.lines().any(|l| l == want);
+                    seen.push(msg);
+                    if hit {
+                        return true;
+                    }
+                }
+            }
+            false
+        };
+        assert!(
+            recv_until("READY=1", Duration::from_secs(60), &mut seen),
+            "{bin} sent no READY=1 (got {seen:?})"
+        );
+        vigil_e2e::wait_ready(
+            &format!("http://127.0.0.1:{port}{ready}"),
+            Duration::from_secs(5),
+        )
+        .expect("serving once READY=1 was sent");
+        if watchdog {
+            for _ in 0..2 {
+                assert!(
+                    recv_until("WATCHDOG=1", Duration::from_secs(3), &mut seen),
+                    "{unit} sets WatchdogSec= but {bin} sent no WATCHDOG=1 within 3 s at WATCHDOG_USEC=2s (got {seen:?}); systemd would kill it"
+                );
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &proc.child.id().to_string()])
+            .status();
+        let stopping = recv_until("STOPPING=1", Duration::from_secs(20), &mut seen);
+        assert!(
+            stopping || !stopping_promised,
+            "{bin} sent no STOPPING=1 on SIGTERM (got {seen:?})"
+        );
+        let status = proc
+            .terminate(Duration::from_secs(20))
+            .expect("exits after SIGTERM");
+        assert!(status.success(), "{bin} exits cleanly: {status}");
+        println!(
+            "{bin}: READY=1{}{}",
+            if watchdog { " WATCHDOG=1" } else { "" },
+            if stopping {
+                " STOPPING=1"
+            } else {
+                " (no STOPPING=1)"
+            }
+        );
+    }
+}
+
 /// Copies a directory tree with `cp -a` (keeps symlinks, which unit
 /// directories are full of).
 fn copy_tree(from: &Path, to: &Path) {
