@@ -439,6 +439,128 @@ fn binaries_speak_sd_notify_as_their_units_expect() {
     }
 }
 
+/// Files a one-`*` glob (`dir/*.rules.yml`) matches.
+fn glob_one_star(pattern: &Path) -> Vec<PathBuf> {
+    let name = pattern
+        .file_name()
+        .expect("pattern has a file name")
+        .to_string_lossy()
+        .into_owned();
+    let Some((prefix, suffix)) = name.split_once('*') else {
+        return if pattern.is_file() {
+            vec![pattern.to_path_buf()]
+        } else {
+            Vec::new()
+        };
+    };
+    let dir = pattern.parent().expect("pattern has a directory");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            n.len() >= prefix.len() + suffix.len() && n.starts_with(prefix) && n.ends_with(suffix)
+        })
+        .collect()
+}
+
+/// `cargo deb` itself is not needed in CI, but what it reads is checked:
+/// every asset of `[package.metadata.deb]` exists, the unit and maintainer
+/// scripts it picks up by name exist, and the scripts carry the
+/// `#DEBHELPER#` token cargo-deb replaces with the systemd snippets.
+#[test]
+fn debian_package_metadata_points_at_real_files() {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(out.status.success(), "cargo metadata failed");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let mut checked = 0;
+    for (package, unit) in [
+        ("vigil", "vigil.service"),
+        ("vigil-agent", "vigil-agent.service"),
+    ] {
+        let pkg = meta["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .find(|p| p["name"] == package)
+            .unwrap_or_else(|| panic!("package {package} in the workspace"));
+        let deb = &pkg["metadata"]["deb"];
+        assert!(deb.is_object(), "{package} has [package.metadata.deb]");
+        let crate_dir = Path::new(pkg["manifest_path"].as_str().expect("manifest path"))
+            .parent()
+            .expect("crate dir")
+            .to_path_buf();
+        let assets = deb["assets"].as_array().expect("assets");
+        let mut etc = 0;
+        for a in assets {
+            let (src, dest, mode) = (
+                a[0].as_str().expect("source"),
+                a[1].as_str().expect("dest"),
+                a[2].as_str().expect("mode"),
+            );
+            assert!(
+                u32::from_str_radix(mode, 8).is_ok(),
+                "{package}: asset {src}: octal mode"
+            );
+            if let Some(bin) = src.strip_prefix("target/release/") {
+                assert_eq!(bin, package, "{package} packages its own binary");
+                continue;
+            }
+            let matches = glob_one_star(&crate_dir.join(src));
+            assert!(
+                !matches.is_empty(),
+                "{package}: asset {src} matches no file"
+            );
+            if dest.starts_with("etc/") {
+                etc += 1;
+                assert!(
+                    mode == "640" || mode == "644",
+                    "{package}: {dest} mode {mode}"
+                );
+            }
+            checked += matches.len();
+        }
+        assert!(etc > 0, "{package} ships its configuration under /etc");
+
+        let units = &deb["systemd-units"];
+        let unit_dir = crate_dir.join(units["unit-scripts"].as_str().expect("unit-scripts"));
+        assert!(
+            unit_dir.join(unit).is_file(),
+            "{package}: {unit} found by cargo-deb's naming rule"
+        );
+        let scripts = crate_dir.join(
+            deb["maintainer-scripts"]
+                .as_str()
+                .expect("maintainer-scripts"),
+        );
+        for script in ["postinst", "postrm"] {
+            let path = scripts.join(format!("{package}.{script}"));
+            let text =
+                fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                text.contains("#DEBHELPER#"),
+                "{}: #DEBHELPER# token",
+                path.display()
+            );
+            assert!(mode(&path) & 0o111 != 0, "{} is executable", path.display());
+            let sh = Command::new("sh")
+                .arg("-n")
+                .arg(&path)
+                .status()
+                .expect("sh -n");
+            assert!(sh.success(), "{} parses as sh", path.display());
+        }
+    }
+    println!("{checked} packaged files exist");
+}
+
 /// Copies a directory tree with `cp -a` (keeps symlinks, which unit
 /// directories are full of).
 fn copy_tree(from: &Path, to: &Path) {
