@@ -196,6 +196,7 @@ pub struct StreamingDetector {
     rng: Rng,
     last_anomaly_ms: Option<i64>,
     points_seen: u64,
+    models_trained: u64,
     #[serde(skip)]
     scratch: Vec<f64>,
 }
@@ -227,6 +228,7 @@ impl StreamingDetector {
             scores: VecDeque::new(),
             last_anomaly_ms: None,
             points_seen: 0,
+            models_trained: 0,
             scratch: Vec::new(),
         })
     }
@@ -249,6 +251,11 @@ impl StreamingDetector {
     /// Points accepted so far.
     pub fn points_seen(&self) -> u64 {
         self.points_seen
+    }
+
+    /// Models trained so far (the first one plus every retrain).
+    pub fn models_trained(&self) -> u64 {
+        self.models_trained
     }
 
     /// Consumes one point of a univariate detector; `None` until `min_points`
@@ -346,6 +353,7 @@ impl StreamingDetector {
             score_scale,
         });
         self.scored_since_train = 0;
+        self.models_trained += 1;
         Ok(())
     }
 
