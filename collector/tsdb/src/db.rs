@@ -26,6 +26,9 @@ use crate::{AppendOutcome, Error, MetricMeta, Options, SeriesData, SeriesSamples
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "vigil-tsdb.sqlite";
 
+/// Lock file guarding the directory against a second open store.
+pub const LOCK_FILE: &str = "LOCK";
+
 /// Idle read-only connections kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
@@ -33,6 +36,9 @@ const MAX_IDLE_READERS: usize = 8;
 /// async callers wrap them in `spawn_blocking`. Dropping it stops the writer
 /// after the queued writes; call [`Db::flush`] first on graceful shutdown.
 pub struct Db {
+    /// Held (advisory lock) for the life of the store; the kernel releases
+    /// it when the process dies, so a crash never leaves a stale lock.
+    _lock: std::fs::File,
     shared: Arc<Shared>,
     tx: Option<Sender<Cmd>>,
     writer: Option<JoinHandle<()>>,
@@ -49,6 +55,20 @@ impl Db {
             path: dir.display().to_string(),
             source,
         })?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                path: lock_path.display().to_string(),
+                source,
+            })?;
+        // Two writers on one directory would each trust their own in-memory
+        // heads and index; refuse the second.
+        lock.try_lock()
+            .map_err(|_| Error::Locked(dir.display().to_string()))?;
         let started = Instant::now();
         let path = dir.join(DB_FILE);
         let conn = store::open_writer(&path, opts.sync)?;
@@ -154,6 +174,7 @@ impl Db {
                 source,
             })?;
         Ok(Db {
+            _lock: lock,
             shared,
             tx: Some(tx),
             writer: Some(handle),

@@ -230,4 +230,6 @@ pub enum Error {
     Commit(String),
     #[error("the store's writer has stopped")]
     Closed,
+    #[error("{0} is already open in another store (one process per data directory)")]
+    Locked(String),
 }

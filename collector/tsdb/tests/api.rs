@@ -94,6 +94,18 @@ fn bad_queries_are_errors_not_panics() {
 }
 
 #[test]
+fn a_directory_is_opened_by_one_store_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = db(dir.path());
+    assert!(matches!(
+        Db::open(dir.path(), Options::default()),
+        Err(Error::Locked(_))
+    ));
+    drop(first);
+    assert!(Db::open(dir.path(), Options::default()).is_ok());
+}
+
+#[test]
 fn invalid_options_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = Options {
