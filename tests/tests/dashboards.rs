@@ -496,7 +496,15 @@ fn every_panel_returns_data_from_a_real_agent() {
         .expect("PostgreSQL on 127.0.0.1:5432 (tests/run.sh starts it)");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let collector = Collector::start(&dir.path().join("collector"), &[]).expect("collector starts");
+    // The default rule pack runs as in production, so the alert panels can
+    // show what the pack makes of this traffic (they stay event-only: an
+    // alert needs its `for` to pass, or at least one evaluation).
+    let rule_glob = workspace_root().join("rules/*.rules.yml");
+    let collector = Collector::start(
+        &dir.path().join("collector"),
+        &["--rule-file", &rule_glob.to_string_lossy()],
+    )
+    .expect("collector starts with the default rule pack");
     let agent_port = free_port();
     let agent_url = format!("http://127.0.0.1:{agent_port}");
     let config = dir.path().join("agent.yml");
@@ -571,6 +579,7 @@ fn every_panel_returns_data_from_a_real_agent() {
     let mut empty_event_only = Vec::new();
     let mut failures = Vec::new();
     let mut with_data = 0;
+    let mut event_only_with_data = Vec::new();
     for d in dashboards() {
         let vars = variable_names(&d);
         for q in queries(&d) {
@@ -624,6 +633,9 @@ fn every_panel_returns_data_from_a_real_agent() {
             };
             if has_data {
                 with_data += 1;
+                if q.event_only {
+                    event_only_with_data.push(q.origin.clone());
+                }
             } else if q.event_only {
                 empty_event_only.push(format!("{}: {concrete}", q.origin));
             } else {
@@ -672,6 +684,13 @@ fn every_panel_returns_data_from_a_real_agent() {
         }
     }
     println!("{with_data} panel queries returned data");
+    println!(
+        "event-only, with data in this run ({}):",
+        event_only_with_data.len()
+    );
+    for e in &event_only_with_data {
+        println!("  {e}");
+    }
     println!(
         "event-only, empty in this run ({}):",
         empty_event_only.len()
