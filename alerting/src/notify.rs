@@ -377,6 +377,11 @@ impl Templates {
             return Ok(text.to_string());
         }
         let mut t = Template::new(name).resolver(Arc::new(am_resolver));
+        // Alertmanager's default template names, so configurations that
+        // say `{{ template "slack.default.title" . }}` work; user files
+        // parsed afterwards may redefine them.
+        t.add_parse("default.tmpl", DEFAULT_TEMPLATES)
+            .map_err(|e| e.to_string())?;
         for (n, src) in &self.sources {
             t.add_parse(n, src).map_err(|e| e.to_string())?;
         }
@@ -389,6 +394,9 @@ impl Templates {
             .map_err(|e| e.to_string())
     }
 }
+
+/// Alertmanager's default template definitions (Vigil's rendering of them).
+const DEFAULT_TEMPLATES: &str = include_str!("notify/default.tmpl");
 
 /// Expands a simple glob (`*` and `?` in the last path component).
 fn glob_paths(pattern: &str) -> Result<Vec<std::path::PathBuf>, String> {
@@ -570,5 +578,20 @@ mod tests {
             .expect("renders");
         // Common labels minus group labels is empty, so `with` renders nothing.
         assert_eq!(out, "");
+        let subject = t
+            .render("s", "{{ template \"email.default.subject\" . }}", &d)
+            .expect("default template");
+        assert_eq!(subject, "[FIRING:1] X ");
+        let html = t
+            .render("h", "{{ template \"email.default.html\" . }}", &d)
+            .expect("default html");
+        assert!(
+            html.contains("[1] Resolved") && html.contains("instance = b"),
+            "{html}"
+        );
+        let link = t
+            .render("l", "{{ template \"slack.default.titlelink\" . }}", &d)
+            .expect("link");
+        assert_eq!(link, "http://x/#/alerts?receiver=r");
     }
 }

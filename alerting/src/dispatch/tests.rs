@@ -279,3 +279,28 @@ fn mute_time_interval_suppresses_route() {
     assert_eq!(n.len(), 1);
     assert_eq!(n[0].data.alerts[0].labels["team"], "web");
 }
+
+#[test]
+fn escalating_repeat_interval_doubles_up_to_its_cap() {
+    let cfg = CFG
+        .replace(
+            "repeat_interval: 10s",
+            "repeat_interval: 2s\n  vigil_repeat_backoff: {factor: 2, max: 8s}",
+        )
+        .replace("group_interval: 2s", "group_interval: 1s");
+    let (mut st, mut c, mut ids) = setup(&cfg);
+    st.put(
+        alert(&[("alertname", "Stuck"), ("instance", "a")], &c, None),
+        c.wall,
+        c.mono,
+    );
+    let mut sent_at = Vec::new();
+    for t in 0..=23 {
+        if !flush(&mut st, &c, &mut ids).is_empty() {
+            sent_at.push(t);
+        }
+        c.advance(Duration::from_secs(1));
+    }
+    // First notification after group_wait, then repeats after 2, 4, 8, 8 s.
+    assert_eq!(sent_at, vec![1, 3, 7, 15, 23]);
+}
