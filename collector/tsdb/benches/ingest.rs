@@ -147,6 +147,20 @@ fn step(s: &mut Series, rng: &mut Rng) {
     };
 }
 
+/// User + system CPU seconds this process has used (from /proc, 100 Hz ticks).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are 14 and 15.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(ticks as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -213,6 +227,7 @@ fn main() {
     let db = Arc::new(Db::open(dir.path(), Options::default()).expect("open"));
 
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     let handles: Vec<_> = (0..threads)
         .map(|th| {
             let db = db.clone();
@@ -273,6 +288,7 @@ fn main() {
         dumped.extend(d);
     }
     let append_secs = started.elapsed().as_secs_f64();
+    let append_cpu = cpu_seconds() - cpu_started;
     let before_flush = db.stats();
 
     let flush_started = Instant::now();
@@ -298,6 +314,10 @@ fn main() {
     println!(
         "append throughput:  {:.0} samples/s ({append_secs:.2} s)",
         total as f64 / append_secs
+    );
+    println!(
+        "append CPU time:    {append_cpu:.2} s user+sys, {:.0} samples per CPU-second (includes generating the data; robust on a busy machine)",
+        total as f64 / append_cpu.max(0.01)
     );
     println!(
         "commits:            {} ({:.0} samples/commit, mean {:.2} ms)",

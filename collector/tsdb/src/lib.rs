@@ -204,8 +204,8 @@ pub struct Stats {
     pub commit_seconds_buckets: Vec<(f64, u64)>,
 }
 
-/// Errors from the store. Callers map `InvalidMatchers`/`InvalidRange`/
-/// `InvalidLabels` to client errors and the rest to server errors.
+/// Errors from the store. [`Error::is_client_error`] tells the HTTP layer
+/// which ones are the caller's fault (`bad_data`) rather than the server's.
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("sqlite: {0}")]
@@ -232,4 +232,15 @@ pub enum Error {
     Closed,
     #[error("{0} is already open in another store (one process per data directory)")]
     Locked(String),
+}
+
+impl Error {
+    /// True for errors caused by the request (bad matchers, range, labels),
+    /// which an API reports as `bad_data`; false for storage failures.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidMatchers(_) | Error::InvalidRange { .. } | Error::InvalidLabels(_)
+        )
+    }
 }
