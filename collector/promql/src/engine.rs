@@ -339,13 +339,28 @@ pub(crate) struct MatrixArg {
     pub range_ms: i64,
     at: Option<i64>,
     offset_ms: i64,
+    /// Set for `predict_linear`: see [`MatrixArg::emulate_moving_at`].
+    moving_at_base: Option<i64>,
 }
 
 impl MatrixArg {
     /// The inclusive window `[T - range, T]` evaluated at step time `ts`.
     pub fn window(&self, ts: i64) -> (i64, i64) {
-        let end = self.at.unwrap_or(ts) - self.offset_ms;
+        let end = match (self.at, self.moving_at_base) {
+            (Some(at), Some(base)) => at + (ts - base) - self.offset_ms,
+            (Some(at), None) => at - self.offset_ms,
+            (None, _) => ts - self.offset_ms,
+        };
         (end - self.range_ms, end)
+    }
+
+    /// Prometheus 2.42 evaluates functions that are unsafe under `@`
+    /// (`predict_linear`) step by step with the `@` turned into an offset
+    /// relative to the evaluation's first step, so their window moves with
+    /// the step while the data stays the range loaded around the `@` time.
+    /// This reproduces that answer; `base` is the first step's time.
+    pub fn emulate_moving_at(&mut self, base: i64) {
+        self.moving_at_base = Some(base);
     }
 }
 
@@ -621,6 +636,7 @@ impl<'a> Evaluator<'a> {
                     range_ms,
                     at,
                     offset_ms: off,
+                    moving_at_base: None,
                 })
             }
             Expr::Subquery(sq) => {
@@ -674,6 +690,7 @@ impl<'a> Evaluator<'a> {
                     range_ms,
                     at,
                     offset_ms: off,
+                    moving_at_base: None,
                 })
             }
             other => Err(QueryError::bad(format!(

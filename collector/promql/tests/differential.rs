@@ -562,9 +562,11 @@ fn compare(prom: &Json, ours: &Json, ordered: bool) -> Result<(), String> {
     for ((k, pp), (_, op)) in p.iter().zip(o.iter()) {
         if pp.len() != op.len() {
             return Err(format!(
-                "{k}: {} points in prometheus, {} ours",
+                "{k}: {} points in prometheus, {} ours; prometheus {:?}; ours {:?}",
                 pp.len(),
-                op.len()
+                op.len(),
+                pp.iter().take(12).collect::<Vec<_>>(),
+                op.iter().take(12).collect::<Vec<_>>()
             ));
         }
         for (a, b) in pp.iter().zip(op.iter()) {

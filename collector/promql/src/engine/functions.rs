@@ -757,7 +757,10 @@ fn eval_matrix_call(
         e
     };
     let _ = other;
-    let m: MatrixArg = ev.eval_matrix_arg(args[mi], steps)?;
+    let mut m: MatrixArg = ev.eval_matrix_arg(args[mi], steps)?;
+    if name == "predict_linear" {
+        m.emulate_moving_at(steps.start);
+    }
     let n = steps.len();
     if name == "absent_over_time" {
         let l: L = Rc::new(m.absent_labels.clone());
