@@ -517,6 +517,21 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates an instant-vector, scalar or string expression.
     pub(crate) fn eval(&mut self, expr: &Expr, steps: Steps) -> Result<Val, QueryError> {
+        let v = self.eval_node(expr, steps)?;
+        // Like Prometheus, refuse a node whose points alone (on top of the
+        // samples loaded so far) exceed the per-query sample budget.
+        if let Val::Vector(vs) = &v {
+            let points: usize = vs.iter().map(Vec::len).sum();
+            if points.saturating_add(self.samples_loaded) > self.opts.max_samples {
+                return Err(QueryError::exec(
+                    "query processing would load too many samples into memory in query execution",
+                ));
+            }
+        }
+        Ok(v)
+    }
+
+    fn eval_node(&mut self, expr: &Expr, steps: Steps) -> Result<Val, QueryError> {
         self.check()?;
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; steps.len()])),

@@ -320,3 +320,22 @@ fn huge_subqueries_hit_the_sample_limit() {
         .expect_err("too many subquery steps");
     assert_eq!(e.kind, ErrorKind::Execution);
 }
+
+#[test]
+fn points_held_count_against_the_sample_limit() {
+    // 3 series over 300 steps: 900 points from only ~600 loaded samples.
+    let opts = EngineOptions {
+        max_samples: 1_000,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(opts);
+    let e = engine
+        .range(&storage(), "m", 0, 2_990_000, 10_000, &ctx())
+        .expect_err("too many points held");
+    assert_eq!(e.kind, ErrorKind::Execution);
+    assert!(
+        engine
+            .range(&storage(), "m", 0, 290_000, 10_000, &ctx())
+            .is_ok()
+    );
+}
