@@ -137,12 +137,12 @@ impl Db {
             .filter_map(|s| s.last.map(|(t, _)| t))
             .max()
             .unwrap_or(i64::MIN);
-        let (chunk_count, chunk_bytes, chunk_samples) = store::chunk_totals(&conn)?;
+        let totals = store::ChunkTotals::load(&conn)?;
         info!(
             series = state.live,
             wal_records = records,
             head_samples,
-            chunks = chunk_count,
+            chunks = totals.count,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "tsdb opened"
         );
@@ -150,9 +150,9 @@ impl Db {
             state: RwLock::new(state),
             counters: Mutex::new(Counters {
                 head_samples,
-                chunk_count,
-                chunk_bytes,
-                chunk_samples,
+                chunk_count: totals.count,
+                chunk_bytes: totals.bytes,
+                chunk_samples: totals.samples,
                 ..Counters::default()
             }),
             opts,

@@ -116,48 +116,88 @@ pub struct StoredBounds {
     pub last_value: u64,
 }
 
-/// Totals over the chunks table: `(count, bytes, samples)`.
-pub fn chunk_totals(conn: &Connection) -> Result<(u64, u64, u64), Error> {
-    Ok(conn.query_row(
-        "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(sum(n), 0) FROM chunks",
-        [],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u64,
-            ))
-        },
-    )?)
+/// Totals over the chunks table, kept in `kv` by every transaction that
+/// adds or deletes chunks so opening a large store needs no table scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkTotals {
+    pub count: u64,
+    pub bytes: u64,
+    pub samples: u64,
+}
+
+impl ChunkTotals {
+    const KEYS: [&str; 3] = ["chunk_count", "chunk_bytes", "chunk_samples"];
+
+    pub fn save(&self, conn: &Connection) -> Result<(), Error> {
+        for (k, v) in Self::KEYS
+            .iter()
+            .zip([self.count, self.bytes, self.samples])
+        {
+            kv_set(conn, k, i64::try_from(v).unwrap_or(i64::MAX))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the saved totals, or counts them once if none were saved.
+    pub fn load(conn: &Connection) -> Result<Self, Error> {
+        let mut saved = [0u64; 3];
+        for (slot, k) in saved.iter_mut().zip(Self::KEYS) {
+            match kv_get(conn, k)? {
+                Some(v) => *slot = v.max(0) as u64,
+                None => return Self::count(conn),
+            }
+        }
+        Ok(Self {
+            count: saved[0],
+            bytes: saved[1],
+            samples: saved[2],
+        })
+    }
+
+    fn count(conn: &Connection) -> Result<Self, Error> {
+        Ok(conn.query_row(
+            "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(sum(n), 0) FROM chunks",
+            [],
+            |r| {
+                Ok(Self {
+                    count: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get::<_, i64>(1)? as u64,
+                    samples: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )?)
+    }
 }
 
 pub fn load_bounds(conn: &Connection) -> Result<Vec<StoredBounds>, Error> {
-    // SQLite returns the bare `data` column from the row holding max(max_t).
+    // Served from the (series_id, max_t, min_t) index alone.
     let mut stmt =
-        conn.prepare("SELECT series_id, max(max_t), data FROM chunks GROUP BY series_id")?;
-    let mut rows = stmt.query([])?;
+        conn.prepare("SELECT series_id, min(min_t), max(max_t) FROM chunks GROUP BY series_id")?;
     let mut out = Vec::new();
+    let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
-        let max_t: i64 = row.get(1)?;
-        let data: Vec<u8> = row.get(2)?;
-        let samples =
-            chunk::decode(&data).map_err(|e| corrupt(format!("chunk of series {id}"), e))?;
-        let last = samples
-            .last()
-            .ok_or_else(|| corrupt(format!("chunk of series {id}"), "empty chunk"))?;
         let id = SeriesId::try_from(id).map_err(|e| corrupt(format!("series {id}"), e))?;
         out.push(StoredBounds {
             id,
-            min_t: max_t, // replaced below
-            max_t,
-            last_value: last.value.to_bits(),
+            min_t: row.get(1)?,
+            max_t: row.get(2)?,
+            last_value: 0,
         });
     }
     drop(rows);
-    let mut stmt = conn.prepare_cached("SELECT min(min_t) FROM chunks WHERE series_id = ?1")?;
+    // The newest stored value, for duplicate detection after a restart.
+    let mut last = conn.prepare_cached(
+        "SELECT data FROM chunks WHERE series_id = ?1 ORDER BY max_t DESC LIMIT 1",
+    )?;
     for b in &mut out {
-        b.min_t = stmt.query_row([b.id], |r| r.get(0))?;
+        let data: Vec<u8> = last.query_row([b.id], |r| r.get(0))?;
+        let samples =
+            chunk::decode(&data).map_err(|e| corrupt(format!("chunk of series {}", b.id), e))?;
+        let newest = samples
+            .last()
+            .ok_or_else(|| corrupt(format!("chunk of series {}", b.id), "empty chunk"))?;
+        b.last_value = newest.value.to_bits();
     }
     Ok(out)
 }

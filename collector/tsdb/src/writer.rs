@@ -78,6 +78,15 @@ impl Counters {
         }
     }
 
+    /// Chunk totals once `chunks` are stored.
+    fn totals_with(&self, chunks: &[(SeriesId, CutChunk)]) -> store::ChunkTotals {
+        store::ChunkTotals {
+            count: self.chunk_count + chunks.len() as u64,
+            bytes: self.chunk_bytes + chunks.iter().map(|(_, c)| c.data.len() as u64).sum::<u64>(),
+            samples: self.chunk_samples + chunks.iter().map(|(_, c)| u64::from(c.n)).sum::<u64>(),
+        }
+    }
+
     fn add_chunks(&mut self, chunks: &[(SeriesId, CutChunk)]) {
         for (_, c) in chunks {
             self.chunk_count += 1;
@@ -274,6 +283,7 @@ impl Writer {
         let nothing_to_write = record.is_none() && new_series.is_empty() && to_store.is_empty();
         if !nothing_to_write {
             let started = Instant::now();
+            let totals = self.shared.counters.lock().totals_with(&to_store);
             let res = write_group(
                 &mut self.conn,
                 &new_series,
@@ -281,6 +291,7 @@ impl Writer {
                 record.as_deref().map(|r| (wal_id, r)),
                 &to_store,
                 trim_below,
+                totals,
             );
             if let Err(e) = res {
                 error!(error = %e, "tsdb group commit failed");
@@ -395,6 +406,7 @@ impl Writer {
             out
         };
         let started = Instant::now();
+        let totals = self.shared.counters.lock().totals_with(&to_store);
         write_group(
             &mut self.conn,
             &[],
@@ -402,6 +414,7 @@ impl Writer {
             None,
             &to_store,
             Some(u64::MAX),
+            totals,
         )?;
         self.shared
             .counters
@@ -435,7 +448,7 @@ impl Writer {
         let mut dropped = self.delete_chunks_before(cutoff)?;
         if let Some(max_bytes) = opts.max_bytes {
             let used = store::used_bytes(&self.conn)?;
-            let (count, _, _) = store::chunk_totals(&self.conn)?;
+            let count = self.shared.counters.lock().chunk_count;
             if used > max_bytes && count > 0 {
                 // Chunks are the bulk of the file: drop the oldest share of
                 // them equal to the share of bytes over the limit. Pages
@@ -523,14 +536,24 @@ impl Writer {
             [cutoff],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        if count > 0 {
-            tx.execute("DELETE FROM chunks WHERE max_t < ?1", [cutoff])?;
+        if count == 0 {
+            return Ok(0);
         }
+        tx.execute("DELETE FROM chunks WHERE max_t < ?1", [cutoff])?;
+        let totals = {
+            let c = self.shared.counters.lock();
+            store::ChunkTotals {
+                count: c.chunk_count.saturating_sub(count as u64),
+                bytes: c.chunk_bytes.saturating_sub(bytes as u64),
+                samples: c.chunk_samples.saturating_sub(samples as u64),
+            }
+        };
+        totals.save(&tx)?;
         tx.commit()?;
         let mut c = self.shared.counters.lock();
-        c.chunk_count = c.chunk_count.saturating_sub(count as u64);
-        c.chunk_bytes = c.chunk_bytes.saturating_sub(bytes as u64);
-        c.chunk_samples = c.chunk_samples.saturating_sub(samples as u64);
+        c.chunk_count = totals.count;
+        c.chunk_bytes = totals.bytes;
+        c.chunk_samples = totals.samples;
         Ok(samples as u64)
     }
 }
@@ -578,6 +601,7 @@ fn write_group(
     record: Option<(u64, &[u8])>,
     chunks: &[(SeriesId, CutChunk)],
     trim_below: Option<u64>,
+    totals: store::ChunkTotals,
 ) -> Result<(), Error> {
     let tx = conn.transaction()?;
     if !new_series.is_empty() {
@@ -598,6 +622,8 @@ fn write_group(
         for (id, c) in chunks {
             ins.execute(params![id, c.min_t, c.max_t, c.n, &c.data[..]])?;
         }
+        drop(ins);
+        totals.save(&tx)?;
     }
     if let Some(low) = trim_below {
         // u64::MAX (flush) means every record; ids are stored as i64.

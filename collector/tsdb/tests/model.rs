@@ -339,6 +339,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         })
         .collect();
     prop_assert_eq!(got, model.select(&all, start, i64::MAX));
+    // The persisted counters agree with what is actually stored.
+    let stored: usize = db
+        .select(&all, i64::MIN, i64::MAX)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?
+        .iter()
+        .map(|s| s.samples.len())
+        .sum();
+    let stats = db.stats();
+    prop_assert_eq!(stats.chunk_samples + stats.head_samples, stored as u64);
     Ok(())
 }
 
