@@ -340,3 +340,20 @@ mod tests {
         assert_eq!(v[3].len(), 1);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn go_time_round_trips(secs in 0i64..4_000_000_000, nanos in 0u32..1_000_000_000) {
+            let t = DateTime::from_timestamp(secs, nanos).expect("in range");
+            let s = format_go_time(&t);
+            prop_assert!(s.ends_with('Z'));
+            prop_assert!(!s.contains(".") || !s.trim_end_matches('Z').ends_with('0'), "trailing zeros trimmed: {}", s);
+            prop_assert_eq!(parse_time(&s), Ok(t));
+        }
+    }
+}

@@ -185,3 +185,21 @@ fn example_file_in_deploy_loads() {
     let s = check_config(&path).expect("the example configuration is valid");
     assert!(s.receivers >= 1);
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn duration_display_round_trips(ms in 0u64..(400 * 365 * 86_400_000)) {
+            let d = PromDuration(std::time::Duration::from_millis(ms));
+            prop_assert_eq!(PromDuration::parse(&d.to_string()), Ok(d));
+        }
+
+        #[test]
+        fn duration_parser_never_panics(s in "[0-9a-z]{0,12}") {
+            let _ = PromDuration::parse(&s);
+        }
+    }
+}
