@@ -19,6 +19,36 @@ fn position(input: &str, pos: usize) -> String {
 
 /// Scans brackets and strings; the first structural error with its offset.
 fn scan(input: &str) -> Option<(usize, &'static str)> {
+    scan_brackets(input).or_else(|| trailing_operator(input))
+}
+
+/// A query ending in an operator or keyword that needs a right operand.
+fn trailing_operator(input: &str) -> Option<(usize, &'static str)> {
+    let t = input.trim_end();
+    let ends_with_symbol = ['+', '-', '*', '/', '%', '^', '=', '<', '>', ',', '@']
+        .iter()
+        .any(|c| t.ends_with(*c));
+    let last_word = t
+        .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or("");
+    let ends_with_keyword = matches!(
+        last_word,
+        "and"
+            | "or"
+            | "unless"
+            | "atan2"
+            | "bool"
+            | "offset"
+            | "by"
+            | "without"
+            | "on"
+            | "ignoring"
+    ) && t.len() > last_word.len();
+    (ends_with_symbol || ends_with_keyword).then_some((input.len(), "unexpected end of input"))
+}
+
+fn scan_brackets(input: &str) -> Option<(usize, &'static str)> {
     let mut stack: Vec<char> = Vec::new();
     let mut chars = input.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -42,7 +72,7 @@ fn scan(input: &str) -> Option<(usize, &'static str)> {
                     }
                 }
                 if !closed {
-                    return Some((input.len(), "unterminated quoted string"));
+                    return Some((i, "unterminated quoted string"));
                 }
             }
             '(' | '{' | '[' => stack.push(c),
@@ -52,8 +82,18 @@ fn scan(input: &str) -> Option<(usize, &'static str)> {
                     '}' => ('{', "unexpected right brace '}'"),
                     _ => ('[', "unexpected right bracket ']'"),
                 };
-                if stack.pop() != Some(open) {
-                    return Some((i, what));
+                match stack.pop() {
+                    Some(o) if o == open => {}
+                    // Prometheus's parser, not its lexer, reports this one,
+                    // at the start of the token.
+                    Some('[') if c == ')' => {
+                        return Some((
+                            i,
+                            "unexpected \")\" in subquery or range, expected \":\" or \"]\"",
+                        ));
+                    }
+                    // The lexer reports after consuming the character.
+                    _ => return Some((i + c.len_utf8(), what)),
                 }
             }
             _ => {}
@@ -80,36 +120,29 @@ pub(crate) fn describe(input: &str, msg: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Expected messages are the ones Prometheus 2.42 gives.
     #[test]
     fn positions_like_prometheus() {
-        assert_eq!(
-            describe("sum(", "x"),
-            "1:5: parse error: unclosed left parenthesis"
-        );
-        assert_eq!(
-            describe("up)", "x"),
-            "1:3: parse error: unexpected right parenthesis ')'"
-        );
-        assert_eq!(
-            describe("up{a=\"b\"", "x"),
-            "1:9: parse error: unexpected end of input inside braces"
-        );
-        assert_eq!(
-            describe("rate(up[5m)", "x"),
-            "1:11: parse error: unexpected right parenthesis ')'"
-        );
-        assert_eq!(
-            describe("up{a=\"b}", "x"),
-            "1:9: parse error: unterminated quoted string"
-        );
-        assert_eq!(
-            describe("a\n + (", "x"),
-            "2:5: parse error: unclosed left parenthesis"
-        );
-        assert_eq!(
-            describe("1 +", "invalid promql query"),
-            "parse error: invalid promql query"
-        );
-        assert_eq!(describe("\"(\" + 1", "bad"), "parse error: bad");
+        let cases = [
+            ("sum(", "1:5: parse error: unclosed left parenthesis"),
+            ("up)", "1:4: parse error: unexpected right parenthesis ')'"),
+            (
+                "up{a=\"b\"",
+                "1:9: parse error: unexpected end of input inside braces",
+            ),
+            (
+                "rate(up[5m)",
+                "1:11: parse error: unexpected \")\" in subquery or range, expected \":\" or \"]\"",
+            ),
+            ("up{a=\"b}", "1:6: parse error: unterminated quoted string"),
+            ("1 +", "1:4: parse error: unexpected end of input"),
+            ("a and", "1:6: parse error: unexpected end of input"),
+            ("a\n + (", "2:5: parse error: unclosed left parenthesis"),
+            ("foo bar", "parse error: invalid promql query"),
+            ("\"(\" + 1 1", "parse error: invalid promql query"),
+        ];
+        for (q, want) in cases {
+            assert_eq!(describe(q, "invalid promql query"), want, "query {q:?}");
+        }
     }
 }

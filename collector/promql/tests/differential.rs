@@ -744,6 +744,43 @@ fn matches_prometheus_2_42() {
             mismatches.push(format!("{q}  [{}]\n    {e}", c.what));
         }
     }
+    // Parse errors carry Prometheus's position and wording where we can
+    // compute them.
+    for q in [
+        "sum(",
+        "up)",
+        "up{a=\"b\"",
+        "rate(up[5m)",
+        "up{a=\"b}",
+        "1 +",
+        "up and",
+    ] {
+        let path = format!(
+            "/api/v1/query?query={}&time={}",
+            percent_encode(q),
+            fmt_secs(instants[0])
+        );
+        let theirs = prom_query(prom.port, &path);
+        let ours = engine.instant(&storage, q, instants[0], &ctx);
+        match (theirs, ours) {
+            (Err((pt, pm)), Err(oe)) => {
+                let pm = pm
+                    .strip_prefix("invalid parameter \"query\": ")
+                    .unwrap_or(&pm)
+                    .to_string();
+                if pt != oe.error_type() || pm != oe.message {
+                    mismatches.push(format!(
+                        "{q}  [parse error]\n    prometheus {pt}: {pm}; ours {}: {}",
+                        oe.error_type(),
+                        oe.message
+                    ));
+                }
+            }
+            (t, o) => mismatches.push(format!(
+                "{q}  [parse error]\n    expected both to fail: {t:?} / {o:?}"
+            )),
+        }
+    }
     eprintln!(
         "differential: {} queries, {evals} evaluations, {} mismatches, {:.1}s (ours {:.1}s, prometheus {:.1}s)",
         queries.len(),
