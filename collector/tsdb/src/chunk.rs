@@ -405,6 +405,10 @@ mod tests {
     }
 
     proptest! {
+        // Each case is a 200-sample chunk; 64 cases keep the debug-build run
+        // to a few seconds while covering every special value many times.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn encode_decode_is_bit_exact(
             ts in timestamps(),

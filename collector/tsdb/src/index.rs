@@ -2,19 +2,92 @@
 //! inverted index (label name, value → sorted series ids) used to resolve
 //! matchers without touching SQLite.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use vigil_wire::{Labels, MatchOp, Matcher};
 
 /// Series ids are dense `u32`s assigned by the writer and never reused.
 pub type SeriesId = u32;
 
-#[derive(Debug, Default)]
+/// Keys of `by_hash` are already well-mixed hashes; hashing them again
+/// (SipHash) would only cost time on the ingest hot path.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
+const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Mixes `bytes` into `h` a word at a time; the length goes in too, so
+/// name/value boundaries count.
+fn mix(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(a)).wrapping_mul(MUL);
+    }
+    let mut tail = [0u8; 8];
+    let rest = words.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    (h.rotate_left(23) ^ u64::from_le_bytes(tail) ^ bytes.len() as u64).wrapping_mul(MUL)
+}
+
+/// A fast in-memory hash of a label set (never persisted, so it may change
+/// between versions), finished with MurmurHash3's avalanche step so every
+/// bit of the result depends on every input bit.
+pub fn labels_hash(labels: &Labels) -> u64 {
+    let mut h: u64 = 0;
+    for l in labels.iter() {
+        h = mix(h, l.name.as_bytes());
+        h = mix(h, l.value.as_bytes());
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+#[derive(Debug)]
 pub struct Index {
-    /// Label-set hash → ids with that hash (almost always exactly one).
-    by_hash: HashMap<u64, Vec<SeriesId>>,
+    /// The label-set hash; tests swap in a degenerate one to force collisions.
+    hash: fn(&Labels) -> u64,
+    /// Label-set hash → the first id with that hash.
+    by_hash: HashKeyed<SeriesId>,
+    /// Further ids whose hash collided with one in `by_hash` (rare).
+    collisions: HashKeyed<Vec<SeriesId>>,
     /// name → value → ids, ascending.
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesId>>>,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self {
+            hash: labels_hash,
+            by_hash: HashKeyed::default(),
+            collisions: HashKeyed::default(),
+            postings: BTreeMap::new(),
+        }
+    }
 }
 
 impl Index {
@@ -24,17 +97,25 @@ impl Index {
         labels: &Labels,
         labels_of: impl Fn(SeriesId) -> Option<&'a Labels>,
     ) -> Option<SeriesId> {
-        let ids = self.by_hash.get(&labels.stable_hash())?;
-        ids.iter()
+        let h = (self.hash)(labels);
+        let first = *self.by_hash.get(&h)?;
+        if labels_of(first) == Some(labels) {
+            return Some(first);
+        }
+        let more = self.collisions.get(&h)?;
+        more.iter()
             .copied()
             .find(|&id| labels_of(id) == Some(labels))
     }
 
     pub fn insert(&mut self, id: SeriesId, labels: &Labels) {
-        self.by_hash
-            .entry(labels.stable_hash())
-            .or_default()
-            .push(id);
+        let h = (self.hash)(labels);
+        match self.by_hash.entry(h) {
+            Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            Entry::Occupied(_) => self.collisions.entry(h).or_default().push(id),
+        }
         for l in labels.iter() {
             let ids = self
                 .postings
@@ -56,12 +137,22 @@ impl Index {
     }
 
     pub fn remove(&mut self, id: SeriesId, labels: &Labels) {
-        let h = labels.stable_hash();
-        if let Some(ids) = self.by_hash.get_mut(&h) {
-            ids.retain(|&x| x != id);
-            if ids.is_empty() {
-                self.by_hash.remove(&h);
+        let h = (self.hash)(labels);
+        if self.by_hash.get(&h) == Some(&id) {
+            // Promote a colliding id, if any, into the primary slot.
+            match self.collisions.get_mut(&h).and_then(Vec::pop) {
+                Some(other) => {
+                    self.by_hash.insert(h, other);
+                }
+                None => {
+                    self.by_hash.remove(&h);
+                }
             }
+        } else if let Some(ids) = self.collisions.get_mut(&h) {
+            ids.retain(|&x| x != id);
+        }
+        if self.collisions.get(&h).is_some_and(Vec::is_empty) {
+            self.collisions.remove(&h);
         }
         for l in labels.iter() {
             let Some(values) = self.postings.get_mut(&l.name) else {
@@ -217,8 +308,13 @@ mod tests {
             sets in prop::collection::vec(prop::collection::vec((prop::sample::select(vec!["a", "b", "c"]), prop::sample::select(vec!["", "x", "y", "z"])), 0..3), 1..12),
             matchers in prop::collection::vec(matcher(), 0..4),
             remove in prop::collection::vec(any::<bool>(), 12),
+            collide in any::<bool>(),
         ) {
             let mut idx = Index::default();
+            if collide {
+                // Every label set hashes alike: exercises the collision lists.
+                idx.hash = |_| 7;
+            }
             let mut live = Vec::new();
             for (i, pairs) in sets.iter().enumerate() {
                 let labels = Labels::from_pairs(pairs.iter().copied());
@@ -236,6 +332,10 @@ mod tests {
                     let (id, l) = live.remove(pos);
                     idx.remove(id, &l);
                 }
+            }
+            for (id, l) in &live {
+                let found = idx.get(l, |x| live.iter().find(|(y, _)| *y == x).map(|(_, l)| l));
+                prop_assert_eq!(found, Some(*id));
             }
             let got = idx.select(&matchers, || live.iter().map(|(id, _)| *id).collect());
             let want: Vec<SeriesId> = live.iter().filter(|(_, l)| matches_all(&matchers, l)).map(|(id, _)| *id).collect();
