@@ -17,6 +17,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod dense;
+
+use std::sync::OnceLock;
+
+use dense::DenseForest;
+
 use crate::rng::Rng;
 use crate::stats::percentile;
 use crate::{Error, Matrix};
@@ -32,7 +38,7 @@ const MAX_FEATURES: usize = u32::MAX as usize;
 
 /// Rows walked through a tree in lock-step by [`IsolationForest::score_matrix`]:
 /// independent walks let the CPU overlap their memory loads.
-const LANES: usize = 16;
+const LANES: usize = 8;
 
 /// Rows scored per block: a block's rows and one tree fit in L1/L2 together,
 /// so each tree is loaded once per block rather than once per row.
@@ -199,6 +205,20 @@ pub struct IsolationForest {
     roots: Vec<u32>,
     /// Scores above this are outliers.
     threshold: f64,
+    /// The dense copy for batch scoring, built on first use.
+    #[serde(skip)]
+    dense: DenseCache,
+}
+
+/// Lazily built [`DenseForest`]. Derived data: it never takes part in
+/// equality, and a clone or a deserialised forest builds its own.
+#[derive(Debug, Clone, Default)]
+struct DenseCache(OnceLock<Option<DenseForest>>);
+
+impl PartialEq for DenseCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl IsolationForest {
@@ -252,6 +272,7 @@ impl IsolationForest {
             nodes,
             roots,
             threshold: 0.5,
+            dense: DenseCache::default(),
         };
         if let Contamination::Fraction(f) = cfg.contamination {
             let mut scores = forest.score_matrix(x)?;
@@ -427,10 +448,19 @@ impl IsolationForest {
         }
         let mut totals = vec![0.0; x.rows()];
         let cols = x.cols();
+        let dense = self
+            .dense
+            .0
+            .get_or_init(|| DenseForest::build(&self.nodes, &self.roots, self.max_depth));
         for (b, block) in x.as_slice().chunks(BLOCK_ROWS * cols).enumerate() {
             let acc = &mut totals[b * BLOCK_ROWS..b * BLOCK_ROWS + block.len() / cols];
-            for &root in &self.roots {
-                self.accumulate_tree(root as usize, block, cols, acc);
+            match dense {
+                Some(d) => d.accumulate(block, cols, acc),
+                None => {
+                    for &root in &self.roots {
+                        self.accumulate_tree(root as usize, block, cols, acc);
+                    }
+                }
             }
         }
         let n_trees = self.roots.len() as f64;
@@ -681,6 +711,25 @@ mod tests {
         assert_eq!(f.n_nodes(), 100);
         assert!((f.score(&[3.0, 3.0]).expect("shape") - 0.5).abs() < 1e-12);
         assert!(f.score(&[1.0]).is_err());
+    }
+
+    #[test]
+    fn batch_scoring_matches_single_point_scoring() {
+        // ψ from 1 (depth 1) to 5000 (depth 13, above the dense limit, so
+        // the arena fallback runs); row counts not multiples of the lanes.
+        for (n, psi) in [(1, 256), (3, 256), (37, 256), (700, 256), (5000, 5000)] {
+            let x = Matrix::from_rows(&blob(n, n as u64)).expect("finite");
+            let cfg = ForestConfig {
+                n_estimators: 7,
+                sample_size: psi,
+                ..ForestConfig::default()
+            };
+            let f = IsolationForest::fit(&x, &cfg).expect("fit");
+            let batch = f.score_matrix(&x).expect("shape");
+            for (row, b) in x.iter_rows().zip(&batch) {
+                assert_eq!(f.score(row).expect("shape").to_bits(), b.to_bits(), "n = {n}");
+            }
+        }
     }
 
     #[test]
