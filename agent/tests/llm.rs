@@ -214,6 +214,18 @@ fn check_genai(text: &str) {
         1.0
     );
     assert!(text.contains("# TYPE gen_ai_client_token_usage histogram"));
+    // Other resource attributes land on target_info, as in Prometheus.
+    assert_eq!(
+        m(
+            "target_info",
+            &[
+                ("job", "chatbot"),
+                ("instance", "pod-1"),
+                ("telemetry_sdk_language", "python")
+            ]
+        ),
+        1.0
+    );
     assert!(text.contains("# TYPE app_llm_requests_total counter"));
 }
 

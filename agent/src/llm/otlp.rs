@@ -254,6 +254,35 @@ fn resource_labels(attrs: &[KeyValue]) -> Vec<(String, String)> {
     out
 }
 
+/// Prometheus's `target_info`: the resource attributes that did not become
+/// `job`/`instance`, as labels of a constant 1 gauge. Emitted only for
+/// resources that identify a target.
+fn target_info(
+    res: &[(String, String)],
+    attrs: &[KeyValue],
+    agg: &mut Aggregator,
+) -> Result<(), UpdateError> {
+    const IDENTIFYING: [&str; 3] = ["service.name", "service.namespace", "service.instance.id"];
+    let rest: Vec<KeyValue> = attrs
+        .iter()
+        .filter(|kv| !IDENTIFYING.contains(&kv.key.as_str()))
+        .cloned()
+        .collect();
+    if res.is_empty() || rest.is_empty() {
+        return Ok(());
+    }
+    let labels = point_labels(res, &rest);
+    agg.value(
+        "target_info",
+        "Target metadata",
+        MetricType::Gauge,
+        "",
+        labels,
+        1.0,
+        false,
+    )
+}
+
 fn number(v: Option<&number_data_point::Value>) -> f64 {
     match v {
         Some(number_data_point::Value::AsDouble(d)) => *d,
@@ -275,6 +304,11 @@ pub fn ingest(
             .as_ref()
             .map(|r| resource_labels(&r.attributes))
             .unwrap_or_default();
+        if let Some(r) = &rm.resource
+            && let Err(e) = target_info(&res, &r.attributes, agg)
+        {
+            on_refused(&e);
+        }
         for sm in &rm.scope_metrics {
             for m in &sm.metrics {
                 let Some(data) = &m.data else { continue };
