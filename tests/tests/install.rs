@@ -544,9 +544,17 @@ fn debian_package_metadata_points_at_real_files() {
             let path = scripts.join(format!("{package}.{script}"));
             let text =
                 fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            // cargo-deb replaces every occurrence, comments included, so exactly
+            // one, on its own line, after the account is created.
+            assert_eq!(
+                text.matches("#DEBHELPER#").count(),
+                1,
+                "{}: one #DEBHELPER# token",
+                path.display()
+            );
             assert!(
-                text.contains("#DEBHELPER#"),
-                "{}: #DEBHELPER# token",
+                text.lines().any(|l| l == "#DEBHELPER#"),
+                "{}: #DEBHELPER# on its own line",
                 path.display()
             );
             assert!(mode(&path) & 0o111 != 0, "{} is executable", path.display());
