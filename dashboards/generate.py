@@ -138,6 +138,9 @@ def panel(kind, title, description, targets, unit="short", **options):
     elif kind == "table":
         p["options"] = {"showHeader": True, "cellHeight": "sm"}
         p["transformations"] = [{"id": "organize", "options": {"excludeByName": {"Time": True}}}]
+        if len(p["targets"]) > 1:
+            # One row per series with a column per query (Value #A, #B…).
+            p["transformations"].insert(0, {"id": "merge", "options": {}})
     elif kind == "bargauge":
         p["options"] = {"orientation": "horizontal", "displayMode": "gradient", "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
     if "min" in options:
