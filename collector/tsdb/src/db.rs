@@ -195,11 +195,17 @@ impl Db {
         if batch.iter().all(|s| s.samples.is_empty()) {
             return Ok(AppendOutcome::default());
         }
-        self.call(|reply| Cmd::Append {
+        let (reply, rx) = mpsc::channel();
+        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        tx.send(Cmd::Append {
             batch,
             now_ms,
             reply,
         })
+        .map_err(|_| Error::Closed)?;
+        // The batch comes back to be dropped here, off the writer thread.
+        let (outcome, _batch) = rx.recv().map_err(|_| Error::Closed)?;
+        outcome
     }
 
     /// Stores metadata for a metric family; last write wins.

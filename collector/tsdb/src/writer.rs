@@ -34,11 +34,16 @@ pub const COMMIT_BUCKETS: [f64; 12] = [
 
 pub type Reply<T> = Sender<Result<T, Error>>;
 
+/// An append's answer carries its batch back, so the label strings are
+/// freed on the caller's thread rather than on the single writer thread
+/// (freeing them was a fifth of the writer's time).
+pub type AppendReply = Sender<(Result<AppendOutcome, Error>, Vec<SeriesSamples>)>;
+
 pub enum Cmd {
     Append {
         batch: Vec<SeriesSamples>,
         now_ms: i64,
-        reply: Reply<AppendOutcome>,
+        reply: AppendReply,
     },
     SetMeta {
         metric: String,
@@ -118,7 +123,7 @@ pub struct Writer {
 struct AppendReq {
     batch: Vec<SeriesSamples>,
     now_ms: i64,
-    reply: Reply<AppendOutcome>,
+    reply: AppendReply,
 }
 
 impl Writer {
@@ -186,7 +191,7 @@ impl Writer {
         debug!("tsdb writer stopped");
     }
 
-    fn commit_group(&mut self, mut group: Vec<AppendReq>) {
+    fn commit_group(&mut self, group: Vec<AppendReq>) {
         let opts = self.shared.opts.clone();
         let retention_ms = opts.retention_ms();
         let mut outcomes = vec![AppendOutcome::default(); group.len()];
@@ -194,7 +199,10 @@ impl Writer {
         let mut overlay: HashMap<SeriesId, (i64, u64)> = HashMap::new();
         let mut new_ids: HashMap<Labels, SeriesId> = HashMap::new();
         let mut new_series: Vec<(SeriesId, Labels)> = Vec::new();
-        let mut accepted: Vec<(SeriesId, Vec<Sample>)> = Vec::new();
+        // Accepted samples, flat, with one `(series, range)` per batch entry:
+        // two allocations per group instead of one per series.
+        let mut flat: Vec<Sample> = Vec::new();
+        let mut accepted: Vec<(SeriesId, std::ops::Range<usize>)> = Vec::new();
         let first_new_id = self.next_series_id;
         let trim_due = self.last_trim.elapsed() >= WAL_TRIM_INTERVAL;
         if trim_due {
@@ -202,17 +210,17 @@ impl Writer {
         }
         let (to_store, trim_below) = {
             let st = self.shared.state.read();
-            for (req, out) in group.iter_mut().zip(outcomes.iter_mut()) {
+            for (req, out) in group.iter().zip(outcomes.iter_mut()) {
                 let min_t = req.now_ms.saturating_sub(retention_ms);
                 let max_t = req.now_ms.saturating_add(opts.max_future_ms);
-                for ss in req.batch.drain(..) {
+                for ss in &req.batch {
                     let existing = st
                         .lookup(&ss.labels)
                         .or_else(|| new_ids.get(&ss.labels).copied());
                     let mut last = existing
                         .and_then(|id| overlay.get(&id).copied().or_else(|| st.get(id)?.last));
-                    let mut keep = Vec::with_capacity(ss.samples.len());
-                    for s in ss.samples {
+                    let from = flat.len();
+                    for &s in &ss.samples {
                         let (t, bits) = (s.timestamp_ms, s.value.to_bits());
                         let reason = if t > max_t {
                             Some(RejectReason::TooFarInFuture)
@@ -233,13 +241,13 @@ impl Writer {
                         match reason {
                             Some(r) => *out.rejected.entry(r).or_default() += 1,
                             None => {
-                                keep.push(s);
+                                flat.push(s);
                                 last = Some((t, bits));
                                 out.accepted += 1;
                             }
                         }
                     }
-                    let Some(last) = last.filter(|_| !keep.is_empty()) else {
+                    let Some(last) = last.filter(|_| flat.len() > from) else {
                         continue;
                     };
                     let id = match existing {
@@ -248,13 +256,13 @@ impl Writer {
                             let id = self.next_series_id;
                             self.next_series_id += 1;
                             new_ids.insert(ss.labels.clone(), id);
-                            new_series.push((id, ss.labels));
+                            new_series.push((id, ss.labels.clone()));
                             out.new_series += 1;
                             id
                         }
                     };
                     overlay.insert(id, last);
-                    accepted.push((id, keep));
+                    accepted.push((id, from..flat.len()));
                 }
             }
             let to_store = pending_chunks(&st);
@@ -275,8 +283,8 @@ impl Writer {
         let wal_id = self.next_wal_id;
         let record = (!accepted.is_empty()).then(|| {
             let mut w = WalWriter::new();
-            for (id, samples) in &accepted {
-                w.add(u64::from(*id), samples);
+            for (id, range) in &accepted {
+                w.add(u64::from(*id), &flat[range.clone()]);
             }
             w.finish()
         });
@@ -297,7 +305,9 @@ impl Writer {
                 error!(error = %e, "tsdb group commit failed");
                 self.next_series_id = first_new_id;
                 for req in group {
-                    let _ = req.reply.send(Err(Error::Commit(e.to_string())));
+                    let _ = req
+                        .reply
+                        .send((Err(Error::Commit(e.to_string())), req.batch));
                 }
                 return;
             }
@@ -311,9 +321,9 @@ impl Writer {
             }
         }
 
-        let stored_samples: u64 = accepted.iter().map(|(_, s)| s.len() as u64).sum();
-        for (_, samples) in &accepted {
-            if let Some(last) = samples.last() {
+        let stored_samples = flat.len() as u64;
+        for (_, range) in &accepted {
+            if let Some(last) = flat[range.clone()].last() {
                 self.max_t_seen = self.max_t_seen.max(last.timestamp_ms);
             }
         }
@@ -324,10 +334,10 @@ impl Writer {
             }
             mark_stored(&mut st, &to_store);
             let (max_samples, max_ms) = (opts.chunk_max_samples, opts.chunk_max_duration_ms);
-            for (id, samples) in accepted {
+            for (id, range) in accepted {
                 let Some(s) = st.get_mut(id) else { continue };
                 let before = s.pending.len();
-                for smp in samples {
+                for &smp in &flat[range] {
                     s.push(smp, wal_id, max_samples, max_ms);
                 }
                 if s.pending.len() > before {
@@ -347,7 +357,7 @@ impl Writer {
             }
         }
         for (req, out) in group.into_iter().zip(outcomes) {
-            let _ = req.reply.send(Ok(out));
+            let _ = req.reply.send((Ok(out), req.batch));
         }
     }
 
