@@ -295,6 +295,11 @@ fn vector_vector(
     c: &mut SigCache,
     results: &mut ResultCache,
 ) -> Result<StepVec, QueryError> {
+    // Nothing can match, and Prometheus returns before checking either
+    // side for duplicates.
+    if lhs.is_empty() || rhs.is_empty() {
+        return Ok(Vec::new());
+    }
     // The "one" side is always treated as the right-hand side.
     let (many, one) = if m.card == Card::OneToMany {
         (rhs, lhs)

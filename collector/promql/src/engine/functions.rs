@@ -189,9 +189,18 @@ fn linear_regression(s: &[Sample], intercept_time: i64) -> (f64, f64) {
     (slope, sy / n - slope * sx / n)
 }
 
+fn sum_over_time(s: &[Sample]) -> f64 {
+    let (mut sum, mut c) = (0.0, 0.0);
+    for x in s {
+        (sum, c) = kahan_inc(x.value, sum, c);
+    }
+    if sum.is_infinite() { sum } else { sum + c }
+}
+
 fn avg_over_time(s: &[Sample]) -> f64 {
-    let mut mean = 0.0f64;
-    let mut count = 0.0f64;
+    // Incremental mean (no overflow for huge values) with Kahan
+    // compensation, as Prometheus computes it.
+    let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
     for x in s {
         count += 1.0;
         let v = x.value;
@@ -203,9 +212,9 @@ fn avg_over_time(s: &[Sample]) -> f64 {
                 continue;
             }
         }
-        mean += v / count - mean / count;
+        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
     }
-    mean
+    if mean.is_infinite() { mean } else { mean + c }
 }
 
 fn stdvar_over_time(s: &[Sample]) -> f64 {
@@ -862,7 +871,7 @@ fn eval_matrix_call(
                         m
                     }
                 })),
-                "sum_over_time" => Some(w.iter().map(|x| x.value).sum()),
+                "sum_over_time" => Some(sum_over_time(w)),
                 "count_over_time" => Some(w.len() as f64),
                 "quantile_over_time" => {
                     let mut vals: Vec<f64> = w.iter().map(|x| x.value).collect();
