@@ -891,7 +891,7 @@ fn random_query(rng: &mut Rng, depth: u32) -> String {
         let m = MODS[pick(rng, MODS.len())];
         return format!("{v}{m}");
     }
-    match rng.below(9) {
+    match rng.below(17) {
         0 | 1 => {
             let f = RANGE_FNS[pick(rng, RANGE_FNS.len())];
             let v = VECTORS[pick(rng, VECTORS.len())];
@@ -935,6 +935,47 @@ fn random_query(rng: &mut Rng, depth: u32) -> String {
             random_query(rng, depth - 1),
             OPS[pick(rng, 9)],
             (rng.f() * 20.0 - 5.0).round()
+        ),
+        9 => format!(
+            "quantile{} ({}, {})",
+            GROUPS[pick(rng, GROUPS.len())],
+            (rng.f() * 10.0).round() / 10.0,
+            random_query(rng, depth - 1)
+        ),
+        10 => format!(
+            "count_values{} (\"v\", round({}))",
+            GROUPS[pick(rng, GROUPS.len())],
+            random_query(rng, depth - 1)
+        ),
+        11 => format!(
+            "label_replace({}, \"job\", \"$1\", \"instance\", \"i(.)\")",
+            random_query(rng, depth - 1)
+        ),
+        12 => format!(
+            "clamp_min({}, {})",
+            random_query(rng, depth - 1),
+            (rng.f() * 10.0).round()
+        ),
+        13 => format!(
+            "({}) {} on(instance) group_left sum by (instance) ({})",
+            random_query(rng, depth - 1),
+            ["+", "/", ">", "-"][pick(rng, 4)],
+            random_query(rng, depth - 1)
+        ),
+        14 => {
+            let f = RANGE_FNS[pick(rng, RANGE_FNS.len())];
+            let m = [
+                " @ start()",
+                " @ end()",
+                " offset 10m",
+                " @ 1700004000 offset 2m",
+            ][pick(rng, 4)];
+            format!("{f}(({})[10m:1m]{m})", random_query(rng, depth - 1))
+        }
+        15 => format!(
+            "scalar({}) * {}",
+            random_query(rng, depth - 1),
+            random_query(rng, depth - 1)
         ),
         _ => format!(
             "histogram_quantile({}, {})",
