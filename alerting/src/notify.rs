@@ -289,7 +289,7 @@ pub fn build_receivers(
             list.push((
                 id("webhook", i),
                 Arc::new(Integration::Webhook(
-                    webhook::Webhook::new(w, timeout).map_err(ctx)?,
+                    webhook::Webhook::new(w, &cfg.global, timeout).map_err(ctx)?,
                 )),
             ));
         }

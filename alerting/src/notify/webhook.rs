@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::http::HttpClient;
 use super::{NotificationData, NotifyError};
-use crate::config::{WebhookConfig, secret_value};
+use crate::config::{GlobalConfig, WebhookConfig, secret_value};
 
 pub struct Webhook {
     pub cfg: WebhookConfig,
@@ -13,14 +13,21 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(cfg: &WebhookConfig, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        cfg: &WebhookConfig,
+        global: &GlobalConfig,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let url = secret_value(cfg.url.as_ref(), cfg.url_file.as_deref())
             .map_err(|e| format!("cannot read url_file: {e}"))?
             .ok_or("webhook without url")?;
         Ok(Self {
             cfg: cfg.clone(),
             url,
-            http: HttpClient::new(cfg.http_config.as_ref(), timeout)?,
+            http: HttpClient::new(
+                cfg.http_config.as_ref().or(global.http_config.as_ref()),
+                timeout,
+            )?,
         })
     }
 
