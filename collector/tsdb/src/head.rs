@@ -173,7 +173,9 @@ impl SeriesSnapshot {
 /// All series, addressed by id (ids are dense; dropped ones leave `None`).
 #[derive(Debug, Default)]
 pub struct State {
-    pub series: Vec<Option<Series>>,
+    /// Boxed so the slot of a series dropped by retention costs 8 bytes,
+    /// not a whole `Series`, when ids churn.
+    pub series: Vec<Option<Box<Series>>>,
     pub index: Index,
     pub live: usize,
     /// Series that have `pending` chunks, for the next commit to store.
@@ -182,11 +184,13 @@ pub struct State {
 
 impl State {
     pub fn get(&self, id: SeriesId) -> Option<&Series> {
-        self.series.get(id as usize).and_then(Option::as_ref)
+        self.series.get(id as usize).and_then(Option::as_deref)
     }
 
     pub fn get_mut(&mut self, id: SeriesId) -> Option<&mut Series> {
-        self.series.get_mut(id as usize).and_then(Option::as_mut)
+        self.series
+            .get_mut(id as usize)
+            .and_then(Option::as_deref_mut)
     }
 
     pub fn lookup(&self, labels: &Labels) -> Option<SeriesId> {
@@ -202,7 +206,7 @@ impl State {
         if self.series[idx].is_none() {
             self.live += 1;
         }
-        self.series[idx] = Some(Series::new(labels));
+        self.series[idx] = Some(Box::new(Series::new(labels)));
     }
 
     pub fn remove(&mut self, id: SeriesId) {

@@ -598,7 +598,7 @@ fn mark_stored(st: &mut State, chunks: &[(SeriesId, CutChunk)]) {
     st.cut_ids.retain(|id| {
         st.series
             .get(*id as usize)
-            .and_then(Option::as_ref)
+            .and_then(Option::as_deref)
             .is_some_and(|s| !s.pending.is_empty())
     });
 }
