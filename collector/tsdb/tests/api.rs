@@ -106,6 +106,35 @@ fn a_directory_is_opened_by_one_store_at_a_time() {
 }
 
 #[test]
+fn full_sync_mode_works_and_garbage_files_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let db = Db::open(
+            dir.path(),
+            Options {
+                sync: vigil_tsdb::SyncMode::Full,
+                ..Options::default()
+            },
+        )
+        .expect("open");
+        let out = db
+            .append(vec![one("up", "a", vec![Sample::new(NOW, 1.0)])], NOW)
+            .expect("append");
+        assert_eq!(out.accepted, 1);
+    }
+    let other = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        other.path().join("vigil-tsdb.sqlite"),
+        b"this is not a database, just text",
+    )
+    .expect("write");
+    assert!(matches!(
+        Db::open(other.path(), Options::default()),
+        Err(Error::Sqlite(_))
+    ));
+}
+
+#[test]
 fn invalid_options_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = Options {

@@ -93,9 +93,17 @@ fn acknowledged_samples_survive_sigkill() {
         return;
     }
     let exe = std::env::current_exe().expect("the test binary knows its path");
-    // (acks to wait for, extra delay before the kill)
+    // (acks to wait for, extra delay before the kill), plus a random extra
+    // delay per run so the kill lands at different points of a commit; the
+    // seed is printed in every failure message.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let crash_points = [(1, 0), (5, 300), (17, 0), (40, 1_500), (90, 50), (160, 0)];
     for (i, &(acks, delay_us)) in crash_points.iter().enumerate() {
+        let delay_us = delay_us + u64::from(seed.wrapping_mul(i as u32 + 1) % 700);
+        let i = format!("{i} (seed {seed}, delay {delay_us} µs)");
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(&exe)
             .args([
