@@ -15,7 +15,7 @@ use vigil_wire::labels::is_valid_label_name;
 use vigil_wire::{Labels, METRIC_NAME_LABEL};
 
 use super::functions::quantile;
-use super::{Evaluator, Interner, L, QueryError, StepVec, Steps, Val};
+use super::{Evaluator, FastMap, Interner, L, QueryError, StepVec, Steps, Val};
 use crate::value::format_float;
 
 struct Group {
@@ -131,7 +131,7 @@ pub(super) fn eval_aggregate(
     }
     // Group labels computed once per input label set, and the Rc for each
     // group's output labels reused across steps.
-    let mut key_cache: HashMap<*const Labels, L> = HashMap::new();
+    let mut key_cache: FastMap<*const Labels, L> = FastMap::default();
     let mut interned: HashMap<Labels, L> = HashMap::new();
     let mut out: Vec<StepVec> = Vec::with_capacity(input.len());
     let mut uniq = Interner::default();
@@ -159,7 +159,7 @@ pub(super) fn eval_aggregate(
             k = ki.min(vec.len() as i64).max(1) as usize;
         }
         // Group keys are interned, so equal keys share one address.
-        let mut groups: HashMap<*const Labels, usize> = HashMap::new();
+        let mut groups: FastMap<*const Labels, usize> = FastMap::default();
         let mut ordered: Vec<Group> = Vec::new();
         for (l, v) in vec {
             let v = *v;

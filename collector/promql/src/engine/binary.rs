@@ -2,7 +2,7 @@
 //! set operators, with Prometheus's vector-matching rules (`on`,
 //! `ignoring`, `group_left`, `group_right`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use promql_parser::parser::ast::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
@@ -12,7 +12,10 @@ use promql_parser::parser::token::{
 };
 use vigil_wire::{Labels, METRIC_NAME_LABEL};
 
-use super::{Evaluator, Interner, L, LabelCache, QueryError, StepVec, Steps, Val, labels_string};
+use super::{
+    Evaluator, FastMap, FastSet, Interner, L, LabelCache, QueryError, StepVec, Steps, Val,
+    labels_string,
+};
 
 /// How two vectors are matched.
 struct Matching {
@@ -204,7 +207,7 @@ fn vector_scalar(
 /// Signatures memoised per label set, as small ids.
 #[derive(Default)]
 struct SigCache {
-    by_ptr: HashMap<*const Labels, Sig>,
+    by_ptr: FastMap<*const Labels, Sig>,
     by_sig: HashMap<Vec<(String, String)>, Sig>,
 }
 
@@ -227,7 +230,7 @@ fn set_and(lhs: &StepVec, rhs: &StepVec, m: &Matching, c: &mut SigCache) -> Step
     if lhs.is_empty() || rhs.is_empty() {
         return Vec::new();
     }
-    let right: HashSet<Sig> = rhs.iter().map(|(l, _)| c.get(l, m)).collect();
+    let right: FastSet<Sig> = rhs.iter().map(|(l, _)| c.get(l, m)).collect();
     lhs.iter()
         .filter(|(l, _)| right.contains(&c.get(l, m)))
         .cloned()
@@ -235,7 +238,7 @@ fn set_and(lhs: &StepVec, rhs: &StepVec, m: &Matching, c: &mut SigCache) -> Step
 }
 
 fn set_or(lhs: &StepVec, rhs: &StepVec, m: &Matching, c: &mut SigCache) -> StepVec {
-    let left: HashSet<Sig> = lhs.iter().map(|(l, _)| c.get(l, m)).collect();
+    let left: FastSet<Sig> = lhs.iter().map(|(l, _)| c.get(l, m)).collect();
     let mut out = lhs.clone();
     for (l, v) in rhs {
         if !left.contains(&c.get(l, m)) {
@@ -249,7 +252,7 @@ fn set_unless(lhs: &StepVec, rhs: &StepVec, m: &Matching, c: &mut SigCache) -> S
     if rhs.is_empty() {
         return lhs.clone();
     }
-    let right: HashSet<Sig> = rhs.iter().map(|(l, _)| c.get(l, m)).collect();
+    let right: FastSet<Sig> = rhs.iter().map(|(l, _)| c.get(l, m)).collect();
     lhs.iter()
         .filter(|(l, _)| !right.contains(&c.get(l, m)))
         .cloned()
@@ -282,7 +285,7 @@ fn result_metric(ls: &Labels, rs: &Labels, op: TokenId, m: &Matching, return_boo
 /// their ids for duplicate detection.
 #[derive(Default)]
 struct ResultCache {
-    metrics: HashMap<(*const Labels, *const Labels), L>,
+    metrics: FastMap<(*const Labels, *const Labels), L>,
     ids: Interner,
 }
 
@@ -306,7 +309,8 @@ fn vector_vector(
     } else {
         (lhs, rhs)
     };
-    let mut right: HashMap<Sig, (L, f64)> = HashMap::with_capacity(one.len());
+    let mut right: FastMap<Sig, (L, f64)> =
+        FastMap::with_capacity_and_hasher(one.len(), Default::default());
     for (l, v) in one {
         let sig = c.get(l, m);
         if let Some((dup, _)) = right.get(&sig) {
@@ -329,7 +333,7 @@ fn vector_vector(
         }
         right.insert(sig, (l.clone(), *v));
     }
-    let mut matched: HashMap<Sig, HashSet<u32>> = HashMap::new();
+    let mut matched: FastMap<Sig, FastSet<u32>> = FastMap::default();
     let mut out: StepVec = Vec::new();
     for (l, v) in many {
         let sig = c.get(l, m);

@@ -13,8 +13,8 @@ use vigil_wire::labels::is_valid_label_name;
 use vigil_wire::{Labels, METRIC_NAME_LABEL, Sample};
 
 use super::{
-    Evaluator, Interner, L, LabelCache, MatrixArg, QueryError, StepVec, Steps, Val, absent_labels,
-    unwrap_parens, window_slice,
+    Evaluator, FastMap, Interner, L, LabelCache, MatrixArg, QueryError, StepVec, Steps, Val,
+    absent_labels, unwrap_parens, window_slice,
 };
 
 /// Kahan-compensated addition, as Prometheus's `kahanSumInc`.
@@ -699,13 +699,13 @@ fn histogram_quantile(
     let q = scalar_arg(ev, args[0], steps)?;
     let v = vector_arg(ev, args[1], steps)?;
     // Per input label set: (group key including the metric name, output labels).
-    let mut keys: HashMap<*const Labels, Option<(L, L, f64)>> = HashMap::new();
+    let mut keys: FastMap<*const Labels, Option<(L, L, f64)>> = FastMap::default();
     let mut interned: HashMap<Labels, L> = HashMap::new();
     let mut out = Vec::with_capacity(v.len());
     let mut uniq = Interner::default();
     for (i, vec) in v.iter().enumerate() {
         ev.check()?;
-        let mut groups: HashMap<*const Labels, usize> = HashMap::new();
+        let mut groups: FastMap<*const Labels, usize> = FastMap::default();
         let mut ordered: Vec<(L, Vec<(f64, f64)>)> = Vec::new();
         for (l, x) in vec {
             let entry = keys.entry(Rc::as_ptr(l)).or_insert_with(|| {
