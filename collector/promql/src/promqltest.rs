@@ -484,7 +484,46 @@ fn run_eval(
         };
         expected.push(exp);
     }
-    compare(&value, &expected, cmd == "eval_ordered", &kind)
+    let ordered = cmd == "eval_ordered";
+    compare(&value, &expected, ordered, &kind)?;
+    // Like Prometheus's runner, check that the query gives the same answer
+    // in range mode: the middle step of [t-1m, t+1m] must equal the instant
+    // result. Not for ordered results (range results have no order), range
+    // vectors, or `@ start()`/`@ end()` (which differ between the two).
+    if let (EvalKind::Instant(t), false) = (&kind, ordered) {
+        let t = *t;
+        let step_invariant_ok = !query.contains("start()") && !query.contains("end()");
+        if matches!(value, Value::Vector(_) | Value::Scalar { .. }) && step_invariant_ok {
+            let range = engine
+                .range(storage, query, t - 60_000, t + 60_000, 60_000, &ctx)
+                .map_err(|e| format!("range-mode check failed: {e}"))?;
+            let middle = match range {
+                Value::Matrix(m) => m
+                    .into_iter()
+                    .filter_map(|s| {
+                        s.samples.iter().find(|x| x.timestamp_ms == t).map(|x| {
+                            crate::value::VectorSample {
+                                labels: s.labels.clone(),
+                                t_ms: t,
+                                v: x.value,
+                            }
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+                other => return Err(format!("range-mode check returned {}", other.type_name())),
+            };
+            let as_value = match value {
+                Value::Scalar { .. } => match middle.first() {
+                    Some(s) => Value::Scalar { t_ms: t, v: s.v },
+                    None => return Err("range-mode check lost the scalar".into()),
+                },
+                _ => Value::Vector(middle),
+            };
+            compare(&as_value, &expected, false, &kind)
+                .map_err(|e| format!("in range mode: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn show(vals: &[SeriesValue]) -> String {
