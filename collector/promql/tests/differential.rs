@@ -350,7 +350,7 @@ fn free_port() -> u16 {
         .expect("bind an ephemeral port on 127.0.0.1")
 }
 
-fn start_prometheus(data: &[Series]) -> Prometheus {
+fn start_prometheus(data: &[Series], tag: &str) -> Prometheus {
     for bin in ["prometheus", "promtool"] {
         let found = Command::new(bin).arg("--version").output().is_ok();
         assert!(
@@ -358,7 +358,7 @@ fn start_prometheus(data: &[Series]) -> Prometheus {
             "`{bin}` is not installed: install the Debian package `prometheus` (apt-get install prometheus) to run the differential test"
         );
     }
-    let dir = std::env::temp_dir().join(format!("vigil-promql-diff-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("vigil-promql-diff-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temp dir");
     let om = dir.join("data.om");
@@ -757,7 +757,7 @@ fn matches_prometheus_2_42() {
     let started = Instant::now();
     let data = dataset();
     let storage = load_storage(&data);
-    let prom = start_prometheus(&data);
+    let prom = start_prometheus(&data, "list");
     let queries_path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/differential_queries.txt");
     let text = std::fs::read_to_string(&queries_path).expect("read query list");
@@ -1001,7 +1001,7 @@ fn random_queries_match_prometheus() {
         .unwrap_or(1);
     let data = dataset();
     let storage = load_storage(&data);
-    let prom = start_prometheus(&data);
+    let prom = start_prometheus(&data, "random");
     let mut rng = Rng(seed);
     let queries: Vec<String> = (0..n)
         .map(|_| {
