@@ -44,6 +44,16 @@ pub fn format_value_e(v: f64) -> String {
     format!("{mant}e{sign}{:02}", exp.unsigned_abs())
 }
 
+/// A float as Go's `encoding/json` writes it: integral values without a
+/// fraction (`60`, not `60.0`).
+pub fn go_float(v: f64) -> Json {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
 fn labels_json(l: &Labels) -> Json {
     let mut m = Map::new();
     for x in l.iter() {
@@ -82,8 +92,8 @@ fn alerting_rule_json(ar: &AlertingRule, rt: &crate::group::RuleRuntime) -> Json
     o.insert("state".into(), json!(ar.state().as_str()));
     o.insert("name".into(), json!(spec.name));
     o.insert("query".into(), json!(spec.query_string()));
-    o.insert("duration".into(), json!(hold.as_secs_f64()));
-    o.insert("keepFiringFor".into(), json!(keep.as_secs_f64()));
+    o.insert("duration".into(), go_float(hold.as_secs_f64()));
+    o.insert("keepFiringFor".into(), go_float(keep.as_secs_f64()));
     o.insert("labels".into(), pairs_json(&spec.labels));
     o.insert("annotations".into(), annotations);
     o.insert(
@@ -96,7 +106,7 @@ fn alerting_rule_json(ar: &AlertingRule, rt: &crate::group::RuleRuntime) -> Json
     }
     o.insert(
         "evaluationTime".into(),
-        json!(rt.eval_duration.as_secs_f64()),
+        go_float(rt.eval_duration.as_secs_f64()),
     );
     o.insert(
         "lastEvaluation".into(),
@@ -120,7 +130,7 @@ fn recording_rule_json(rt: &crate::group::RuleRuntime) -> Json {
     }
     o.insert(
         "evaluationTime".into(),
-        json!(rt.eval_duration.as_secs_f64()),
+        go_float(rt.eval_duration.as_secs_f64()),
     );
     o.insert(
         "lastEvaluation".into(),
@@ -169,9 +179,9 @@ fn group_json(g: &Group, filter: RuleTypeFilter) -> Json {
         "name": g.spec.name,
         "file": g.spec.file,
         "rules": rules,
-        "interval": g.interval.as_secs_f64(),
+        "interval": go_float(g.interval.as_secs_f64()),
         "limit": g.spec.limit,
-        "evaluationTime": g.eval_duration.as_secs_f64(),
+        "evaluationTime": go_float(g.eval_duration.as_secs_f64()),
         "lastEvaluation": rfc3339(g.last_eval_wall_ms),
     })
 }

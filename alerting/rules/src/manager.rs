@@ -123,6 +123,8 @@ impl RuleManager {
             }
             next.push(Arc::new(Mutex::new(g)));
         }
+        // Prometheus lists (and we evaluate) groups by file, then name.
+        next.sort_by_cached_key(|g| g.lock().key());
         let now = wall_ms();
         for (_, g) in old {
             let mut g = g.lock();

@@ -232,7 +232,7 @@ fn api_json_has_prometheus_shape() {
     let g = &all["groups"][0];
     assert_eq!(g["name"], "g");
     assert_eq!(g["file"], "rules.yml");
-    assert_eq!(g["interval"], json!(60.0));
+    assert_eq!(g["interval"], json!(60));
     assert_eq!(g["limit"], json!(0));
     let rec = &g["rules"][0];
     assert_eq!(rec["type"], "recording");
@@ -263,7 +263,7 @@ fn api_json_has_prometheus_shape() {
         assert!(keys.contains(&k), "{k} missing: {keys:?}");
     }
     assert_eq!(alert["state"], "pending");
-    assert_eq!(alert["duration"], json!(120.0));
+    assert_eq!(alert["duration"], json!(120));
     assert_eq!(alert["labels"], json!({"severity": "warning"}));
     assert_eq!(alert["alerts"][0]["value"], "0e+00");
     assert_eq!(alert["alerts"][0]["activeAt"], "1970-01-01T00:00:00Z");
