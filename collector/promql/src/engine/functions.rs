@@ -30,7 +30,8 @@ fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-/// Go's `math.Max` (NaN wins, +Inf wins over NaN? no: Inf checked first).
+/// Go's `math.Max`: +Inf beats everything (even NaN), then NaN wins, and
+/// +0 beats -0. Rust's `f64::max` ignores NaN instead.
 fn go_max(x: f64, y: f64) -> f64 {
     if x == f64::INFINITY || y == f64::INFINITY {
         f64::INFINITY
@@ -45,7 +46,7 @@ fn go_max(x: f64, y: f64) -> f64 {
     }
 }
 
-/// Go's `math.Min`.
+/// Go's `math.Min`: the mirror image of [`go_max`].
 fn go_min(x: f64, y: f64) -> f64 {
     if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
         f64::NEG_INFINITY
@@ -751,21 +752,14 @@ fn eval_matrix_call(
     steps: Steps,
 ) -> Result<Val, QueryError> {
     // The range-vector argument is the first, except for quantile_over_time.
-    let (mi, other) = if name == "quantile_over_time" {
-        (1, 0)
-    } else {
-        (0, 1)
-    };
-    let extra: Vec<Vec<f64>> = {
-        let mut e = Vec::new();
-        for (j, a) in args.iter().enumerate() {
-            if j != mi {
-                e.push(scalar_arg(ev, a, steps)?);
-            }
+    let mi = usize::from(name == "quantile_over_time");
+    // The other arguments are scalars, one value per step.
+    let mut extra: Vec<Vec<f64>> = Vec::new();
+    for (j, a) in args.iter().enumerate() {
+        if j != mi {
+            extra.push(scalar_arg(ev, a, steps)?);
         }
-        e
-    };
-    let _ = other;
+    }
     let mut m: MatrixArg = ev.eval_matrix_arg(args[mi], steps)?;
     if name == "predict_linear" {
         m.emulate_moving_at(steps.start);
