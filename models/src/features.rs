@@ -13,7 +13,7 @@
 //! | `ma5`, `ma15` | mean of the last 5 / 15 values, the current one included (fewer at the start) |
 //! | `volatility` | population standard deviation of the last 10 values |
 //! | `first_difference` | `v[t] − v[t−1]` (0 for the first point) |
-//! | `relative_change` | `(v[t] − v[t−1]) / |v[t−1]|`, clamped to ±[`RELATIVE_CHANGE_CLAMP`]; 0 when `v[t−1] = 0` |
+//! | `relative_change` | `(v[t] − v[t−1]) / abs(v[t−1])`, clamped to ±[`RELATIVE_CHANGE_CLAMP`]; 0 when `v[t−1] = 0` |
 //!
 //! and once per row: `hour_of_day` (0–23, UTC) and `day_of_week` (0 = Monday,
 //! UTC). A multivariate extractor (several aligned series of one host)

@@ -301,10 +301,13 @@ impl IsolationForest {
         self.nodes.len()
     }
 
-    /// Bytes of heap the trained model occupies (nodes and roots).
+    /// Bytes of heap the trained model occupies: the arena, and the dense
+    /// copy once batch scoring has built it.
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.len() * std::mem::size_of::<Node>()
-            + self.roots.len() * std::mem::size_of::<u32>()
+        let arena = self.nodes.len() * std::mem::size_of::<Node>()
+            + self.roots.len() * std::mem::size_of::<u32>();
+        let dense = self.dense.0.get().and_then(Option::as_ref);
+        arena + dense.map_or(0, DenseForest::heap_bytes)
     }
 
     /// The subsample size ψ the trees were grown on.
@@ -727,7 +730,11 @@ mod tests {
             let f = IsolationForest::fit(&x, &cfg).expect("fit");
             let batch = f.score_matrix(&x).expect("shape");
             for (row, b) in x.iter_rows().zip(&batch) {
-                assert_eq!(f.score(row).expect("shape").to_bits(), b.to_bits(), "n = {n}");
+                assert_eq!(
+                    f.score(row).expect("shape").to_bits(),
+                    b.to_bits(),
+                    "n = {n}"
+                );
             }
         }
     }

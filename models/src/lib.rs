@@ -57,9 +57,9 @@
 //! # Ok::<(), vigil_models::Error>(())
 //! ```
 
-mod config;
+pub mod config;
 pub mod csv;
-mod detector;
+pub mod detector;
 mod error;
 pub mod features;
 pub mod forest;

@@ -58,6 +58,12 @@ impl DenseForest {
         Some(dense)
     }
 
+    /// Bytes of heap the copy occupies.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.splits.len() * std::mem::size_of::<Slot>()
+            + self.leaves.len() * std::mem::size_of::<f64>()
+    }
+
     /// Copies the arena subtree at `a` into dense slot `k` (at depth `d`) of
     /// tree `t`.
     fn fill(&mut self, nodes: &[Node], t: usize, a: usize, k: usize, d: usize) {
