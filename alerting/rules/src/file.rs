@@ -355,8 +355,14 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<GroupSpec>, Vec<RuleFil
     }
 }
 
+/// The first line of a YAML error, without the "at line X, column Y" tail
+/// (the position is reported separately).
 fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+    let line = s.lines().next().unwrap_or(s);
+    match line.rfind(" at line ") {
+        Some(i) if line[i..].contains(", column ") => &line[..i],
+        _ => line,
+    }
 }
 
 fn pos<T>(s: &Spanned<T>) -> (usize, usize) {

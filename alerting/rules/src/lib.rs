@@ -14,6 +14,14 @@
 //!    [`SampleAppender`] and alerts through an [`AlertSender`].
 //!
 //! [`check_rules`] and [`test_rules`] are the CLI commands.
+//!
+//! ```
+//! // Errors point at the offending YAML node, as promtool's do.
+//! let text = "groups:\n  - name: g\n    rules:\n      - alert: X\n        expr: up ==\n";
+//! let Err(errs) = vigil_rules::parse_rules("r.yml", text) else { panic!("invalid") };
+//! assert_eq!((errs[0].line, errs[0].column), (5, 15));
+//! assert!(errs[0].to_string().starts_with("r.yml: 5:15: group \"g\", rule 1, \"X\": could not parse expression"));
+//! ```
 
 pub mod alerting;
 pub mod api;

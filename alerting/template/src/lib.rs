@@ -53,9 +53,10 @@ pub type Funcs = HashMap<String, Func>;
 pub type Resolver =
     Arc<dyn Fn(&Value, &str, &[Value]) -> Option<Result<Value, String>> + Send + Sync>;
 
-/// A syntax error, with the template name and 1-based position.
+/// A syntax error, with the template name and 1-based position. Displayed
+/// as Go does (`template: NAME:LINE: MESSAGE`, no column).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("template: {name}:{line}:{column}: {message}")]
+#[error("template: {name}:{line}: {message}")]
 pub struct ParseError {
     pub name: String,
     pub line: usize,

@@ -331,6 +331,7 @@ fn errors_are_returned() {
         Ok(_) => panic!("unclosed if must fail"),
     };
     assert_eq!((e.line, e.column), (2, 3), "{e}");
+    assert!(e.to_string().starts_with("template: t:2: "), "{e}");
     assert!(Template::new("t").parse("{{ \"unterminated }}").is_err());
     assert!(Template::new("t").parse("{{ end }}").is_err());
     assert!(Template::new("t").parse("{{ .A | }}").is_err());
