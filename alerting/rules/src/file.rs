@@ -529,6 +529,31 @@ fn validate_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_rules("p.yml", &text);
+        }
+
+        #[test]
+        fn rule_shaped_yaml_never_panics(
+            name in "[a-zA-Z_:{}$ .|-]{0,12}",
+            expr in "[a-z0-9_(){}\\[\\]=<>!~\" .+*/-]{0,24}",
+            dur in "[0-9a-z]{0,5}",
+            tmpl in "[{}$a-z .|\"]{0,20}",
+        ) {
+            let text = format!(
+                "groups:\n  - name: g\n    rules:\n      - alert: '{}'\n        expr: '{}'\n        for: '{}'\n        annotations:\n          a: '{}'\n",
+                name.replace('\'', ""), expr.replace('\'', ""), dur, tmpl.replace('\'', "")
+            );
+            match parse_rules("p.yml", &text) {
+                Ok(groups) => prop_assert_eq!(groups[0].rules.len(), 1),
+                Err(errs) => prop_assert!(errs.iter().all(|e| e.file == "p.yml" && !e.reason.is_empty())),
+            }
+        }
+    }
 
     fn errs(text: &str) -> Vec<RuleFileError> {
         match parse_rules("f.yml", text) {

@@ -177,6 +177,36 @@ fn evaluation_writes_series_alerts_and_stale_markers() {
 }
 
 #[test]
+fn templates_can_query_at_evaluation_time() {
+    let store = Arc::new(Store::default());
+    let outbox = Arc::new(Outbox::default());
+    let m = manager(&store, &outbox, false);
+    m.update(set(r#"
+groups:
+  - name: g
+    rules:
+      - alert: Low
+        expr: up == 0
+        annotations:
+          total: '{{ with query "sum(up)" }}{{ . | first | value }}{{ end }} of {{ with query "count(up)" }}{{ . | first | value }}{{ end }} up'
+          bad: '{{ query "sum(" }}'
+"#));
+    store.put(&[("__name__", "up"), ("instance", "a")], 0, 0.0);
+    store.put(&[("__name__", "up"), ("instance", "b")], 0, 1.0);
+    store.put(&[("__name__", "up"), ("instance", "c")], 0, 1.0);
+    m.eval_all_at(0);
+    let a = &m.alerts_json()["alerts"][0]["annotations"];
+    assert_eq!(a["total"], "2 of 3 up");
+    // A failing query becomes Prometheus's inline error text.
+    assert!(
+        a["bad"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("<error expanding template: ")),
+        "{a}"
+    );
+}
+
+#[test]
 fn failing_rule_is_reported_and_the_group_continues() {
     let store = Arc::new(Store::default());
     let outbox = Arc::new(Outbox::default());
