@@ -230,6 +230,22 @@ impl<'a> Ctx<'a> {
         let first = &cmd.args[0];
         let rest = &cmd.args[1..];
         match first {
+            // `and`/`or` stop at the first argument that decides the result
+            // (Go 1.18+), so `{{ and .A .A.B }}` never evaluates `.A.B`
+            // when `.A` is empty.
+            Arg::Ident(name)
+                if (name == "and" || name == "or") && (!rest.is_empty() || prev.is_some()) =>
+            {
+                let want = name == "or";
+                let mut last = Value::Nil;
+                for a in rest {
+                    last = self.arg(a, dot, line)?;
+                    if last.truthy() == want {
+                        return Ok(last);
+                    }
+                }
+                Ok(prev.unwrap_or(last))
+            }
             Arg::Ident(name) => {
                 let mut args = Vec::with_capacity(rest.len() + 1);
                 for a in rest {

@@ -91,6 +91,13 @@ fn conditionals() {
     assert_eq!(run("{{if or .Z .S}}a{{else}}c{{end}}", d.clone()), "c");
     assert_eq!(run("{{if and .T .L}}a{{end}}", d.clone()), "a");
     assert_eq!(run("{{if not .F}}a{{end}}", d.clone()), "a");
+    // Short-circuit: the second operand would fail on a string.
+    assert_eq!(run("{{if and .S .S.X}}a{{else}}b{{end}}", d.clone()), "b");
+    assert_eq!(run("{{or .T .S.X}}", d.clone()), "true");
+    assert_eq!(
+        run("{{and 1 0 2}}|{{or 0 \"\" 3}}|{{.Z | or 5}}", d.clone()),
+        "0|3|5"
+    );
     assert_eq!(
         run("{{with .L}}{{len .}}{{else}}none{{end}}", d.clone()),
         "1"
