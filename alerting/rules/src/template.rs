@@ -170,7 +170,10 @@ pub(crate) fn expand(t: &Template, data: &Value) -> String {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(template = t.name(), error = %e, "expanding alert template failed");
-            format!("<error expanding template: {e}>")
+            format!(
+                "<error expanding template: error executing template {}: {e}>",
+                t.name()
+            )
         }
     }
 }
@@ -235,7 +238,7 @@ mod tests {
         let l = Labels::empty();
         let out = expand_text("{{ index $labels.x 3 }}", &l, 0.0);
         assert!(
-            out.starts_with("<error expanding template: template: __alert_T:1:"),
+            out.starts_with("<error expanding template: error executing template __alert_T: template: __alert_T:1:"),
             "{out}"
         );
     }
