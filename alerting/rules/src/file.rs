@@ -89,7 +89,7 @@ impl<'de> Deserialize<'de> for Scalar {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
-    groups: Vec<RawGroup>,
+    groups: Vec<Spanned<RawGroup>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,9 +302,11 @@ pub fn parse_rules(file: &str, text: &str) -> Result<Vec<GroupSpec>, Vec<RuleFil
     let mut errs = Vec::new();
     let mut groups = Vec::new();
     let mut names = HashSet::new();
-    for g in raw.groups {
+    for spanned in raw.groups {
+        // Group-level errors point at the group's mapping, as Prometheus.
+        let (gl, gc) = pos(&spanned);
+        let g = spanned.value;
         let gname = g.name.value.0.clone();
-        let (gl, gc) = pos(&g.name);
         let err = |line, column, reason: String| RuleFileError {
             file: file.to_string(),
             line,
