@@ -175,7 +175,10 @@ do_install() {
         case $c in
             collector)
                 install_config "$REPO/deploy/vigil.example.yml" "$DESTDIR/etc/vigil/vigil.yml"
-                install_config "$REPO/deploy/alerting.example.yml" "$DESTDIR/etc/vigil/alerting.yml"
+                # The example names secret files that do not exist on a fresh
+                # host, and the collector refuses to start without them; the
+                # default routes nowhere and needs none.
+                install_config "$REPO/deploy/alerting.default.yml" "$DESTDIR/etc/vigil/alerting.yml"
                 mkdir -p "$DESTDIR/etc/vigil/rules"
                 chmod 0755 "$DESTDIR/etc/vigil/rules"
                 for rule in "$REPO"/rules/*.rules.yml; do
