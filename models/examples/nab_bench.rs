@@ -10,10 +10,12 @@
 //! The data directory is `$VIGIL_NAB_DIR`, else `../shared/data/nab` next to
 //! the repository. Every file named in `combined_windows.json` is streamed
 //! through a fresh detector; its alerts (anomalies that are not suppressed)
-//! are graded with NAB's standard profile. The baseline streams the same
+//! are graded with NAB's standard profile. The baselines stream the same
 //! features through scikit-learn's `IsolationForest` with the same window,
 //! retrain schedule, contamination and suppression
-//! (`models/tests/sklearn/nab_baseline.py`). Output is a markdown table.
+//! (`models/tests/sklearn/nab_baseline.py`), deciding either with
+//! `predict` (the contamination threshold) or with Vigil's decision rule
+//! applied to scikit-learn's scores. Output is a markdown table.
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
@@ -89,7 +91,13 @@ fn run_vigil(series: &Series, cfg: &DetectorConfig, verbose: bool) -> Result<Vec
     Ok(alerts)
 }
 
-fn run_baseline(series: &Series, cfg: &DetectorConfig, scratch: &Path) -> Result<Vec<bool>> {
+/// Alert flags of the two scikit-learn baselines: `predict` (contamination
+/// threshold) and Vigil's decision rule on scikit-learn's scores.
+fn run_baseline(
+    series: &Series,
+    cfg: &DetectorConfig,
+    scratch: &Path,
+) -> Result<(Vec<bool>, Vec<bool>)> {
     let x = extract_univariate(&series.timestamps, &series.values)?;
     let mut f = std::io::BufWriter::new(fs::File::create(scratch)?);
     write!(f, "timestamp_ms")?;
@@ -120,23 +128,32 @@ fn run_baseline(series: &Series, cfg: &DetectorConfig, scratch: &Path) -> Result
         .args(["--n-estimators", &cfg.n_estimators.to_string()])
         .args(["--seed", &cfg.seed.to_string()])
         .args(["--suppression-ms", &cfg.suppression.as_millis().to_string()])
+        .args(["--score-z", &cfg.score_z.to_string()])
+        .args([
+            "--min-score-percentile",
+            &cfg.min_score_percentile.to_string(),
+        ])
         .output()?;
     if !out.status.success() {
         return Err(format!("baseline failed: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
-    let flags: Vec<bool> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(|l| l.trim() == "1")
-        .collect();
-    if flags.len() != series.values.len() {
+    let (mut predict, mut ruled) = (Vec::new(), Vec::new());
+    for line in String::from_utf8(out.stdout)?.lines() {
+        let (p, r) = line
+            .split_once(',')
+            .ok_or("baseline printed a malformed line")?;
+        predict.push(p.trim() == "1");
+        ruled.push(r.trim() == "1");
+    }
+    if predict.len() != series.values.len() {
         return Err(format!(
-            "baseline returned {} flags for {} rows",
-            flags.len(),
+            "baseline returned {} rows of flags for {} rows",
+            predict.len(),
             series.values.len()
         )
         .into());
     }
-    Ok(flags)
+    Ok((predict, ruled))
 }
 
 fn mean(xs: &[f64]) -> f64 {
@@ -145,6 +162,16 @@ fn mean(xs: &[f64]) -> f64 {
     } else {
         xs.iter().sum::<f64>() / xs.len() as f64
     }
+}
+
+fn short_cells(s: &FileScore) -> String {
+    format!(
+        "{}/{} | {} | {:.1}",
+        s.detected,
+        s.windows,
+        s.false_positives,
+        s.normalized()
+    )
 }
 
 fn cells(s: &FileScore) -> String {
@@ -179,8 +206,10 @@ fn main() -> Result<()> {
     let windows = nab::parse_windows(&fs::read_to_string(dir.join("combined_windows.json"))?)?;
     let scratch =
         std::env::temp_dir().join(format!("vigil-nab-features-{}.csv", std::process::id()));
-    let mut rows: BTreeMap<String, (FileScore, Option<FileScore>)> = BTreeMap::new();
-    let (mut ours_total, mut base_total) = (FileScore::default(), FileScore::default());
+    type Baselines = Option<(FileScore, FileScore)>;
+    let mut rows: BTreeMap<String, (FileScore, Baselines)> = BTreeMap::new();
+    let mut ours_total = FileScore::default();
+    let (mut predict_total, mut ruled_total) = (FileScore::default(), FileScore::default());
     let (mut ours_time, mut points) = (0.0, 0usize);
     for (file, file_windows) in &windows {
         let path = dir.join(file);
@@ -198,10 +227,12 @@ fn main() -> Result<()> {
         let ours = nab::score_file(&series.timestamps, &alerts, file_windows, STANDARD)?;
         ours_total.accumulate(&ours);
         let base = if baseline {
-            let flags = run_baseline(&series, &cfg, &scratch)?;
-            let b = nab::score_file(&series.timestamps, &flags, file_windows, STANDARD)?;
-            base_total.accumulate(&b);
-            Some(b)
+            let (predict, ruled) = run_baseline(&series, &cfg, &scratch)?;
+            let p = nab::score_file(&series.timestamps, &predict, file_windows, STANDARD)?;
+            let r = nab::score_file(&series.timestamps, &ruled, file_windows, STANDARD)?;
+            predict_total.accumulate(&p);
+            ruled_total.accumulate(&r);
+            Some((p, r))
         } else {
             None
         };
@@ -216,19 +247,26 @@ fn main() -> Result<()> {
     );
     println!();
     println!(
-        "| file | Vigil windows | FP | mean delay | raw | score | sklearn windows | FP | mean delay | raw | score |"
+        "| file | Vigil windows | FP | mean delay (share of window) | raw | score \
+         | sklearn `predict` windows | FP | score | sklearn + Vigil's rule windows | FP | score |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let none = "- | - | -".to_string();
     for (file, (ours, base)) in &rows {
-        let b = base
-            .as_ref()
-            .map_or_else(|| "- | - | - | - | -".into(), cells);
+        let b = base.as_ref().map_or_else(
+            || format!("{none} | {none}"),
+            |(p, r)| format!("{} | {}", short_cells(p), short_cells(r)),
+        );
         println!("| {file} | {} | {b} |", cells(ours));
     }
     let b = if baseline {
-        cells(&base_total)
+        format!(
+            "{} | {}",
+            short_cells(&predict_total),
+            short_cells(&ruled_total)
+        )
     } else {
-        "- | - | - | - | -".into()
+        format!("{none} | {none}")
     };
     println!("| **overall** | {} | {b} |", cells(&ours_total));
     println!();
@@ -236,7 +274,11 @@ fn main() -> Result<()> {
         "Overall NAB standard score (normalised over the corpus): Vigil {:.1}{}",
         ours_total.normalized(),
         if baseline {
-            format!(", scikit-learn baseline {:.1}", base_total.normalized())
+            format!(
+                ", scikit-learn `predict` {:.1}, scikit-learn scores + Vigil's decision rule {:.1}",
+                predict_total.normalized(),
+                ruled_total.normalized()
+            )
         } else {
             String::new()
         }
