@@ -142,6 +142,40 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Path to an Alertmanager configuration file, taken unchanged.
     pub alerting_config: Option<PathBuf>,
+    pub auth: AuthConfig,
+    /// Serve HTTPS instead of HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Bearer-token authentication. Tokens are read from files (or systemd
+/// credentials), never from the command line. A class of endpoints with no
+/// token configured is open, so the embedded defaults need no setup.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// One file per agent, each holding one token, for the ingest endpoints
+    /// (`/api/v1/write`, `/api/v1/import/*`, `POST /api/v2/alerts`). The file
+    /// name (without extension) names the agent.
+    pub ingest_token_files: Vec<PathBuf>,
+    /// Token for the query API (`/api/v1/*` reads, `GET /api/v2/*`,
+    /// `/metrics`); Grafana uses this one.
+    pub read_token_file: Option<PathBuf>,
+    /// Token for admin actions (`/-/reload`, creating and expiring
+    /// silences); it also grants read access.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// TLS through rustls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate it signed
+    /// (mutual TLS).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -156,6 +190,8 @@ impl Default for Config {
             query: QueryConfig::default(),
             rules: RulesConfig::default(),
             alerting_config: None,
+            auth: AuthConfig::default(),
+            tls: None,
         }
     }
 }

@@ -13,4 +13,10 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 
+pub mod anomaly;
+pub mod auth;
+pub mod cli;
+pub mod pipeline;
 pub mod signals;
+pub mod tls;
+pub mod watch;

@@ -35,6 +35,25 @@ enum Command {
         #[command(subcommand)]
         what: TestCommand,
     },
+    /// Anomaly detection tools.
+    Anomaly {
+        #[command(subcommand)]
+        what: AnomalyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AnomalyCommand {
+    /// Stream a `timestamp,value` CSV (NAB's format) through the detector
+    /// the collector runs; prints `timestamp,value,score,is_anomaly` rows.
+    Score {
+        /// CSV file, or `-` for standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// Anomaly rule file whose first rule's model settings to use.
+        #[arg(long)]
+        rule: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -99,29 +118,16 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { what } => exit(match what {
-            CheckCommand::Config { file } => check_config(&file),
-            CheckCommand::Rules { files } => {
-                eprintln!("{files:?}");
-                1
-            }
-        }),
+        Command::Check { what } => exit(vigil::cli::check(match what {
+            CheckCommand::Config { file } => vigil::cli::Check::Config(file),
+            CheckCommand::Rules { files } => vigil::cli::Check::Rules(files),
+        })),
         Command::Test {
             what: TestCommand::Rules { files },
-        } => {
-            eprintln!("{files:?}");
-            exit(1)
-        }
-    }
-}
-
-fn check_config(path: &std::path::Path) -> i32 {
-    match Config::load(path) {
-        Ok(_) => 0,
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
+        } => exit(vigil::cli::test_rules(&files)),
+        Command::Anomaly {
+            what: AnomalyCommand::Score { input, rule },
+        } => exit(vigil::cli::anomaly_score(&input, rule.as_deref())),
     }
 }
 

@@ -367,3 +367,16 @@ pub async fn buildinfo() -> ApiResult {
         "goVersion": "rust",
     })))
 }
+
+/// `GET /api/v1/rules`, as Prometheus answers it.
+pub async fn rules(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult {
+    let p = Params::from_request(&Method::GET, q.as_deref(), &HeaderMap::new(), &Bytes::new());
+    let type_filter = p.get("type").filter(|t| !t.is_empty());
+    vigil_rules::RuleTypeFilter::parse(type_filter).map_err(ApiError::bad_data)?;
+    Ok(success(app.rules.rules_json(type_filter)))
+}
+
+/// `GET /api/v1/alerts`: every pending or firing alert of the rule engine.
+pub async fn alerts(State(app): State<Arc<App>>) -> ApiResult {
+    Ok(success(app.rules.alerts_json()))
+}

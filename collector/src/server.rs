@@ -38,16 +38,31 @@ pub enum ServeError {
     Http(std::io::Error),
     #[error("flushing the store: {0}")]
     Flush(vigil_tsdb::Error),
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("rule files rejected:\n{0}")]
+    Rules(String),
+    #[error("alerting configuration: {0}")]
+    AlertingConfig(String),
+    #[error("starting alerting: {0}")]
+    Alerting(#[from] vigil_alerting::Error),
 }
 
 /// Everything a request handler needs.
 pub struct App {
     pub cfg: Config,
     pub db: Arc<Db>,
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
+    pub rules: Arc<vigil_rules::RuleManager>,
+    pub alerting: Arc<vigil_alerting::Alerting>,
+    pub reloads: crate::telemetry::ReloadCounters,
+    reload_lock: tokio::sync::Mutex<()>,
     pub query_slots: Arc<Semaphore>,
     pub telemetry: Telemetry,
     pub ready: AtomicBool,
+    pub tokens: Arc<crate::auth::Tokens>,
 }
 
 impl App {
@@ -56,8 +71,31 @@ impl App {
     }
 }
 
-/// Opens the store and builds the shared state.
-pub fn open_app(cfg: Config) -> Result<Arc<App>, ServeError> {
+/// Loads and validates the rule files named by the configuration.
+fn load_rules(cfg: &Config) -> Result<vigil_rules::RuleSet, String> {
+    vigil_rules::load_rule_files(&cfg.rules.files).map_err(|errors| {
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+fn load_alerting_config(cfg: &Config) -> Result<vigil_alerting::AlertingConfig, String> {
+    match &cfg.alerting_config {
+        Some(path) => vigil_alerting::load_config(path).map_err(|e| e.to_string()),
+        None => Ok(vigil_alerting::AlertingConfig::default_config()),
+    }
+}
+
+/// Opens the store, starts alerting and the rule manager, and builds the
+/// shared state. Invalid rule files or alerting configuration at start-up
+/// are fatal, with every problem listed, as in Prometheus.
+pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<App>, ServeError> {
+    let tokens = Arc::new(crate::auth::Tokens::load(&cfg.auth)?);
+    let rule_set = load_rules(&cfg).map_err(ServeError::Rules)?;
+    let alerting_cfg = load_alerting_config(&cfg).map_err(ServeError::AlertingConfig)?;
     let opts = vigil_tsdb::Options {
         retention: cfg.storage.retention.0,
         max_bytes: cfg.storage.retention_size.map(|b| b.0),
@@ -69,23 +107,63 @@ pub fn open_app(cfg: Config) -> Result<Arc<App>, ServeError> {
         ..vigil_tsdb::Options::default()
     };
     let db_dir = cfg.data_dir.join("tsdb");
-    let db = Db::open(&db_dir, opts).map_err(|source| ServeError::Storage {
-        dir: db_dir.display().to_string(),
-        source,
-    })?;
-    let engine = Engine::new(EngineOptions {
+    let db = {
+        let open_dir = db_dir.clone();
+        tokio::task::spawn_blocking(move || Db::open(&open_dir, opts))
+            .await
+            .map_err(|e| ServeError::Http(std::io::Error::other(e)))?
+            .map_err(|source| ServeError::Storage {
+                dir: db_dir.display().to_string(),
+                source,
+            })?
+    };
+    let db = Arc::new(db);
+    let engine = Arc::new(Engine::new(EngineOptions {
         lookback_delta_ms: cfg.query.lookback_delta.0.as_millis() as i64,
         max_samples: cfg.query.max_samples,
         timeout: cfg.query.timeout.0,
         ..EngineOptions::default()
-    });
+    }));
+    let alerting = vigil_alerting::Alerting::start(
+        alerting_cfg,
+        vigil_alerting::AlertingOptions {
+            external_url: cfg.external_url(),
+            data_dir: cfg.data_dir.join("alerting"),
+            ..vigil_alerting::AlertingOptions::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let external_labels = vigil_wire::Labels::from_pairs(cfg.external_labels.clone());
+    let rules = vigil_rules::RuleManager::new(
+        engine.clone(),
+        Arc::new(TsdbQueryable(db.clone())),
+        Arc::new(crate::pipeline::StoreAppender(db.clone())),
+        Arc::new(crate::pipeline::AlertingSender {
+            alerting: alerting.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }),
+        vigil_rules::ManagerOptions {
+            external_labels,
+            external_url: cfg.external_url(),
+            default_interval: cfg.rules.evaluation_interval.0,
+            ..vigil_rules::ManagerOptions::default()
+        },
+    );
+    tracing::info!(rules = rule_set.rule_count(), "rules loaded");
+    rules.update(rule_set);
     Ok(Arc::new(App {
         query_slots: Arc::new(Semaphore::new(cfg.query.max_concurrency)),
         cfg,
-        db: Arc::new(db),
+        db,
         engine,
+        rules,
+        alerting,
+        reloads: Default::default(),
+        reload_lock: tokio::sync::Mutex::new(()),
         telemetry: Telemetry::default(),
         ready: AtomicBool::new(false),
+        tokens,
     }))
 }
 
@@ -117,14 +195,39 @@ pub fn router(app: Arc<App>) -> Router {
             get(queries::query_exemplars).post(queries::query_exemplars),
         )
         .route("/api/v1/status/buildinfo", get(queries::buildinfo))
+        .route("/api/v1/rules", get(queries::rules))
+        .route("/api/v1/alerts", get(queries::alerts))
         .layer(DefaultBodyLimit::max(8 << 20));
-    Router::new()
+    let tokens = app.tokens.clone();
+    let alertmanager_api = app.alerting.router();
+    let router = Router::new()
         .merge(ingest)
         .merge(read)
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload_endpoint).put(reload_endpoint))
         .route("/metrics", get(self_metrics))
         .with_state(app)
+        .merge(alertmanager_api);
+    if tokens.is_enabled() {
+        router.layer(axum::middleware::from_fn_with_state(
+            tokens,
+            crate::auth::middleware,
+        ))
+    } else {
+        router
+    }
+}
+
+async fn reload_endpoint(State(app): State<Arc<App>>) -> Response {
+    match app.reload().await {
+        Ok(()) => (StatusCode::OK, "reloaded\n").into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn healthy() -> &'static str {
@@ -217,6 +320,9 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
         );
     }
     app.telemetry.render(&mut out);
+    app.reloads.render(&mut out);
+    app.rules.render_metrics(&mut out);
+    app.alerting.render_metrics(&mut out);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -235,9 +341,11 @@ pub async fn run(
     reload: Arc<tokio::sync::Notify>,
 ) -> Result<(), ServeError> {
     let listen = cfg.listen;
-    let app = tokio::task::spawn_blocking(move || open_app(cfg))
-        .await
-        .map_err(|e| ServeError::Http(std::io::Error::other(e)))??;
+    if let Some(tls) = &cfg.tls {
+        // Fail before binding when the certificate or key is unusable.
+        crate::tls::server_config(tls)?;
+    }
+    let app = open_app(cfg, shutdown.clone()).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -248,19 +356,34 @@ pub async fn run(
     tracing::info!(addr = %local, data_dir = %app.cfg.data_dir.display(), "vigil collector listening");
 
     let maintenance = tokio::spawn(maintenance_loop(app.clone(), shutdown.clone()));
-    let reloader = tokio::spawn(reload_loop(app.clone(), reload, shutdown.clone()));
+    let reloader = tokio::spawn(reload_loop(app.clone(), reload.clone(), shutdown.clone()));
+    let evaluator = tokio::spawn(app.rules.clone().run(shutdown.clone()));
+    let _watcher = crate::watch::watch_files(&app.cfg, reload.clone());
     app.ready.store(true, Ordering::Relaxed);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let server_shutdown = shutdown.clone();
-    axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .await
-        .map_err(ServeError::Http)?;
+    let routes = router(app.clone());
+    match &app.cfg.tls {
+        None => axum::serve(listener, routes)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await
+            .map_err(ServeError::Http)?,
+        Some(tls) => {
+            let tls_listener =
+                crate::tls::TlsListener::new(listener, crate::tls::server_config(tls)?)
+                    .map_err(ServeError::Http)?;
+            axum::serve(tls_listener, routes)
+                .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+                .await
+                .map_err(ServeError::Http)?
+        }
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     app.ready.store(false, Ordering::Relaxed);
     let _ = maintenance.await;
     let _ = reloader.await;
+    let _ = evaluator.await;
     tracing::info!("flushing the store");
     let db = app.db.clone();
     tokio::task::spawn_blocking(move || db.flush())
@@ -298,7 +421,14 @@ async fn reload_loop(app: Arc<App>, reload: Arc<tokio::sync::Notify>, shutdown: 
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = reload.notified() => app.reload().await,
+            _ = reload.notified() => {
+                // File changes arrive in bursts (editors write, rename,
+                // chmod); settle before reading.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Err(e) = app.reload().await {
+                    tracing::error!(error = %e, "reload rejected; the running configuration stays");
+                }
+            }
         }
     }
 }
@@ -306,7 +436,38 @@ async fn reload_loop(app: Arc<App>, reload: Arc<tokio::sync::Notify>, shutdown: 
 impl App {
     /// Re-reads rule files and the alerting configuration; a bad new set is
     /// rejected and the running one kept.
-    pub async fn reload(&self) {
-        tracing::info!("reload requested");
+    pub async fn reload(&self) -> Result<(), String> {
+        let _serialised = self.reload_lock.lock().await;
+        // Validate everything before applying anything.
+        let rules = load_rules(&self.cfg);
+        let alerting_cfg = load_alerting_config(&self.cfg);
+        let (set, alerting_cfg) = match (rules, alerting_cfg) {
+            (Ok(set), Ok(a)) => (set, a),
+            (rules, alerting) => {
+                let mut reasons = Vec::new();
+                if let Err(e) = rules {
+                    for line in e.lines() {
+                        tracing::error!(problem = %line, "rule file rejected");
+                    }
+                    reasons.push(e);
+                }
+                if let Err(e) = alerting {
+                    tracing::error!(problem = %e, "alerting configuration rejected");
+                    reasons.push(e);
+                }
+                self.reloads.failure();
+                return Err(reasons.join("\n"));
+            }
+        };
+        if let Err(e) = self.alerting.reload(alerting_cfg).await {
+            self.reloads.failure();
+            tracing::error!(error = %e, "alerting configuration rejected");
+            return Err(e.to_string());
+        }
+        let count = set.rule_count();
+        self.rules.update(set);
+        self.reloads.success();
+        tracing::info!(rules = count, "configuration reloaded");
+        Ok(())
     }
 }

@@ -135,3 +135,49 @@ pub fn labelled_counter(
         );
     }
 }
+
+/// Outcomes of configuration reloads, as Prometheus's
+/// `prometheus_config_last_reload_successful`.
+#[derive(Default)]
+pub struct ReloadCounters {
+    pub successes: AtomicU64,
+    pub failures: AtomicU64,
+    pub last_successful: std::sync::atomic::AtomicBool,
+}
+
+impl ReloadCounters {
+    pub fn success(&self) {
+        self.successes.fetch_add(1, Ordering::Relaxed);
+        self.last_successful.store(true, Ordering::Relaxed);
+    }
+
+    pub fn failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.last_successful.store(false, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, out: &mut String) {
+        labelled_counter(
+            out,
+            "vigil_config_reloads_total",
+            "Reloads of rule files and alerting configuration, by result.",
+            "result",
+            [
+                (
+                    "success".to_string(),
+                    self.successes.load(Ordering::Relaxed),
+                ),
+                ("failure".to_string(), self.failures.load(Ordering::Relaxed)),
+            ]
+            .into_iter(),
+        );
+        let ok = self.failures.load(Ordering::Relaxed) == 0
+            || self.last_successful.load(Ordering::Relaxed);
+        gauge(
+            out,
+            "vigil_config_last_reload_successful",
+            "Whether the last reload succeeded (1) or was rejected (0).",
+            if ok { 1.0 } else { 0.0 },
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! Anomaly rules: Vigil's extension to rule files.
+//!
+//! They live in files of their own, so every other rule file stays loadable
+//! by Prometheus. The format mirrors a Prometheus rule file, with `anomaly:`
+//! in place of `alert:` and a `model:` block holding the detector settings
+//! ([`vigil_models::DetectorConfig`]):
+//!
+//! ```yaml
+//! groups:
+//!   - name: anomalies
+//!     interval: 1m
+//!     rules:
+//!       - anomaly: CPUUsageAnomaly
+//!         expr: 1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[5m]))
+//!         training_window: 7d
+//!         for: 5m
+//!         model:
+//!           n_estimators: 100
+//!           contamination: 0.1
+//!         labels:
+//!           team: sre
+//!         annotations:
+//!           summary: "Unusual CPU usage on {{ $labels.instance }}"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use vigil_models::DetectorConfig;
+
+/// One anomaly rule file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyRuleFile {
+    pub groups: Vec<AnomalyGroup>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyGroup {
+    pub name: String,
+    /// Evaluation interval (Prometheus duration notation); defaults to the
+    /// collector's rule evaluation interval.
+    #[serde(default)]
+    pub interval: Option<String>,
+    pub rules: Vec<AnomalyRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyRule {
+    /// The alert name.
+    pub anomaly: String,
+    /// PromQL whose every output series is watched by its own detector.
+    pub expr: String,
+    /// How much stored history to train on at start-up (default 7d).
+    #[serde(default)]
+    pub training_window: Option<String>,
+    /// How long a series must stay anomalous before the alert fires.
+    #[serde(default, rename = "for")]
+    pub for_duration: Option<String>,
+    #[serde(default)]
+    pub model: DetectorConfig,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// True when a rule file's text holds anomaly rules rather than Prometheus
+/// rules, so each kind goes to its own loader.
+pub fn is_anomaly_rule_text(text: &str) -> bool {
+    text.lines().any(|l| {
+        let t = l.trim_start().trim_start_matches('-').trim_start();
+        t.starts_with("anomaly:")
+    })
+}
+
+/// Parses and validates an anomaly rule file.
+pub fn parse_anomaly_rules(file: &str, text: &str) -> Result<AnomalyRuleFile, String> {
+    let parsed: AnomalyRuleFile =
+        serde_saphyr::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    for group in &parsed.groups {
+        if let Some(i) = &group.interval {
+            crate::config::parse_duration(i)
+                .map_err(|e| format!("{file}: group {:?}: interval: {e}", group.name))?;
+        }
+        for rule in &group.rules {
+            let at = |what: &str, e: &dyn std::fmt::Display| {
+                format!(
+                    "{file}: group {:?}, anomaly {:?}: {what}: {e}",
+                    group.name, rule.anomaly
+                )
+            };
+            if !vigil_wire::labels::is_valid_metric_name(&rule.anomaly) {
+                return Err(at("anomaly", &"invalid alert name"));
+            }
+            vigil_promql::parse(&rule.expr).map_err(|e| at("expr", &e.message))?;
+            for d in [&rule.training_window, &rule.for_duration]
+                .into_iter()
+                .flatten()
+            {
+                crate::config::parse_duration(d).map_err(|e| at("duration", &e))?;
+            }
+            rule.model.validate().map_err(|e| at("model", &e))?;
+            for name in rule.labels.keys() {
+                if !vigil_wire::labels::is_valid_label_name(name) {
+                    return Err(at("labels", &format!("invalid label name {name:?}")));
+                }
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// The model settings of the first rule of an anomaly rule file, for
+/// `vigil anomaly score --rule FILE`.
+pub fn detector_config_from_rule_file(path: &Path) -> Result<DetectorConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = parse_anomaly_rules(&path.display().to_string(), &text)?;
+    file.groups
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .next()
+        .map(|r| r.model.clone())
+        .ok_or_else(|| format!("{}: no anomaly rule found", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"groups:
+  - name: anomalies
+    rules:
+      - anomaly: CPUUsageAnomaly
+        expr: rate(node_cpu_seconds_total{mode="idle"}[5m])
+        for: 5m
+        model:
+          n_estimators: 50
+"#;
+
+    #[test]
+    fn parses_and_recognises_anomaly_files() {
+        assert!(is_anomaly_rule_text(FILE));
+        assert!(!is_anomaly_rule_text(
+            "groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: up == 0\n"
+        ));
+        let f = parse_anomaly_rules("a.yml", FILE).expect("parses");
+        assert_eq!(f.groups[0].rules[0].model.n_estimators, 50);
+    }
+
+    #[test]
+    fn bad_rules_are_rejected_with_the_reason() {
+        let bad = FILE.replace("rate(node_cpu_seconds_total{mode=\"idle\"}[5m])", "rate(");
+        let err = parse_anomaly_rules("a.yml", &bad).expect_err("rejects");
+        assert!(err.contains("a.yml") && err.contains("expr"), "{err}");
+        let bad = FILE.replace("n_estimators: 50", "n_trees: 50");
+        assert!(parse_anomaly_rules("a.yml", &bad).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! The offline commands: `vigil check config`, `vigil check rules` and
+//! `vigil test rules`. Each writes a promtool-like report to stdout/stderr
+//! and returns the process exit code.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use crate::config::Config;
+
+pub enum Check {
+    Config(PathBuf),
+    Rules(Vec<PathBuf>),
+}
+
+/// `vigil check config FILE` accepts either a Vigil configuration file or an
+/// Alertmanager configuration file (recognised by its `route`/`receivers`).
+pub fn check(what: Check) -> i32 {
+    match what {
+        Check::Config(path) => check_config(&path),
+        Check::Rules(files) => {
+            let mut out = std::io::stdout().lock();
+            let code = vigil_rules::check_rules(&files, &mut out);
+            let _ = out.flush();
+            code
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> i32 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("  FAILED: {}: {e}", path.display());
+            return 1;
+        }
+    };
+    println!("Checking {}", path.display());
+    let looks_like_alertmanager = text
+        .lines()
+        .any(|l| l.starts_with("route:") || l.starts_with("receivers:"));
+    if looks_like_alertmanager {
+        match vigil_alerting::check_config(path) {
+            Ok(summary) => {
+                println!(
+                    "  SUCCESS: {} receivers, {} routes, {} inhibit rules, {} time intervals, {} templates",
+                    summary.receivers,
+                    summary.routes,
+                    summary.inhibit_rules,
+                    summary.time_intervals,
+                    summary.templates
+                );
+                for integration in &summary.unsupported_integrations {
+                    println!(
+                        "  WARNING: {integration} is accepted but Vigil does not deliver to it"
+                    );
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("  FAILED: {e}");
+                1
+            }
+        }
+    } else {
+        match Config::load(path) {
+            Ok(_) => {
+                println!(
+                    "  SUCCESS: {} is a valid Vigil configuration",
+                    path.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("  FAILED: {e}");
+                1
+            }
+        }
+    }
+}
+
+/// `vigil test rules FILE…`.
+pub fn test_rules(files: &[PathBuf]) -> i32 {
+    let mut out = std::io::stdout().lock();
+    let code = vigil_rules::test_rules(files, &mut out);
+    let _ = out.flush();
+    code
+}
+
+/// `vigil anomaly score --input SERIES.csv [--rule FILE]`.
+pub fn anomaly_score(input: &std::path::Path, rule: Option<&std::path::Path>) -> i32 {
+    let cfg = match rule {
+        None => vigil_models::DetectorConfig::default(),
+        Some(path) => match crate::anomaly::detector_config_from_rule_file(path) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                eprintln!("vigil: {e}");
+                return 1;
+            }
+        },
+    };
+    let stdout = std::io::stdout().lock();
+    let out = std::io::BufWriter::new(stdout);
+    let result = if input.as_os_str() == "-" {
+        vigil_models::score_csv(std::io::stdin().lock(), out, &cfg)
+    } else {
+        match std::fs::File::open(input) {
+            Ok(f) => vigil_models::score_csv(std::io::BufReader::new(f), out, &cfg),
+            Err(e) => {
+                eprintln!("vigil: {}: {e}", input.display());
+                return 1;
+            }
+        }
+    };
+    match result {
+        Ok(summary) => {
+            eprintln!(
+                "{} rows, {} scored, {} anomalous",
+                summary.rows, summary.scored, summary.anomalies
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("vigil: {}: {e}", input.display());
+            1
+        }
+    }
+}
