@@ -377,10 +377,12 @@ fn validate_rule(
     idx: usize,
     r: RawRule,
 ) -> Result<RuleSpec, Vec<RuleFileError>> {
+    // Prometheus names the rule by `alert` when set, else by `record`.
     let name = r
-        .record
+        .alert
         .as_ref()
-        .or(r.alert.as_ref())
+        .filter(|a| !a.value.0.is_empty())
+        .or(r.record.as_ref())
         .map(|s| s.value.0.clone())
         .unwrap_or_default();
     // Errors about the rule point at its record/alert node, as Prometheus.
