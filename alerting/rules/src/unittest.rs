@@ -481,29 +481,10 @@ fn load_series(
     Ok(())
 }
 
-/// Expands promtool's value notation. promtool 2.42 reads `0x15` as "0
-/// repeated 15 more times" (not hexadecimal), which test files use all the
-/// time, so those tokens are expanded here; everything else goes to the
-/// shared notation parser token by token.
+/// Expands promtool's value notation (`0x15` is "0 repeated 15 more
+/// times", as promtool 2.42 reads it, not hexadecimal).
 fn expand_values(notation: &str) -> Result<Vec<SeriesValue>, String> {
-    let mut out = Vec::new();
-    for tok in notation.split_whitespace() {
-        let body = tok.trim_start_matches(['+', '-']);
-        let zero_rep = body.strip_prefix("0x").filter(|n| {
-            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && tok.len() - body.len() <= 1
-        });
-        match zero_rep {
-            Some(n) => {
-                let times: usize = n
-                    .parse()
-                    .map_err(|_| format!("invalid repetition count in {tok:?}"))?;
-                let zero = if tok.starts_with('-') { -0.0 } else { 0.0 };
-                out.extend(std::iter::repeat_n(SeriesValue::Value(zero), times + 1));
-            }
-            None => out.extend(expand_series_values(tok)?),
-        }
-    }
-    Ok(out)
+    expand_series_values(notation)
 }
 
 fn check_alerts(case: &AlertTestCase, groups: &[Group], test_name: &str) -> Option<String> {

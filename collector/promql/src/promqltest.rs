@@ -80,11 +80,9 @@ pub fn expand_series_values(notation: &str) -> Result<Vec<SeriesValue>, String> 
             out.push(SeriesValue::Stale);
             continue;
         }
-        // `...xN` repetition; `0xN` alone is a hexadecimal number, as
-        // Prometheus's lexer reads it.
-        let rep = tok
-            .rfind('x')
-            .filter(|&i| i > 0 && !matches!(&tok[..i], "0" | "+0" | "-0"));
+        // `...xN` repetition; `0xN` too is "0 repeated N times" (promtool
+        // 2.42 reads it so, not as a hexadecimal number).
+        let rep = tok.rfind('x').filter(|&i| i > 0);
         let rep = match rep {
             Some(i) if tok[i + 1..].chars().all(|c| c.is_ascii_digit()) && i + 1 < tok.len() => {
                 Some(i)
