@@ -22,12 +22,21 @@
 //!         annotations:
 //!           summary: "Unusual CPU usage on {{ $labels.instance }}"
 //! ```
+//!
+//! [`load_rule_files`] splits the configured rule files by kind; the
+//! [`AnomalyManager`] runs the anomaly rules.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
 use vigil_models::DetectorConfig;
+
+mod manager;
+mod persist;
+mod state;
+
+pub use manager::{AnomalyManager, AnomalyOptions, AnomalyRuleSet};
 
 /// One anomaly rule file.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +113,11 @@ pub fn parse_anomaly_rules(file: &str, text: &str) -> Result<AnomalyRuleFile, St
                 crate::config::parse_duration(d).map_err(|e| at("duration", &e))?;
             }
             rule.model.validate().map_err(|e| at("model", &e))?;
+            let template = vigil_rules::template::template_name(&rule.anomaly);
+            for (key, text) in rule.labels.iter().chain(&rule.annotations) {
+                vigil_rules::template::parse_rule_template(&template, text)
+                    .map_err(|e| at(&format!("template {key:?}"), &e))?;
+            }
             for name in rule.labels.keys() {
                 if !vigil_wire::labels::is_valid_label_name(name) {
                     return Err(at("labels", &format!("invalid label name {name:?}")));
@@ -112,6 +126,68 @@ pub fn parse_anomaly_rules(file: &str, text: &str) -> Result<AnomalyRuleFile, St
         }
     }
     Ok(parsed)
+}
+
+/// Expands the rule-file patterns once and splits the files by kind:
+/// anomaly rule files are parsed here, every other file by
+/// [`vigil_rules::parse_rule_file`]. Everything is validated before
+/// anything is returned, so a bad file (of either kind) rejects the whole
+/// set, listing every problem with its file.
+pub fn load_rule_files(
+    patterns: &[String],
+) -> Result<(vigil_rules::RuleSet, AnomalyRuleSet), String> {
+    let join = |errs: Vec<vigil_rules::file::RuleFileError>| {
+        errs.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let files = vigil_rules::file::expand_patterns(patterns).map_err(join)?;
+    let mut threshold = vigil_rules::RuleSet::default();
+    let mut anomaly = AnomalyRuleSet::default();
+    let mut errors: Vec<String> = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for path in files {
+        let name = path.to_string_lossy().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        if is_anomaly_rule_text(&text) {
+            match parse_anomaly_rules(&name, &text) {
+                Ok(parsed) => {
+                    for group in parsed.groups {
+                        for rule in &group.rules {
+                            // Saved models are named by rule, so names must
+                            // not collide.
+                            if let Some(first) = names.insert(rule.anomaly.clone(), name.clone()) {
+                                errors.push(format!(
+                                    "{name}: anomaly {:?} is also defined in {first}; anomaly names must be unique",
+                                    rule.anomaly
+                                ));
+                            }
+                        }
+                        anomaly.groups.push((name.clone(), group));
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        } else {
+            match vigil_rules::file::parse_rules(&name, &text) {
+                Ok(groups) => threshold.groups.extend(groups),
+                Err(e) => errors.push(join(e)),
+            }
+            threshold.files.push(name);
+        }
+    }
+    if errors.is_empty() {
+        Ok((threshold, anomaly))
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 /// The model settings of the first rule of an anomaly rule file, for
@@ -149,6 +225,56 @@ mod tests {
         ));
         let f = parse_anomaly_rules("a.yml", FILE).expect("parses");
         assert_eq!(f.groups[0].rules[0].model.n_estimators, 50);
+    }
+
+    #[test]
+    fn rule_files_are_split_by_kind_and_validated_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let threshold = dir.path().join("a.rules.yml");
+        std::fs::write(
+            &threshold,
+            "groups:\n  - name: t\n    rules:\n      - alert: Down\n        expr: up == 0\n",
+        )
+        .expect("write");
+        let anomaly = dir.path().join("b.anomaly.yml");
+        std::fs::write(&anomaly, FILE).expect("write");
+        let pattern = dir.path().join("*.yml").to_string_lossy().to_string();
+        let (t, a) = load_rule_files(std::slice::from_ref(&pattern)).expect("loads");
+        assert_eq!((t.rule_count(), a.rule_count()), (1, 1));
+        assert_eq!(t.files, vec![threshold.to_string_lossy().to_string()]);
+        assert_eq!(a.groups[0].0, anomaly.to_string_lossy().to_string());
+
+        // A bad anomaly file rejects the whole set, naming the file.
+        std::fs::write(&anomaly, FILE.replace("for: 5m", "for: soon")).expect("write");
+        let err = load_rule_files(std::slice::from_ref(&pattern)).expect_err("rejects");
+        assert!(err.contains("b.anomaly.yml"), "{err}");
+        // So does a duplicated anomaly name.
+        std::fs::write(&anomaly, FILE).expect("write");
+        std::fs::write(dir.path().join("c.anomaly.yml"), FILE).expect("write");
+        let err = load_rule_files(&[pattern]).expect_err("rejects");
+        assert!(err.contains("must be unique"), "{err}");
+    }
+
+    #[test]
+    fn the_default_anomaly_rules_load() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/anomaly/default.anomaly.yml");
+        let text = std::fs::read_to_string(&path).expect("default rules exist");
+        assert!(is_anomaly_rule_text(&text));
+        let parsed = parse_anomaly_rules("default.anomaly.yml", &text).expect("valid");
+        let names: Vec<&str> = parsed.groups[0]
+            .rules
+            .iter()
+            .map(|r| r.anomaly.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "CPUUsageAnomaly",
+                "RequestLatencyAnomaly",
+                "LlmTokenRateAnomaly"
+            ]
+        );
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct App {
     pub db: Arc<Db>,
     pub engine: Arc<Engine>,
     pub rules: Arc<vigil_rules::RuleManager>,
+    /// Anomaly rules (issue 7): detectors, scores and anomaly alerts.
+    pub anomaly: Arc<crate::anomaly::AnomalyManager>,
     pub alerting: Arc<vigil_alerting::Alerting>,
     pub reloads: crate::telemetry::ReloadCounters,
     reload_lock: tokio::sync::Mutex<()>,
@@ -71,15 +73,12 @@ impl App {
     }
 }
 
-/// Loads and validates the rule files named by the configuration.
-fn load_rules(cfg: &Config) -> Result<vigil_rules::RuleSet, String> {
-    vigil_rules::load_rule_files(&cfg.rules.files).map_err(|errors| {
-        errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+/// Loads and validates the rule files named by the configuration, split
+/// into threshold rules and anomaly rules.
+fn load_rules(
+    cfg: &Config,
+) -> Result<(vigil_rules::RuleSet, crate::anomaly::AnomalyRuleSet), String> {
+    crate::anomaly::load_rule_files(&cfg.rules.files)
 }
 
 fn load_alerting_config(cfg: &Config) -> Result<vigil_alerting::AlertingConfig, String> {
@@ -94,7 +93,7 @@ fn load_alerting_config(cfg: &Config) -> Result<vigil_alerting::AlertingConfig, 
 /// are fatal, with every problem listed, as in Prometheus.
 pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<App>, ServeError> {
     let tokens = Arc::new(crate::auth::Tokens::load(&cfg.auth)?);
-    let rule_set = load_rules(&cfg).map_err(ServeError::Rules)?;
+    let (rule_set, anomaly_set) = load_rules(&cfg).map_err(ServeError::Rules)?;
     let alerting_cfg = load_alerting_config(&cfg).map_err(ServeError::AlertingConfig)?;
     let opts = vigil_tsdb::Options {
         retention: cfg.storage.retention.0,
@@ -152,12 +151,33 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     );
     tracing::info!(rules = rule_set.rule_count(), "rules loaded");
     rules.update(rule_set);
+    // --- anomaly rules (owned by the anomaly work; keep this block together)
+    let anomaly = crate::anomaly::AnomalyManager::new(
+        engine.clone(),
+        Arc::new(TsdbQueryable(db.clone())),
+        Arc::new(crate::pipeline::StoreAppender(db.clone())),
+        Arc::new(crate::pipeline::AlertingSender {
+            alerting: alerting.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        }),
+        crate::anomaly::AnomalyOptions {
+            models_dir: cfg.data_dir.join("models"),
+            default_interval: cfg.rules.evaluation_interval.0,
+            save_interval: Duration::from_secs(300),
+            external_url: cfg.external_url(),
+            external_labels: vigil_wire::Labels::from_pairs(cfg.external_labels.clone()),
+        },
+    );
+    tracing::info!(rules = anomaly_set.rule_count(), "anomaly rules loaded");
+    anomaly.update(anomaly_set);
+    // --- end anomaly rules
     Ok(Arc::new(App {
         query_slots: Arc::new(Semaphore::new(cfg.query.max_concurrency)),
         cfg,
         db,
         engine,
         rules,
+        anomaly,
         alerting,
         reloads: Default::default(),
         reload_lock: tokio::sync::Mutex::new(()),
@@ -322,6 +342,7 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
     app.telemetry.render(&mut out);
     app.reloads.render(&mut out);
     app.rules.render_metrics(&mut out);
+    app.anomaly.render_metrics(&mut out);
     app.alerting.render_metrics(&mut out);
     (
         [(
@@ -358,6 +379,7 @@ pub async fn run(
     let maintenance = tokio::spawn(maintenance_loop(app.clone(), shutdown.clone()));
     let reloader = tokio::spawn(reload_loop(app.clone(), reload.clone(), shutdown.clone()));
     let evaluator = tokio::spawn(app.rules.clone().run(shutdown.clone()));
+    let anomaly_evaluator = tokio::spawn(app.anomaly.clone().run(shutdown.clone()));
     let _watcher = crate::watch::watch_files(&app.cfg, reload.clone());
     app.ready.store(true, Ordering::Relaxed);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -384,6 +406,8 @@ pub async fn run(
     let _ = maintenance.await;
     let _ = reloader.await;
     let _ = evaluator.await;
+    // Saves the anomaly detectors before the process exits.
+    let _ = anomaly_evaluator.await;
     tracing::info!("flushing the store");
     let db = app.db.clone();
     tokio::task::spawn_blocking(move || db.flush())
@@ -441,8 +465,8 @@ impl App {
         // Validate everything before applying anything.
         let rules = load_rules(&self.cfg);
         let alerting_cfg = load_alerting_config(&self.cfg);
-        let (set, alerting_cfg) = match (rules, alerting_cfg) {
-            (Ok(set), Ok(a)) => (set, a),
+        let ((set, anomaly_set), alerting_cfg) = match (rules, alerting_cfg) {
+            (Ok(sets), Ok(a)) => (sets, a),
             (rules, alerting) => {
                 let mut reasons = Vec::new();
                 if let Err(e) = rules {
@@ -466,8 +490,14 @@ impl App {
         }
         let count = set.rule_count();
         self.rules.update(set);
+        let anomaly_count = anomaly_set.rule_count();
+        self.anomaly.update(anomaly_set);
         self.reloads.success();
-        tracing::info!(rules = count, "configuration reloaded");
+        tracing::info!(
+            rules = count,
+            anomaly_rules = anomaly_count,
+            "configuration reloaded"
+        );
         Ok(())
     }
 }
