@@ -53,9 +53,10 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
     }
 }
 
-/// Latest `vigil_anomaly_score` samples for the rule: (timestamp ms, score).
+/// The stored `vigil_anomaly_score` samples of the last minute for the
+/// rule: (sample timestamp ms, score).
 fn scores(c: &Collector) -> Vec<(i64, f64)> {
-    let q = "vigil_anomaly_score%7Brule%3D%22SpikeAnomaly%22%7D";
+    let q = "vigil_anomaly_score%7Brule%3D%22SpikeAnomaly%22%7D%5B1m%5D";
     let Ok(j) = c.get_json(&format!("/api/v1/query?query={q}")) else {
         return Vec::new();
     };
@@ -63,12 +64,24 @@ fn scores(c: &Collector) -> Vec<(i64, f64)> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|r| {
-            let t = r["value"][0].as_f64()?;
-            let v = r["value"][1].as_str()?.parse().ok()?;
-            Some(((t * 1000.0) as i64, v))
+        .filter_map(|r| r["values"].as_array())
+        .flatten()
+        .filter_map(|p| {
+            let t = p[0].as_f64()?;
+            let v = p[1].as_str()?.parse().ok()?;
+            Some(((t * 1000.0).round() as i64, v))
         })
         .collect()
+}
+
+/// The SpikeAnomaly alert held by the in-process Alertmanager, if any.
+fn anomaly_alert(c: &Collector) -> Option<serde_json::Value> {
+    let r = reqwest::blocking::get(c.url("/api/v2/alerts")).ok()?;
+    let j: serde_json::Value = r.json().ok()?;
+    j.as_array()?
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "SpikeAnomaly")
+        .cloned()
 }
 
 fn push(c: &Collector, samples: &[(i64, f64)]) {
@@ -119,17 +132,16 @@ fn spike_alerts_and_models_survive_restart() {
     assert!(first.1 > 0.0 && first.1 <= 1.0, "score {first:?}");
     assert_eq!(self_metric(&c, "vigil_anomaly_detectors"), 1.0);
 
-    // A spike, well outside the history.
-    push(&c, &[(now_ms(), 25.0)]);
-    // The alert reaches the in-process Alertmanager (anomaly alerts are not
-    // listed by the threshold rule manager's /api/v1/alerts).
+    // A spike, well outside the history, scores above everything before it.
+    let before = scores(&c).iter().map(|(_, v)| *v).fold(0.0, f64::max);
+    let spike_ms = now_ms();
+    push(&c, &[(spike_ms, 25.0)]);
+    let spike = wait_for("the spike's score", Duration::from_secs(20), || {
+        scores(&c).into_iter().find(|(t, _)| *t >= spike_ms)
+    });
+    assert!(spike.1 > before, "spike {spike:?}, earlier max {before}");
     let alert = wait_for("the anomaly alert", Duration::from_secs(20), || {
-        let r = reqwest::blocking::get(c.url("/api/v2/alerts")).ok()?;
-        let j: serde_json::Value = r.json().ok()?;
-        j.as_array()?
-            .iter()
-            .find(|a| a["labels"]["alertname"] == "SpikeAnomaly")
-            .cloned()
+        anomaly_alert(&c)
     });
     assert_eq!(alert["labels"]["instance"], "api:1");
     assert_eq!(alert["labels"]["team"], "sre");
@@ -220,6 +232,7 @@ fn bad_anomaly_file_on_reload_keeps_the_old_rules() {
     wait_for("scores from the old rule", Duration::from_secs(20), || {
         scores(&c).into_iter().find(|(t, _)| *t >= since)
     });
-    assert!(self_metric(&c, "vigil_anomaly_evaluations_total") > before);
+    let after = self_metric(&c, "vigil_anomaly_evaluations_total");
+    assert!(after > before, "evaluations {before} then {after}");
     assert_eq!(self_metric(&c, "vigil_anomaly_rules"), 1.0);
 }

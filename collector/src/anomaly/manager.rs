@@ -25,6 +25,10 @@ const DEFAULT_TRAINING_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most points one warm-up range query may ask for (the engine's limit is
 /// 11,000 per series).
 const MAX_WARM_POINTS: i64 = 10_000;
+/// A detector whose series has been absent this long (and has no alert
+/// left to send) is dropped, so series churn cannot grow memory without
+/// bound. Should the series return, a new detector is warmed on history.
+const STALE_SERIES_MS: i64 = 3_600_000;
 
 /// A validated set of anomaly rule files, ready for
 /// [`AnomalyManager::update`].
@@ -57,6 +61,8 @@ struct SeriesState {
     detector: StreamingDetector,
     /// Timestamp of the last point pushed, so no point goes in twice.
     last_ts_ms: i64,
+    /// When the rule's output last contained the series (or it was loaded).
+    last_seen_ms: i64,
     alert: Option<SeriesAlert>,
 }
 
@@ -261,6 +267,7 @@ impl AnomalyManager {
                     SeriesState {
                         detector,
                         last_ts_ms,
+                        last_seen_ms: now_ms,
                         alert: None,
                     },
                 );
@@ -305,6 +312,7 @@ impl AnomalyManager {
                     SeriesState {
                         detector,
                         last_ts_ms,
+                        last_seen_ms: now_ms,
                         alert: None,
                     },
                 );
@@ -329,6 +337,9 @@ impl AnomalyManager {
                 _ => None,
             };
             let value = values.get(labels).copied().unwrap_or(f64::NAN);
+            if values.contains_key(labels) {
+                series.last_seen_ms = now_ms;
+            }
             let verdict = match &score {
                 Some(s) if s.should_alert() => Verdict::Alert,
                 Some(s) if s.is_anomaly => Verdict::StillAnomalous,
@@ -358,6 +369,8 @@ impl AnomalyManager {
                 outgoing.push(o);
             }
         }
+        rule.series
+            .retain(|_, s| s.alert.is_some() || now_ms - s.last_seen_ms < STALE_SERIES_MS);
         if !scores.is_empty()
             && let Err(e) = self.appender.append(scores)
         {
