@@ -283,6 +283,16 @@ pub struct RulesConfig {
     pub files: Vec<String>,
     /// Default evaluation interval of groups without their own.
     pub evaluation_interval: PromDuration,
+    /// After a restart, alerts whose `for` is at least this long get their
+    /// pending time back, but never less than this much of it remaining
+    /// (Prometheus's `--rules.alert.for-grace-period`).
+    pub for_grace_period: PromDuration,
+    /// Alert state older than this at restart is not restored
+    /// (`--rules.alert.for-outage-tolerance`).
+    pub outage_tolerance: PromDuration,
+    /// How often a firing alert is re-sent to the alerting pipeline
+    /// (`--rules.alert.resend-delay`).
+    pub resend_delay: PromDuration,
 }
 
 impl Default for RulesConfig {
@@ -290,6 +300,9 @@ impl Default for RulesConfig {
         Self {
             files: Vec::new(),
             evaluation_interval: PromDuration(Duration::from_secs(60)),
+            for_grace_period: PromDuration(Duration::from_secs(600)),
+            outage_tolerance: PromDuration(Duration::from_secs(3600)),
+            resend_delay: PromDuration(Duration::from_secs(60)),
         }
     }
 }

@@ -146,6 +146,9 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
             external_labels,
             external_url: cfg.external_url(),
             default_interval: cfg.rules.evaluation_interval.0,
+            for_grace_period: cfg.rules.for_grace_period.0,
+            outage_tolerance: cfg.rules.outage_tolerance.0,
+            resend_delay: cfg.rules.resend_delay.0,
             ..vigil_rules::ManagerOptions::default()
         },
     );
@@ -383,6 +386,9 @@ pub async fn run(
     let _watcher = crate::watch::watch_files(&app.cfg, reload.clone());
     app.ready.store(true, Ordering::Relaxed);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(period) = sd_notify::watchdog_enabled() {
+        tokio::spawn(watchdog_loop(app.clone(), period, shutdown.clone()));
+    }
 
     let server_shutdown = shutdown.clone();
     let routes = router(app.clone());
@@ -499,5 +505,28 @@ impl App {
             "configuration reloaded"
         );
         Ok(())
+    }
+}
+
+/// Pings systemd's watchdog at half its period while the collector is
+/// healthy: the store must answer a stats call, so a wedged writer stops
+/// the pings and systemd restarts the service.
+async fn watchdog_loop(app: Arc<App>, period: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(period / 2);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let db = app.db.clone();
+        let alive =
+            tokio::time::timeout(period / 2, tokio::task::spawn_blocking(move || db.stats())).await;
+        if matches!(alive, Ok(Ok(_))) {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!(
+                "store did not answer within half the watchdog period; withholding the watchdog ping"
+            );
+        }
     }
 }
