@@ -97,6 +97,13 @@ where
     }
 }
 
+fn query_param(p: &Params) -> Result<String, ApiError> {
+    p.get("query")
+        .filter(|q| !q.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))
+}
+
 /// `GET|POST /api/v1/query`.
 pub async fn instant_query(
     State(app): State<Arc<App>>,
@@ -106,11 +113,7 @@ pub async fn instant_query(
     body: Bytes,
 ) -> ApiResult {
     let p = params(&method, &q, &headers, &body);
-    let query = p
-        .get("query")
-        .filter(|q| !q.is_empty())
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?
-        .to_string();
+    let query = query_param(&p)?;
     let at = time_param(&p, "time", now_ms())?;
     evaluate(&app, &p, move |app, ctx| {
         app.engine.instant(&app.queryable(), &query, at, ctx)
@@ -127,11 +130,7 @@ pub async fn range_query(
     body: Bytes,
 ) -> ApiResult {
     let p = params(&method, &q, &headers, &body);
-    let query = p
-        .get("query")
-        .filter(|q| !q.is_empty())
-        .ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?
-        .to_string();
+    let query = query_param(&p)?;
     let start = p
         .get("start")
         .ok_or_else(|| ApiError::bad_data("invalid parameter \"start\": missing"))
