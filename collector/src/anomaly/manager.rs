@@ -167,7 +167,6 @@ impl AnomalyManager {
                 old.insert((g.name.clone(), r.def.anomaly.clone(), r.fingerprint), r);
             }
         }
-        let now = crate::params::now_ms();
         for (_file, g) in set.groups {
             let interval_ms = duration_ms(g.interval.as_deref(), self.opts.default_interval).max(1);
             let rules = g
@@ -198,7 +197,8 @@ impl AnomalyManager {
             groups.push(GroupState {
                 name: g.name,
                 interval_ms,
-                next_due_ms: now,
+                // Due at the next tick.
+                next_due_ms: i64::MIN,
                 rules,
             });
         }
@@ -640,4 +640,130 @@ fn expand(alert: &str, text: &str, data: &serde_json::Value) -> String {
         tracing::warn!(template = %name, error = %e, "expanding anomaly alert template failed");
         format!("<error expanding template: {e}>")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::StoreAppender;
+    use crate::storage::TsdbQueryable;
+    use vigil_tsdb::{Db, SeriesSamples};
+
+    /// Records what would go to alerting.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<OutgoingAlert>>);
+
+    impl AlertSender for Recorder {
+        fn send(&self, alerts: Vec<OutgoingAlert>) {
+            self.0.lock().extend(alerts);
+        }
+    }
+
+    const RULES: &str = r#"groups:
+  - name: g
+    interval: 15s
+    rules:
+      - anomaly: LatencyAnomaly
+        expr: latency_seconds
+        for: 0s
+        model:
+          n_estimators: 50
+          min_points: 50
+          window: 300
+          retrain_every: 50
+          suppression: 1ms
+        annotations:
+          summary: "{{ $labels.job }} at {{ $value }}"
+"#;
+
+    fn write(db: &Db, t: i64, v: f64) {
+        let labels = Labels::from_pairs([("__name__", "latency_seconds"), ("job", "api")]);
+        let samples = vec![Sample {
+            timestamp_ms: t,
+            value: v,
+        }];
+        db.append(
+            vec![SeriesSamples { labels, samples }],
+            crate::params::now_ms(),
+        )
+        .expect("append");
+    }
+
+    #[test]
+    fn warms_on_history_scores_into_the_store_and_alerts_on_a_spike() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(Db::open(&dir.path().join("tsdb"), Default::default()).expect("db"));
+        let step = 15_000;
+        let t = crate::params::now_ms() / step * step - 10 * 60_000;
+        for i in 0..300i64 {
+            let noise = ((i * 7919) % 13) as f64 / 100.0;
+            write(&db, t - (300 - i) * step, 0.2 + noise);
+        }
+        let recorder = Arc::new(Recorder::default());
+        let manager = AnomalyManager::new(
+            Arc::new(Engine::default()),
+            Arc::new(TsdbQueryable(db.clone())),
+            Arc::new(StoreAppender(db.clone())),
+            recorder.clone(),
+            AnomalyOptions {
+                models_dir: dir.path().join("models"),
+                default_interval: Duration::from_secs(60),
+                save_interval: Duration::from_secs(300),
+                external_url: "http://vigil:9800".into(),
+                external_labels: Labels::from_pairs([("cluster", "eu1")]),
+            },
+        );
+        let parsed = super::super::parse_anomaly_rules("r.yml", RULES).expect("valid");
+        manager.update(AnomalyRuleSet {
+            groups: parsed
+                .groups
+                .into_iter()
+                .map(|g| ("r.yml".into(), g))
+                .collect(),
+        });
+
+        write(&db, t, 0.25);
+        manager.evaluate_due(t);
+        let seen = manager.points_seen();
+        assert_eq!(seen.len(), 1);
+        // The stored history went in before the live point.
+        assert!(seen[0].2 > 250, "{seen:?}");
+        let score = db
+            .select(
+                &[vigil_wire::Matcher::equal(
+                    "__name__",
+                    "vigil_anomaly_score",
+                )],
+                t - 60_000,
+                t + 60_000,
+            )
+            .expect("select");
+        assert_eq!(score.len(), 1, "{seen:?} {score:?}");
+        assert_eq!(score[0].labels.get("rule"), Some("LatencyAnomaly"));
+        assert_eq!(score[0].labels.get("job"), Some("api"));
+
+        write(&db, t + step, 25.0);
+        manager.evaluate_due(t + step);
+        let sent = recorder.0.lock().clone();
+        let alert = sent
+            .iter()
+            .find(|a| a.annotations.get("summary").map(String::as_str) == Some("api at 25"))
+            .unwrap_or_else(|| panic!("no alert for the spike: {sent:?}"));
+        assert_eq!(alert.labels.get("alertname"), Some("LatencyAnomaly"));
+        assert_eq!(alert.labels.get("cluster"), Some("eu1"));
+        assert!(alert.labels.get("severity").is_some());
+        assert_eq!(alert.ends_at_ms, Some(t + step + 4 * 60_000));
+        assert!(alert.annotations.contains_key("historical_mean"));
+
+        // Saved and restored: a new manager loads the detector instead of
+        // creating one.
+        manager.save_all();
+        let saved = persist::load_rule(
+            &dir.path().join("models"),
+            "LatencyAnomaly",
+            manager.groups.lock()[0].rules[0].fingerprint,
+        );
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].1.points_seen(), seen[0].2 + 1);
+    }
 }
