@@ -319,7 +319,8 @@ impl AnomalyManager {
             }
         }
 
-        let mut scores = Vec::new();
+        // Scores and `ALERTS` samples, written in one batch.
+        let mut samples = Vec::new();
         let mut outgoing = Vec::new();
         let values: HashMap<&Labels, f64> = outputs.iter().map(|(l, v)| (l, *v)).collect();
         for (labels, series) in rule.series.iter_mut() {
@@ -352,7 +353,7 @@ impl AnomalyManager {
                 let mut out = labels.clone();
                 out.set("rule", name.clone());
                 out.set("__name__", "vigil_anomaly_score");
-                scores.push((
+                samples.push((
                     out,
                     Sample {
                         timestamp_ms: now_ms,
@@ -363,6 +364,26 @@ impl AnomalyManager {
             let rule_def = &rule.def;
             let fresh = || self.alert_content(rule_def, labels, value, score.as_ref());
             series.alert = state::step(series.alert.take(), verdict, now_ms, rule.for_ms, fresh);
+            // The `ALERTS` series, as Prometheus writes it for active alerts.
+            if let Some(a) = &series.alert {
+                let alertstate = match a.phase {
+                    state::Phase::Pending => Some("pending"),
+                    state::Phase::Firing => Some("firing"),
+                    state::Phase::Resolved { .. } => None,
+                };
+                if let Some(alertstate) = alertstate {
+                    let mut out = a.labels.clone();
+                    out.set("__name__", "ALERTS");
+                    out.set("alertstate", alertstate);
+                    samples.push((
+                        out,
+                        Sample {
+                            timestamp_ms: now_ms,
+                            value: 1.0,
+                        },
+                    ));
+                }
+            }
             if let Some(a) = series.alert.as_mut()
                 && let Some(o) = state::due(a, now_ms, &self.generator_url(&rule.def.expr))
             {
@@ -371,8 +392,8 @@ impl AnomalyManager {
         }
         rule.series
             .retain(|_, s| s.alert.is_some() || now_ms - s.last_seen_ms < STALE_SERIES_MS);
-        if !scores.is_empty()
-            && let Err(e) = self.appender.append(scores)
+        if !samples.is_empty()
+            && let Err(e) = self.appender.append(samples)
         {
             tracing::warn!(rule = %name, error = %e, "writing anomaly scores failed");
         }
@@ -754,6 +775,21 @@ mod tests {
         assert!(alert.labels.get("severity").is_some());
         assert_eq!(alert.ends_at_ms, Some(t + step + 4 * 60_000));
         assert!(alert.annotations.contains_key("historical_mean"));
+        let alerts_series = db
+            .select(
+                &[
+                    vigil_wire::Matcher::equal("__name__", "ALERTS"),
+                    vigil_wire::Matcher::equal("alertstate", "firing"),
+                ],
+                t + step,
+                t + step,
+            )
+            .expect("select");
+        assert_eq!(alerts_series.len(), 1);
+        assert_eq!(
+            alerts_series[0].labels.get("alertname"),
+            Some("LatencyAnomaly")
+        );
 
         // Saved and restored: a new manager loads the detector instead of
         // creating one.
