@@ -62,10 +62,9 @@ fn capture_server() -> (u16, Arc<Mutex<Vec<Value>>>) {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
             if let Some(body) = body
                 && let Ok(v) = serde_json::from_slice::<Value>(&body)
+                && let Ok(mut b) = sink.lock()
             {
-                if let Ok(mut b) = sink.lock() {
-                    b.push(v);
-                }
+                b.push(v);
             }
         }
     });
