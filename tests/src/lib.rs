@@ -20,11 +20,14 @@ pub fn workspace_root() -> PathBuf {
 /// building it first if it is missing.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test executable has no target directory")?;
+    // target/<profile>/deps/<test> or target/<profile>/<bench binary>
+    // → target/<profile>/<name>
+    let parent = exe.parent().context("executable has no directory")?;
+    let profile_dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent.parent().context("test executable has no target directory")?
+    } else {
+        parent
+    };
     let path = profile_dir.join(name);
     if !path.exists() {
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
