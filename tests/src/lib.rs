@@ -24,7 +24,9 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     // → target/<profile>/<name>
     let parent = exe.parent().context("executable has no directory")?;
     let profile_dir = if parent.file_name().is_some_and(|n| n == "deps") {
-        parent.parent().context("test executable has no target directory")?
+        parent
+            .parent()
+            .context("test executable has no target directory")?
     } else {
         parent
     };
