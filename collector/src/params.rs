@@ -12,9 +12,30 @@ use crate::config::parse_duration;
 pub const MIN_TIME_MS: i64 = i64::MIN / 4;
 pub const MAX_TIME_MS: i64 = i64::MAX / 4;
 
-/// All parameters of one request, in order, possibly repeated.
+/// All parameters of one request, in order, possibly repeated. Also an
+/// axum extractor, so handlers take the merged parameters directly.
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, String)>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Params {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse as _;
+        let method = req.method().clone();
+        let query = req.uri().query().map(str::to_string);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| e.into_response())?;
+        Ok(Params::from_request(
+            &method,
+            query.as_deref(),
+            &headers,
+            &body,
+        ))
+    }
+}
 
 impl Params {
     pub fn from_request(

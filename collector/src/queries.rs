@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method};
+use axum::extract::{Path, State};
 use serde_json::{Value, json};
 use vigil_promql::{ErrorKind, QueryContext, QueryError};
 use vigil_wire::Matcher;
@@ -18,10 +16,6 @@ use crate::params::{MAX_TIME_MS, MIN_TIME_MS, Params, now_ms, parse_duration_par
 use crate::server::App;
 
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
-
-fn params(method: &Method, query: &Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
-    Params::from_request(method, query.as_deref(), headers, body)
-}
 
 fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
     match p.get(name) {
@@ -105,14 +99,7 @@ fn query_param(p: &Params) -> Result<String, ApiError> {
 }
 
 /// `GET|POST /api/v1/query`.
-pub async fn instant_query(
-    State(app): State<Arc<App>>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let p = params(&method, &q, &headers, &body);
+pub async fn instant_query(State(app): State<Arc<App>>, p: Params) -> ApiResult {
     let query = query_param(&p)?;
     let at = time_param(&p, "time", now_ms())?;
     evaluate(&app, &p, move |app, ctx| {
@@ -122,14 +109,7 @@ pub async fn instant_query(
 }
 
 /// `GET|POST /api/v1/query_range`.
-pub async fn range_query(
-    State(app): State<Arc<App>>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let p = params(&method, &q, &headers, &body);
+pub async fn range_query(State(app): State<Arc<App>>, p: Params) -> ApiResult {
     let query = query_param(&p)?;
     let start = p
         .get("start")
@@ -231,14 +211,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// `GET|POST /api/v1/series`.
-pub async fn series(
-    State(app): State<Arc<App>>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let p = params(&method, &q, &headers, &body);
+pub async fn series(State(app): State<Arc<App>>, p: Params) -> ApiResult {
     let sets = matcher_sets(&p)?;
     if sets.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -273,14 +246,7 @@ fn limit_param(p: &Params) -> Result<usize, ApiError> {
 }
 
 /// `GET|POST /api/v1/labels`.
-pub async fn label_names(
-    State(app): State<Arc<App>>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let p = params(&method, &q, &headers, &body);
+pub async fn label_names(State(app): State<Arc<App>>, p: Params) -> ApiResult {
     let sets = matcher_sets(&p)?;
     let start = time_param(&p, "start", MIN_TIME_MS)?;
     let end = time_param(&p, "end", MAX_TIME_MS)?;
@@ -295,15 +261,11 @@ pub async fn label_names(
 pub async fn label_values(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-    method: Method,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    p: Params,
 ) -> ApiResult {
     if name != vigil_wire::METRIC_NAME_LABEL && !vigil_wire::labels::is_valid_label_name(&name) {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let p = params(&method, &q, &headers, &body);
     let sets = matcher_sets(&p)?;
     let start = time_param(&p, "start", MIN_TIME_MS)?;
     let end = time_param(&p, "end", MAX_TIME_MS)?;
@@ -319,8 +281,7 @@ pub async fn label_values(
 
 /// `GET /api/v1/metadata`: type, help and unit per metric, from ingested
 /// metadata (remote_write metadata and `# HELP`/`# TYPE` lines).
-pub async fn metadata(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = Params::from_request(&Method::GET, q.as_deref(), &HeaderMap::new(), &Bytes::new());
+pub async fn metadata(State(app): State<Arc<App>>, p: Params) -> ApiResult {
     let metric = p
         .get("metric")
         .filter(|m| !m.is_empty())
@@ -368,8 +329,7 @@ pub async fn buildinfo() -> ApiResult {
 }
 
 /// `GET /api/v1/rules`, as Prometheus answers it.
-pub async fn rules(State(app): State<Arc<App>>, RawQuery(q): RawQuery) -> ApiResult {
-    let p = Params::from_request(&Method::GET, q.as_deref(), &HeaderMap::new(), &Bytes::new());
+pub async fn rules(State(app): State<Arc<App>>, p: Params) -> ApiResult {
     let type_filter = p.get("type").filter(|t| !t.is_empty());
     vigil_rules::RuleTypeFilter::parse(type_filter).map_err(ApiError::bad_data)?;
     Ok(success(app.rules.rules_json(type_filter)))
