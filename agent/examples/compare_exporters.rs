@@ -12,7 +12,6 @@
 //! target/release/examples/compare_exporters [--cycles 8] [--interval 15] [--agent target/release/vigil-agent]
 //! ```
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,12 +35,9 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
+#[path = "../../tests/src/ports.rs"]
+mod ports;
+use ports::free_port;
 
 /// (utime + stime in seconds, VmRSS kB, VmHWM kB) of a process.
 fn usage(pid: u32) -> (f64, u64, u64) {

@@ -10,7 +10,6 @@
 //! Environment: `BENCH_LATENCY_N` (default 200), `BENCH_ALERTS` (10000).
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,12 +21,9 @@ use serde_json::{Value, json};
 
 type Arrivals = Arc<Mutex<Vec<(Instant, Value)>>>;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+#[path = "../../tests/src/ports.rs"]
+mod ports;
+use ports::free_port;
 
 async fn capture() -> (String, Arrivals) {
     let arrivals: Arrivals = Arc::default();

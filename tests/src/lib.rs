@@ -1,7 +1,7 @@
 //! Shared helpers for Vigil's end-to-end tests: locating the real binaries,
 //! running them on free loopback ports, and speaking the wire formats.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,12 +48,8 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
+pub mod ports;
+pub use ports::free_port;
 
 /// A child process killed when dropped.
 pub struct Proc {

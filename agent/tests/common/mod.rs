@@ -115,12 +115,9 @@ impl Receiver {
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+#[path = "../../../tests/src/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// The agent binary running as a child process.
 pub struct AgentProc {

@@ -4,7 +4,7 @@
 //! deterministic "never evaluated" values on both sides).
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -48,12 +48,9 @@ fn get(port: u16, path: &str) -> Option<String> {
         .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+#[path = "../../../tests/src/ports.rs"]
+mod ports;
+use ports::free_port;
 
 #[test]
 fn rules_and_alerts_json_match_prometheus() {

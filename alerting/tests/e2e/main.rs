@@ -9,7 +9,6 @@ mod receivers;
 mod silences;
 mod timing;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,12 +21,9 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 /// A free TCP port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
+#[path = "../../../tests/src/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// A request seen by the capture server.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -343,12 +343,9 @@ impl Drop for Prometheus {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
-}
+#[path = "../../../tests/src/ports.rs"]
+mod ports;
+use ports::free_port;
 
 fn start_prometheus(data: &[Series], tag: &str) -> Prometheus {
     for bin in ["prometheus", "promtool"] {
