@@ -21,7 +21,10 @@ use crate::head::{SeriesSnapshot, State};
 use crate::index::SeriesId;
 use crate::store;
 use crate::writer::{COMMIT_BUCKETS, Cmd, Counters, Shared, Writer};
-use crate::{AppendOutcome, Error, MetricMeta, Options, SeriesData, SeriesSamples, Stats};
+use crate::{
+    AppendOutcome, Budget, Cardinality, Error, MetricMeta, Options, SeriesData, SeriesSamples,
+    Stats,
+};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "vigil-tsdb.sqlite";
@@ -186,6 +189,29 @@ impl Db {
     /// Appends samples; returns once the accepted ones are committed.
     /// Concurrent callers share one transaction (group commit).
     pub fn append(&self, batch: Vec<SeriesSamples>, now_ms: i64) -> Result<AppendOutcome, Error> {
+        self.append_inner(batch, now_ms, None)
+    }
+
+    /// Like [`Db::append`], but a series that does not exist yet is only
+    /// created within `budget`; samples of refused series are counted under
+    /// [`crate::RejectReason::SeriesLimit`] and the rest of the batch is
+    /// stored. Samples of existing series are never refused by a budget.
+    pub fn append_with_budget(
+        &self,
+        batch: Vec<SeriesSamples>,
+        now_ms: i64,
+        budget: Budget,
+    ) -> Result<AppendOutcome, Error> {
+        let budget = (!budget.limits.is_unlimited() || budget.owner.is_some()).then_some(budget);
+        self.append_inner(batch, now_ms, budget)
+    }
+
+    fn append_inner(
+        &self,
+        batch: Vec<SeriesSamples>,
+        now_ms: i64,
+        budget: Option<Budget>,
+    ) -> Result<AppendOutcome, Error> {
         if let Some(bad) = batch.iter().find(|s| s.labels.is_empty()) {
             return Err(Error::InvalidLabels(format!(
                 "series with no labels ({} samples)",
@@ -200,6 +226,7 @@ impl Db {
         tx.send(Cmd::Append {
             batch,
             now_ms,
+            budget,
             reply,
         })
         .map_err(|_| Error::Closed)?;
@@ -366,6 +393,12 @@ impl Db {
             commit_seconds_sum: c.commit_seconds_sum,
             commit_seconds_buckets: buckets,
         }
+    }
+
+    /// Cardinality statistics of the live series (Prometheus's
+    /// `/api/v1/status/tsdb`), lists cut to the `top` largest entries.
+    pub fn cardinality(&self, top: usize) -> Cardinality {
+        crate::limits::cardinality(&self.shared.state.read(), top)
     }
 
     /// Deletes stored chunks older than `now_ms - retention`, then the

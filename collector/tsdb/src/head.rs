@@ -2,6 +2,7 @@
 //! with its head (an open, already compressed chunk), chunks cut from the
 //! head but not yet stored, and the series index.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use vigil_wire::{Labels, Sample};
@@ -30,6 +31,9 @@ pub struct Series {
     pub last: Option<(i64, u64)>,
     /// Time bounds of this series' stored chunks, `None` when it has none.
     pub stored: Option<(i64, i64)>,
+    /// The agent that created the series in this process (not persisted:
+    /// series loaded at start-up have none), for the per-agent budget.
+    pub owner: Option<Arc<str>>,
 }
 
 impl Series {
@@ -41,6 +45,7 @@ impl Series {
             pending: Vec::new(),
             last: None,
             stored: None,
+            owner: None,
         }
     }
 
@@ -180,6 +185,8 @@ pub struct State {
     pub live: usize,
     /// Series that have `pending` chunks, for the next commit to store.
     pub cut_ids: Vec<SeriesId>,
+    /// Live series per owner; an owner leaves the map with its last series.
+    pub owners: HashMap<Arc<str>, usize>,
 }
 
 impl State {
@@ -198,21 +205,43 @@ impl State {
     }
 
     pub fn insert(&mut self, id: SeriesId, labels: Labels) {
+        self.insert_owned(id, labels, None);
+    }
+
+    /// Inserts a series created on behalf of `owner`.
+    pub fn insert_owned(&mut self, id: SeriesId, labels: Labels, owner: Option<Arc<str>>) {
         let idx = id as usize;
         if self.series.len() <= idx {
             self.series.resize_with(idx + 1, || None);
         }
         self.index.insert(id, &labels);
-        if self.series[idx].is_none() {
-            self.live += 1;
+        match self.series[idx].take() {
+            None => self.live += 1,
+            Some(old) => self.disown(old.owner.as_ref()),
         }
-        self.series[idx] = Some(Box::new(Series::new(labels)));
+        if let Some(o) = &owner {
+            *self.owners.entry(o.clone()).or_default() += 1;
+        }
+        let mut series = Series::new(labels);
+        series.owner = owner;
+        self.series[idx] = Some(Box::new(series));
+    }
+
+    fn disown(&mut self, owner: Option<&Arc<str>>) {
+        let Some(o) = owner else { return };
+        if let Some(n) = self.owners.get_mut(o) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.owners.remove(o);
+            }
+        }
     }
 
     pub fn remove(&mut self, id: SeriesId) {
         if let Some(s) = self.series.get_mut(id as usize).and_then(Option::take) {
             self.index.remove(id, &s.labels);
             self.live -= 1;
+            self.disown(s.owner.as_ref());
         }
     }
 

@@ -172,6 +172,19 @@ impl Index {
         }
     }
 
+    /// Series carrying `name="value"` (the per-metric budget's count).
+    pub fn count(&self, name: &str, value: &str) -> usize {
+        self.postings
+            .get(name)
+            .and_then(|values| values.get(value))
+            .map_or(0, Vec::len)
+    }
+
+    /// The inverted index itself: name → value → ids.
+    pub fn postings(&self) -> &BTreeMap<String, BTreeMap<String, Vec<SeriesId>>> {
+        &self.postings
+    }
+
     /// Ids carrying label `name` at all, ascending.
     pub fn with_name(&self, name: &str) -> Vec<SeriesId> {
         let Some(values) = self.postings.get(name) else {

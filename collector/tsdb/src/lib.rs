@@ -29,6 +29,7 @@ pub mod codec;
 mod db;
 mod head;
 mod index;
+mod limits;
 mod store;
 mod writer;
 
@@ -41,6 +42,7 @@ use vigil_wire::remote_write::MetricType;
 use vigil_wire::{Labels, Sample};
 
 pub use db::Db;
+pub use limits::{Budget, Cardinality, SeriesLimit, SeriesLimits};
 
 /// How hard a commit pushes data to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,9 +138,13 @@ pub enum RejectReason {
     TooOld,
     /// Newer than `now + max_future_ms`.
     TooFarInFuture,
+    /// Would have created a series past a budget (see [`SeriesLimits`]).
+    SeriesLimit(SeriesLimit),
 }
 
 impl RejectReason {
+    /// The reasons that apply to single samples; the series budgets only
+    /// apply to appends made with a [`Budget`].
     pub const ALL: [RejectReason; 4] = [
         RejectReason::OutOfOrder,
         RejectReason::DuplicateTimestamp,
@@ -152,6 +158,9 @@ impl RejectReason {
             RejectReason::DuplicateTimestamp => "duplicate_timestamp",
             RejectReason::TooOld => "too_old",
             RejectReason::TooFarInFuture => "too_far_in_future",
+            RejectReason::SeriesLimit(SeriesLimit::PerMetric) => "series_limit_per_metric",
+            RejectReason::SeriesLimit(SeriesLimit::PerAgent) => "series_limit_per_agent",
+            RejectReason::SeriesLimit(SeriesLimit::Total) => "series_limit_total",
         }
     }
 }
@@ -173,6 +182,9 @@ pub struct AppendOutcome {
     pub rejected: BTreeMap<RejectReason, u64>,
     /// Series created by this call.
     pub new_series: u64,
+    /// New series refused by a budget, by budget and metric name (their
+    /// samples are counted in `rejected` under [`RejectReason::SeriesLimit`]).
+    pub series_limited: BTreeMap<(SeriesLimit, String), u64>,
 }
 
 /// Metric family metadata, as remote_write and `# HELP`/`# TYPE` carry it.

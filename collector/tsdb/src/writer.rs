@@ -13,12 +13,15 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use rusqlite::{Connection, params};
 use tracing::{debug, error, info};
-use vigil_wire::{Labels, Sample};
+use vigil_wire::{Labels, METRIC_NAME_LABEL, Sample};
 
 use crate::codec::{self, WalWriter};
 use crate::head::{CutChunk, State};
 use crate::index::SeriesId;
-use crate::{AppendOutcome, Error, MetricMeta, Options, RejectReason, SeriesSamples, store};
+use crate::limits::GroupCreations;
+use crate::{
+    AppendOutcome, Budget, Error, MetricMeta, Options, RejectReason, SeriesSamples, store,
+};
 
 /// A group stops growing past this many samples, bounding commit latency
 /// and the size of one wal record.
@@ -43,6 +46,8 @@ pub enum Cmd {
     Append {
         batch: Vec<SeriesSamples>,
         now_ms: i64,
+        /// Series budgets; `None` creates series without limit.
+        budget: Option<Budget>,
         reply: AppendReply,
     },
     SetMeta {
@@ -123,6 +128,7 @@ pub struct Writer {
 struct AppendReq {
     batch: Vec<SeriesSamples>,
     now_ms: i64,
+    budget: Option<Budget>,
     reply: AppendReply,
 }
 
@@ -142,12 +148,14 @@ impl Writer {
                 Cmd::Append {
                     batch,
                     now_ms,
+                    budget,
                     reply,
                 } => {
                     let mut samples = batch.iter().map(|s| s.samples.len()).sum::<usize>();
                     let mut group = vec![AppendReq {
                         batch,
                         now_ms,
+                        budget,
                         reply,
                     }];
                     while samples < MAX_GROUP_SAMPLES {
@@ -155,12 +163,14 @@ impl Writer {
                             Ok(Cmd::Append {
                                 batch,
                                 now_ms,
+                                budget,
                                 reply,
                             }) => {
                                 samples += batch.iter().map(|s| s.samples.len()).sum::<usize>();
                                 group.push(AppendReq {
                                     batch,
                                     now_ms,
+                                    budget,
                                     reply,
                                 });
                             }
@@ -199,6 +209,8 @@ impl Writer {
         let mut overlay: HashMap<SeriesId, (i64, u64)> = HashMap::new();
         let mut new_ids: HashMap<Labels, SeriesId> = HashMap::new();
         let mut new_series: Vec<(SeriesId, Labels)> = Vec::new();
+        let mut new_owners: Vec<Option<Arc<str>>> = Vec::new();
+        let mut created = GroupCreations::default();
         // Accepted samples, flat, with one `(series, range)` per batch entry:
         // two allocations per group instead of one per series.
         let mut flat: Vec<Sample> = Vec::new();
@@ -220,6 +232,7 @@ impl Writer {
                     let mut last = existing
                         .and_then(|id| overlay.get(&id).copied().or_else(|| st.get(id)?.last));
                     let from = flat.len();
+                    let accepted_before = out.accepted;
                     for &s in &ss.samples {
                         let (t, bits) = (s.timestamp_ms, s.value.to_bits());
                         let reason = if t > max_t {
@@ -253,10 +266,32 @@ impl Writer {
                     let id = match existing {
                         Some(id) => id,
                         None => {
+                            let metric = ss.labels.get(METRIC_NAME_LABEL).unwrap_or("");
+                            let owner = req.budget.as_ref().and_then(|b| b.owner.as_ref());
+                            if let Some(limit) = req
+                                .budget
+                                .as_ref()
+                                .and_then(|b| created.check(&st, b, metric))
+                            {
+                                // Over budget: none of this series' samples
+                                // are stored, whatever else they were.
+                                flat.truncate(from);
+                                let refused = out.accepted - accepted_before;
+                                out.accepted = accepted_before;
+                                *out.rejected
+                                    .entry(RejectReason::SeriesLimit(limit))
+                                    .or_default() += refused;
+                                *out.series_limited
+                                    .entry((limit, metric.to_string()))
+                                    .or_default() += 1;
+                                continue;
+                            }
+                            created.record(metric, owner);
                             let id = self.next_series_id;
                             self.next_series_id += 1;
                             new_ids.insert(ss.labels.clone(), id);
                             new_series.push((id, ss.labels.clone()));
+                            new_owners.push(owner.cloned());
                             out.new_series += 1;
                             id
                         }
@@ -329,8 +364,8 @@ impl Writer {
         }
         {
             let mut st = self.shared.state.write();
-            for (id, labels) in new_series {
-                st.insert(id, labels);
+            for ((id, labels), owner) in new_series.into_iter().zip(new_owners) {
+                st.insert_owned(id, labels, owner);
             }
             mark_stored(&mut st, &to_store);
             let (max_samples, max_ms) = (opts.chunk_max_samples, opts.chunk_max_duration_ms);
