@@ -15,7 +15,9 @@
 //! # }
 //! ```
 
-pub mod buffer;
+/// The on-disk send buffer, shared with the collector's remote_write
+/// queues (crate `vigil-queue`).
+pub use vigil_queue::buffer;
 pub mod config;
 pub mod family;
 pub mod http;

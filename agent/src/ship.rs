@@ -8,97 +8,24 @@
 //! retried forever — the data is safe on disk meanwhile — so samples arrive
 //! in collection order, each once, across outages and restarts.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
-use vigil_wire::remote_write::{WriteRequest, decode_write_request, encode_write_request};
+use vigil_wire::remote_write::encode_write_request;
 
-use crate::buffer::Record;
 use crate::config::RemoteWriteConfig;
 use crate::family::now_ms;
 use crate::pipeline::Pipeline;
 
-/// Largest decompressed record the shipper will read back from its own
-/// buffer (a guard against a corrupt length, not a policy).
-const MAX_RECORD_BYTES: usize = 256 << 20;
 /// Records merged into one request at most.
 const MAX_RECORDS_PER_SEND: usize = 512;
 
-/// What one send attempt came to.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Sent,
-    /// Worth retrying (5xx, 429, network).
-    Retry(String),
-    /// Refused for good (4xx other than 429).
-    Rejected(String),
-}
-
-/// Classifies an HTTP status as remote_write senders do.
-pub fn classify(status: u16) -> Option<bool> {
-    match status {
-        200..=299 => None,
-        429 | 500..=599 => Some(true),
-        _ => Some(false),
-    }
-}
-
-/// Exponential backoff with full jitter: a random delay in
-/// `[min/2, min(max, min·2^attempt)]`.
-pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
-    let exp = min.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
-    let cap = exp.min(max);
-    let low = (min / 2).min(cap);
-    if cap <= low {
-        return cap;
-    }
-    let span = (cap - low).as_micros() as u64;
-    low + Duration::from_micros(rand::rng().random_range(0..=span))
-}
-
-/// Merges buffered records (each a compressed `WriteRequest`) into one
-/// request. Samples of a series stay in record order, so in time order.
-pub fn merge_records(records: &[Record]) -> WriteRequest {
-    let mut out = WriteRequest::default();
-    let mut index: HashMap<Vec<(String, String)>, usize> = HashMap::new();
-    let mut seen_meta = std::collections::HashSet::new();
-    for r in records {
-        let req = match decode_write_request(&r.payload, MAX_RECORD_BYTES) {
-            Ok(req) => req,
-            Err(e) => {
-                // CRC-checked on read, so this means a bug or a foreign
-                // file; skip the record rather than block the queue.
-                tracing::error!(seq = r.seq, error = %e, "undecodable buffer record skipped");
-                continue;
-            }
-        };
-        for ts in req.timeseries {
-            let key: Vec<(String, String)> = ts
-                .labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect();
-            match index.get(&key) {
-                Some(&i) => out.timeseries[i].samples.extend(ts.samples),
-                None => {
-                    index.insert(key, out.timeseries.len());
-                    out.timeseries.push(ts);
-                }
-            }
-        }
-        for m in req.metadata {
-            if seen_meta.insert(m.metric_family_name.clone()) {
-                out.metadata.push(m);
-            }
-        }
-    }
-    out
-}
+// The status classification, backoff and record merging are the shared
+// queue's (the collector's remote_write forwarding uses the same).
+pub use vigil_queue::ship::{Outcome, backoff, classify, merge_records};
 
 /// The remote_write sender.
 pub struct Shipper {
@@ -263,65 +190,5 @@ impl Shipper {
         if let Err(e) = self.pipeline.ack(seq) {
             tracing::error!(error = %e, "acknowledging sent data in the buffer failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vigil_wire::remote_write::{Label, Sample, TimeSeries};
-
-    #[test]
-    fn statuses_are_classified_like_prometheus() {
-        assert_eq!(classify(204), None);
-        assert_eq!(classify(429), Some(true));
-        assert_eq!(classify(503), Some(true));
-        assert_eq!(classify(400), Some(false));
-        assert_eq!(classify(404), Some(false));
-    }
-
-    #[test]
-    fn backoff_grows_and_stays_bounded() {
-        let min = Duration::from_millis(100);
-        let max = Duration::from_secs(5);
-        for attempt in 0..40 {
-            let d = backoff(attempt, min, max);
-            assert!(d >= min / 2 && d <= max, "attempt {attempt}: {d:?}");
-        }
-        let late: Vec<_> = (0..50).map(|_| backoff(10, min, max)).collect();
-        assert!(late.iter().any(|d| *d > Duration::from_secs(1)));
-    }
-
-    #[test]
-    fn merge_keeps_series_samples_in_order() {
-        let rec = |seq: u64, ts: i64| {
-            let req = WriteRequest {
-                timeseries: vec![TimeSeries {
-                    labels: vec![Label {
-                        name: "__name__".into(),
-                        value: "up".into(),
-                    }],
-                    samples: vec![Sample {
-                        value: ts as f64,
-                        timestamp: ts,
-                    }],
-                    exemplars: vec![],
-                }],
-                metadata: vec![],
-            };
-            Record {
-                seq,
-                samples: 1,
-                payload: encode_write_request(&req),
-            }
-        };
-        let merged = merge_records(&[rec(1, 10), rec(2, 20), rec(3, 30)]);
-        assert_eq!(merged.timeseries.len(), 1);
-        let ts: Vec<i64> = merged.timeseries[0]
-            .samples
-            .iter()
-            .map(|s| s.timestamp)
-            .collect();
-        assert_eq!(ts, vec![10, 20, 30]);
     }
 }

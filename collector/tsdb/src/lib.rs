@@ -30,6 +30,7 @@ mod db;
 mod head;
 mod index;
 mod limits;
+mod observer;
 mod store;
 mod writer;
 
@@ -42,6 +43,7 @@ use vigil_wire::remote_write::MetricType;
 use vigil_wire::{Labels, Sample};
 
 pub use db::Db;
+pub use observer::CommitObserver;
 pub use limits::{Budget, Cardinality, SeriesLimit, SeriesLimits};
 
 /// How hard a commit pushes data to stable storage.
@@ -74,6 +76,9 @@ pub struct Options {
     pub chunk_max_duration_ms: i64,
     /// Samples newer than `now + max_future_ms` are refused. Default 10 min.
     pub max_future_ms: i64,
+    /// Sees every accepted sample before its commit (remote_write
+    /// forwarding); see [`CommitObserver`]. Default none.
+    pub commit_observer: Option<std::sync::Arc<dyn CommitObserver>>,
 }
 
 impl Default for Options {
@@ -85,6 +90,7 @@ impl Default for Options {
             chunk_max_samples: 120,
             chunk_max_duration_ms: 2 * 3600 * 1000,
             max_future_ms: 10 * 60 * 1000,
+            commit_observer: None,
         }
     }
 }

@@ -327,15 +327,29 @@ impl Writer {
         if !nothing_to_write {
             let started = Instant::now();
             let totals = self.shared.counters.lock().totals_with(&to_store);
-            let res = write_group(
-                &mut self.conn,
-                &new_series,
-                self.next_series_id,
-                record.as_deref().map(|r| (wal_id, r)),
-                &to_store,
-                trim_below,
-                totals,
-            );
+            // Forwarding queues see the group first: if they cannot take
+            // it, nothing is committed and every caller may retry.
+            let observed = match &opts.commit_observer {
+                Some(obs) => crate::observer::notify(
+                    obs.as_ref(),
+                    &self.shared.state.read(),
+                    &new_series,
+                    &accepted,
+                    &flat,
+                ),
+                None => Ok(()),
+            };
+            let res = observed.and_then(|()| {
+                write_group(
+                    &mut self.conn,
+                    &new_series,
+                    self.next_series_id,
+                    record.as_deref().map(|r| (wal_id, r)),
+                    &to_store,
+                    trim_below,
+                    totals,
+                )
+            });
             if let Err(e) = res {
                 error!(error = %e, "tsdb group commit failed");
                 self.next_series_id = first_new_id;

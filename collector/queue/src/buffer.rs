@@ -1,6 +1,8 @@
-//! The bounded on-disk send buffer: every collected batch is appended here
-//! before it is shipped, so data survives receiver outages and agent
-//! restarts and is replayed in the order it was collected.
+//! The bounded on-disk send buffer: every batch is appended here before it
+//! is shipped, so data survives receiver outages and restarts of the
+//! process (`kill -9` included) and is replayed in the order it was
+//! written. The agent buffers what it collects; the collector buffers, per
+//! remote_write destination, what its store accepted.
 //!
 //! # On-disk format
 //!
@@ -21,6 +23,11 @@
 //! * `ack` — 8 bytes, u64 LE: every record with a sequence number at or
 //!   below it is done (sent, refused by the receiver, or dropped). Replaced
 //!   atomically (write `ack.tmp`, rename).
+//! * `inflight` — 20 bytes: u64 LE first and u64 LE last sequence number
+//!   of the batch being sent, then u32 LE, how many of its parts the
+//!   receiver already took. Written before a batch is sent, so a restart re-sends exactly the
+//!   same batch (same records, same parts) instead of a larger one; see
+//!   [`DiskBuffer::set_inflight`]. Stale once `ack` reaches it.
 //!
 //! A record is durable once `write` returns (it reached the OS), so a
 //! `kill -9` loses nothing; a torn record at the end of a segment (power
@@ -43,6 +50,7 @@ use thiserror::Error;
 
 const HEADER_LEN: u64 = 20;
 const ACK_FILE: &str = "ack";
+const INFLIGHT_FILE: &str = "inflight";
 
 /// A buffer I/O failure.
 #[derive(Debug, Error)]
@@ -51,7 +59,7 @@ pub enum BufferError {
     Io { path: PathBuf, source: io::Error },
     #[error("record of {0} bytes is larger than the 4 GiB record limit")]
     TooLarge(usize),
-    #[error("buffer {0} is in use by another vigil-agent")]
+    #[error("buffer {0} is in use by another process")]
     Locked(PathBuf),
 }
 
@@ -86,7 +94,16 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
-/// The on-disk buffer. Not thread-safe by itself; the agent wraps it in a
+/// A batch a sender started: records `first..=last`, of whose parts the
+/// first `parts_done` were delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inflight {
+    pub first: u64,
+    pub last: u64,
+    pub parts_done: u32,
+}
+
+/// The on-disk buffer. Not thread-safe by itself; callers wrap it in a
 /// mutex.
 #[derive(Debug)]
 pub struct DiskBuffer {
@@ -103,8 +120,10 @@ pub struct DiskBuffer {
     next_seq: u64,
     acked: u64,
     dropped_samples: u64,
-    /// Held for the buffer's lifetime: an exclusive `flock` so two agents
-    /// never share a buffer directory.
+    /// The batch being sent, as last recorded.
+    inflight: Option<Inflight>,
+    /// Held for the buffer's lifetime: an exclusive `flock` so two
+    /// processes never share a buffer directory.
     _lock: File,
 }
 
@@ -136,6 +155,25 @@ impl DiskBuffer {
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(io_err(&ack_path)(e)),
         };
+        let inflight_path = dir.join(INFLIGHT_FILE);
+        let inflight = match fs::read(&inflight_path) {
+            Ok(b) if b.len() == 20 => {
+                let u64_at = |i: usize| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(&b[i..i + 8]);
+                    u64::from_le_bytes(a)
+                };
+                let parts = u32::from_le_bytes([b[16], b[17], b[18], b[19]]);
+                Some(Inflight {
+                    first: u64_at(0),
+                    last: u64_at(8),
+                    parts_done: parts,
+                })
+            }
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&inflight_path)(e)),
+        };
         let mut ids: Vec<u64> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_err(dir))? {
             let entry = entry.map_err(io_err(dir))?;
@@ -159,6 +197,7 @@ impl DiskBuffer {
             next_seq: acked + 1,
             acked,
             dropped_samples: 0,
+            inflight,
             _lock: lock,
         };
         for id in ids {
@@ -369,6 +408,45 @@ impl DiskBuffer {
         self.write_ack(seq)?;
         self.collect_garbage()?;
         Ok(n)
+    }
+
+    /// Every pending record with a sequence number at or below `seq`: the
+    /// batch recorded by [`DiskBuffer::set_inflight`], read back whole.
+    pub fn peek_through(&self, seq: u64) -> Result<Vec<Record>, BufferError> {
+        let n = self.pending.iter().take_while(|r| r.seq <= seq).count();
+        self.peek(n, usize::MAX)
+    }
+
+    /// The batch a sender started and did not finish. `None` once `ack`
+    /// covers it, or when its first records were dropped for space (the
+    /// batch is then no longer the same, so it is not resumed).
+    pub fn inflight(&self) -> Option<Inflight> {
+        self.inflight.filter(|i| {
+            i.last > self.acked && self.pending.front().is_some_and(|r| r.seq == i.first)
+        })
+    }
+
+    /// Records that the batch of records `first..=last` is being sent and
+    /// that its first `parts_done` parts were delivered. Written before
+    /// each send, so that after a crash the same batch is re-sent, not a
+    /// larger one: a receiver that already stored a part (the crash came
+    /// between its answer and this record) then sees an exact duplicate,
+    /// never older samples mixed with new ones, which Prometheus refuses
+    /// whole as out of order.
+    pub fn set_inflight(&mut self, batch: Inflight) -> Result<(), BufferError> {
+        if self.inflight == Some(batch) {
+            return Ok(());
+        }
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&batch.first.to_le_bytes());
+        b[8..16].copy_from_slice(&batch.last.to_le_bytes());
+        b[16..].copy_from_slice(&batch.parts_done.to_le_bytes());
+        let tmp = self.dir.join("inflight.tmp");
+        fs::write(&tmp, b).map_err(io_err(&tmp))?;
+        let dst = self.dir.join(INFLIGHT_FILE);
+        fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
+        self.inflight = Some(batch);
+        Ok(())
     }
 
     fn write_ack(&mut self, seq: u64) -> Result<(), BufferError> {

@@ -188,3 +188,57 @@ fn a_second_opener_is_refused() {
     drop(first);
     DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("reopen after the first closed");
 }
+
+#[test]
+fn inflight_batch_survives_a_restart_until_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut buf = DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("open");
+    let a = buf.append(b"a", 1).expect("append");
+    let b = buf.append(b"b", 1).expect("append");
+    assert_eq!(buf.inflight(), None);
+    let rec = Inflight {
+        first: a,
+        last: b,
+        parts_done: 1,
+    };
+    buf.set_inflight(rec).expect("mark");
+    buf.append(b"c", 1).expect("append after the batch was cut");
+    drop(buf);
+    let mut buf = DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
+    assert_eq!(buf.inflight(), Some(rec));
+    let again: Vec<Vec<u8>> = buf
+        .peek_through(rec.last)
+        .expect("peek")
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
+    assert_eq!(
+        again,
+        vec![b"a".to_vec(), b"b".to_vec()],
+        "the same batch, not a larger one"
+    );
+    buf.ack(b).expect("ack");
+    assert_eq!(buf.inflight(), None);
+    drop(buf);
+    let buf = DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
+    assert_eq!(buf.inflight(), None);
+    assert_eq!(buf.pending_records(), 1);
+}
+
+#[test]
+fn inflight_batch_is_forgotten_when_its_records_are_dropped_for_space() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let max = record_size(100) * 2;
+    let mut buf = DiskBuffer::open(dir.path(), max, 1 << 20).expect("open");
+    let a = buf.append(&[1u8; 100], 5).expect("append");
+    buf.set_inflight(Inflight {
+        first: a,
+        last: a,
+        parts_done: 0,
+    })
+    .expect("mark");
+    buf.append(&[2u8; 100], 5).expect("append");
+    buf.append(&[3u8; 100], 5).expect("append drops the oldest");
+    assert_eq!(buf.dropped_samples(), 5);
+    assert_eq!(buf.inflight(), None);
+}
