@@ -114,6 +114,23 @@ impl Tokens {
     }
 }
 
+/// The agent an ingest request came from: the name of the ingest token it
+/// presented (the token file's name without extension). Set by
+/// [`middleware`] as a request extension; absent without authentication.
+#[derive(Debug, Clone)]
+pub struct AgentIdentity(pub std::sync::Arc<str>);
+
+impl Tokens {
+    /// The name of the ingest token `presented`, if it is one.
+    pub fn ingest_agent(&self, presented: Option<&str>) -> Option<&str> {
+        let p = presented?;
+        self.ingest
+            .iter()
+            .find(|(_, t)| constant_time_eq(p.as_bytes(), t.as_bytes()))
+            .map(|(name, _)| name.as_str())
+    }
+}
+
 /// Compares without an early exit, so timing does not reveal a prefix.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -123,7 +140,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Axum middleware enforcing [`Tokens`].
-pub async fn middleware(State(tokens): State<Arc<Tokens>>, req: Request, next: Next) -> Response {
+pub async fn middleware(
+    State(tokens): State<Arc<Tokens>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let access = required_access(req.method(), req.uri().path());
     let presented = req
         .headers()
@@ -132,6 +153,12 @@ pub async fn middleware(State(tokens): State<Arc<Tokens>>, req: Request, next: N
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     if tokens.allows(access, presented) {
+        if access == Access::Ingest
+            && let Some(agent) = tokens.ingest_agent(presented)
+        {
+            let agent = AgentIdentity(Arc::from(agent));
+            req.extensions_mut().insert(agent);
+        }
         return next.run(req).await;
     }
     tracing::debug!(path = %req.uri().path(), ?access, "request refused: missing or wrong token");
@@ -162,6 +189,9 @@ mod tests {
         assert!(!t.allows(Access::Read, Some("i1")));
         assert!(!t.allows(Access::Admin, Some("r")));
         assert!(t.allows(Access::Open, None));
+        assert_eq!(t.ingest_agent(Some("i1")), Some("agent-1"));
+        assert_eq!(t.ingest_agent(Some("r")), None);
+        assert_eq!(t.ingest_agent(None), None);
         let open = Tokens::default();
         assert!(open.allows(Access::Admin, None));
     }

@@ -240,6 +240,18 @@ pub struct LimitsConfig {
     pub max_label_name_length: usize,
     pub max_label_value_length: usize,
     pub max_labels_per_series: usize,
+    /// Cardinality budgets: live series in the whole store (default
+    /// 1,000,000). Samples of existing series always pass; a sample that
+    /// would create a series past a budget is refused (400) and counted in
+    /// `vigil_cardinality_rejected_series_total{limit}`. 0 = unlimited.
+    pub max_series_total: usize,
+    /// Live series sharing one metric name (default 100,000; 0 = unlimited).
+    pub max_series_per_metric: usize,
+    /// Per-metric overrides of `max_series_per_metric` (0 exempts a metric).
+    pub max_series_per_metric_overrides: std::collections::BTreeMap<String, usize>,
+    /// Series created by one agent: its ingest token's name, or without
+    /// authentication its IP address (default 0 = unlimited).
+    pub max_series_per_agent: usize,
 }
 
 impl Default for LimitsConfig {
@@ -251,6 +263,10 @@ impl Default for LimitsConfig {
             max_label_name_length: 1024,
             max_label_value_length: 4096,
             max_labels_per_series: 64,
+            max_series_total: 1_000_000,
+            max_series_per_metric: 100_000,
+            max_series_per_metric_overrides: Default::default(),
+            max_series_per_agent: 0,
         }
     }
 }
@@ -339,6 +355,13 @@ impl Config {
         if self.storage.retention.0.is_zero() {
             return Err("storage.retention must be positive".into());
         }
+        for name in self.limits.max_series_per_metric_overrides.keys() {
+            if !vigil_wire::labels::is_valid_metric_name(name) {
+                return Err(format!(
+                    "limits.max_series_per_metric_overrides: invalid metric name {name:?}"
+                ));
+            }
+        }
         for name in self.external_labels.keys() {
             if !vigil_wire::labels::is_valid_label_name(name) {
                 return Err(format!("external_labels: invalid label name {name:?}"));
@@ -352,6 +375,21 @@ impl Config {
             max_name_len: self.limits.max_label_name_length,
             max_value_len: self.limits.max_label_value_length,
             max_labels: self.limits.max_labels_per_series,
+        }
+    }
+
+    /// The series budgets of [`LimitsConfig`] in the store's terms.
+    pub fn series_limits(&self) -> vigil_tsdb::SeriesLimits {
+        let l = &self.limits;
+        vigil_tsdb::SeriesLimits {
+            max_total: l.max_series_total,
+            max_per_metric: l.max_series_per_metric,
+            per_metric: l
+                .max_series_per_metric_overrides
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            max_per_owner: l.max_series_per_agent,
         }
     }
 

@@ -6,20 +6,25 @@
 //! (out of order, conflicting duplicates, too old) are counted and reported
 //! in a 400, while the valid samples of the same request are kept; unlike
 //! Prometheus, which drops the whole batch, so a re-sent batch is never lost.
+//! Series over a cardinality budget are refused the same way (the rest of
+//! the request is stored, 400 names the budget and the metrics, as Mimir
+//! answers); see [`crate::cardinality`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use vigil_tsdb::{AppendOutcome, MetricMeta, SeriesSamples};
+use vigil_tsdb::{AppendOutcome, Budget, MetricMeta, SeriesSamples};
 use vigil_wire::exposition::{self, FamilyMetadata};
 use vigil_wire::remote_write::{self, MetricType};
 use vigil_wire::{Labels, Sample};
 
+use crate::auth::AgentIdentity;
+use crate::cardinality::PeerAddr;
 use crate::params::now_ms;
 use crate::server::App;
 
@@ -48,9 +53,12 @@ fn refuse(app: &App, r: Refusal) -> Response {
 /// `POST /api/v1/write`.
 pub async fn remote_write(
     State(app): State<Arc<App>>,
+    agent: Option<Extension<AgentIdentity>>,
+    peer: Option<Extension<ConnectInfo<PeerAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let budget = budget(&app, agent, peer);
     app.telemetry
         .write_requests_total
         .fetch_add(1, Ordering::Relaxed);
@@ -92,7 +100,7 @@ pub async fn remote_write(
                 )
             })
             .collect();
-        Ok::<_, Refusal>(store(&worker, batch, metadata))
+        Ok::<_, Refusal>(store(&worker, batch, metadata, budget))
     })
     .await;
     finish(&app, result)
@@ -108,9 +116,12 @@ pub struct ImportParams {
 /// accepts it. Samples without a timestamp get the request time.
 pub async fn import_prometheus(
     State(app): State<Arc<App>>,
+    agent: Option<Extension<AgentIdentity>>,
+    peer: Option<Extension<ConnectInfo<PeerAddr>>>,
     Query(params): Query<ImportParams>,
     body: Bytes,
 ) -> Response {
+    let budget = budget(&app, agent, peer);
     app.telemetry
         .import_requests_total
         .fetch_add(1, Ordering::Relaxed);
@@ -162,7 +173,7 @@ pub async fn import_prometheus(
                 )
             })
             .collect();
-        Ok(store(&worker, batch, metadata))
+        Ok(store(&worker, batch, metadata, budget))
     })
     .await;
     finish(&app, result)
@@ -219,23 +230,39 @@ fn validate_remote_write(
     Ok(batch)
 }
 
+/// The cardinality budget of a request: see [`crate::cardinality`].
+fn budget(
+    app: &App,
+    agent: Option<Extension<AgentIdentity>>,
+    peer: Option<Extension<ConnectInfo<PeerAddr>>>,
+) -> Budget {
+    app.cardinality
+        .budget(agent.map(|a| a.0.0), peer.map(|p| (p.0).0.0))
+}
+
 /// What the store made of a validated request.
 enum Stored {
-    Ok(AppendOutcome),
+    Ok(AppendOutcome, Option<Arc<str>>),
     Failed(String),
 }
 
-fn store(app: &App, batch: Vec<SeriesSamples>, metadata: Vec<(String, MetricMeta)>) -> Stored {
+fn store(
+    app: &App,
+    batch: Vec<SeriesSamples>,
+    metadata: Vec<(String, MetricMeta)>,
+    budget: Budget,
+) -> Stored {
     for (name, meta) in metadata {
         if let Err(e) = app.db.set_metadata(&name, meta) {
             tracing::warn!(error = %e, metric = %name, "failed to store metric metadata");
         }
     }
+    let agent = budget.owner.clone();
     if batch.is_empty() {
-        return Stored::Ok(AppendOutcome::default());
+        return Stored::Ok(AppendOutcome::default(), agent);
     }
-    match app.db.append(batch, now_ms()) {
-        Ok(outcome) => Stored::Ok(outcome),
+    match app.db.append_with_budget(batch, now_ms(), budget) {
+        Ok(outcome) => Stored::Ok(outcome, agent),
         Err(e) => Stored::Failed(e.to_string()),
     }
 }
@@ -253,7 +280,8 @@ fn finish(app: &App, result: Result<Result<Stored, Refusal>, tokio::task::JoinEr
             // 5xx: the sender keeps the batch and retries.
             (StatusCode::SERVICE_UNAVAILABLE, "storage error; retry\n").into_response()
         }
-        Ok(Ok(Stored::Ok(outcome))) => {
+        Ok(Ok(Stored::Ok(outcome, agent))) => {
+            let limited = app.cardinality.observe(&outcome, agent.as_ref());
             let rejected: u64 = outcome.rejected.values().sum();
             if rejected == 0 {
                 return StatusCode::NO_CONTENT.into_response();
@@ -264,7 +292,7 @@ fn finish(app: &App, result: Result<Result<Stored, Refusal>, tokio::task::JoinEr
                 parts.push(format!("{reason}={n}"));
             }
             let msg = format!(
-                "{} samples stored, {rejected} rejected ({})\n",
+                "{} samples stored, {rejected} rejected ({})\n{limited}",
                 outcome.accepted,
                 parts.join(", ")
             );

@@ -15,6 +15,7 @@ pub mod telemetry;
 
 pub mod anomaly;
 pub mod auth;
+pub mod cardinality;
 pub mod cli;
 pub mod pipeline;
 pub mod signals;

@@ -65,6 +65,8 @@ pub struct App {
     pub telemetry: Telemetry,
     pub ready: AtomicBool,
     pub tokens: Arc<crate::auth::Tokens>,
+    /// Cardinality budgets and their refusals.
+    pub cardinality: crate::cardinality::Cardinality,
 }
 
 impl App {
@@ -176,6 +178,7 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     // --- end anomaly rules
     Ok(Arc::new(App {
         query_slots: Arc::new(Semaphore::new(cfg.query.max_concurrency)),
+        cardinality: crate::cardinality::Cardinality::new(cfg.series_limits()),
         cfg,
         db,
         engine,
@@ -218,6 +221,11 @@ pub fn router(app: Arc<App>) -> Router {
             get(queries::query_exemplars).post(queries::query_exemplars),
         )
         .route("/api/v1/status/buildinfo", get(queries::buildinfo))
+        .route("/api/v1/status/tsdb", get(crate::cardinality::status_tsdb))
+        .route(
+            "/api/v1/status/limits",
+            get(crate::cardinality::status_limits),
+        )
         .route("/api/v1/rules", get(queries::rules))
         .route("/api/v1/alerts", get(queries::alerts))
         .layer(DefaultBodyLimit::max(8 << 20));
@@ -343,6 +351,7 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
         );
     }
     app.telemetry.render(&mut out);
+    app.cardinality.render(&mut out);
     app.reloads.render(&mut out);
     app.rules.render_metrics(&mut out);
     app.anomaly.render_metrics(&mut out);
@@ -391,7 +400,9 @@ pub async fn run(
     }
 
     let server_shutdown = shutdown.clone();
-    let routes = router(app.clone());
+    // The peer address identifies an agent when ingest is unauthenticated.
+    let routes =
+        router(app.clone()).into_make_service_with_connect_info::<crate::cardinality::PeerAddr>();
     match &app.cfg.tls {
         None => axum::serve(listener, routes)
             .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
