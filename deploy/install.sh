@@ -181,7 +181,9 @@ do_install() {
                 install_config "$REPO/deploy/alerting.default.yml" "$DESTDIR/etc/vigil/alerting.yml"
                 mkdir -p "$DESTDIR/etc/vigil/rules"
                 chmod 0755 "$DESTDIR/etc/vigil/rules"
-                for rule in "$REPO"/rules/*.rules.yml; do
+                # Prometheus rule files and Vigil's anomaly rule files side
+                # by side; the unit loads both globs.
+                for rule in "$REPO"/rules/*.rules.yml "$REPO"/rules/anomaly/*.anomaly.yml; do
                     [ -f "$rule" ] || continue
                     # Rule files hold no secrets; 0644 lets promtool and
                     # operators check them without sudo.

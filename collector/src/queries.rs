@@ -331,11 +331,21 @@ pub async fn buildinfo() -> ApiResult {
 /// `GET /api/v1/rules`, as Prometheus answers it.
 pub async fn rules(State(app): State<Arc<App>>, p: Params) -> ApiResult {
     let type_filter = p.get("type").filter(|t| !t.is_empty());
-    vigil_rules::RuleTypeFilter::parse(type_filter).map_err(ApiError::bad_data)?;
-    Ok(success(app.rules.rules_json(type_filter)))
+    let filter = vigil_rules::RuleTypeFilter::parse(type_filter).map_err(ApiError::bad_data)?;
+    let mut data = app.rules.rules_json(type_filter);
+    // Anomaly rules are alerting rules in groups of their own.
+    if let Some(groups) = data["groups"].as_array_mut() {
+        groups.extend(app.anomaly.rules_json(filter));
+    }
+    Ok(success(data))
 }
 
-/// `GET /api/v1/alerts`: every pending or firing alert of the rule engine.
+/// `GET /api/v1/alerts`: every pending or firing alert of the rule engine,
+/// threshold and anomaly rules alike.
 pub async fn alerts(State(app): State<Arc<App>>) -> ApiResult {
-    Ok(success(app.rules.alerts_json()))
+    let mut data = app.rules.alerts_json();
+    if let Some(alerts) = data["alerts"].as_array_mut() {
+        alerts.extend(app.anomaly.alerts_json());
+    }
+    Ok(success(data))
 }

@@ -171,6 +171,8 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
             save_interval: Duration::from_secs(300),
             external_url: cfg.external_url(),
             external_labels: vigil_wire::Labels::from_pairs(cfg.external_labels.clone()),
+            for_grace_period: cfg.rules.for_grace_period.0,
+            outage_tolerance: cfg.rules.outage_tolerance.0,
         },
     );
     tracing::info!(rules = anomaly_set.rule_count(), "anomaly rules loaded");

@@ -1,12 +1,20 @@
 //! Anomaly rules end to end through the real `vigil serve`: warm-up on
 //! stored history, scores written as series, an alert for a spike, models
-//! saved on shutdown and restored on restart, and a bad anomaly file
-//! rejected on reload while the old rules keep running.
+//! saved on shutdown and restored on restart, a bad anomaly file rejected
+//! on reload while the old rules keep running; anomaly alerts listed by
+//! `/api/v1/alerts` and `/api/v1/rules` and written as `ALERTS`, their
+//! `activeAt` kept across a graceful restart and a `kill -9`, with exactly
+//! one notification at a real webhook receiver.
 
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vigil_e2e::{Collector, now_ms, series_request};
+use serde_json::Value;
+use vigil_e2e::{Collector, free_port, now_ms, series_request};
 
 fn rule_file(min_points: usize) -> String {
     format!(
@@ -238,4 +246,251 @@ fn bad_anomaly_file_on_reload_keeps_the_old_rules() {
     let after = self_metric(&c, "vigil_anomaly_evaluations_total");
     assert!(after > before, "evaluations {before} then {after}");
     assert_eq!(self_metric(&c, "vigil_anomaly_rules"), 1.0);
+}
+
+/// An HTTP server on 127.0.0.1 recording the JSON bodies posted to it (the
+/// Alertmanager webhook format).
+fn webhook_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let port = free_port();
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the webhook port");
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let sink = bodies.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let body = loop {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break None,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                let Some(idx) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..idx]).to_string();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= idx + 4 + len {
+                    break Some(buf[idx + 4..idx + 4 + len].to_vec());
+                }
+            };
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            if let Some(body) = body
+                && let Ok(v) = serde_json::from_slice::<Value>(&body)
+                && let Ok(mut b) = sink.lock()
+            {
+                b.push(v);
+            }
+        }
+    });
+    (port, bodies)
+}
+
+/// A rule that keeps flagging a sustained outlier while the test runs: no
+/// retraining (which would learn the new level), and a percentile bar the
+/// repeated outlier's score stays above for minutes. Repeats are
+/// suppressed for ten minutes.
+const EPISODE_RULES: &str = r#"groups:
+  - name: e2e-episode
+    interval: 1s
+    rules:
+      - anomaly: SpikeAnomaly
+        expr: e2e_latency_seconds
+        training_window: 1h
+        for: 0s
+        model:
+          n_estimators: 50
+          min_points: 50
+          window: 300
+          retrain_every: 100000
+          min_score_percentile: 80
+          suppression: 10m
+        labels:
+          team: sre
+        annotations:
+          summary: "Latency of {{ $labels.instance }} is {{ $value }}"
+"#;
+
+/// The SpikeAnomaly alert of `/api/v1/alerts`.
+fn api_alert(c: &Collector) -> Option<Value> {
+    let j = c.get_json("/api/v1/alerts").ok()?;
+    j["data"]["alerts"]
+        .as_array()?
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "SpikeAnomaly")
+        .cloned()
+}
+
+/// Firing webhook notifications that carry SpikeAnomaly.
+fn firing_notifications(bodies: &Mutex<Vec<Value>>) -> Vec<Value> {
+    bodies
+        .lock()
+        .map(|b| {
+            b.iter()
+                .filter(|n| n["status"] == "firing")
+                .filter(|n| {
+                    n["alerts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|a| a["labels"]["alertname"] == "SpikeAnomaly")
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pushes the outlier every 300 ms (to whichever collector listens on the
+/// URL) until stopped.
+fn feed_outlier(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let body = vigil_wire::remote_write::encode_write_request(&series_request(
+                &[("__name__", "e2e_latency_seconds"), ("instance", "api:1")],
+                &[(now_ms(), 25.0)],
+            ));
+            // Refused while the collector restarts; the next one lands.
+            let _ = vigil_e2e::post_remote_write(&url, body);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    })
+}
+
+#[test]
+fn anomaly_alerts_are_listed_and_survive_restarts_without_repeat_notifications() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("episode.anomaly.yml");
+    std::fs::write(&rules, EPISODE_RULES).expect("write rules");
+    let (hook_port, bodies) = webhook_receiver();
+    let am = dir.path().join("alerting.yml");
+    std::fs::write(
+        &am,
+        format!(
+            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook_port}/hook\n        send_resolved: true\n"
+        ),
+    )
+    .expect("alerting config");
+    let port = free_port();
+    let args = [
+        "--rule-file",
+        rules.to_str().expect("utf-8 path"),
+        "--alerting-config",
+        am.to_str().expect("utf-8 path"),
+    ];
+    let data = dir.path().join("data");
+    let mut c = Collector::start_on(&data, port, &args).expect("collector starts");
+    push(&c, &history(now_ms()));
+    wait_for("a first anomaly score", Duration::from_secs(20), || {
+        scores(&c).first().copied()
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = feed_outlier(c.url("/api/v1/write"), stop.clone());
+    let alert = wait_for("the anomaly alert firing", Duration::from_secs(20), || {
+        api_alert(&c).filter(|a| a["state"] == "firing")
+    });
+    let active_at = alert["activeAt"].as_str().expect("activeAt").to_string();
+    assert_eq!(alert["labels"]["instance"], "api:1", "{alert}");
+    assert_eq!(alert["labels"]["team"], "sre", "{alert}");
+    assert!(
+        alert["value"]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some(),
+        "{alert}"
+    );
+
+    // The rule, as Prometheus lists an alerting rule, holding the alert.
+    let groups = c.get_json("/api/v1/rules").expect("rules");
+    let group = groups["data"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == "e2e-episode")
+        .cloned()
+        .unwrap_or_else(|| panic!("anomaly group listed: {groups}"));
+    assert_eq!(group["file"], rules.to_str().expect("utf-8 path"));
+    assert_eq!(group["interval"], 1);
+    let rule = &group["rules"][0];
+    assert_eq!(rule["type"], "alerting", "{rule}");
+    assert_eq!(rule["name"], "SpikeAnomaly");
+    assert_eq!(rule["query"], "e2e_latency_seconds");
+    assert_eq!(rule["duration"], 0);
+    assert_eq!(rule["health"], "ok");
+    assert_eq!(rule["labels"]["team"], "sre");
+    assert!(
+        rule["lastEvaluation"]
+            .as_str()
+            .is_some_and(|t| !t.starts_with("0001"))
+    );
+    assert_eq!(rule["state"], "firing", "{rule}");
+    assert_eq!(rule["alerts"][0]["activeAt"], active_at.as_str(), "{rule}");
+    // `type=record` keeps the group, without its alerting rules.
+    let record = c.get_json("/api/v1/rules?type=record").expect("rules");
+    assert!(
+        record["data"]["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .any(|g| g["name"] == "e2e-episode" && g["rules"] == serde_json::json!([]))
+    );
+
+    // ALERTS, as Grafana's alert panels query it.
+    let q = "ALERTS%7Balertname%3D%22SpikeAnomaly%22%2Calertstate%3D%22firing%22%7D";
+    let alerts_series = c
+        .get_json(&format!("/api/v1/query?query={q}"))
+        .expect("query");
+    assert_eq!(
+        alerts_series["data"]["result"].as_array().map(Vec::len),
+        Some(1),
+        "{alerts_series}"
+    );
+
+    let first = wait_for("the webhook notification", Duration::from_secs(20), || {
+        let n = firing_notifications(&bodies);
+        (!n.is_empty()).then_some(n)
+    });
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // A graceful restart, then a crash: the alert comes back with its
+    // activeAt, and the receiver hears nothing more (the suppression window
+    // is ten minutes).
+    for crash in [false, true] {
+        if crash {
+            c.proc.kill9();
+        } else {
+            let status = c.proc.terminate(Duration::from_secs(30)).expect("exits");
+            assert!(status.success(), "{status:?}");
+        }
+        c = Collector::start_on(&data, port, &args).expect("collector restarts");
+        let restored = wait_for("the restored alert", Duration::from_secs(10), || {
+            api_alert(&c)
+        });
+        assert_eq!(restored["state"], "firing", "crash {crash}: {restored}");
+        assert_eq!(
+            restored["activeAt"],
+            active_at.as_str(),
+            "crash {crash}: activeAt must survive: {restored}"
+        );
+        // Long enough for alerting (group_interval 1s) to have notified
+        // had it taken the alert for a new one.
+        std::thread::sleep(Duration::from_secs(3));
+        let n = firing_notifications(&bodies);
+        assert_eq!(n.len(), 1, "crash {crash}: one notification only: {n:?}");
+        assert_eq!(
+            self_metric(&c, "vigil_anomaly_alerts_restored_total"),
+            1.0,
+            "crash {crash}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = feeder.join();
 }

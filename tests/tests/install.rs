@@ -130,6 +130,14 @@ fn install_into_destdir_is_complete_idempotent_and_reversible() {
     for rule in repo_files("rules", ".rules.yml") {
         expected.push((0o644, format!("etc/vigil/rules/{rule}")));
     }
+    let anomaly_rules = repo_files("rules/anomaly", ".anomaly.yml");
+    assert!(
+        anomaly_rules.contains(&"default.anomaly.yml".to_string()),
+        "{anomaly_rules:?}"
+    );
+    for rule in anomaly_rules {
+        expected.push((0o644, format!("etc/vigil/rules/{rule}")));
+    }
     for dash in repo_files("dashboards", ".json") {
         expected.push((0o644, format!("usr/share/vigil/grafana/dashboards/{dash}")));
     }
@@ -322,6 +330,9 @@ fn installed_units_command_lines_start_on_the_installed_configuration() {
                 argv.join(" ")
             );
         }
+        if unit == "vigil.service" {
+            check_installed_rules_loaded(port);
+        }
         let status = proc
             .terminate(std::time::Duration::from_secs(20))
             .expect("exits on SIGTERM");
@@ -334,6 +345,44 @@ fn installed_units_command_lines_start_on_the_installed_configuration() {
             argv[1..].join(" ")
         );
     }
+}
+
+/// The collector started by the unit's command line runs every installed
+/// rule file: the threshold groups of `rules/*.rules.yml` and the anomaly
+/// groups of `rules/anomaly/*.anomaly.yml`, as `/api/v1/rules` lists them.
+fn check_installed_rules_loaded(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/api/v1/rules");
+    let body: serde_json::Value = reqwest::blocking::get(&url)
+        .and_then(|r| r.json())
+        .expect("/api/v1/rules answers");
+    let groups = body["data"]["groups"].as_array().expect("groups");
+    let files: std::collections::BTreeSet<String> = groups
+        .iter()
+        .filter_map(|g| g["file"].as_str())
+        .filter_map(|f| Path::new(f).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
+    for rule in repo_files("rules", ".rules.yml")
+        .into_iter()
+        .chain(repo_files("rules/anomaly", ".anomaly.yml"))
+    {
+        assert!(files.contains(&rule), "{rule} not loaded: {files:?}");
+    }
+    let anomaly: Vec<&str> = groups
+        .iter()
+        .filter(|g| g["name"] == "vigil-anomalies")
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter(|r| r["type"] == "alerting")
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        anomaly.contains(&"CPUUsageAnomaly"),
+        "default anomaly rules listed as alerting rules: {anomaly:?}"
+    );
+    println!(
+        "vigil.service loads {} rule files, anomaly rules {anomaly:?}",
+        files.len()
+    );
 }
 
 /// `Type=notify` is a contract between unit and binary: systemd waits for
@@ -528,6 +577,9 @@ fn debian_package_metadata_points_at_real_files() {
             checked += matches.len();
         }
         assert!(etc > 0, "{package} ships its configuration under /etc");
+        if package == "vigil" {
+            check_packaged_rules_are_loaded_by_the_unit(&crate_dir, assets, unit);
+        }
 
         let units = &deb["systemd-units"];
         let unit_dir = crate_dir.join(units["unit-scripts"].as_str().expect("unit-scripts"));
@@ -567,6 +619,58 @@ fn debian_package_metadata_points_at_real_files() {
         }
     }
     println!("{checked} packaged files exist");
+}
+
+/// Every rule file the package puts in /etc/vigil/rules is matched by one
+/// of the unit's `--rule-file` globs, and the default anomaly rules are
+/// among them.
+fn check_packaged_rules_are_loaded_by_the_unit(
+    crate_dir: &Path,
+    assets: &[serde_json::Value],
+    unit: &str,
+) {
+    let text =
+        fs::read_to_string(workspace_root().join("deploy/systemd").join(unit)).expect("repo unit");
+    let exec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart=");
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    let globs: Vec<&str> = words
+        .windows(2)
+        .filter(|w| w[0] == "--rule-file")
+        .filter_map(|w| w[1].strip_prefix("/etc/vigil/rules/"))
+        .collect();
+    let mut shipped = Vec::new();
+    for a in assets {
+        if a[1].as_str() != Some("etc/vigil/rules/") {
+            continue;
+        }
+        for path in glob_one_star(&crate_dir.join(a[0].as_str().expect("source"))) {
+            shipped.push(
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    for name in &shipped {
+        let loaded = globs.iter().any(|g| match g.split_once('*') {
+            Some((pre, suf)) => {
+                name.len() >= pre.len() + suf.len() && name.starts_with(pre) && name.ends_with(suf)
+            }
+            None => name == g,
+        });
+        assert!(
+            loaded,
+            "{name} is packaged but {unit} ({globs:?}) does not load it"
+        );
+    }
+    assert!(
+        shipped.iter().any(|n| n == "default.anomaly.yml"),
+        "the default anomaly rules are packaged: {shipped:?}"
+    );
 }
 
 /// Copies a directory tree with `cp -a` (keeps symlinks, which unit

@@ -6,13 +6,31 @@
 //!
 //! A file is `u32 LE length ‖ labels JSON ‖ detector bytes`, written to a
 //! temporary name and renamed so a crash never leaves half a model.
+//!
+//! The alert state of every rule (pending/firing/resolved alerts with their
+//! `activeAt`, and when each series was last anomalous, which anchors the
+//! suppression window) is one small JSON file, `<models>/alerts.json`,
+//! rewritten after every evaluation that has state to keep. Models are
+//! saved every few minutes; alert state cannot wait that long, because a
+//! crash would otherwise forget an alert sent a minute ago and the restarted
+//! collector could raise it again. It is keyed by rule name, not by the
+//! rule's fingerprint: like Prometheus's `ALERTS_FOR_STATE`, an alert
+//! survives edits of its rule.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use vigil_models::StreamingDetector;
 use vigil_wire::Labels;
+
+use super::state::SeriesAlert;
+
+/// Version of the alert state file; a file of another version is ignored
+/// (alerts then start afresh, as after a first start).
+const ALERTS_VERSION: u32 = 1;
 
 #[derive(Debug, Error)]
 pub enum PersistError {
@@ -66,6 +84,107 @@ pub fn decode(bytes: &[u8]) -> Result<(Labels, StreamingDetector), String> {
     Ok((Labels::from_pairs(pairs), detector))
 }
 
+/// Writes `bytes` to `path` through a synced temporary file and a rename,
+/// so readers (and a restart after a crash) see the old or the new content.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Saved alert state of all anomaly rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedAlerts {
+    pub version: u32,
+    /// By rule (alert) name.
+    pub rules: BTreeMap<String, SavedRule>,
+}
+
+/// Saved alert state of one rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SavedRule {
+    /// The rule's last evaluation before the state was saved: when the
+    /// collector went down, as far as this rule knows (Prometheus takes the
+    /// same from the last `ALERTS_FOR_STATE` sample).
+    pub evaluated_at_ms: i64,
+    pub series: Vec<SavedSeries>,
+}
+
+/// Saved state of one watched series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedSeries {
+    /// The series' labels in the rule's output.
+    pub labels: Labels,
+    pub alert: Option<SeriesAlert>,
+    /// The series' last anomalous point: the suppression window runs from
+    /// here.
+    pub last_anomaly_ms: Option<i64>,
+}
+
+/// Where the alert state lives.
+pub fn alerts_path(models: &Path) -> PathBuf {
+    models.join("alerts.json")
+}
+
+/// Replaces the saved alert state.
+pub fn save_alerts(models: &Path, saved: &SavedAlerts) -> Result<(), PersistError> {
+    std::fs::create_dir_all(models).map_err(io(models))?;
+    let path = alerts_path(models);
+    let bytes = serde_json::to_vec(saved).map_err(|e| PersistError::Format {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(&path, &bytes)
+}
+
+/// Loads the saved alert state; a missing file is no state, an unreadable
+/// one is ignored with a warning (alerts start afresh rather than the
+/// collector refusing to start).
+pub fn load_alerts(models: &Path) -> SavedAlerts {
+    let path = alerts_path(models);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return SavedAlerts::default(),
+        Err(source) => {
+            let err = PersistError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            tracing::warn!(error = %err, "ignoring unreadable anomaly alert state");
+            return SavedAlerts::default();
+        }
+    };
+    match serde_json::from_slice::<SavedAlerts>(&bytes) {
+        Ok(s) if s.version == ALERTS_VERSION => s,
+        Ok(s) => {
+            tracing::warn!(path = %path.display(), version = s.version, "ignoring anomaly alert state of another version");
+            SavedAlerts::default()
+        }
+        Err(e) => {
+            let err = PersistError::Format {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            };
+            tracing::warn!(error = %err, "ignoring unreadable anomaly alert state");
+            SavedAlerts::default()
+        }
+    }
+}
+
+impl SavedAlerts {
+    /// An empty state of the current version.
+    pub fn new() -> Self {
+        Self {
+            version: ALERTS_VERSION,
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
 /// Writes the detectors of one rule, replacing what was there, and removes
 /// directories of the rule's earlier definitions.
 pub fn save_rule(
@@ -79,12 +198,7 @@ pub fn save_rule(
     let mut keep = std::collections::HashSet::new();
     for (labels, bytes) in detectors {
         let name = format!("{:016x}.model", labels.stable_hash());
-        let path = dir.join(&name);
-        let tmp = dir.join(format!("{name}.tmp"));
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        write_atomic(&dir.join(&name), bytes)?;
         keep.insert(name);
     }
     // Series that no longer exist, and older definitions of this rule.
@@ -190,5 +304,39 @@ mod tests {
         std::fs::write(rd.join("00.model"), b"\x05\x00\x00\x00[]").expect("write");
         assert!(load_rule(dir.path(), "R", 7).is_empty());
         assert!(decode(b"").is_err());
+    }
+
+    #[test]
+    fn alert_state_round_trips_and_bad_files_are_no_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(load_alerts(dir.path()), SavedAlerts::default());
+        let mut saved = SavedAlerts::new();
+        saved.rules.insert(
+            "Cpu".into(),
+            SavedRule {
+                evaluated_at_ms: 1_000,
+                series: vec![SavedSeries {
+                    labels: Labels::from_pairs([("instance", "a:1")]),
+                    alert: Some(SeriesAlert {
+                        labels: Labels::from_pairs([("alertname", "Cpu"), ("instance", "a:1")]),
+                        annotations: BTreeMap::from([("summary".into(), "s".into())]),
+                        active_at_ms: 900,
+                        phase: super::super::state::Phase::Firing,
+                        last_sent_ms: Some(950),
+                        value: 3.5,
+                    }),
+                    last_anomaly_ms: Some(990),
+                }],
+            },
+        );
+        save_alerts(dir.path(), &saved).expect("save");
+        assert_eq!(load_alerts(dir.path()), saved);
+        // Saving models does not prune the alert state.
+        save_rule(dir.path(), "Cpu", 1, &[]).expect("save models");
+        assert_eq!(load_alerts(dir.path()), saved);
+        std::fs::write(alerts_path(dir.path()), b"{not json").expect("write");
+        assert_eq!(load_alerts(dir.path()), SavedAlerts::default());
+        std::fs::write(alerts_path(dir.path()), br#"{"version":99,"rules":{}}"#).expect("write");
+        assert_eq!(load_alerts(dir.path()), SavedAlerts::default());
     }
 }

@@ -4,9 +4,13 @@
 //! firing → resolved when a point scores normal again. Resolved alerts are
 //! resent for a while (like Prometheus's 15 minutes) so a restarted
 //! Alertmanager learns of them; firing ones are resent every minute.
+//!
+//! The state is serialisable so the manager can save it and a restarted
+//! collector resumes each alert where it was (see `persist.rs`).
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use vigil_rules::OutgoingAlert;
 use vigil_wire::Labels;
 
@@ -19,7 +23,8 @@ pub const RESOLVED_RETENTION_MS: i64 = 15 * 60_000;
 const FIRING_VALIDITY_MS: i64 = 4 * RESEND_DELAY_MS;
 
 /// Where an alert is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     Pending,
     Firing,
@@ -33,19 +38,57 @@ pub enum Verdict {
     Alert,
     /// Still anomalous, but within an episode already alerted (suppressed).
     StillAnomalous,
-    /// Normal, or no verdict (series gone, detector warming up).
+    /// Normal, or the series is gone from the rule's output.
     Normal,
+    /// The series is present but the detector cannot judge it yet (warming
+    /// up, or the point was rejected): the alert stays as it is, so a
+    /// restored alert is not resolved by a detector that knows nothing yet.
+    Unknown,
 }
 
 /// The alert of one series, present from the first flagged point until the
 /// resolved notification has been retained long enough.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesAlert {
+    /// The alert's labels as Prometheus shows them (`alertname`, the
+    /// series' labels, the rule's labels, `severity`); external labels are
+    /// added only when sending.
     pub labels: Labels,
     pub annotations: BTreeMap<String, String>,
     pub active_at_ms: i64,
     pub phase: Phase,
     pub last_sent_ms: Option<i64>,
+    /// The input expression's latest value (the API's alert `value`).
+    #[serde(with = "finite_or_null")]
+    pub value: f64,
+}
+
+/// JSON has no NaN: a missing value is saved as `null`.
+mod finite_or_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+impl SeriesAlert {
+    /// Prometheus's state name, for pending and firing alerts only.
+    pub fn active_state(&self) -> Option<&'static str> {
+        match self.phase {
+            Phase::Pending => Some("pending"),
+            Phase::Firing => Some("firing"),
+            Phase::Resolved { .. } => None,
+        }
+    }
 }
 
 /// Advances the state of one series by one evaluation. `fresh` builds the
@@ -58,7 +101,7 @@ pub fn step(
     for_ms: i64,
     fresh: impl FnOnce() -> (Labels, BTreeMap<String, String>),
 ) -> Option<SeriesAlert> {
-    let anomalous = verdict != Verdict::Normal;
+    let anomalous = matches!(verdict, Verdict::Alert | Verdict::StillAnomalous);
     match current {
         // A resolved alert is replaced when a new episode starts; otherwise
         // it stays for resending until its retention ends.
@@ -76,6 +119,7 @@ pub fn step(
                 None
             }
         }
+        Some(a) if verdict == Verdict::Unknown => Some(a),
         Some(mut a) => {
             if !anomalous {
                 return match a.phase {
@@ -109,14 +153,22 @@ pub fn step(
                     Phase::Pending
                 },
                 last_sent_ms: None,
+                value: f64::NAN,
             })
         }
         None => None,
     }
 }
 
-/// The notification to send now, if one is due, marking it sent.
-pub fn due(alert: &mut SeriesAlert, now_ms: i64, generator_url: &str) -> Option<OutgoingAlert> {
+/// The notification to send now, if one is due, marking it sent. External
+/// labels are added here, as Prometheus's notifier does: the alert's own
+/// labels (API, `ALERTS`) do not carry them.
+pub fn due(
+    alert: &mut SeriesAlert,
+    now_ms: i64,
+    generator_url: &str,
+    external_labels: &Labels,
+) -> Option<OutgoingAlert> {
     let ends_at_ms = match alert.phase {
         Phase::Pending => return None,
         Phase::Firing => now_ms + FIRING_VALIDITY_MS,
@@ -129,8 +181,14 @@ pub fn due(alert: &mut SeriesAlert, now_ms: i64, generator_url: &str) -> Option<
         return None;
     }
     alert.last_sent_ms = Some(now_ms);
+    let mut labels = alert.labels.clone();
+    for l in external_labels.iter() {
+        if labels.get(&l.name).is_none() {
+            labels.set(&l.name, l.value.clone());
+        }
+    }
     Some(OutgoingAlert {
-        labels: alert.labels.clone(),
+        labels,
         annotations: alert.annotations.clone(),
         starts_at_ms: alert.active_at_ms,
         ends_at_ms: Some(ends_at_ms),
@@ -154,22 +212,25 @@ mod tests {
         let a = step(None, Verdict::Alert, 0, 5_000, fresh).expect("active");
         assert_eq!(a.phase, Phase::Pending);
         let mut a = a;
-        assert!(due(&mut a, 0, "u").is_none(), "pending alerts are not sent");
+        assert!(
+            due(&mut a, 0, "u", &Labels::empty()).is_none(),
+            "pending alerts are not sent"
+        );
         let a = step(Some(a), Verdict::StillAnomalous, 4_000, 5_000, fresh).expect("active");
         assert_eq!(a.phase, Phase::Pending);
         let mut a = step(Some(a), Verdict::StillAnomalous, 5_000, 5_000, fresh).expect("active");
         assert_eq!(a.phase, Phase::Firing);
-        let sent = due(&mut a, 5_000, "u").expect("sent when firing");
+        let sent = due(&mut a, 5_000, "u", &Labels::empty()).expect("sent when firing");
         assert_eq!(sent.starts_at_ms, 0);
         assert_eq!(sent.ends_at_ms, Some(5_000 + 4 * RESEND_DELAY_MS));
         assert!(
-            due(&mut a, 6_000, "u").is_none(),
+            due(&mut a, 6_000, "u", &Labels::empty()).is_none(),
             "not resent within a minute"
         );
-        assert!(due(&mut a, 5_000 + RESEND_DELAY_MS, "u").is_some());
+        assert!(due(&mut a, 5_000 + RESEND_DELAY_MS, "u", &Labels::empty()).is_some());
         let mut a = step(Some(a), Verdict::Normal, 90_000, 5_000, fresh).expect("kept");
         assert_eq!(a.phase, Phase::Resolved { at_ms: 90_000 });
-        let sent = due(&mut a, 90_000, "u").expect("resolution sent at once");
+        let sent = due(&mut a, 90_000, "u", &Labels::empty()).expect("resolution sent at once");
         assert_eq!(sent.ends_at_ms, Some(90_000));
         let later = 90_000 + RESOLVED_RETENTION_MS;
         assert!(step(Some(a), Verdict::Normal, later, 5_000, fresh).is_none());
@@ -192,5 +253,42 @@ mod tests {
         assert!(matches!(a.phase, Phase::Resolved { .. }));
         let a = step(Some(a), Verdict::Alert, 2_000, 0, fresh).expect("new");
         assert_eq!((a.phase, a.active_at_ms), (Phase::Firing, 2_000));
+    }
+
+    #[test]
+    fn unknown_keeps_the_alert_and_external_labels_are_added_on_send() {
+        let a = step(None, Verdict::Alert, 0, 0, fresh);
+        let mut a = step(a, Verdict::Unknown, 1_000, 0, fresh).expect("kept");
+        assert_eq!((a.phase, a.active_at_ms), (Phase::Firing, 0));
+        assert!(step(None, Verdict::Unknown, 0, 0, fresh).is_none());
+        let sent = due(
+            &mut a,
+            1_000,
+            "u",
+            &Labels::from_pairs([("cluster", "eu1"), ("instance", "ext")]),
+        )
+        .expect("due");
+        assert_eq!(sent.labels.get("cluster"), Some("eu1"));
+        assert_eq!(
+            sent.labels.get("instance"),
+            Some("x"),
+            "the alert's own label wins"
+        );
+        assert_eq!(a.labels.get("cluster"), None);
+    }
+
+    #[test]
+    fn state_round_trips_through_json_without_a_value() {
+        let mut a = step(None, Verdict::Alert, 5, 0, fresh).expect("active");
+        let back: SeriesAlert =
+            serde_json::from_str(&serde_json::to_string(&a).expect("encode")).expect("decode");
+        assert!(back.value.is_nan());
+        a.value = back.value;
+        assert_eq!(format!("{a:?}"), format!("{back:?}"));
+        a.value = 2.5;
+        a.phase = Phase::Resolved { at_ms: 9 };
+        let back: SeriesAlert =
+            serde_json::from_str(&serde_json::to_string(&a).expect("encode")).expect("decode");
+        assert_eq!(back, a);
     }
 }
