@@ -145,6 +145,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Serve HTTPS instead of HTTP.
     pub tls: Option<TlsConfig>,
+    /// Forward every accepted sample to these Prometheus-compatible
+    /// receivers, through a durable on-disk queue each.
+    pub remote_write: Vec<crate::remote::RemoteWriteConfig>,
 }
 
 /// Bearer-token authentication. Tokens are read from files (or systemd
@@ -192,6 +195,7 @@ impl Default for Config {
             alerting_config: None,
             auth: AuthConfig::default(),
             tls: None,
+            remote_write: Vec::new(),
         }
     }
 }
@@ -309,6 +313,9 @@ pub struct RulesConfig {
     /// How often a firing alert is re-sent to the alerting pipeline
     /// (`--rules.alert.resend-delay`).
     pub resend_delay: PromDuration,
+    /// Evaluate rules against this remote Prometheus-compatible query API
+    /// instead of the embedded store.
+    pub remote_query: Option<crate::remote::RemoteQueryConfig>,
 }
 
 impl Default for RulesConfig {
@@ -319,6 +326,7 @@ impl Default for RulesConfig {
             for_grace_period: PromDuration(Duration::from_secs(600)),
             outage_tolerance: PromDuration(Duration::from_secs(3600)),
             resend_delay: PromDuration(Duration::from_secs(60)),
+            remote_query: None,
         }
     }
 }
@@ -355,6 +363,7 @@ impl Config {
         if self.storage.retention.0.is_zero() {
             return Err("storage.retention must be positive".into());
         }
+        crate::remote::validate(&self.remote_write, self.rules.remote_query.as_ref())?;
         for name in self.limits.max_series_per_metric_overrides.keys() {
             if !vigil_wire::labels::is_valid_metric_name(name) {
                 return Err(format!(

@@ -48,6 +48,8 @@ pub enum ServeError {
     AlertingConfig(String),
     #[error("starting alerting: {0}")]
     Alerting(#[from] vigil_alerting::Error),
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// Everything a request handler needs.
@@ -65,6 +67,8 @@ pub struct App {
     pub telemetry: Telemetry,
     pub ready: AtomicBool,
     pub tokens: Arc<crate::auth::Tokens>,
+    /// remote_write forwarding and remote rule queries.
+    pub remote: crate::forward::Remote,
     /// Cardinality budgets and their refusals.
     pub cardinality: crate::cardinality::Cardinality,
 }
@@ -97,7 +101,12 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     let tokens = Arc::new(crate::auth::Tokens::load(&cfg.auth)?);
     let (rule_set, anomaly_set) = load_rules(&cfg).map_err(ServeError::Rules)?;
     let alerting_cfg = load_alerting_config(&cfg).map_err(ServeError::AlertingConfig)?;
+    let forwarder =
+        crate::forward::Forwarder::open(&cfg).map_err(|e| ServeError::Remote(e.to_string()))?;
     let opts = vigil_tsdb::Options {
+        commit_observer: forwarder
+            .clone()
+            .map(|f| f as Arc<dyn vigil_tsdb::CommitObserver>),
         retention: cfg.storage.retention.0,
         max_bytes: cfg.storage.retention_size.map(|b| b.0),
         sync: match cfg.storage.sync {
@@ -136,9 +145,24 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     )
     .await?;
     let external_labels = vigil_wire::Labels::from_pairs(cfg.external_labels.clone());
+    let (rule_storage, remote_query): (Arc<dyn vigil_promql::Queryable>, _) =
+        match &cfg.rules.remote_query {
+            None => (Arc::new(TsdbQueryable(db.clone())), None),
+            Some(q) => {
+                let r = crate::remote_query::RemoteQueryable::new(
+                    q,
+                    TsdbQueryable(db.clone()),
+                    tokio::runtime::Handle::current(),
+                )
+                .map_err(|e| ServeError::Remote(format!("rules.remote_query: {e}")))?;
+                tracing::info!(url = %q.url, "rules evaluate against a remote query API");
+                let m = (r.url.clone(), r.metrics.clone());
+                (Arc::new(r), Some(m))
+            }
+        };
     let rules = vigil_rules::RuleManager::new(
         engine.clone(),
-        Arc::new(TsdbQueryable(db.clone())),
+        rule_storage,
         Arc::new(crate::pipeline::StoreAppender(db.clone())),
         Arc::new(crate::pipeline::AlertingSender {
             alerting: alerting.clone(),
@@ -192,6 +216,10 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         telemetry: Telemetry::default(),
         ready: AtomicBool::new(false),
         tokens,
+        remote: crate::forward::Remote {
+            forwarder,
+            query: remote_query,
+        },
     }))
 }
 
@@ -355,6 +383,7 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
     app.telemetry.render(&mut out);
     app.cardinality.render(&mut out);
     app.reloads.render(&mut out);
+    app.remote.render_metrics(&mut out);
     app.rules.render_metrics(&mut out);
     app.anomaly.render_metrics(&mut out);
     app.alerting.render_metrics(&mut out);
@@ -393,6 +422,7 @@ pub async fn run(
     let maintenance = tokio::spawn(maintenance_loop(app.clone(), shutdown.clone()));
     let reloader = tokio::spawn(reload_loop(app.clone(), reload.clone(), shutdown.clone()));
     let evaluator = tokio::spawn(app.rules.clone().run(shutdown.clone()));
+    let remote_senders = app.remote.start(&shutdown);
     let anomaly_evaluator = tokio::spawn(app.anomaly.clone().run(shutdown.clone()));
     let _watcher = crate::watch::watch_files(&app.cfg, reload.clone());
     app.ready.store(true, Ordering::Relaxed);
@@ -427,6 +457,7 @@ pub async fn run(
     let _ = evaluator.await;
     // Saves the anomaly detectors before the process exits.
     let _ = anomaly_evaluator.await;
+    app.remote.stop(remote_senders).await;
     tracing::info!("flushing the store");
     let db = app.db.clone();
     tokio::task::spawn_blocking(move || db.flush())

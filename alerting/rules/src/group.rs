@@ -128,10 +128,14 @@ pub fn query_vector(
     spec: &RuleSpec,
     ts_ms: i64,
 ) -> Result<Vec<(Labels, f64)>, String> {
-    match engine
-        .instant_expr(storage, &spec.expr, ts_ms, &QueryContext::default())
-        .map_err(|e| e.to_string())?
-    {
+    let value = match storage.instant_query(&spec.query_string(), ts_ms) {
+        // Storage that evaluates PromQL itself (a remote query API).
+        Some(v) => v.map_err(|e| e.to_string())?,
+        None => engine
+            .instant_expr(storage, &spec.expr, ts_ms, &QueryContext::default())
+            .map_err(|e| e.to_string())?,
+    };
+    match value {
         QValue::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
         QValue::Scalar { v, .. } => Ok(vec![(Labels::empty(), v)]),
         _ => Err("rule result is not a vector or scalar".into()),

@@ -65,10 +65,14 @@ fn query_func(args: &[Value]) -> Result<Value, String> {
         let Some(env) = env.as_ref() else {
             return Err("query is not available in this context".into());
         };
-        let v = env
-            .engine
-            .instant(env.storage.as_ref(), q, env.at_ms, &QueryContext::default())
-            .map_err(|e| e.to_string())?;
+        let v = match env.storage.instant_query(q, env.at_ms) {
+            // Storage that evaluates PromQL itself (a remote query API).
+            Some(v) => v.map_err(|e| e.to_string())?,
+            None => env
+                .engine
+                .instant(env.storage.as_ref(), q, env.at_ms, &QueryContext::default())
+                .map_err(|e| e.to_string())?,
+        };
         Ok(Value::Array(match v {
             QValue::Vector(vs) => vs.iter().map(|s| sample_value(&s.labels, s.v)).collect(),
             QValue::Scalar { v, .. } => vec![sample_value(&Labels::empty(), v)],

@@ -26,6 +26,19 @@ pub trait Queryable: Send + Sync {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, StorageError>;
+
+    /// Evaluates a whole expression where the data lives, for storage that
+    /// is itself a PromQL engine (a remote Prometheus-compatible query
+    /// API), so rules push the work down instead of pulling raw samples.
+    /// `None` (the default) lets the caller's engine evaluate it over
+    /// [`Queryable::select`].
+    fn instant_query(
+        &self,
+        _expr: &str,
+        _at_ms: i64,
+    ) -> Option<Result<crate::Value, StorageError>> {
+        None
+    }
 }
 
 /// In-memory storage used by the `.test` runner, by rule unit tests

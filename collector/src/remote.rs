@@ -1,0 +1,540 @@
+//! Configuration of the collector's remote endpoints, in Prometheus's
+//! terms: the `remote_write:` list (forwarding to Mimir, VictoriaMetrics,
+//! Thanos Receive or a Prometheus with its remote_write receiver on) and
+//! `rules.remote_query` (evaluating rules against a remote
+//! Prometheus-compatible query API). Field names are Prometheus's so that a
+//! `remote_write` block can be copied from a `prometheus.yml`; secrets are
+//! read from files only.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+use vigil_queue::{BasicAuth, HttpOptions, TlsOptions};
+use vigil_wire::Labels;
+
+use crate::config::{ByteSize, PromDuration};
+
+/// `tls_config`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsClientConfig {
+    /// PEM CA bundle; when set, only servers it signed are trusted (the
+    /// system roots are not consulted).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+/// `basic_auth`; the password only from a file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    pub username: String,
+    pub password_file: Option<PathBuf>,
+}
+
+/// The HTTP client part shared by `remote_write` entries and
+/// `rules.remote_query` (their fields, written inline in each block).
+#[derive(Debug, Clone, Default)]
+pub struct HttpClientConfig {
+    pub headers: BTreeMap<String, String>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth: Option<BasicAuthConfig>,
+    pub tls_config: TlsClientConfig,
+}
+
+impl HttpClientConfig {
+    pub fn options(&self, timeout: Duration) -> HttpOptions {
+        HttpOptions {
+            headers: self.headers.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            basic_auth: self.basic_auth.as_ref().map(|b| BasicAuth {
+                username: b.username.clone(),
+                password_file: b.password_file.clone(),
+            }),
+            tls: TlsOptions {
+                ca_file: self.tls_config.ca_file.clone(),
+                cert_file: self.tls_config.cert_file.clone(),
+                key_file: self.tls_config.key_file.clone(),
+                insecure_skip_verify: self.tls_config.insecure_skip_verify,
+            },
+            timeout,
+            user_agent: concat!("vigil/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
+
+    fn validate(&self, what: &str) -> Result<(), String> {
+        if self.bearer_token_file.is_some() && self.basic_auth.is_some() {
+            return Err(format!(
+                "{what}: at most one of bearer_token_file and basic_auth may be set"
+            ));
+        }
+        if self.tls_config.cert_file.is_some() != self.tls_config.key_file.is_some() {
+            return Err(format!(
+                "{what}: tls_config.cert_file and key_file must be set together"
+            ));
+        }
+        for k in self.headers.keys() {
+            let lower = k.to_ascii_lowercase();
+            // Prometheus refuses these too: the protocol owns them.
+            if [
+                "authorization",
+                "content-encoding",
+                "content-type",
+                "x-prometheus-remote-write-version",
+                "user-agent",
+            ]
+            .contains(&lower.as_str())
+            {
+                return Err(format!("{what}: header {k:?} cannot be overridden"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `remote_write` destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver's remote_write endpoint.
+    pub url: String,
+    /// Names the queue in metrics (`remote_name`) and its directory under
+    /// `<data_dir>/remote_write/`; defaults to a hash of the URL.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_remote_timeout")]
+    pub remote_timeout: PromDuration,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuthConfig>,
+    #[serde(default)]
+    pub tls_config: TlsClientConfig,
+    #[serde(default)]
+    pub write_relabel_configs: Vec<RelabelConfig>,
+    #[serde(default)]
+    pub queue_config: QueueConfig,
+}
+
+fn default_remote_timeout() -> PromDuration {
+    PromDuration(Duration::from_secs(30))
+}
+
+impl RemoteWriteConfig {
+    pub fn http(&self) -> HttpClientConfig {
+        HttpClientConfig {
+            headers: self.headers.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            basic_auth: self.basic_auth.clone(),
+            tls_config: self.tls_config.clone(),
+        }
+    }
+
+    /// The queue's name: `name`, or a stable hash of the URL as Prometheus
+    /// does.
+    pub fn queue_name(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => {
+                // FNV-1a: stable across builds and platforms.
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in self.url.bytes() {
+                    h ^= u64::from(b);
+                    h = h.wrapping_mul(0x0100_0000_01b3);
+                }
+                format!("{:06x}", h & 0xff_ffff)
+            }
+        }
+    }
+}
+
+/// `queue_config`: Prometheus's batching and retry settings plus the bound
+/// of the on-disk queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub max_samples_per_send: usize,
+    pub batch_send_deadline: PromDuration,
+    pub min_backoff: PromDuration,
+    pub max_backoff: PromDuration,
+    /// Accepted for compatibility with Prometheus configurations. Vigil
+    /// sends one request at a time per destination, in queue order.
+    pub max_shards: Option<usize>,
+    pub min_shards: Option<usize>,
+    pub capacity: Option<usize>,
+    /// Vigil: the most unsent data kept on disk for this destination; when
+    /// full, the oldest data is dropped and counted in
+    /// `vigil_remote_storage_samples_dropped_total{reason="queue_full"}`.
+    pub max_bytes: ByteSize,
+    /// Vigil: size of one queue segment file.
+    pub segment_bytes: ByteSize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_samples_per_send: 2000,
+            batch_send_deadline: PromDuration(Duration::from_secs(5)),
+            min_backoff: PromDuration(Duration::from_millis(30)),
+            max_backoff: PromDuration(Duration::from_secs(5)),
+            max_shards: None,
+            min_shards: None,
+            capacity: None,
+            max_bytes: ByteSize(1 << 30),
+            segment_bytes: ByteSize(8 << 20),
+        }
+    }
+}
+
+/// What a relabeling step does.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RelabelAction {
+    #[default]
+    Replace,
+    Keep,
+    Drop,
+    #[serde(rename = "labeldrop")]
+    LabelDrop,
+    #[serde(rename = "labelkeep")]
+    LabelKeep,
+}
+
+/// One `write_relabel_configs` entry (Prometheus's `relabel_config`, the
+/// `replace`, `keep`, `drop`, `labeldrop` and `labelkeep` actions).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelabelConfig {
+    #[serde(default)]
+    pub source_labels: Vec<String>,
+    #[serde(default = "default_separator")]
+    pub separator: String,
+    #[serde(default)]
+    pub regex: Option<String>,
+    #[serde(default)]
+    pub target_label: Option<String>,
+    #[serde(default = "default_replacement")]
+    pub replacement: String,
+    #[serde(default)]
+    pub action: RelabelAction,
+}
+
+fn default_separator() -> String {
+    ";".into()
+}
+
+fn default_replacement() -> String {
+    "$1".into()
+}
+
+/// A relabeling step ready to run: the regex anchored as Prometheus
+/// anchors it.
+#[derive(Debug, Clone)]
+pub struct Relabel {
+    source_labels: Vec<String>,
+    separator: String,
+    regex: Regex,
+    target_label: Option<String>,
+    replacement: String,
+    action: RelabelAction,
+}
+
+impl Relabel {
+    pub fn compile(c: &RelabelConfig) -> Result<Self, String> {
+        let raw = c.regex.as_deref().unwrap_or("(.*)");
+        let regex = Regex::new(&format!("^(?:{raw})$"))
+            .map_err(|e| format!("write_relabel_configs: regex {raw:?}: {e}"))?;
+        match c.action {
+            RelabelAction::Replace if c.target_label.is_none() => {
+                return Err("write_relabel_configs: replace needs target_label".into());
+            }
+            RelabelAction::Keep | RelabelAction::Drop if c.source_labels.is_empty() => {
+                return Err(format!(
+                    "write_relabel_configs: {:?} needs source_labels",
+                    c.action
+                ));
+            }
+            _ => {}
+        }
+        Ok(Self {
+            source_labels: c.source_labels.clone(),
+            separator: c.separator.clone(),
+            regex,
+            target_label: c.target_label.clone(),
+            replacement: c.replacement.clone(),
+            action: c.action,
+        })
+    }
+
+    /// Applies the step; `None` drops the series.
+    fn apply(&self, mut labels: Labels) -> Option<Labels> {
+        let value = || {
+            self.source_labels
+                .iter()
+                .map(|n| labels.get(n).unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(&self.separator)
+        };
+        match self.action {
+            RelabelAction::Keep => self.regex.is_match(&value()).then_some(labels),
+            RelabelAction::Drop => (!self.regex.is_match(&value())).then_some(labels),
+            RelabelAction::LabelDrop => {
+                let names: Vec<String> = labels
+                    .iter()
+                    .filter(|l| self.regex.is_match(&l.name))
+                    .map(|l| l.name.clone())
+                    .collect();
+                for n in names {
+                    labels.remove(&n);
+                }
+                Some(labels)
+            }
+            RelabelAction::LabelKeep => {
+                let names: Vec<String> = labels
+                    .iter()
+                    .filter(|l| !self.regex.is_match(&l.name))
+                    .map(|l| l.name.clone())
+                    .collect();
+                for n in names {
+                    labels.remove(&n);
+                }
+                Some(labels)
+            }
+            RelabelAction::Replace => {
+                let v = value();
+                let Some(caps) = self.regex.captures(&v) else {
+                    return Some(labels);
+                };
+                let Some(target) = &self.target_label else {
+                    return Some(labels);
+                };
+                let mut out = String::new();
+                caps.expand(&self.replacement, &mut out);
+                if out.is_empty() {
+                    labels.remove(target);
+                } else {
+                    labels.set(target, out);
+                }
+                Some(labels)
+            }
+        }
+    }
+}
+
+/// Runs relabeling steps in order; `None` drops the series.
+pub fn relabel(labels: Labels, steps: &[Relabel]) -> Option<Labels> {
+    let mut l = labels;
+    for s in steps {
+        l = s.apply(l)?;
+    }
+    // A series without a name or without labels cannot be written.
+    (!l.is_empty()).then_some(l)
+}
+
+/// `rules.remote_query`: evaluate recording and alerting rules against a
+/// remote Prometheus-compatible query API instead of the embedded store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteQueryConfig {
+    /// Base URL of the API: Vigil calls `<url>/api/v1/query` (e.g.
+    /// `http://prometheus:9090`, `http://mimir/prometheus`,
+    /// `http://vmselect:8481/select/0/prometheus`, Thanos Query).
+    pub url: String,
+    #[serde(default = "default_query_timeout")]
+    pub timeout: PromDuration,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuthConfig>,
+    #[serde(default)]
+    pub tls_config: TlsClientConfig,
+}
+
+impl RemoteQueryConfig {
+    pub fn http(&self) -> HttpClientConfig {
+        HttpClientConfig {
+            headers: self.headers.clone(),
+            bearer_token_file: self.bearer_token_file.clone(),
+            basic_auth: self.basic_auth.clone(),
+            tls_config: self.tls_config.clone(),
+        }
+    }
+}
+
+fn default_query_timeout() -> PromDuration {
+    PromDuration(Duration::from_secs(60))
+}
+
+fn check_url(what: &str, url: &str) -> Result<(), String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "{what}: url {url:?} must start with http:// or https://"
+        ));
+    }
+    Ok(())
+}
+
+/// Validates the `remote_write` list and `rules.remote_query`.
+pub fn validate(
+    remote_write: &[RemoteWriteConfig],
+    remote_query: Option<&RemoteQueryConfig>,
+) -> Result<(), String> {
+    let mut names = std::collections::BTreeSet::new();
+    for rw in remote_write {
+        let name = rw.queue_name();
+        let what = format!("remote_write {name:?}");
+        check_url(&what, &rw.url)?;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+            || name.starts_with('.')
+        {
+            return Err(format!(
+                "{what}: name must be letters, digits, '_', '-' or '.' (it names a directory)"
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(format!("{what}: duplicate remote_write name or URL"));
+        }
+        rw.http().validate(&what)?;
+        let q = &rw.queue_config;
+        if q.max_samples_per_send == 0 {
+            return Err(format!(
+                "{what}: queue_config.max_samples_per_send must be at least 1"
+            ));
+        }
+        if q.min_backoff.0 > q.max_backoff.0 {
+            return Err(format!(
+                "{what}: queue_config.min_backoff must not exceed max_backoff"
+            ));
+        }
+        if q.max_shards == Some(0) {
+            return Err(format!(
+                "{what}: queue_config.max_shards must be at least 1"
+            ));
+        }
+        if q.segment_bytes.0 == 0 || q.max_bytes.0 < q.segment_bytes.0 {
+            return Err(format!(
+                "{what}: queue_config.max_bytes must be at least segment_bytes (and both positive)"
+            ));
+        }
+        for r in &rw.write_relabel_configs {
+            Relabel::compile(r).map_err(|e| format!("{what}: {e}"))?;
+        }
+    }
+    if let Some(q) = remote_query {
+        check_url("rules.remote_query", &q.url)?;
+        q.http().validate("rules.remote_query")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(yaml: &str) -> Vec<Relabel> {
+        let cfgs: Vec<RelabelConfig> = serde_saphyr::from_str(yaml).expect("yaml");
+        cfgs.iter()
+            .map(|c| Relabel::compile(c).expect("compiles"))
+            .collect()
+    }
+
+    fn l(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn keep_drop_and_labeldrop_behave_like_prometheus() {
+        let s = steps(
+            "- source_labels: [__name__]\n  regex: 'node_.*|up'\n  action: keep\n\
+             - source_labels: [job, instance]\n  regex: 'test;.*'\n  action: drop\n\
+             - regex: 'secret_.*'\n  action: labeldrop\n",
+        );
+        assert_eq!(
+            relabel(
+                l(&[("__name__", "up"), ("job", "a"), ("secret_x", "1")]),
+                &s
+            ),
+            Some(l(&[("__name__", "up"), ("job", "a")]))
+        );
+        // Anchored: "xnode_cpu" does not match "node_.*".
+        assert_eq!(relabel(l(&[("__name__", "xnode_cpu")]), &s), None);
+        assert_eq!(
+            relabel(
+                l(&[("__name__", "up"), ("job", "test"), ("instance", "h")]),
+                &s
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn replace_expands_capture_groups() {
+        let s = steps(
+            "- source_labels: [instance]\n  regex: '(.*):\\d+'\n  target_label: host\n  replacement: '${1}'\n",
+        );
+        assert_eq!(
+            relabel(l(&[("__name__", "up"), ("instance", "db1:9100")]), &s),
+            Some(l(&[
+                ("__name__", "up"),
+                ("host", "db1"),
+                ("instance", "db1:9100")
+            ]))
+        );
+    }
+
+    #[test]
+    fn a_prometheus_remote_write_block_parses() {
+        let yaml = "- url: https://mimir.example/api/v1/push\n  name: mimir\n  remote_timeout: 10s\n  headers:\n    X-Scope-OrgID: team-a\n  basic_auth:\n    username: vigil\n    password_file: /run/credentials/vigil.service/mimir-password\n  tls_config:\n    ca_file: /etc/vigil/ca.pem\n  write_relabel_configs:\n    - source_labels: [__name__]\n      regex: 'go_.*'\n      action: drop\n  queue_config:\n    max_samples_per_send: 500\n    batch_send_deadline: 5s\n    min_backoff: 30ms\n    max_backoff: 5s\n    max_shards: 10\n";
+        let rw: Vec<RemoteWriteConfig> = serde_saphyr::from_str(yaml).expect("parses");
+        validate(&rw, None).expect("valid");
+        assert_eq!(rw[0].queue_name(), "mimir");
+        assert_eq!(rw[0].queue_config.max_samples_per_send, 500);
+        assert_eq!(rw[0].headers["X-Scope-OrgID"], "team-a");
+    }
+
+    #[test]
+    fn invalid_blocks_are_refused() {
+        let parse =
+            |y: &str| -> Vec<RemoteWriteConfig> { serde_saphyr::from_str(y).expect("yaml") };
+        let dup = parse("- url: http://a/w\n- url: http://a/w\n");
+        assert!(validate(&dup, None).expect_err("duplicate").contains("duplicate"));
+        let both =
+            parse("- url: http://a/w\n  bearer_token_file: /t\n  basic_auth: {username: u}\n");
+        assert!(validate(&both, None).expect_err("both").contains("at most one"));
+        let bad_url = parse("- url: a/w\n");
+        assert!(validate(&bad_url, None).is_err());
+        let hdr = parse("- url: http://a/w\n  headers: {Content-Type: x}\n");
+        assert!(validate(&hdr, None).is_err());
+    }
+
+    #[test]
+    fn default_names_are_stable_hashes_of_the_url() {
+        let a = RemoteWriteConfig {
+            url: "http://a/w".into(),
+            name: None,
+            remote_timeout: default_remote_timeout(),
+            headers: BTreeMap::new(),
+            bearer_token_file: None,
+            basic_auth: None,
+            tls_config: TlsClientConfig::default(),
+            write_relabel_configs: vec![],
+            queue_config: QueueConfig::default(),
+        };
+        let n = a.queue_name();
+        assert_eq!(n.len(), 6);
+        assert_eq!(n, a.queue_name());
+    }
+}
