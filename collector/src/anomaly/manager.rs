@@ -161,6 +161,13 @@ struct Metrics {
     alert_state_saves_failed: AtomicU64,
 }
 
+/// `/api/v1/rules` groups (with their rules) and `/api/v1/alerts` alerts.
+#[derive(Default)]
+struct ApiView {
+    groups: Vec<Json>,
+    alerts: Vec<Json>,
+}
+
 /// Runs the anomaly rules. Shared; [`AnomalyManager::run`] drives it.
 pub struct AnomalyManager {
     engine: Arc<Engine>,
@@ -174,6 +181,10 @@ pub struct AnomalyManager {
     /// What was last written to the alert state file, to skip rewriting an
     /// empty state.
     last_saved_alerts: Mutex<Option<SavedAlerts>>,
+    /// The API's view, rebuilt after every evaluation and update, so API
+    /// requests never wait for an evaluation (which holds `groups` while
+    /// it queries and warms detectors).
+    api: Mutex<ApiView>,
     metrics: Metrics,
 }
 
@@ -340,6 +351,7 @@ impl AnomalyManager {
             groups: Mutex::new(Vec::new()),
             saved_alerts: Mutex::new(saved.rules),
             last_saved_alerts: Mutex::new(None),
+            api: Mutex::new(ApiView::default()),
             metrics: Metrics::default(),
         })
     }
@@ -417,6 +429,21 @@ impl AnomalyManager {
         {
             tracing::warn!(error = %e, "writing stale markers for removed anomaly rules failed");
         }
+        self.refresh_api(&groups);
+    }
+
+    /// Rebuilds the API's view of the rules and their alerts.
+    fn refresh_api(&self, groups: &[GroupState]) {
+        let view = ApiView {
+            groups: groups.iter().map(group_json).collect(),
+            alerts: groups
+                .iter()
+                .flat_map(|g| &g.rules)
+                .flat_map(|r| r.active_alerts())
+                .map(alert_json)
+                .collect(),
+        };
+        *self.api.lock() = view;
     }
 
     /// Evaluates due groups until `shutdown`, saving detectors periodically
@@ -472,6 +499,7 @@ impl AnomalyManager {
         }
         if evaluated {
             self.save_alert_state(&groups, now_ms);
+            self.refresh_api(&groups);
         }
     }
 
@@ -571,7 +599,13 @@ impl AnomalyManager {
                 tracing::warn!(rule = %name, error = %e, "anomaly rule evaluation failed");
                 rule.health = Health::Err;
                 rule.last_error = Some(e);
-                Vec::new()
+                // As Prometheus does for a failed alerting rule: alerts stay
+                // as they are rather than resolving because nothing came
+                // back; a restore waits for a successful evaluation.
+                rule.restore = restore;
+                rule.last_eval_wall_ms = Some(now_ms);
+                rule.eval_duration = started.elapsed();
+                return;
             }
         };
         // New series, and series with restored state but no detector yet
@@ -899,38 +933,19 @@ impl AnomalyManager {
     /// `type=record` their groups are listed without rules, as Prometheus
     /// lists a group holding only alerting rules).
     pub fn rules_json(&self, filter: RuleTypeFilter) -> Vec<Json> {
-        let groups = self.groups.lock();
+        let mut groups = self.api.lock().groups.clone();
+        if filter == RuleTypeFilter::Record {
+            for g in &mut groups {
+                g["rules"] = json!([]);
+            }
+        }
         groups
-            .iter()
-            .map(|g| {
-                let rules: Vec<Json> = if filter == RuleTypeFilter::Record {
-                    Vec::new()
-                } else {
-                    g.rules.iter().map(rule_json).collect()
-                };
-                json!({
-                    "name": g.name,
-                    "file": g.file,
-                    "rules": rules,
-                    "interval": go_float(g.interval_ms as f64 / 1000.0),
-                    "limit": 0,
-                    "evaluationTime": go_float(g.eval_duration.as_secs_f64()),
-                    "lastEvaluation": rfc3339(g.last_eval_wall_ms),
-                })
-            })
-            .collect()
     }
 
     /// The pending and firing anomaly alerts, as `/api/v1/alerts` lists
     /// alerts.
     pub fn alerts_json(&self) -> Vec<Json> {
-        let groups = self.groups.lock();
-        groups
-            .iter()
-            .flat_map(|g| &g.rules)
-            .flat_map(|r| r.active_alerts())
-            .map(alert_json)
-            .collect()
+        self.api.lock().alerts.clone()
     }
 
     /// The `vigil_anomaly_*` self-metrics in text exposition format.
@@ -1063,6 +1078,20 @@ fn alert_json(a: &SeriesAlert) -> Json {
         "state": a.active_state().unwrap_or("inactive"),
         "activeAt": rfc3339(Some(a.active_at_ms)),
         "value": format_value_e(a.value),
+    })
+}
+
+/// One group of `/api/v1/rules`.
+fn group_json(g: &GroupState) -> Json {
+    let rules: Vec<Json> = g.rules.iter().map(rule_json).collect();
+    json!({
+        "name": g.name,
+        "file": g.file,
+        "rules": rules,
+        "interval": go_float(g.interval_ms as f64 / 1000.0),
+        "limit": 0,
+        "evaluationTime": go_float(g.eval_duration.as_secs_f64()),
+        "lastEvaluation": rfc3339(g.last_eval_wall_ms),
     })
 }
 
@@ -1496,5 +1525,81 @@ mod tests {
             restored_active_at(&p, 3 * h, min, 30 * min, 10 * min, h),
             3 * h
         );
+    }
+
+    /// The store, or an outage of it on demand.
+    struct Flaky {
+        inner: TsdbQueryable,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl Queryable for Flaky {
+        fn select(
+            &self,
+            matchers: &[vigil_wire::Matcher],
+            start_ms: i64,
+            end_ms: i64,
+        ) -> Result<Vec<vigil_promql::SeriesData>, vigil_promql::StorageError> {
+            if self.down.load(Ordering::Relaxed) {
+                return Err(vigil_promql::StorageError("store unavailable".into()));
+            }
+            self.inner.select(matchers, start_ms, end_ms)
+        }
+    }
+
+    #[test]
+    fn a_failed_evaluation_keeps_alerts_and_reports_the_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, t) = steady_store(dir.path());
+        let flaky = Arc::new(Flaky {
+            inner: TsdbQueryable(db.clone()),
+            down: std::sync::atomic::AtomicBool::new(false),
+        });
+        let recorder = Arc::new(Recorder::default());
+        let m = AnomalyManager::new(
+            Arc::new(Engine::default()),
+            flaky.clone(),
+            Arc::new(StoreAppender(db.clone())),
+            recorder.clone(),
+            AnomalyOptions {
+                models_dir: dir.path().join("models"),
+                default_interval: Duration::from_secs(60),
+                save_interval: Duration::from_secs(300),
+                external_url: "http://vigil:9800".into(),
+                external_labels: Labels::empty(),
+                for_grace_period: Duration::from_secs(600),
+                outage_tolerance: Duration::from_secs(3600),
+            },
+        );
+        let parsed = super::super::parse_anomaly_rules("r.yml", RULES).expect("valid");
+        m.update(AnomalyRuleSet {
+            groups: vec![("r.yml".into(), parsed.groups[0].clone())],
+        });
+        assert_eq!(
+            m.rules_json(RuleTypeFilter::All)[0]["rules"][0]["health"],
+            "unknown"
+        );
+        write(&db, t, 25.0);
+        m.evaluate_due(t);
+        assert_eq!(m.alerts_json().len(), 1, "{:?}", recorder.0.lock());
+
+        flaky.down.store(true, Ordering::Relaxed);
+        m.evaluate_due(t + 15_000);
+        let rule = &m.rules_json(RuleTypeFilter::All)[0]["rules"][0];
+        assert_eq!(rule["health"], "err");
+        assert!(
+            rule["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("unavailable")),
+            "{rule}"
+        );
+        assert_eq!(rule["state"], "firing", "the alert stays: {rule}");
+        assert_eq!(m.alerts_json().len(), 1);
+        let resolved = recorder
+            .0
+            .lock()
+            .iter()
+            .any(|a| a.ends_at_ms == Some(t + 15_000));
+        assert!(!resolved, "no resolution sent for a failed evaluation");
     }
 }
