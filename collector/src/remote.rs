@@ -510,10 +510,18 @@ mod tests {
         let parse =
             |y: &str| -> Vec<RemoteWriteConfig> { serde_saphyr::from_str(y).expect("yaml") };
         let dup = parse("- url: http://a/w\n- url: http://a/w\n");
-        assert!(validate(&dup, None).expect_err("duplicate").contains("duplicate"));
+        assert!(
+            validate(&dup, None)
+                .expect_err("duplicate")
+                .contains("duplicate")
+        );
         let both =
             parse("- url: http://a/w\n  bearer_token_file: /t\n  basic_auth: {username: u}\n");
-        assert!(validate(&both, None).expect_err("both").contains("at most one"));
+        assert!(
+            validate(&both, None)
+                .expect_err("both")
+                .contains("at most one")
+        );
         let bad_url = parse("- url: a/w\n");
         assert!(validate(&bad_url, None).is_err());
         let hdr = parse("- url: http://a/w\n  headers: {Content-Type: x}\n");
