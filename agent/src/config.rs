@@ -76,6 +76,48 @@ pub struct Config {
     pub llm: LlmConfig,
     /// Prometheus endpoints of the platform to scrape.
     pub scrape: Vec<ScrapeConfig>,
+    /// Serve the HTTP listener over TLS (rustls). Default: plain HTTP.
+    pub tls: Option<ListenerTlsConfig>,
+}
+
+/// TLS for the agent's listener (`/metrics`, OTLP, usage events).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM CA bundle; when set, clients (Prometheus scraping `/metrics`,
+    /// applications sending OTLP) must present a certificate it signed.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// A client's `tls_config`, as in Prometheus's remote_write configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM CA bundle that is the *only* trust anchor for the receiver's
+    /// certificate (pinned: the system roots are not consulted). Without
+    /// it the system roots are used.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate, for receivers that require mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// Key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// Name the receiver's certificate must carry instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+impl ClientTlsConfig {
+    pub fn to_client_tls(&self) -> vigil_tls::ClientTls {
+        vigil_tls::ClientTls {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            server_name: self.server_name.clone(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -92,6 +134,7 @@ impl Default for Config {
             redis: Vec::new(),
             llm: LlmConfig::default(),
             scrape: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -115,6 +158,9 @@ pub struct RemoteWriteConfig {
     pub headers: BTreeMap<String, String>,
     /// File whose (trimmed) content is sent as `Authorization: Bearer …`.
     pub bearer_token_file: Option<PathBuf>,
+    /// TLS settings for an `https://` receiver: a pinned CA, a client
+    /// certificate, the expected server name.
+    pub tls_config: Option<ClientTlsConfig>,
 }
 
 impl Default for RemoteWriteConfig {
@@ -127,6 +173,7 @@ impl Default for RemoteWriteConfig {
             max_backoff: Duration::from_secs(5).into(),
             headers: BTreeMap::new(),
             bearer_token_file: None,
+            tls_config: None,
         }
     }
 }
@@ -474,6 +521,13 @@ impl Config {
         }
         if self.remote_write.min_backoff.0 > self.remote_write.max_backoff.0 {
             return bad("remote_write.min_backoff must not exceed max_backoff".into());
+        }
+        if let Some(t) = &self.remote_write.tls_config
+            && t.cert_file.is_some() != t.key_file.is_some()
+        {
+            return bad(
+                "remote_write.tls_config: cert_file and key_file must be set together".into(),
+            );
         }
         for (i, p) in self.postgres.iter().enumerate() {
             if p.dsn.trim().is_empty() {

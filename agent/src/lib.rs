@@ -57,6 +57,8 @@ pub enum AgentError {
     Serve(std::io::Error),
     #[error("building the HTTP client: {0}")]
     Client(String),
+    #[error("listener TLS: {0}")]
+    Tls(#[from] vigil_tls::TlsError),
 }
 
 /// A source of metric families, polled on an interval.
@@ -116,6 +118,15 @@ pub async fn run_collector<C: Collector>(
 /// finish, and the function returns.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AgentError> {
     config.validate()?;
+    // Unusable certificates fail before anything is started.
+    let tls = match &config.tls {
+        Some(t) => Some(vigil_tls::server_config(
+            &t.cert_file,
+            &t.key_file,
+            t.client_ca_file.as_deref(),
+        )?),
+        None => None,
+    };
     // Bind first so a busy port fails before anything is started.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -214,14 +225,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
     };
 
     let local = listener.local_addr().map_err(AgentError::Serve)?;
-    tracing::info!(address = %local, "vigil-agent listening");
+    tracing::info!(address = %local, tls = tls.is_some(), "vigil-agent listening");
     let app = http::router(pipeline.clone(), llm_state, config.llm.enabled);
     let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-            .await
-    });
+    let server = match tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+                .await
+        }),
+        Some(tls) => {
+            let listener = vigil_tls::TlsListener::new(listener, tls).map_err(AgentError::Serve)?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+                    .await
+            })
+        }
+    };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     shutdown.cancelled().await;

@@ -62,11 +62,16 @@ impl Shipper {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(cfg.timeout.0)
-            .user_agent(concat!("vigil-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
+            .user_agent(concat!("vigil-agent/", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = &cfg.tls_config {
+            // rustls configured by us: `ca_file` is the only trust anchor.
+            let tls = vigil_tls::client_config(&tls.to_client_tls())
+                .map_err(|e| format!("remote_write.tls_config: {e}"))?;
+            client = client.tls_backend_preconfigured(tls);
+        }
+        let client = client.build().map_err(|e| e.to_string())?;
         Ok(Self {
             client,
             url: cfg.url.clone(),

@@ -43,8 +43,8 @@ use vigil_wire::remote_write::MetricType;
 use vigil_wire::{Labels, Sample};
 
 pub use db::Db;
-pub use observer::CommitObserver;
 pub use limits::{Budget, Cardinality, SeriesLimit, SeriesLimits};
+pub use observer::CommitObserver;
 
 /// How hard a commit pushes data to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
