@@ -47,6 +47,8 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Shared pieces of the side-by-side benchmark binaries.
+pub mod bench;
 /// A free TCP port on 127.0.0.1.
 pub mod ports;
 pub use ports::free_port;

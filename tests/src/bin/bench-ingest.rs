@@ -9,12 +9,14 @@
 //! for Prometheus to cut and compact its first 2 h block).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use vigil_e2e::{Proc, binary, free_port, now_ms, post_remote_write, wait_ready};
+use anyhow::Context as _;
+use vigil_e2e::bench::{
+    Prometheus, dir_size, metric_value, peak_rss_bytes, push_concurrent, xorshift,
+};
+use vigil_e2e::{Collector, free_port, now_ms};
 use vigil_wire::remote_write as rw;
 
 const STEP_MS: i64 = 15_000;
@@ -33,13 +35,6 @@ enum Kind {
     Counter { rate: f64 },
     Gauge { base: f64, amplitude: f64 },
     Constant(f64),
-}
-
-fn xorshift(mut x: u64) -> u64 {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    x
 }
 
 impl SynthSeries {
@@ -172,66 +167,6 @@ fn encode_requests(series: &[SynthSeries], samples: usize, start_ms: i64) -> Vec
     per_sender
 }
 
-fn push_all(url: &str, bodies: &Arc<Vec<Vec<Vec<u8>>>>) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for sender in 0..SENDERS {
-        let bodies = bodies.clone();
-        let url = url.to_string();
-        handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
-            for body in &bodies[sender] {
-                let (status, msg) = post_remote_write(&url, body.clone())?;
-                if !(200..300).contains(&status) {
-                    bail!("{url} answered {status}: {msg}");
-                }
-            }
-            Ok(())
-        }));
-    }
-    for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
-    }
-    Ok(started.elapsed())
-}
-
-fn peak_rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
-fn dir_size(path: &Path, skip: &[&str]) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if skip.contains(&name.as_str()) {
-                continue;
-            }
-            match e.metadata() {
-                Ok(m) if m.is_dir() => total += dir_size(&e.path(), skip),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
-fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
 struct Figures {
     samples_per_sec: f64,
     bytes_per_sample_chunks: f64,
@@ -242,41 +177,16 @@ struct Figures {
 fn bench_vigil(bodies: &Arc<Vec<Vec<Vec<u8>>>>, total: u64, dir: &Path) -> anyhow::Result<Figures> {
     let port = free_port();
     let data = dir.join("vigil");
-    let mut proc = Proc::spawn(
-        "vigil",
-        Command::new(binary("vigil")?)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(&data)
-            .env("RUST_LOG", "warn"),
-    )?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{base}/-/ready"), Duration::from_secs(30))?;
-    let took = push_all(&format!("{base}/api/v1/write"), bodies)?;
-    let rss = peak_rss_bytes(proc.child.id());
-    proc.terminate(Duration::from_secs(120))?;
+    let mut vigil = Collector::start_on(&data, port, &[])?;
+    let took = push_concurrent(&vigil.url("/api/v1/write"), bodies)?;
+    let rss = peak_rss_bytes(vigil.proc.child.id());
+    vigil.proc.terminate(Duration::from_secs(120))?;
     // Reopen to read the compacted figures after the shutdown flush.
-    let mut proc = Proc::spawn(
-        "vigil",
-        Command::new(binary("vigil")?)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(&data)
-            .env("RUST_LOG", "warn"),
-    )?;
-    wait_ready(&format!("{base}/-/ready"), Duration::from_secs(60))?;
-    let metrics = reqwest::blocking::get(format!("{base}/metrics"))?.text()?;
+    let mut vigil = Collector::start_on(&data, port, &[])?;
+    let metrics = reqwest::blocking::get(vigil.url("/metrics"))?.text()?;
     let chunk_bytes = metric_value(&metrics, "vigil_tsdb_chunk_bytes").unwrap_or(0.0);
     let chunk_samples = metric_value(&metrics, "vigil_tsdb_chunk_samples").unwrap_or(0.0);
-    proc.terminate(Duration::from_secs(60))?;
+    vigil.proc.terminate(Duration::from_secs(60))?;
     let disk = dir_size(&data, &[]);
     Ok(Figures {
         samples_per_sec: total as f64 / took.as_secs_f64(),
@@ -295,31 +205,12 @@ fn bench_prometheus(
     total: u64,
     dir: &Path,
 ) -> anyhow::Result<Figures> {
-    let port = free_port();
-    let data = dir.join("prom");
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-    )?;
-    let mut proc = Proc::spawn(
-        "prometheus",
-        Command::new("/usr/bin/prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg("--storage.tsdb.retention.time=15d")
-            .arg("--web.enable-remote-write-receiver")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )?;
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{base}/-/ready"), Duration::from_secs(60))?;
-    let took = push_all(&format!("{base}/api/v1/write"), bodies)?;
+    let mut prom = Prometheus::start(dir)?;
+    let took = push_concurrent(&prom.url("/api/v1/write"), bodies)?;
     // Prometheus cuts a 2 h block once its head spans 3 h; wait for it.
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let m = reqwest::blocking::get(format!("{base}/metrics"))?.text()?;
+        let m = prom.metrics()?;
         if metric_value(&m, "prometheus_tsdb_compactions_total").unwrap_or(0.0) >= 1.0 {
             break;
         }
@@ -329,11 +220,12 @@ fn bench_prometheus(
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    let rss = peak_rss_bytes(proc.child.id());
-    proc.terminate(Duration::from_secs(120))?;
+    let rss = peak_rss_bytes(prom.proc.child.id());
+    prom.proc.terminate(Duration::from_secs(120))?;
+    let data = &prom.data;
     // Blocks: chunks and index; samples from each block's meta.json.
     let (mut chunk_bytes, mut block_bytes, mut block_samples) = (0u64, 0u64, 0u64);
-    for e in std::fs::read_dir(&data)?.flatten() {
+    for e in std::fs::read_dir(data)?.flatten() {
         let meta = e.path().join("meta.json");
         if let Ok(text) = std::fs::read_to_string(&meta) {
             let v: serde_json::Value = serde_json::from_str(&text)?;
@@ -342,7 +234,7 @@ fn bench_prometheus(
             block_bytes += dir_size(&e.path(), &[]);
         }
     }
-    let disk = dir_size(&data, &[]);
+    let disk = dir_size(data, &[]);
     Ok(Figures {
         samples_per_sec: total as f64 / took.as_secs_f64(),
         bytes_per_sample_chunks: if block_samples > 0 {
@@ -367,8 +259,8 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(10_000);
     let samples: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(800);
-    if !Path::new("/usr/bin/prometheus").exists() {
-        bail!("/usr/bin/prometheus is missing: apt-get install prometheus");
+    if !Path::new(vigil_e2e::bench::PROMETHEUS_BIN).exists() {
+        anyhow::bail!("/usr/bin/prometheus is missing: apt-get install prometheus");
     }
     let total = (n_series * samples) as u64;
     eprintln!("generating {n_series} series × {samples} samples = {total} samples");

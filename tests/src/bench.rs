@@ -1,0 +1,188 @@
+//! Shared pieces of the side-by-side benchmark binaries (`src/bin/bench-*.rs`):
+//! the real Prometheus 2.42 with its remote_write receiver, pushing
+//! pre-encoded remote_write bodies to a server, and reading the figures a
+//! benchmark reports (peak RSS, self-metrics, bytes on disk, load average).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::{Proc, free_port, post_remote_write, wait_ready};
+
+/// Debian's Prometheus 2.42.
+pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+
+/// A running Prometheus with no scrape targets and the remote_write
+/// receiver on, on a free port, storing under `<dir>/prom`.
+pub struct Prometheus {
+    pub proc: Proc,
+    pub base: String,
+    pub data: PathBuf,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path) -> anyhow::Result<Prometheus> {
+        if !Path::new(PROMETHEUS_BIN).exists() {
+            bail!("{PROMETHEUS_BIN} is missing: apt-get install prometheus");
+        }
+        let port = free_port();
+        let data = dir.join("prom");
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+        )?;
+        let proc = Proc::spawn(
+            "prometheus",
+            Command::new(PROMETHEUS_BIN)
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg("--storage.tsdb.retention.time=15d")
+                .arg("--web.enable-remote-write-receiver")
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("{base}/-/ready"), Duration::from_secs(60))?;
+        Ok(Prometheus { proc, base, data })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Prometheus's own `/metrics` text.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::blocking::get(self.url("/metrics"))?.text()?)
+    }
+}
+
+/// A small deterministic generator for synthetic workloads.
+pub fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// Posts every sender's bodies in order, the senders concurrently; returns
+/// the wall time. Senders run independently, so this suits data recent
+/// enough that no sender falls behind a receiver's out-of-bounds window.
+pub fn push_concurrent(url: &str, per_sender: &Arc<Vec<Vec<Vec<u8>>>>) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for sender in 0..per_sender.len() {
+        let bodies = per_sender.clone();
+        let url = url.to_string();
+        handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            for body in &bodies[sender] {
+                post_ok(&url, body)?;
+            }
+            Ok(())
+        }));
+    }
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    }
+    Ok(started.elapsed())
+}
+
+/// Posts the rounds one after the other, each round's bodies spread over
+/// `senders` concurrent senders; returns the wall time. Keeping rounds in
+/// time order matters for long histories: Prometheus's head refuses samples
+/// older than an hour before its newest one ("out of bounds").
+pub fn push_rounds(url: &str, rounds: &[Vec<Vec<u8>>], senders: usize) -> anyhow::Result<Duration> {
+    let senders = senders.max(1);
+    let started = Instant::now();
+    for round in rounds {
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let handles: Vec<_> = (0..senders)
+                .map(|k| {
+                    s.spawn(move || -> anyhow::Result<()> {
+                        for body in round.iter().skip(k).step_by(senders) {
+                            post_ok(url, body)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(started.elapsed())
+}
+
+fn post_ok(url: &str, body: &[u8]) -> anyhow::Result<()> {
+    let (status, msg) = post_remote_write(url, body.to_vec())?;
+    if !(200..300).contains(&status) {
+        bail!("{url} answered {status}: {msg}");
+    }
+    Ok(())
+}
+
+/// The peak resident set of a process (VmHWM), 0 if unknown.
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Bytes of every file under `path`, skipping entries named in `skip`.
+pub fn dir_size(path: &Path, skip: &[&str]) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if skip.contains(&name.as_str()) {
+                continue;
+            }
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path(), skip),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// The value of an unlabelled metric in a text exposition.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The 1, 5 and 15 minute load averages as `/proc/loadavg` shows them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_value_reads_unlabelled_lines_only() {
+        let text = "# HELP x y\nfoo_total{a=\"1\"} 3\nfoo_total 7.5\nfoo_total_bar 9\n";
+        assert_eq!(metric_value(text, "foo_total"), Some(7.5));
+        assert_eq!(metric_value(text, "missing"), None);
+    }
+}
