@@ -14,9 +14,17 @@ use crate::{Error, SyncMode, chunk};
 /// Bumped when the layout changes incompatibly.
 pub const FORMAT_VERSION: i64 = 1;
 
+/// SQLite page size for new databases; existing ones keep theirs.
+const PAGE_SIZE: i64 = 16_384;
+
 pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Set before auto_vacuum: SQLite fixes the page size as soon as the
+    // auto_vacuum setting is applied to a new file. Chunk rows are ~0.5-1 KiB;
+    // on 4 KiB pages the tail of each page that cannot hold one more row
+    // wastes about a tenth of the file, on 16 KiB pages a fortieth.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     // auto_vacuum only takes effect before the first table is created; it
     // lets size-based retention hand freed pages back to the file system.
     conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
@@ -48,7 +56,7 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
              data BLOB NOT NULL
          );
          CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_series ON chunks (series_id, max_t, min_t);
-         CREATE INDEX IF NOT EXISTS chunks_by_max_t ON chunks (max_t);
+         DROP INDEX IF EXISTS chunks_by_max_t;
          CREATE TABLE IF NOT EXISTS wal (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS metadata (
              metric TEXT PRIMARY KEY,
@@ -250,6 +258,19 @@ pub fn any_sample(conn: &Connection, id: SeriesId, start: i64, end: i64) -> Resu
         }
     }
     Ok(false)
+}
+
+/// Returns every free page to the file system and answers how many pages
+/// the file shrank by. Each step of SQLite's `incremental_vacuum` statement
+/// moves one page, so it is stepped to the end (`execute_batch` steps once).
+pub fn vacuum_free_pages(conn: &Connection) -> Result<u64, Error> {
+    let before: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    drop(rows);
+    let after: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    Ok((before - after).max(0) as u64)
 }
 
 /// Bytes of the database file in use (free pages excluded), which is what

@@ -285,8 +285,18 @@ fn size_retention_drops_oldest_chunks_first() {
         },
     )
     .expect("reopen");
+    let file = dir.path().join("vigil-tsdb.sqlite");
+    let file_before = std::fs::metadata(&file).expect("db file").len();
     let dropped = db.enforce_retention(NOW).expect("retention");
     assert!(dropped > 0);
+    // The freed pages go back to the file system, not only to SQLite's
+    // free list: the limit bounds what the operator sees on disk.
+    db.flush().expect("flush");
+    let file_after = std::fs::metadata(&file).expect("db file").len();
+    assert!(
+        file_after < file_before,
+        "file did not shrink: {file_before} -> {file_after}"
+    );
     let after = db.stats();
     assert!(after.chunk_bytes < before.chunk_bytes);
     assert_eq!(after.chunk_samples, before.chunk_samples - dropped);
@@ -301,6 +311,44 @@ fn size_retention_drops_oldest_chunks_first() {
         );
         assert!(s.samples[0].timestamp_ms > NOW - 3_000_000);
     }
+}
+
+#[test]
+fn flush_leaves_no_free_pages_and_an_empty_sqlite_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db(dir.path());
+    // Many small commits: each leaves a write-ahead record that the flush
+    // deletes, which frees pages inside the file.
+    for step in 0..400 {
+        let batch = (0..20)
+            .map(|s| {
+                one(
+                    "load",
+                    &s.to_string(),
+                    vec![Sample::new(NOW + step * 15_000, (step * s) as f64)],
+                )
+            })
+            .collect();
+        db.append(batch, NOW + step * 15_000).expect("append");
+    }
+    db.flush().expect("flush");
+    let sqlite = dir.path().join("vigil-tsdb.sqlite");
+    let conn =
+        rusqlite::Connection::open_with_flags(&sqlite, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open read-only");
+    let free: i64 = conn
+        .pragma_query_value(None, "freelist_count", |r| r.get(0))
+        .expect("freelist_count");
+    assert_eq!(free, 0, "free pages left in the file after flush");
+    drop(conn);
+    let wal_len = std::fs::metadata(dir.path().join("vigil-tsdb.sqlite-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert_eq!(wal_len, 0, "SQLite WAL not truncated by flush");
+    let got = db
+        .select(&[Matcher::equal("__name__", "load")], i64::MIN, i64::MAX)
+        .expect("select");
+    assert_eq!(got.iter().map(|s| s.samples.len()).sum::<usize>(), 8000);
 }
 
 #[test]
