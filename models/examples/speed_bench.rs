@@ -12,9 +12,12 @@
 //! first (loading is not timed). Memory: our model's arena size and the
 //! growth of this process's peak RSS during fit + score, against Python's
 //! traced allocations during fit + score (tracemalloc sees NumPy buffers)
-//! and its peak RSS. Then the streaming detector (default configuration)
-//! consumes 20,000 points of a noisy daily cycle: CPU time per point with
-//! the default retrain schedule, without retraining, and for one retrain.
+//! and its peak RSS. Single-point latency: the trained forest scores rows
+//! one call each (scikit-learn: `score_samples` on a one-row array). Then
+//! the streaming detector (default configuration) consumes 20,000 points of
+//! a noisy daily cycle: CPU time per point with the default retrain
+//! schedule, without retraining (the collector's hot path for a new sample:
+//! features, scaling, scoring, decision), and for one retrain.
 //!
 //! Times are CPU time of the measuring thread (both sides), because the
 //! machine is shared and wall-clock time would mostly measure the other
@@ -37,6 +40,10 @@ const TRAIN_ROWS: usize = 10_000;
 const SCORE_ROWS: usize = 100_000;
 const REPEATS: usize = 5;
 const STREAM_POINTS: usize = 20_000;
+/// Rows scored one call at a time for the single-point latency (scikit-learn
+/// is about a millisecond per call, so it gets fewer).
+const SINGLE_ROWS: usize = 100_000;
+const SINGLE_ROWS_SKLEARN: usize = 1_000;
 
 fn normal(rng: &mut Rng) -> f64 {
     let u = 1.0 - rng.next_f64();
@@ -135,6 +142,28 @@ fn main() -> Result<()> {
     }
     let rss_growth = proc_status_bytes("VmHWM:").saturating_sub(rss_before);
     let rss_peak = proc_status_bytes("VmHWM:");
+    let forest = IsolationForest::fit(&train, &cfg)?;
+    // One point at a time, as a caller with a single new row scores it:
+    // the plain path (bit-identical to the batch) and the extrapolated one
+    // the streaming detector uses.
+    let (single_s, single_ext_s) = {
+        let mask = vec![true; FEATURES];
+        let (mut a, mut b) = (0.0, 0.0);
+        let t0 = cpu_seconds();
+        for row in score.iter_rows().take(SINGLE_ROWS) {
+            a += forest.score(row)?;
+        }
+        let t1 = cpu_seconds();
+        for row in score.iter_rows().take(SINGLE_ROWS) {
+            b += forest.score_extrapolated(row, &mask)?;
+        }
+        let t2 = cpu_seconds();
+        checksum += a + b;
+        (
+            (t1 - t0) / SINGLE_ROWS as f64,
+            (t2 - t1) / SINGLE_ROWS as f64,
+        )
+    };
 
     let sk = if with_sklearn {
         let dir = std::env::temp_dir().join(format!("vigil-speed-{}", std::process::id()));
@@ -149,6 +178,7 @@ fn main() -> Result<()> {
             .arg(&sp)
             .arg(cfg.n_estimators.to_string())
             .arg(REPEATS.to_string())
+            .arg(SINGLE_ROWS_SKLEARN.to_string())
             .env("OMP_NUM_THREADS", "1")
             .env("OPENBLAS_NUM_THREADS", "1")
             .output()?;
@@ -170,6 +200,7 @@ fn main() -> Result<()> {
             get("score_s")?,
             get("traced_peak_bytes")?,
             get("maxrss_bytes")?,
+            get("single_s")?,
         ))
     } else {
         None
@@ -233,7 +264,7 @@ fn main() -> Result<()> {
     println!("| | Vigil (Rust) | scikit-learn | speed-up |");
     println!("|---|---|---|---|");
     match sk {
-        Some((sk_fit, sk_score, sk_traced, sk_rss)) => {
+        Some((sk_fit, sk_score, sk_traced, sk_rss, sk_single)) => {
             println!(
                 "| fit (incl. contamination threshold) | {:.1} ms | {:.1} ms | {:.1}× |",
                 fit_s * 1e3,
@@ -252,6 +283,16 @@ fn main() -> Result<()> {
                 (sk_fit + sk_score) * 1e3,
                 (sk_fit + sk_score) / (fit_s + score_s)
             );
+            println!(
+                "| score one point (one call per row) | {:.2} µs | {:.1} µs | {:.0}× |",
+                single_s * 1e6,
+                sk_single * 1e6,
+                sk_single / single_s
+            );
+            println!(
+                "| score one point, extrapolating (the detector's scoring) | {:.2} µs | - | |",
+                single_ext_s * 1e6
+            );
             println!("| model size | {} | - | |", mib(model_bytes as f64));
             println!(
                 "| memory during fit + score | {} (peak RSS growth) | {} (traced allocations) | |",
@@ -267,6 +308,14 @@ fn main() -> Result<()> {
         None => {
             println!("| fit | {:.1} ms | - | |", fit_s * 1e3);
             println!("| score 100,000 rows | {:.1} ms | - | |", score_s * 1e3);
+            println!(
+                "| score one point (one call per row) | {:.2} µs | - | |",
+                single_s * 1e6
+            );
+            println!(
+                "| score one point, extrapolating (the detector's scoring) | {:.2} µs | - | |",
+                single_ext_s * 1e6
+            );
             println!("| model size | {} | - | |", mib(model_bytes as f64));
             println!("| process peak RSS | {} | - | |", mib(rss_peak as f64));
         }
@@ -283,7 +332,7 @@ fn main() -> Result<()> {
         amortised_s * 1e6 / scored as f64
     );
     println!(
-        "| scoring only (no retraining) | {:.1} |",
+        "| hot path: one new point (features, scaling, forest score, decision), no retrain | {:.1} |",
         steady_s * 1e6 / steady_scored as f64
     );
     println!("| one retrain on a full 1,000-point window (+ scoring) | {retrain_us:.0} |");

@@ -44,15 +44,16 @@ pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
 /// it, counting ties as half (the "mean" kind of SciPy's `percentileofscore`).
 /// 50 for an empty history, as there is no evidence either way.
 pub fn percentile_rank(xs: impl IntoIterator<Item = f64>, x: f64) -> f64 {
-    let (mut n, mut below, mut equal) = (0usize, 0usize, 0usize);
-    for v in xs {
-        n += 1;
-        if v < x {
-            below += 1;
-        } else if v == x {
-            equal += 1;
-        }
-    }
+    // Branch-free counts through `fold` (internal iteration, so a
+    // `VecDeque` is walked as its two slices): on the detector's hot path
+    // this runs over the whole score history for every point, and whether
+    // a history value is below the new score is a coin flip for a branch
+    // predictor.
+    let (n, below, equal) = xs
+        .into_iter()
+        .fold((0usize, 0usize, 0usize), |(n, b, e), v| {
+            (n + 1, b + usize::from(v < x), e + usize::from(v == x))
+        });
     if n == 0 {
         return 50.0;
     }
