@@ -901,6 +901,31 @@ mod tests {
     }
 
     #[test]
+    fn batch_scoring_matches_single_point_scoring_for_wide_rows() {
+        // Every row stride of the dense blocks (16, 64, 256 columns) and,
+        // past 256 features, the arena fallback; 333 rows end in a short
+        // block.
+        for cols in [16, 17, 64, 65, 256, 257] {
+            let mut r = Rng::seed_from_u64(cols as u64);
+            let data = (0..333 * cols).map(|_| r.next_f64() - 0.5).collect();
+            let x = Matrix::new(333, cols, data).expect("finite");
+            let cfg = ForestConfig {
+                n_estimators: 5,
+                ..ForestConfig::default()
+            };
+            let f = IsolationForest::fit(&x, &cfg).expect("fit");
+            let batch = f.score_matrix(&x).expect("shape");
+            for (row, b) in x.iter_rows().zip(&batch) {
+                assert_eq!(
+                    f.score(row).expect("shape").to_bits(),
+                    b.to_bits(),
+                    "{cols} columns"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn config_is_validated_and_parsed() {
         let x = Matrix::from_rows(&blob(10, 3)).expect("finite");
         for bad in [

@@ -145,9 +145,11 @@ impl DenseForest {
             .chunks(BLOCK * cols)
             .zip(totals.chunks_mut(BLOCK))
         {
-            for (r, row) in rows.chunks_exact(cols).enumerate() {
-                for (slot, &v) in groups[r / LANES][r % LANES].iter_mut().zip(row) {
-                    *slot = key(v);
+            for (group, rows) in groups.iter_mut().zip(rows.chunks(LANES * cols)) {
+                for (lane, row) in group.iter_mut().zip(rows.chunks_exact(cols)) {
+                    for (slot, &v) in lane.iter_mut().zip(row) {
+                        *slot = key(v);
+                    }
                 }
             }
             // Rows past the end of a short last block hold the previous
