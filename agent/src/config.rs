@@ -116,6 +116,7 @@ impl ClientTlsConfig {
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),
             server_name: self.server_name.clone(),
+            ..vigil_tls::ClientTls::default()
         }
     }
 }
@@ -150,6 +151,10 @@ pub struct RemoteWriteConfig {
     pub timeout: HumanDuration,
     /// Upper bound of samples in one request. Default 2000.
     pub max_samples_per_send: usize,
+    /// How long buffered data smaller than `max_samples_per_send` waits for
+    /// more before it is sent (Prometheus's `queue_config` key). Default
+    /// `0s`: send as soon as a collection is buffered.
+    pub batch_send_deadline: HumanDuration,
     /// First retry delay; doubled after every failure. Default `100ms`.
     pub min_backoff: HumanDuration,
     /// Ceiling of the retry delay. Default `5s`.
@@ -169,6 +174,7 @@ impl Default for RemoteWriteConfig {
             url: "http://127.0.0.1:9800/api/v1/write".into(),
             timeout: Duration::from_secs(10).into(),
             max_samples_per_send: 2000,
+            batch_send_deadline: Duration::ZERO.into(),
             min_backoff: Duration::from_millis(100).into(),
             max_backoff: Duration::from_secs(5).into(),
             headers: BTreeMap::new(),

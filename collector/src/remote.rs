@@ -27,6 +27,9 @@ pub struct TlsClientConfig {
     /// Client certificate and key (PEM) for mutual TLS.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry, instead of the URL's
+    /// host (Prometheus's `server_name`).
+    pub server_name: Option<String>,
     pub insecure_skip_verify: bool,
 }
 
@@ -61,6 +64,7 @@ impl HttpClientConfig {
                 ca_file: self.tls_config.ca_file.clone(),
                 cert_file: self.tls_config.cert_file.clone(),
                 key_file: self.tls_config.key_file.clone(),
+                server_name: self.tls_config.server_name.clone(),
                 insecure_skip_verify: self.tls_config.insecure_skip_verify,
             },
             timeout,
@@ -497,12 +501,15 @@ mod tests {
 
     #[test]
     fn a_prometheus_remote_write_block_parses() {
-        let yaml = "- url: https://mimir.example/api/v1/push\n  name: mimir\n  remote_timeout: 10s\n  headers:\n    X-Scope-OrgID: team-a\n  basic_auth:\n    username: vigil\n    password_file: /run/credentials/vigil.service/mimir-password\n  tls_config:\n    ca_file: /etc/vigil/ca.pem\n  write_relabel_configs:\n    - source_labels: [__name__]\n      regex: 'go_.*'\n      action: drop\n  queue_config:\n    max_samples_per_send: 500\n    batch_send_deadline: 5s\n    min_backoff: 30ms\n    max_backoff: 5s\n    max_shards: 10\n";
+        let yaml = "- url: https://mimir.example/api/v1/push\n  name: mimir\n  remote_timeout: 10s\n  headers:\n    X-Scope-OrgID: team-a\n  basic_auth:\n    username: vigil\n    password_file: /run/credentials/vigil.service/mimir-password\n  tls_config:\n    ca_file: /etc/vigil/ca.pem\n    server_name: mimir.internal\n  write_relabel_configs:\n    - source_labels: [__name__]\n      regex: 'go_.*'\n      action: drop\n  queue_config:\n    max_samples_per_send: 500\n    batch_send_deadline: 5s\n    min_backoff: 30ms\n    max_backoff: 5s\n    max_shards: 10\n";
         let rw: Vec<RemoteWriteConfig> = serde_saphyr::from_str(yaml).expect("parses");
         validate(&rw, None).expect("valid");
         assert_eq!(rw[0].queue_name(), "mimir");
         assert_eq!(rw[0].queue_config.max_samples_per_send, 500);
         assert_eq!(rw[0].headers["X-Scope-OrgID"], "team-a");
+        let tls = rw[0].http().options(Duration::from_secs(1)).tls;
+        assert_eq!(tls.server_name.as_deref(), Some("mimir.internal"));
+        assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/vigil/ca.pem")));
     }
 
     #[test]

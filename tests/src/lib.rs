@@ -49,6 +49,8 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Shared pieces of the side-by-side benchmark binaries.
 pub mod bench;
+/// Throw-away CAs and certificates made with openssl, for TLS tests.
+pub mod certs;
 /// A free TCP port on 127.0.0.1.
 pub mod ports;
 pub use ports::free_port;

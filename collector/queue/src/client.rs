@@ -31,14 +31,10 @@ pub enum ClientError {
 }
 
 /// `tls_config`: a pinned CA (replacing the system roots), a client
-/// certificate, or no verification at all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsOptions {
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub insecure_skip_verify: bool,
-}
+/// certificate, the expected server name, or no verification at all —
+/// rustls configured by `vigil-tls`, the one TLS client implementation of
+/// the agent and the collector.
+pub type TlsOptions = vigil_tls::ClientTls;
 
 /// `basic_auth`, with the password read from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,14 +88,6 @@ fn read_secret(what: &'static str, path: &Path) -> Result<String, ClientError> {
         })
 }
 
-fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|source| ClientError::File {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 impl HttpClient {
     /// Builds the client; files named by the options must be readable now
     /// (a typo fails at start-up, not at the first send).
@@ -124,38 +112,13 @@ impl HttpClient {
         let mut b = reqwest::Client::builder()
             .timeout(opts.timeout)
             .user_agent(opts.user_agent.clone());
-        let tls = &opts.tls;
-        if let Some(ca) = &tls.ca_file {
-            let pem = read_file("ca_file", ca)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ClientError::Tls(format!("ca_file {}: {e}", ca.display())))?;
-            if certs.is_empty() {
-                return Err(ClientError::Tls(format!(
-                    "ca_file {}: no certificate in it",
-                    ca.display()
-                )));
-            }
-            // A pinned CA replaces the system roots, as Prometheus's does.
-            b = b.tls_certs_only(certs);
-        }
-        match (&tls.cert_file, &tls.key_file) {
-            (Some(cert), Some(key)) => {
-                let mut pem = read_file("cert_file", cert)?;
-                pem.push(b'\n');
-                pem.extend(read_file("key_file", key)?);
-                let id = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| ClientError::Tls(format!("client certificate: {e}")))?;
-                b = b.identity(id);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(ClientError::Tls(
-                    "cert_file and key_file must be set together".into(),
-                ));
-            }
-        }
-        if tls.insecure_skip_verify {
-            b = b.tls_danger_accept_invalid_certs(true);
+        // Without any tls_config setting reqwest's own rustls set-up (the
+        // same platform verifier) serves; a plain http:// client then never
+        // touches the system roots.
+        if opts.tls != TlsOptions::default() {
+            let tls =
+                vigil_tls::client_config(&opts.tls).map_err(|e| ClientError::Tls(e.to_string()))?;
+            b = b.tls_backend_preconfigured(tls);
         }
         let client = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
         let me = Self {

@@ -3,9 +3,6 @@
 //! another CA fails, `server_name` overrides the name checked, and a
 //! listener with a client CA refuses clients without a certificate.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-
 use axum::serve::Listener as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -14,82 +11,11 @@ use super::*;
 #[path = "../../../tests/src/ports.rs"]
 mod ports;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs (apt-get install openssl)");
-    assert!(status.success(), "openssl {args:?} failed");
-}
-
-/// `<name>-ca.pem` / `<name>-ca.key`: a self-signed CA.
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}-ca"),
-            "-keyout",
-            &format!("{name}-ca.key"),
-            "-out",
-            &format!("{name}-ca.pem"),
-        ],
-    );
-}
-
-/// `<name>.pem` / `<name>.key` signed by `<ca>-ca`, with extensions `ext`.
-fn make_leaf(dir: &Path, name: &str, ca: &str, ext: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    );
-    std::fs::write(dir.join(format!("{name}.ext")), ext).expect("ext file");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}-ca.pem"),
-            "-CAkey",
-            &format!("{ca}-ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
+// Not every helper is used here.
+#[allow(dead_code)]
+#[path = "../../../tests/src/certs.rs"]
+mod certs;
+use certs::{CLIENT_EXT, SERVER_EXT, make_ca, make_leaf};
 
 /// Serves one echo connection per handshake; returns the port.
 async fn echo_server(config: Arc<rustls::ServerConfig>) -> u16 {
@@ -133,8 +59,6 @@ async fn talk(port: u16, tls: &ClientTls) -> Result<(), String> {
     Ok(())
 }
 
-const SERVER_EXT: &str = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n";
-
 #[tokio::test]
 async fn pinned_ca_accepts_its_server_and_refuses_others() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -159,6 +83,14 @@ async fn pinned_ca_accepts_its_server_and_refuses_others() {
     assert!(err.contains("certificate"), "{err}");
     // The system roots do not know a private CA either.
     assert!(talk(port, &ClientTls::default()).await.is_err());
+    // insecure_skip_verify accepts the unknown CA, also against a pin.
+    let insecure = ClientTls {
+        insecure_skip_verify: true,
+        ..pinned("other")
+    };
+    talk(port, &insecure)
+        .await
+        .expect("insecure_skip_verify accepts any certificate");
 }
 
 #[tokio::test]
@@ -198,9 +130,8 @@ async fn client_ca_requires_a_client_certificate() {
     make_ca(d, "clients");
     make_ca(d, "rogue");
     make_leaf(d, "server", "good", SERVER_EXT);
-    let client_ext = "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n";
-    make_leaf(d, "agent", "clients", client_ext);
-    make_leaf(d, "intruder", "rogue", client_ext);
+    make_leaf(d, "agent", "clients", CLIENT_EXT);
+    make_leaf(d, "intruder", "rogue", CLIENT_EXT);
     let port = echo_server(
         server_config(
             &d.join("server.pem"),
@@ -214,7 +145,7 @@ async fn client_ca_requires_a_client_certificate() {
         ca_file: Some(d.join("good-ca.pem")),
         cert_file: name.map(|n| d.join(format!("{n}.pem"))),
         key_file: name.map(|n| d.join(format!("{n}.key"))),
-        server_name: None,
+        ..ClientTls::default()
     };
     talk(port, &with_cert(Some("agent")))
         .await
