@@ -57,6 +57,8 @@ pub enum AgentError {
     Serve(std::io::Error),
     #[error("building the HTTP client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Ship(#[from] ship::ShipError),
     #[error("listener TLS: {0}")]
     Tls(#[from] vigil_tls::TlsError),
 }
@@ -217,8 +219,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
     ));
 
     let shipper = if shipping {
-        let s = ship::Shipper::new(&config.remote_write, pipeline.clone())
-            .map_err(AgentError::Client)?;
+        let s = ship::shipper(&config.remote_write, pipeline.clone())?;
         Some(tokio::spawn(s.run(shutdown.child_token())))
     } else {
         None

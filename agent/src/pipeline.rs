@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use vigil_wire::remote_write::{MetricType, encode_write_request};
 
 use crate::Collector;
-use crate::buffer::{BufferError, DiskBuffer, Record};
+use crate::buffer::DiskBuffer;
 use crate::family::{Family, add_labels, render_text, to_write_request};
 use crate::llm::LlmState;
 
@@ -45,10 +45,11 @@ impl SelfStats {
 /// The hub collectors publish into.
 pub struct Pipeline {
     latest: Mutex<BTreeMap<String, Arc<Vec<Family>>>>,
-    buffer: Option<Mutex<DiskBuffer>>,
+    /// Shared with the shipper ([`crate::ship`]), which drains it.
+    buffer: Option<Arc<Mutex<DiskBuffer>>>,
     external_labels: BTreeMap<String, String>,
     /// Wakes the shipper when new data is buffered.
-    pub notify: Notify,
+    pub notify: Arc<Notify>,
     pub stats: SelfStats,
     llm: Arc<LlmState>,
 }
@@ -61,9 +62,9 @@ impl Pipeline {
     ) -> Self {
         Self {
             latest: Mutex::new(BTreeMap::new()),
-            buffer: buffer.map(Mutex::new),
+            buffer: buffer.map(|b| Arc::new(Mutex::new(b))),
             external_labels,
-            notify: Notify::new(),
+            notify: Arc::new(Notify::new()),
             stats: SelfStats::default(),
             llm,
         }
@@ -118,20 +119,9 @@ impl Pipeline {
         render_text(stored.chain(live.iter()))
     }
 
-    /// Oldest buffered records for the shipper.
-    pub fn peek(&self, max_records: usize, max_samples: usize) -> Result<Vec<Record>, BufferError> {
-        match &self.buffer {
-            Some(b) => b.lock().peek(max_records, max_samples),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// Acknowledges buffered records up to `seq`.
-    pub fn ack(&self, seq: u64) -> Result<usize, BufferError> {
-        match &self.buffer {
-            Some(b) => b.lock().ack(seq),
-            None => Ok(0),
-        }
+    /// The send buffer, for the shipper; `None` when shipping is off.
+    pub fn queue(&self) -> Option<Arc<Mutex<DiskBuffer>>> {
+        self.buffer.clone()
     }
 
     /// Flushes the buffer's active segment to stable storage.

@@ -1,96 +1,19 @@
 //! The agent over TLS through the real binaries: its listener serves
 //! `/metrics` over HTTPS (right CA succeeds, another fails), and its
 //! remote_write client with a pinned CA ships to a collector serving HTTPS,
-//! while an agent pinning another CA ships nothing, counts the failures and
-//! keeps its samples buffered.
+//! while an agent pinning another CA — or the right CA but expecting a
+//! `server_name` the certificate does not carry — ships nothing, counts the
+//! failures and keeps its samples buffered.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use vigil_e2e::certs::{make_ca, make_server_cert};
 use vigil_e2e::{Proc, binary, free_port, wait_ready};
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write file");
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl runs (apt-get install openssl)");
-    assert!(status.success(), "openssl {args:?} failed");
-}
-
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}-ca"),
-            "-keyout",
-            &format!("{name}-ca.key"),
-            "-out",
-            &format!("{name}-ca.pem"),
-        ],
-    );
-}
-
-/// `server.pem`/`server.key` for 127.0.0.1, signed by `<ca>-ca`.
-fn make_server_cert(dir: &Path, ca: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    write(
-        &dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            &format!("{ca}-ca.pem"),
-            "-CAkey",
-            &format!("{ca}-ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            "server.pem",
-        ],
-    );
 }
 
 fn client_trusting(d: &Path, ca: &str) -> reqwest::blocking::Client {
@@ -102,10 +25,20 @@ fn client_trusting(d: &Path, ca: &str) -> reqwest::blocking::Client {
         .expect("client")
 }
 
-/// Starts an agent whose remote_write pins `ca`; `listener_tls` serves its
-/// own listener over HTTPS.
-fn start_agent(d: &Path, name: &str, collector: u16, ca: &str, listener_tls: bool) -> (Proc, u16) {
+/// Starts an agent whose remote_write pins `ca` (and expects `server_name`
+/// when given); `listener_tls` serves its own listener over HTTPS.
+fn start_agent(
+    d: &Path,
+    name: &str,
+    collector: u16,
+    ca: &str,
+    server_name: Option<&str>,
+    listener_tls: bool,
+) -> (Proc, u16) {
     let port = free_port();
+    let server_name = server_name
+        .map(|n| format!("    server_name: {n}\n"))
+        .unwrap_or_default();
     let tls = if listener_tls {
         format!(
             "tls:\n  cert_file: {}\n  key_file: {}\n",
@@ -122,7 +55,7 @@ fn start_agent(d: &Path, name: &str, collector: u16, ca: &str, listener_tls: boo
             "listen: 127.0.0.1:{port}\ndata_dir: {}\ninterval: 1s\n\
              external_labels: {{agent: {name}}}\nsystem: {{enabled: false}}\n{tls}\
              remote_write:\n  url: https://127.0.0.1:{collector}/api/v1/write\n  \
-             min_backoff: 100ms\n  max_backoff: 500ms\n  tls_config:\n    ca_file: {}\n",
+             min_backoff: 100ms\n  max_backoff: 500ms\n  tls_config:\n    ca_file: {}\n{server_name}",
             d.join(name).display(),
             d.join(format!("{ca}-ca.pem")).display(),
         ),
@@ -195,8 +128,19 @@ fn agent_tls_listener_and_pinned_remote_write() {
         .unwrap_or(0)
     };
 
-    let (_pinned, pinned_port) = start_agent(d, "pinned", collector_port, "good", true);
-    let (_wrong, wrong_port) = start_agent(d, "wrong", collector_port, "other", false);
+    // The certificate names 127.0.0.1 and localhost: `server_name:
+    // localhost` is accepted, another name is not.
+    let (_pinned, pinned_port) =
+        start_agent(d, "pinned", collector_port, "good", Some("localhost"), true);
+    let (_wrong, wrong_port) = start_agent(d, "wrong", collector_port, "other", None, false);
+    let (_misnamed, misnamed_port) = start_agent(
+        d,
+        "misnamed",
+        collector_port,
+        "good",
+        Some("elsewhere.internal"),
+        false,
+    );
 
     // The agent's own listener speaks TLS with its certificate.
     let metrics_url = format!("https://127.0.0.1:{pinned_port}/metrics");
@@ -227,38 +171,41 @@ fn agent_tls_listener_and_pinned_remote_write() {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    // The agent pinning another CA has failed sends counted and its samples
-    // buffered, and nothing of it reached the collector.
-    wait_ready(
-        &format!("http://127.0.0.1:{wrong_port}/-/healthy"),
-        Duration::from_secs(30),
-    )
-    .expect("wrong-CA agent up");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let text = loop {
-        let text = reqwest::blocking::get(format!("http://127.0.0.1:{wrong_port}/metrics"))
-            .and_then(|r| r.text())
-            .unwrap_or_default();
-        let failures = sample(&text, "vigil_agent_remote_write_failures_total").unwrap_or(0.0);
-        let buffered = sample(&text, "vigil_agent_buffer_bytes").unwrap_or(0.0);
-        if failures >= 2.0 && buffered > 0.0 {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no counted failures or no buffered data:\n{text}"
+    // The agent pinning another CA, and the one expecting another name, have
+    // failed sends counted and their samples buffered, and nothing of them
+    // reached the collector.
+    for (agent, port) in [("wrong", wrong_port), ("misnamed", misnamed_port)] {
+        wait_ready(
+            &format!("http://127.0.0.1:{port}/-/healthy"),
+            Duration::from_secs(30),
+        )
+        .expect("agent up");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let text = loop {
+            let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+                .and_then(|r| r.text())
+                .unwrap_or_default();
+            let failures = sample(&text, "vigil_agent_remote_write_failures_total").unwrap_or(0.0);
+            let buffered = sample(&text, "vigil_agent_buffer_bytes").unwrap_or(0.0);
+            if failures >= 2.0 && buffered > 0.0 {
+                break text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{agent}: no counted failures or no buffered data:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        assert_eq!(
+            sample(&text, "vigil_agent_samples_sent_total"),
+            Some(0.0),
+            "{agent}: {text}"
         );
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    assert_eq!(
-        sample(&text, "vigil_agent_samples_sent_total"),
-        Some(0.0),
-        "{text}"
-    );
-    assert_eq!(
-        sample(&text, "vigil_agent_samples_rejected_total"),
-        Some(0.0),
-        "a handshake failure is retried, never dropped:\n{text}"
-    );
-    assert_eq!(series("wrong"), 0);
+        assert_eq!(
+            sample(&text, "vigil_agent_samples_rejected_total"),
+            Some(0.0),
+            "{agent}: a handshake failure is retried, never dropped:\n{text}"
+        );
+        assert_eq!(series(agent), 0, "{agent}");
+    }
 }
