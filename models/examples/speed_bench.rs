@@ -28,7 +28,6 @@ use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
 use vigil_models::rng::Rng;
 use vigil_models::{DetectorConfig, ForestConfig, IsolationForest, Matrix, StreamingDetector};
@@ -90,22 +89,12 @@ fn proc_status_bytes(field: &str) -> u64 {
 /// CPU time consumed by this thread so far, in seconds.
 ///
 /// The machine this runs on is shared, so wall-clock time mostly measures
-/// the neighbours; the scheduler's own account of our thread
-/// (`/proc/thread-self/schedstat`, nanoseconds on CPU) does not. Falls back
-/// to wall-clock time where that file does not exist.
+/// the neighbours; the thread's CPU clock does not. (It is the clock
+/// Python's `time.thread_time()` reads on the scikit-learn side;
+/// `/proc/thread-self/schedstat` would only advance in scheduler ticks.)
 fn cpu_seconds() -> f64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map_or_else(
-            || START.get_or_init(Instant::now).elapsed().as_secs_f64(),
-            |ns| ns as f64 * 1e-9,
-        )
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 fn mib(bytes: f64) -> String {

@@ -573,6 +573,13 @@ fn larger(a: f64, b: f64) -> f64 {
     if a > b { a } else { b }
 }
 
+/// `min(a, b)` for operands that are not NaN, as one `minsd` (see
+/// [`larger`]).
+#[inline(always)]
+fn smaller(a: f64, b: f64) -> f64 {
+    if a < b { a } else { b }
+}
+
 /// The state of one tree's extrapolated walk: where it is, the probability
 /// that the point was not yet isolated above, and the expected path length
 /// accumulated so far.
@@ -698,6 +705,33 @@ impl Builder<'_> {
         self.grow(right, depth + 1)
     }
 
+    /// Minimum and maximum of feature `f` over `rows`.
+    ///
+    /// Four independent running extremes, combined at the end: with one,
+    /// every row waits for the previous comparison. Extremes are exact, so
+    /// the order does not change them (the matrix has no NaN).
+    fn range(&self, rows: &[usize], f: usize) -> (f64, f64) {
+        let mut lo = [f64::INFINITY; 4];
+        let mut hi = [f64::NEG_INFINITY; 4];
+        let mut quads = rows.chunks_exact(4);
+        for quad in &mut quads {
+            for ((&r, lo), hi) in quad.iter().zip(&mut lo).zip(&mut hi) {
+                let v = self.x.get(r, f);
+                *lo = smaller(v, *lo);
+                *hi = larger(v, *hi);
+            }
+        }
+        for &r in quads.remainder() {
+            let v = self.x.get(r, f);
+            lo[0] = smaller(v, lo[0]);
+            hi[0] = larger(v, hi[0]);
+        }
+        (
+            smaller(smaller(lo[0], lo[1]), smaller(lo[2], lo[3])),
+            larger(larger(hi[0], hi[1]), larger(hi[2], hi[3])),
+        )
+    }
+
     /// Draws features without replacement until one is not constant over
     /// `rows`, then a threshold uniform in `[min, max)`. `None` when every
     /// feature is constant.
@@ -707,12 +741,7 @@ impl Builder<'_> {
             let k = drawn + self.rng.below(n_features - drawn);
             self.features.swap(drawn, k);
             let f = self.features[drawn];
-            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-            for &r in rows {
-                let v = self.x.get(r, f);
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
+            let (lo, hi) = self.range(rows, f);
             if hi > lo + FEATURE_THRESHOLD {
                 // `uniform` is half-open, so at least the max goes right and
                 // at least the min goes left: both children are non-empty.
