@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Quick start: builds Vigil and runs the collector, a local agent and the
-# default rule pack on embedded defaults, in the foreground. Ctrl-C stops
-# both. Data goes to ./data (collector) and ./data-agent (agent).
+# default rule pack on embedded defaults, in the foreground. The agent also
+# scrapes the collector's own /metrics (job vigil, deploy/quickstart-agent.yaml)
+# so the self-monitoring rules work. Ctrl-C stops both. Data goes to ./data
+# (collector) and ./data-agent (agent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +25,7 @@ fi
 if command -v redis-cli >/dev/null 2>&1 && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     agent_args+=(--redis redis://127.0.0.1:6379)
 fi
-"$bin/vigil-agent" "${agent_args[@]}" &
+"$bin/vigil-agent" --config deploy/quickstart-agent.yaml "${agent_args[@]}" &
 agent=$!
 trap 'kill -TERM $agent $collector 2>/dev/null; wait' INT TERM EXIT
 
@@ -36,6 +38,7 @@ cat <<MSG
 Vigil is running.
   collector (Prometheus API, remote_write, Alertmanager API): http://127.0.0.1:9800
   agent (/metrics, OTLP /v1/metrics, LLM usage /v1/llm/usage): http://127.0.0.1:9801
+    ships host metrics and the collector's own metrics (job vigil) to the collector
   Grafana: add a Prometheus data source with URL http://127.0.0.1:9800 and HTTP method POST,
            or provision dashboards/provisioning/ (dashboards in dashboards/*.json).
   Rule files loaded: ${rule_files}; see http://127.0.0.1:9800/api/v1/rules

@@ -433,6 +433,10 @@ pub struct ScrapeConfig {
     /// Scrape timeout. Default `10s` (capped at the interval).
     #[serde(default = "default_scrape_timeout")]
     pub timeout: HumanDuration,
+    /// File whose (trimmed) content is sent as `Authorization: Bearer …`,
+    /// re-read on every scrape (e.g. the collector's read token).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 fn default_metrics_path() -> String {
@@ -657,8 +661,25 @@ mod tests {
         assert_eq!(c.postgres.len(), 1);
         assert_eq!(c.redis.len(), 1);
         assert_eq!(c.scrape[0].targets, ["127.0.0.1:8080"]);
+        // The collector's self-metrics, for rules/vigil.rules.yml.
+        assert!(
+            c.scrape
+                .iter()
+                .any(|s| s.job == "vigil" && s.targets == ["127.0.0.1:9800"])
+        );
         assert_eq!(c.llm.prices["gpt-4o"].input, 2.5);
         assert_eq!(c.buffer.max_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn quickstart_file_scrapes_the_collector() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/quickstart-agent.yaml");
+        let c = Config::load(&path).expect("deploy/quickstart-agent.yaml is valid");
+        assert_eq!(c.scrape.len(), 1);
+        assert_eq!(c.scrape[0].job, "vigil");
+        assert_eq!(c.scrape[0].targets, ["127.0.0.1:9800"]);
+        assert_eq!(c.listen, Config::default().listen);
+        assert_eq!(c.remote_write.url, Config::default().remote_write.url);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct ScrapeCollector {
     url: String,
     job: String,
     instance: String,
+    bearer_token_file: Option<std::path::PathBuf>,
     was_up: Option<bool>,
 }
 
@@ -46,21 +47,27 @@ impl ScrapeCollector {
             url: format!("{}://{}{}", cfg.scheme, target, cfg.metrics_path),
             job: cfg.job.clone(),
             instance: target.to_string(),
+            bearer_token_file: cfg.bearer_token_file.clone(),
             was_up: None,
         })
     }
 
     async fn fetch(&self) -> Result<Exposition, String> {
-        let resp = self
-            .client
-            .get(&self.url)
-            .header(
-                reqwest::header::ACCEPT,
-                "text/plain;version=0.0.4;q=1,*/*;q=0.1",
-            )
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut req = self.client.get(&self.url).header(
+            reqwest::header::ACCEPT,
+            "text/plain;version=0.0.4;q=1,*/*;q=0.1",
+        );
+        if let Some(f) = &self.bearer_token_file {
+            // Re-read every time so a rotated token is picked up.
+            let token = std::fs::read_to_string(f)
+                .map_err(|e| format!("bearer_token_file {}: {e}", f.display()))?;
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .map_err(|_| "bearer token is not a valid header value".to_string())?;
+            value.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, value);
+        }
+        let resp = req.send().await.map_err(|e| e.to_string())?;
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status()));
         }

@@ -90,3 +90,76 @@ async fn targets_are_scraped_with_up_and_duration() {
     stop.cancel();
     h.await.expect("agent stops");
 }
+
+/// A target that, like a collector with `auth.read_token_file`, answers
+/// only requests carrying its bearer token: the agent sends the token from
+/// `bearer_token_file` (re-read on every scrape); without it the target is
+/// down for the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_file_authenticates_the_scrape() {
+    let target_port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", target_port))
+        .await
+        .expect("bind target");
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/metrics",
+            get(|headers: axum::http::HeaderMap| async move {
+                let ok = headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .is_some_and(|v| v == "Bearer read-secret");
+                if ok {
+                    (axum::http::StatusCode::OK, TARGET_BODY)
+                } else {
+                    (axum::http::StatusCode::UNAUTHORIZED, "")
+                }
+            }),
+        );
+        let _ = axum::serve(listener, app).await;
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("read.token");
+    std::fs::write(&token, "wrong\n").expect("write token");
+    let target = format!("127.0.0.1:{target_port}");
+    let port = free_port();
+    let yaml = format!(
+        "listen: 127.0.0.1:{port}\ninterval: 1s\nremote_write:\n  url: ''\nsystem:\n  enabled: false\nllm:\n  enabled: false\nscrape:\n  - job: vigil\n    targets: ['{target}']\n    timeout: 500ms\n    bearer_token_file: {}\n",
+        token.display()
+    );
+    let cfg = Config::from_yaml(&yaml).expect("config");
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    let h = tokio::spawn(async move { vigil_agent::run(cfg, s).await.expect("agent runs") });
+
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let up = |text: &str| metric(text, "up", &[("job", "vigil"), ("instance", &target)]);
+    let wait_for_up = |want: f64| {
+        let url = url.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let t = get_text(&url).await;
+                if up(&t) == Some(want) {
+                    return t;
+                }
+                assert!(Instant::now() < deadline, "up never became {want}:\n{t}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // The wrong token is refused: the target counts as down.
+    wait_for_up(0.0).await;
+    // The rotated token is picked up without a restart.
+    std::fs::write(&token, "read-secret\n").expect("rotate token");
+    let text = wait_for_up(1.0).await;
+    assert_eq!(
+        metric(
+            &text,
+            "http_requests_total",
+            &[("job", "vigil"), ("code", "200")]
+        ),
+        Some(42.0)
+    );
+    stop.cancel();
+    h.await.expect("agent stops");
+}
