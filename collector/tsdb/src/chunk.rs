@@ -70,7 +70,29 @@ impl<'a> BitReader<'a> {
         Some(bit == 1)
     }
 
-    fn read_bits(&mut self, mut nbits: u32) -> Option<u64> {
+    /// The next `nbits` (1 to 56) bits without consuming them, when eight
+    /// bytes remain from the current one: a big-endian load of those holds
+    /// the current bit and at least 56 more, so this is a shift and a mask
+    /// (decoding is most of a query's storage time).
+    fn peek(&self, nbits: u32) -> Option<u64> {
+        let byte = self.pos / 8;
+        let w = self.buf.get(byte..byte + 8)?;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        Some((u64::from_be_bytes(word) << (self.pos % 8)) >> (64 - nbits))
+    }
+
+    fn read_bits(&mut self, nbits: u32) -> Option<u64> {
+        if (1..=56).contains(&nbits)
+            && let Some(out) = self.peek(nbits)
+        {
+            self.pos += nbits as usize;
+            return Some(out);
+        }
+        self.read_bits_slow(nbits)
+    }
+
+    fn read_bits_slow(&mut self, mut nbits: u32) -> Option<u64> {
         let mut out: u64 = 0;
         while nbits > 0 {
             let byte = *self.buf.get(self.pos / 8)?;
@@ -356,6 +378,25 @@ fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn fast_bit_reads_match_the_bytewise_reader() {
+        let buf: Vec<u8> = (0u32..24)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9) >> 13) as u8)
+            .collect();
+        for start in 0..buf.len() * 8 {
+            for nbits in 0..=64u32 {
+                let at = |pos| BitReader { buf: &buf, pos };
+                let (mut fast, mut slow) = (at(start), at(start));
+                assert_eq!(
+                    fast.read_bits(nbits),
+                    slow.read_bits_slow(nbits),
+                    "{nbits} bits at {start}"
+                );
+                assert_eq!(fast.pos, slow.pos, "{nbits} bits at {start}");
+            }
+        }
+    }
 
     fn roundtrip(samples: &[(i64, u64)]) {
         let mut enc = ChunkEncoder::new();
