@@ -244,6 +244,8 @@ impl ChunkEncoder {
     }
 
     fn write_xor(&mut self, bits: u64) {
+        /// 5 bits of leading zeros and 6 bits of significant-bit count.
+        const NEW_WINDOW_HEADER_BITS: u32 = 11;
         let x = bits ^ self.v;
         if x == 0 {
             self.w.write_bit(false);
@@ -253,13 +255,21 @@ impl ChunkEncoder {
         // 5 bits encode the leading count, so it is capped at 31.
         let lead = (x.leading_zeros() as u8).min(31);
         let trail = x.trailing_zeros() as u8;
-        if self.leading != u8::MAX && lead >= self.leading && trail >= self.trailing {
+        let fits_window = self.leading != u8::MAX && lead >= self.leading && trail >= self.trailing;
+        // Reusing a window that is much wider than this XOR needs wastes
+        // its spare bits on every later sample too; a new window costs 11
+        // header bits. Prometheus always reuses; narrowing when that saves
+        // bits keeps noisy series a few per cent smaller, and decoders see
+        // nothing new (both cases are part of the format).
+        let own_sig = 64 - u32::from(lead) - u32::from(trail);
+        let window_sig = || 64 - u32::from(self.leading) - u32::from(self.trailing);
+        if fits_window && window_sig() <= own_sig + NEW_WINDOW_HEADER_BITS {
             self.w.write_bit(false);
             let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
             self.w.write_bits(x >> self.trailing, sig);
         } else {
             self.w.write_bit(true);
-            let sig = 64 - u32::from(lead) - u32::from(trail);
+            let sig = own_sig;
             self.w.write_bits(u64::from(lead), 5);
             // 64 significant bits are written as 0: 1..=63 fit in 6 bits.
             self.w.write_bits(u64::from(sig) & 0x3f, 6);

@@ -519,15 +519,20 @@ impl Writer {
             let used = store::used_bytes(&self.conn)?;
             let count = self.shared.counters.lock().chunk_count;
             if used > max_bytes && count > 0 {
-                // Chunks are the bulk of the file: drop the oldest share of
-                // them equal to the share of bytes over the limit. Pages
-                // left half-empty are refilled by later inserts, so one pass
-                // per call is enough; the next call trims again if needed.
+                // Chunks are the bulk of the file: drop the oldest of them.
+                // Pages left half-empty are refilled by later inserts, so
+                // one pass per call is enough; the next call trims again if
+                // needed.
                 // Rows are appended as heads are cut, so rowid order is
                 // close to time order: the k-th row's end time is a good
                 // enough cutoff, found without an index on max_t.
-                let share = (used - max_bytes) as f64 / used as f64;
-                let k = ((count as f64 * share).ceil() as u64).clamp(1, count);
+                // As many average-sized chunks as there are bytes over the
+                // limit: sized by the chunks alone, not by the whole file,
+                // whose fixed part (schema, index, series) deleting chunks
+                // cannot shrink.
+                let chunk_bytes = self.shared.counters.lock().chunk_bytes.max(1);
+                let mean_chunk = chunk_bytes as f64 / count as f64;
+                let k = (((used - max_bytes) as f64 / mean_chunk).ceil() as u64).clamp(1, count);
                 let t: i64 = self.conn.query_row(
                     "SELECT max_t FROM chunks ORDER BY id LIMIT 1 OFFSET ?1",
                     [(k - 1) as i64],

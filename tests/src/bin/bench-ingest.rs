@@ -271,6 +271,19 @@ fn main() -> anyhow::Result<()> {
     eprintln!("{requests} requests pre-encoded; pushing to Vigil");
     let dir = tempfile::tempdir().context("tempdir")?;
     let v = bench_vigil(&bodies, total, dir.path())?;
+    // BENCH_KEEP_VIGIL=DIR keeps a copy of Vigil's data directory for
+    // inspection (e.g. `sqlite3 DIR/tsdb/vigil-tsdb.sqlite` with dbstat).
+    if let Some(keep) = std::env::var_os("BENCH_KEEP_VIGIL") {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(dir.path().join("vigil"))
+            .arg(&keep)
+            .status()
+            .context("copying Vigil's data directory")?;
+        if !status.success() {
+            anyhow::bail!("cp -a of Vigil's data directory failed");
+        }
+    }
     eprintln!("pushing to Prometheus");
     let p = bench_prometheus(&bodies, total, dir.path())?;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
