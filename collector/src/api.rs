@@ -86,4 +86,17 @@ pub fn success(data: Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
+/// A successful answer whose `data` JSON `write_data` appends to the body
+/// (query results are written straight to text, not through a JSON tree).
+pub fn success_with(write_data: impl FnOnce(&mut String)) -> Response {
+    let mut body = String::from(r#"{"status":"success","data":"#);
+    write_data(&mut body);
+    body.push('}');
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
 pub type ApiResult = Result<Response, ApiError>;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use vigil_promql::{ErrorKind, QueryContext, QueryError};
 use vigil_wire::Matcher;
 
-use crate::api::{ApiError, ApiResult, ErrorType, success};
+use crate::api::{ApiError, ApiResult, ErrorType, success, success_with};
 use crate::params::{MAX_TIME_MS, MIN_TIME_MS, Params, now_ms, parse_duration_param, parse_time};
 use crate::server::App;
 
@@ -87,7 +87,7 @@ where
         }
         Ok(Err(join)) => Err(ApiError::internal("query worker failed", join)),
         Ok(Ok(Err(e))) => Err(query_error(app, e)),
-        Ok(Ok(Ok(value))) => Ok(success(value.to_api_json())),
+        Ok(Ok(Ok(value))) => Ok(success_with(|out| value.write_api_json(out))),
     }
 }
 
