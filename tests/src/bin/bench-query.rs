@@ -10,7 +10,8 @@
 //!
 //! Run: `cargo run --release -p vigil-e2e --bin bench-query -- [--series N]
 //! [--hours H] [--runs N] [--out FILE]` (defaults: 1000 series, 24 h at 15 s,
-//! 20 timed runs per query and system). Range queries take 250 steps over
+//! 20 timed runs per query and system; `--only SUBSTRING` keeps the queries
+//! whose name contains it). Range queries take 250 steps over
 //! the whole history. Prints a markdown table and writes it to `--out`.
 
 use std::collections::BTreeMap;
@@ -103,6 +104,7 @@ struct Args {
     hours: f64,
     runs: usize,
     out: Option<String>,
+    only: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -111,6 +113,7 @@ fn parse_args() -> anyhow::Result<Args> {
         hours: 24.0,
         runs: 20,
         out: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -120,9 +123,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--hours" => a.hours = value()?.parse().context("--hours")?,
             "--runs" => a.runs = value()?.parse().context("--runs")?,
             "--out" => a.out = Some(value()?),
+            "--only" => a.only = Some(value()?),
             "-h" | "--help" => {
                 println!(
-                    "bench-query [--series N (1000)] [--hours H (24)] [--runs N (20)] [--out FILE]"
+                    "bench-query [--series N (1000)] [--hours H (24)] [--runs N (20)] [--out FILE] [--only SUBSTRING of query names]"
                 );
                 std::process::exit(0);
             }
@@ -663,6 +667,13 @@ fn main() -> anyhow::Result<()> {
     // Same answers first; this run also warms both up.
     let mut timings = Vec::new();
     for (name, expr, range) in QUERIES {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|o| !name.contains(o.as_str()))
+        {
+            continue;
+        }
         let (_, v) = run_query(&client, &targets[0], expr, range, &history)?;
         let (_, p) = run_query(&client, &targets[1], expr, range, &history)?;
         let (n_series, points) =
@@ -682,6 +693,12 @@ fn main() -> anyhow::Result<()> {
         });
     }
 
+    if timings.is_empty() {
+        bail!(
+            "--only {:?} matches no query",
+            args.only.unwrap_or_default()
+        );
+    }
     let load_before = load_average();
     for run in 0..args.runs {
         for t in &mut timings {
