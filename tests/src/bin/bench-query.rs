@@ -13,6 +13,9 @@
 //! 20 timed runs per query and system; `--only SUBSTRING` keeps the queries
 //! whose name contains it). Range queries take 250 steps over
 //! the whole history. Prints a markdown table and writes it to `--out`.
+//! The collector timed is `vigil` next to this binary, built only if
+//! missing: after changing the collector, `cargo build --release -p vigil`
+//! first.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
