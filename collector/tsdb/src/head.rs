@@ -31,6 +31,11 @@ pub struct Series {
     pub last: Option<(i64, u64)>,
     /// Time bounds of this series' stored chunks, `None` when it has none.
     pub stored: Option<(i64, i64)>,
+    /// The newest chunk this process stored, kept as a read cache: queries
+    /// over the last hour or two (rule evaluation, dashboards' default
+    /// ranges) then never touch SQLite, as Prometheus serves them from its
+    /// head block. Not counted as in-memory samples (it is on disk too).
+    pub recent: Option<CutChunk>,
     /// The agent that created the series in this process (not persisted:
     /// series loaded at start-up have none), for the per-agent budget.
     pub owner: Option<Arc<str>>,
@@ -45,6 +50,7 @@ impl Series {
             pending: Vec::new(),
             last: None,
             stored: None,
+            recent: None,
             owner: None,
         }
     }
@@ -88,13 +94,18 @@ impl Series {
 
     /// A copy of what a reader needs, taken under the state lock.
     pub fn snapshot(&self, id: SeriesId) -> SeriesSnapshot {
-        let mut mem: Vec<Arc<[u8]>> = self.pending.iter().map(|c| c.data.clone()).collect();
+        let recent = self.recent.iter();
+        let mut mem: Vec<Arc<[u8]>> = recent
+            .clone()
+            .chain(self.pending.iter())
+            .map(|c| c.data.clone())
+            .collect();
         if !self.head.is_empty() {
             mem.push(Arc::from(self.head.bytes()));
         }
-        let mem_min_t = self
-            .pending
-            .first()
+        let mem_min_t = recent
+            .chain(self.pending.iter())
+            .next()
             .map(|c| c.min_t)
             .or_else(|| (!self.head.is_empty()).then(|| self.head.first_t()));
         SeriesSnapshot {
@@ -126,7 +137,8 @@ impl Series {
 pub struct SeriesSnapshot {
     pub id: SeriesId,
     pub labels: Labels,
-    /// Pending chunks then the head, oldest first.
+    /// The cached newest stored chunk, pending chunks, then the head,
+    /// oldest first.
     pub mem: Vec<Arc<[u8]>>,
     /// First in-memory timestamp; stored samples at or after it are also in
     /// `mem` (a concurrent flush may have stored them meanwhile).

@@ -588,6 +588,10 @@ impl Writer {
             for (id, b) in bounds {
                 if let Some(s) = st.get_mut(id) {
                     s.stored = b;
+                    // The cached chunk must not outlive its stored copy.
+                    if s.recent.as_ref().is_some_and(|r| r.max_t < cutoff) {
+                        s.recent = None;
+                    }
                 }
             }
             for id in &empty {
@@ -689,6 +693,9 @@ fn mark_stored(st: &mut State, chunks: &[(SeriesId, CutChunk)]) {
         if let Some(s) = st.get_mut(*id) {
             if s.pending.first().is_some_and(|p| p.max_t == c.max_t) {
                 s.pending.remove(0);
+            }
+            if s.recent.as_ref().is_none_or(|r| r.max_t < c.max_t) {
+                s.recent = Some(c.clone());
             }
             s.stored = Some(match s.stored {
                 Some((lo, hi)) => (lo.min(c.min_t), hi.max(c.max_t)),
