@@ -202,6 +202,21 @@ pub struct State {
 }
 
 impl State {
+    /// Series whose oldest stored chunk starts before `cutoff`: the only
+    /// ones retention with that cutoff can touch.
+    pub fn stored_before(&self, cutoff: i64) -> Vec<SeriesId> {
+        self.series
+            .iter()
+            .enumerate()
+            .filter_map(|(id, s)| {
+                let s = s.as_ref()?;
+                s.stored
+                    .filter(|(lo, _)| *lo < cutoff)
+                    .map(|_| id as SeriesId)
+            })
+            .collect()
+    }
+
     pub fn get(&self, id: SeriesId) -> Option<&Series> {
         self.series.get(id as usize).and_then(Option::as_deref)
     }

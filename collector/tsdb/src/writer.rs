@@ -544,19 +544,7 @@ impl Writer {
             }
         }
         // Series whose oldest stored chunk was before the cutoff need new bounds.
-        let affected: Vec<SeriesId> = {
-            let st = self.shared.state.read();
-            st.series
-                .iter()
-                .enumerate()
-                .filter_map(|(id, s)| {
-                    let s = s.as_ref()?;
-                    s.stored
-                        .filter(|(lo, _)| *lo < cutoff)
-                        .map(|_| id as SeriesId)
-                })
-                .collect()
-        };
+        let affected = self.shared.state.read().stored_before(cutoff);
         let mut bounds = Vec::with_capacity(affected.len());
         for id in affected {
             bounds.push((id, store::series_bounds(&self.conn, id)?));
@@ -614,19 +602,7 @@ impl Writer {
         // Only series whose oldest stored chunk may end before the cutoff
         // are visited, each with a range seek on `chunks_by_series`; this
         // spares a second index on `max_t` (a fifth of the index bytes).
-        let candidates: Vec<SeriesId> = {
-            let st = self.shared.state.read();
-            st.series
-                .iter()
-                .enumerate()
-                .filter_map(|(id, s)| {
-                    let s = s.as_ref()?;
-                    s.stored
-                        .filter(|(lo, _)| *lo < cutoff)
-                        .map(|_| id as SeriesId)
-                })
-                .collect()
-        };
+        let candidates = self.shared.state.read().stored_before(cutoff);
         if candidates.is_empty() {
             return Ok(0);
         }
