@@ -106,6 +106,18 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `vigil serve --config CONFIG --listen 127.0.0.1:PORT --data-dir DATA`.
+pub fn spawn_vigil_serve(config: &Path, port: u16, data_dir: &Path) -> anyhow::Result<Proc> {
+    Proc::spawn(
+        "vigil",
+        Command::new(binary("vigil")?)
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir),
+    )
+}
+
 /// Polls `url` until it answers 200 or the timeout passes.
 pub fn wait_ready(url: &str, timeout: Duration) -> anyhow::Result<()> {
     let client = reqwest::blocking::Client::builder()

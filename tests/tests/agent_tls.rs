@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vigil_e2e::certs::{make_ca, make_server_cert};
-use vigil_e2e::{Proc, binary, free_port, wait_ready};
+use vigil_e2e::{Proc, binary, free_port, spawn_vigil_serve, wait_ready};
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write file");
@@ -102,19 +102,8 @@ fn agent_tls_listener_and_pinned_remote_write() {
             d.join("server.key").display()
         ),
     );
-    let _vigil = Proc::spawn(
-        "vigil",
-        Command::new(binary("vigil").expect("binary"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{collector_port}"),
-                "--data-dir",
-            ])
-            .arg(d.join("data")),
-    )
-    .expect("collector starts");
+    let _vigil =
+        spawn_vigil_serve(&cfg, collector_port, &d.join("data")).expect("collector starts");
     let good = client_trusting(d, "good");
     let collector = format!("https://127.0.0.1:{collector_port}");
     let series = |agent: &str| -> usize {

@@ -5,11 +5,10 @@
 //! `/metrics`, and `/api/v1/status/tsdb` answers in Prometheus's shape.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vigil_e2e::{Proc, binary, free_port, now_ms, wait_ready};
+use vigil_e2e::{Proc, free_port, now_ms, spawn_vigil_serve, wait_ready};
 use vigil_wire::remote_write as rw;
 
 fn write(path: &Path, text: &str) {
@@ -102,15 +101,7 @@ fn start(d: &Path) -> Vigil {
         ),
     );
     let port = free_port();
-    let proc = Proc::spawn(
-        "vigil",
-        Command::new(binary("vigil").expect("binary"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(d.join("data")),
-    )
-    .expect("starts");
+    let proc = spawn_vigil_serve(&cfg, port, &d.join("data")).expect("starts");
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&format!("{base}/-/ready"), Duration::from_secs(60)).expect("ready");
     Vigil {

@@ -3,11 +3,10 @@
 //! the right CA and fail with another.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use vigil_e2e::certs::{make_ca, make_server_cert};
-use vigil_e2e::{Proc, binary, free_port, now_ms, series_request, wait_ready};
+use vigil_e2e::{free_port, now_ms, series_request, spawn_vigil_serve, wait_ready};
 use vigil_wire::remote_write as rw;
 
 fn write(path: &Path, text: &str) {
@@ -32,15 +31,7 @@ fn tokens_guard_ingest_read_and_admin() {
         ),
     );
     let port = free_port();
-    let _vigil = Proc::spawn(
-        "vigil",
-        Command::new(binary("vigil").expect("binary"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(d.join("data")),
-    )
-    .expect("starts");
+    let _vigil = spawn_vigil_serve(&cfg, port, &d.join("data")).expect("starts");
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&format!("{base}/-/ready"), Duration::from_secs(60)).expect("ready without a token");
     let client = reqwest::blocking::Client::new();
@@ -105,15 +96,7 @@ fn tls_handshake_needs_the_right_ca() {
         ),
     );
     let port = free_port();
-    let _vigil = Proc::spawn(
-        "vigil",
-        Command::new(binary("vigil").expect("binary"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(d.join("data")),
-    )
-    .expect("starts");
+    let _vigil = spawn_vigil_serve(&cfg, port, &d.join("data")).expect("starts");
     let client_with = |ca: &str| {
         let pem = std::fs::read(d.join(format!("{ca}-ca.pem"))).expect("ca");
         reqwest::blocking::Client::builder()
