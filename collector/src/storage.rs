@@ -29,4 +29,21 @@ impl Queryable for TsdbQueryable {
             })
             .collect())
     }
+
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        f: &mut dyn FnMut(SeriesData) -> bool,
+    ) -> Result<(), StorageError> {
+        self.0
+            .select_each(matchers, start_ms, end_ms, |s| {
+                f(SeriesData {
+                    labels: s.labels,
+                    samples: s.samples,
+                })
+            })
+            .map_err(|e| StorageError(e.to_string()))
+    }
 }

@@ -559,6 +559,49 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
+    /// The series [`Evaluator::select`] would answer, handed to `f` one at
+    /// a time as storage reads them, so only one series' samples are held
+    /// at once. The sample budget counts every series loaded, as `select`
+    /// does. Selectors with `or` matcher groups (whose answers need merging)
+    /// take the loaded path.
+    fn for_each_series(
+        &mut self,
+        vs: &pp::VectorSelector,
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(&mut Self, SeriesData) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        let groups = selector_matchers(vs)?;
+        if groups.len() != 1 {
+            for s in self.select(vs, mint, maxt)? {
+                f(self, s)?;
+            }
+            return Ok(());
+        }
+        let storage = self.storage;
+        let mut failed: Option<QueryError> = None;
+        storage
+            .select_each(&groups[0], mint, maxt, &mut |s| {
+                self.samples_loaded = self.samples_loaded.saturating_add(s.samples.len());
+                let res = if self.samples_loaded > self.opts.max_samples {
+                    Err(QueryError::exec(
+                        "query processing would load too many samples into memory in query execution",
+                    ))
+                } else {
+                    f(self, s)
+                };
+                match res {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            })
+            .map_err(|e| QueryError::exec(e.0))?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Evaluates an instant-vector, scalar or string expression.
     pub(crate) fn eval(&mut self, expr: &Expr, steps: Steps) -> Result<Val, QueryError> {
         let v = self.eval_node(expr, steps)?;
@@ -626,11 +669,10 @@ impl<'a> Evaluator<'a> {
         let ref_t = |ts: i64| at.unwrap_or(ts) - off;
         let lookback = self.opts.lookback_delta_ms;
         let (first, last) = (ref_t(steps.start), ref_t(steps.at(steps.len() - 1)));
-        let data = self.select(vs, first.min(last) - lookback, first.max(last))?;
         let n = steps.len();
         let mut out: Vec<Vec<TimedSample>> = vec![Vec::new(); n];
-        for s in data {
-            self.check()?;
+        self.for_each_series(vs, first.min(last) - lookback, first.max(last), |ev, s| {
+            ev.check()?;
             let l: L = Rc::new(s.labels);
             let mut pos = 0usize;
             for (i, slot) in out.iter_mut().enumerate() {
@@ -653,8 +695,59 @@ impl<'a> Evaluator<'a> {
                 }
                 slot.push((l.clone(), smp.timestamp_ms, smp.value));
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// A matrix selector's window parameters (with no series yet) and the
+    /// time range to load for evaluating it at every step of `steps`.
+    fn matrix_window(&self, ms: &pp::MatrixSelector, steps: Steps) -> (MatrixArg, i64, i64) {
+        let at = self.resolve_at(&ms.vs.at);
+        let off = offset_ms(&ms.vs.offset);
+        let range_ms = duration_ms(&ms.range);
+        let ends = [
+            at.unwrap_or(steps.start) - off,
+            at.unwrap_or(steps.at(steps.len() - 1)) - off,
+        ];
+        let arg = MatrixArg {
+            series: Vec::new(),
+            absent_labels: absent_labels(&ms.vs),
+            range_ms,
+            at,
+            offset_ms: off,
+            moving_at_base: None,
+        };
+        (arg, ends[0].min(ends[1]) - range_ms, ends[0].max(ends[1]))
+    }
+
+    /// Hands each series of a range-vector argument to `f` with the
+    /// argument's window parameters (`prepare` may adjust them first). A
+    /// matrix selector is streamed from storage one series at a time, so a
+    /// range function over many long series holds one of them at once; a
+    /// subquery is evaluated whole first.
+    pub(crate) fn each_matrix_series(
+        &mut self,
+        expr: &Expr,
+        steps: Steps,
+        prepare: impl FnOnce(&mut MatrixArg),
+        mut f: impl FnMut(&mut Self, &MatrixArg, L, Vec<Sample>) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        if let Expr::MatrixSelector(ms) = unwrap_parens(expr) {
+            let (mut arg, mint, maxt) = self.matrix_window(ms, steps);
+            prepare(&mut arg);
+            return self.for_each_series(&ms.vs, mint, maxt, |ev, mut s| {
+                s.samples.retain(|x| !is_stale_nan(x.value));
+                f(ev, &arg, Rc::new(s.labels), s.samples)
+            });
+        }
+        let mut arg = self.eval_matrix_arg(expr, steps)?;
+        prepare(&mut arg);
+        let series = std::mem::take(&mut arg.series);
+        for (l, samples) in series {
+            f(self, &arg, l, samples)?;
+        }
+        Ok(())
     }
 
     /// Builds the range-vector argument of a function call from a matrix
@@ -666,37 +759,13 @@ impl<'a> Evaluator<'a> {
     ) -> Result<MatrixArg, QueryError> {
         match unwrap_parens(expr) {
             Expr::MatrixSelector(ms) => {
-                let at = self.resolve_at(&ms.vs.at);
-                let off = offset_ms(&ms.vs.offset);
-                let range_ms = duration_ms(&ms.range);
-                let ends = [
-                    at.unwrap_or(steps.start) - off,
-                    at.unwrap_or(steps.at(steps.len() - 1)) - off,
-                ];
-                let data = self.select(
-                    &ms.vs,
-                    ends[0].min(ends[1]) - range_ms,
-                    ends[0].max(ends[1]),
-                )?;
-                let series = data
-                    .into_iter()
-                    .map(|s| {
-                        let samples: Vec<Sample> = s
-                            .samples
-                            .into_iter()
-                            .filter(|x| !is_stale_nan(x.value))
-                            .collect();
-                        (Rc::new(s.labels), samples)
-                    })
-                    .collect();
-                Ok(MatrixArg {
-                    series,
-                    absent_labels: absent_labels(&ms.vs),
-                    range_ms,
-                    at,
-                    offset_ms: off,
-                    moving_at_base: None,
-                })
+                let (mut arg, mint, maxt) = self.matrix_window(ms, steps);
+                self.for_each_series(&ms.vs, mint, maxt, |_, mut s| {
+                    s.samples.retain(|x| !is_stale_nan(x.value));
+                    arg.series.push((Rc::new(s.labels), s.samples));
+                    Ok(())
+                })?;
+                Ok(arg)
             }
             Expr::Subquery(sq) => {
                 let at = self.resolve_at(&sq.at);

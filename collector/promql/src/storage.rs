@@ -27,6 +27,25 @@ pub trait Queryable: Send + Sync {
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, StorageError>;
 
+    /// What [`Queryable::select`] answers, handed to `f` one series at a
+    /// time in the same order; `f` answers whether to go on. Storage that
+    /// can read series one by one overrides this so the engine's range
+    /// functions hold one series' samples at a time instead of all of them.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        f: &mut dyn FnMut(SeriesData) -> bool,
+    ) -> Result<(), StorageError> {
+        for series in self.select(matchers, start_ms, end_ms)? {
+            if !f(series) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Evaluates a whole expression where the data lives, for storage that
     /// is itself a PromQL engine (a remote Prometheus-compatible query
     /// API), so rules push the work down instead of pulling raw samples.

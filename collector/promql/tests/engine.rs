@@ -339,3 +339,114 @@ fn points_held_count_against_the_sample_limit() {
             .is_ok()
     );
 }
+
+/// Storage that streams series and counts how often the engine asked for
+/// every series at once instead.
+struct StreamingOnly {
+    inner: MemStorage,
+    loaded_selects: std::sync::atomic::AtomicUsize,
+}
+
+impl vigil_promql::Queryable for StreamingOnly {
+    fn select(
+        &self,
+        matchers: &[vigil_wire::Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<vigil_promql::SeriesData>, vigil_promql::StorageError> {
+        self.loaded_selects
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.select(matchers, start_ms, end_ms)
+    }
+
+    fn select_each(
+        &self,
+        matchers: &[vigil_wire::Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        f: &mut dyn FnMut(vigil_promql::SeriesData) -> bool,
+    ) -> Result<(), vigil_promql::StorageError> {
+        for s in self.inner.select(matchers, start_ms, end_ms)? {
+            if !f(s) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn range_functions_and_selectors_stream_series_from_storage() {
+    let streaming = StreamingOnly {
+        inner: storage(),
+        loaded_selects: Default::default(),
+    };
+    let plain = storage();
+    let e = Engine::new(EngineOptions::default());
+    let ctx = QueryContext::default();
+    for q in [
+        "sum(rate(m[1m]))",
+        "max_over_time(m[5m])",
+        "predict_linear(m[5m], 60)",
+        "quantile_over_time(0.9, m[2m])",
+        "histogram_quantile(0.9, sum by (le) (rate(h_bucket[1m])))",
+        "m",
+        "topk(2, m) + on(job) m",
+    ] {
+        let before = streaming
+            .loaded_selects
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let got = e
+            .range(&streaming, q, 600_000, 2_400_000, 60_000, &ctx)
+            .expect("query runs");
+        let want = e
+            .range(&plain, q, 600_000, 2_400_000, 60_000, &ctx)
+            .expect("query runs");
+        assert_eq!(got, want, "{q}");
+        assert_eq!(
+            streaming
+                .loaded_selects
+                .load(std::sync::atomic::Ordering::SeqCst),
+            before,
+            "{q} loaded every series at once"
+        );
+    }
+    // Functions that need every series before computing any still answer
+    // the same through the loaded path.
+    for q in [
+        "absent_over_time(nope[1m])",
+        "holt_winters(m[5m], 0.5, 0.5)",
+    ] {
+        let got = e
+            .range(&streaming, q, 600_000, 2_400_000, 60_000, &ctx)
+            .expect("query runs");
+        let want = e
+            .range(&plain, q, 600_000, 2_400_000, 60_000, &ctx)
+            .expect("query runs");
+        assert_eq!(got, want, "{q}");
+    }
+}
+
+#[test]
+fn streamed_series_still_count_against_the_sample_budget() {
+    let streaming = StreamingOnly {
+        inner: storage(),
+        loaded_selects: Default::default(),
+    };
+    let e = Engine::new(EngineOptions {
+        max_samples: 100,
+        ..EngineOptions::default()
+    });
+    let err = e
+        .range(
+            &streaming,
+            "sum(rate(m[10m]))",
+            600_000,
+            2_400_000,
+            60_000,
+            &QueryContext::default(),
+        )
+        .expect_err("three series of 40+ samples exceed 100");
+    assert_eq!(err.kind, ErrorKind::Execution);
+    assert!(err.message.contains("too many samples"), "{}", err.message);
+}

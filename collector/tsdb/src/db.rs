@@ -271,15 +271,34 @@ impl Db {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, Error> {
+        let mut out = Vec::new();
+        self.select_each(matchers, start_ms, end_ms, |s| {
+            out.push(s);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// What [`Db::select`] answers, handed to `f` one series at a time in
+    /// label order, so a caller that reduces each series as it comes (a
+    /// PromQL range function) holds one series' samples, not all of them.
+    /// `f` answers whether to go on.
+    pub fn select_each(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        mut f: impl FnMut(SeriesData) -> bool,
+    ) -> Result<(), Error> {
         check_matchers(matchers)?;
         check_range(start_ms, end_ms)?;
-        let snaps = {
+        let mut snaps = {
             let st = self.shared.state.read();
             let ids = st.index.select(matchers, || st.all_ids());
             snapshots(&st, ids, start_ms, end_ms)
         };
-        let mut out = self.with_reader(|conn| {
-            let mut out = Vec::new();
+        snaps.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self.with_reader(|conn| {
             for snap in snaps {
                 let mut samples = Vec::new();
                 if snap.needs_disk(start_ms, end_ms) {
@@ -293,17 +312,17 @@ impl Db {
                 }
                 snap.mem_samples(start_ms, end_ms, &mut samples)
                     .map_err(|e| store::corrupt(format!("head of series {}", snap.id), e))?;
-                if !samples.is_empty() {
-                    out.push(SeriesData {
+                if !samples.is_empty()
+                    && !f(SeriesData {
                         labels: snap.labels,
                         samples,
-                    });
+                    })
+                {
+                    break;
                 }
             }
-            Ok(out)
-        })?;
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+            Ok(())
+        })
     }
 
     /// Label sets of series matching any of `matcher_sets` (all series when

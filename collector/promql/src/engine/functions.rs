@@ -760,12 +760,9 @@ fn eval_matrix_call(
             extra.push(scalar_arg(ev, a, steps)?);
         }
     }
-    let mut m: MatrixArg = ev.eval_matrix_arg(args[mi], steps)?;
-    if name == "predict_linear" {
-        m.emulate_moving_at(steps.start);
-    }
     let n = steps.len();
     if name == "absent_over_time" {
+        let m: MatrixArg = ev.eval_matrix_arg(args[mi], steps)?;
         let l: L = Rc::new(m.absent_labels.clone());
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
@@ -782,35 +779,14 @@ fn eval_matrix_call(
         }
         return Ok(Val::Vector(out));
     }
-    if name == "holt_winters" || name == "double_exponential_smoothing" {
-        // Prometheus validates the factors only when a series has data.
-        let (sf, tf) = (&extra[0], &extra[1]);
-        for i in 0..n {
-            let has_data = m.series.iter().any(|(_, s)| {
-                let (lo, hi) = m.window(steps.at(i));
-                !window_slice(s, lo, hi).is_empty()
-            });
-            if !has_data {
-                continue;
-            }
-            if sf[i] <= 0.0 || sf[i] >= 1.0 {
-                return Err(QueryError::exec(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
-                    sf[i]
-                )));
-            }
-            if tf[i] <= 0.0 || tf[i] >= 1.0 {
-                return Err(QueryError::exec(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
-                    tf[i]
-                )));
-            }
-        }
-    }
     let keep_name = name == "last_over_time";
     let mut out: Vec<StepVec> = vec![Vec::new(); n];
     let mut seen: std::collections::HashSet<L> = std::collections::HashSet::new();
-    for (l, samples) in &m.series {
+    let mut per_series = |ev: &mut Evaluator<'_>,
+                          m: &MatrixArg,
+                          l: &L,
+                          samples: &[Sample]|
+     -> Result<(), QueryError> {
         ev.check()?;
         let ol: L = if keep_name {
             l.clone()
@@ -889,6 +865,60 @@ fn eval_matrix_call(
                 "vector cannot contain metrics with the same labelset",
             ));
         }
+        Ok(())
+    };
+    if name == "holt_winters" || name == "double_exponential_smoothing" {
+        // The factors are validated against every step with data before
+        // any series is computed, so this argument is loaded whole.
+        let m: MatrixArg = ev.eval_matrix_arg(args[mi], steps)?;
+        check_smoothing_factors(&m, steps, &extra)?;
+        for (l, samples) in &m.series {
+            per_series(ev, &m, l, samples)?;
+        }
+    } else {
+        ev.each_matrix_series(
+            args[mi],
+            steps,
+            |m| {
+                if name == "predict_linear" {
+                    m.emulate_moving_at(steps.start);
+                }
+            },
+            |ev, m, l, samples| per_series(ev, m, &l, &samples),
+        )?;
     }
     Ok(Val::Vector(out))
+}
+
+/// Prometheus checks holt_winters' smoothing and trend factors only at
+/// steps where some series has data in its window.
+fn check_smoothing_factors(
+    m: &MatrixArg,
+    steps: Steps,
+    extra: &[Vec<f64>],
+) -> Result<(), QueryError> {
+    let n = steps.len();
+    let (sf, tf) = (&extra[0], &extra[1]);
+    for i in 0..n {
+        let has_data = m.series.iter().any(|(_, s)| {
+            let (lo, hi) = m.window(steps.at(i));
+            !window_slice(s, lo, hi).is_empty()
+        });
+        if !has_data {
+            continue;
+        }
+        if sf[i] <= 0.0 || sf[i] >= 1.0 {
+            return Err(QueryError::exec(format!(
+                "invalid smoothing factor. Expected: 0 < sf < 1, got: {:.6}",
+                sf[i]
+            )));
+        }
+        if tf[i] <= 0.0 || tf[i] >= 1.0 {
+            return Err(QueryError::exec(format!(
+                "invalid trend factor. Expected: 0 < tf < 1, got: {:.6}",
+                tf[i]
+            )));
+        }
+    }
+    Ok(())
 }
