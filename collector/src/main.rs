@@ -10,6 +10,14 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use vigil::config::Config;
 
+/// The collector serves many short-lived query allocations from several
+/// threads at once. glibc malloc keeps per-thread arenas that it rarely
+/// returns, so RSS climbed with query load (178–210 MiB under 2 concurrent
+/// range-query clients over 1500 series); mimalloc returns freed pages and
+/// held 81–91 MiB under the same load while answering 1.3–1.5× the queries.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "vigil",
