@@ -384,6 +384,10 @@ fn range_functions_and_selectors_stream_series_from_storage() {
     let plain = storage();
     let e = Engine::new(EngineOptions::default());
     let ctx = QueryContext::default();
+    let answer = |storage: &dyn vigil_promql::Queryable, q: &str| {
+        e.range(storage, q, 600_000, 2_400_000, 60_000, &ctx)
+            .expect("query runs")
+    };
     for q in [
         "sum(rate(m[1m]))",
         "max_over_time(m[5m])",
@@ -396,13 +400,7 @@ fn range_functions_and_selectors_stream_series_from_storage() {
         let before = streaming
             .loaded_selects
             .load(std::sync::atomic::Ordering::SeqCst);
-        let got = e
-            .range(&streaming, q, 600_000, 2_400_000, 60_000, &ctx)
-            .expect("query runs");
-        let want = e
-            .range(&plain, q, 600_000, 2_400_000, 60_000, &ctx)
-            .expect("query runs");
-        assert_eq!(got, want, "{q}");
+        assert_eq!(answer(&streaming, q), answer(&plain, q), "{q}");
         assert_eq!(
             streaming
                 .loaded_selects
@@ -417,13 +415,7 @@ fn range_functions_and_selectors_stream_series_from_storage() {
         "absent_over_time(nope[1m])",
         "holt_winters(m[5m], 0.5, 0.5)",
     ] {
-        let got = e
-            .range(&streaming, q, 600_000, 2_400_000, 60_000, &ctx)
-            .expect("query runs");
-        let want = e
-            .range(&plain, q, 600_000, 2_400_000, 60_000, &ctx)
-            .expect("query runs");
-        assert_eq!(got, want, "{q}");
+        assert_eq!(answer(&streaming, q), answer(&plain, q), "{q}");
     }
 }
 
