@@ -53,7 +53,11 @@ pub mod bench;
 pub mod certs;
 /// A free TCP port on 127.0.0.1.
 pub mod ports;
+/// An HTTP receiver keeping the webhook payloads posted to it.
+pub mod webhook;
+
 pub use ports::free_port;
+pub use webhook::webhook_receiver;
 
 /// A child process killed when dropped.
 pub struct Proc {

@@ -4,13 +4,11 @@
 //! notification; a bad rule file on reload leaves the old rules evaluating;
 //! alerts reach a webhook receiver through the built-in Alertmanager.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigil_e2e::{Collector, free_port, now_ms, series_request};
+use vigil_e2e::{Collector, free_port, now_ms, series_request, webhook_receiver};
 
 const RULES: &str = r#"groups:
   - name: e2e
@@ -26,50 +24,6 @@ const RULES: &str = r#"groups:
         annotations:
           summary: "Queue of {{ $labels.job }} is {{ $value }}"
 "#;
-
-/// A minimal HTTP server recording webhook bodies.
-fn capture_server() -> (u16, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let sink = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let body = loop {
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => break None,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(idx) = text.find("\r\n\r\n") {
-                    let len = text[..idx]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= idx + 4 + len {
-                        break Some(buf[idx + 4..idx + 4 + len].to_vec());
-                    }
-                }
-            };
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-            if let Some(body) = body
-                && let Ok(v) = serde_json::from_slice::<Value>(&body)
-                && let Ok(mut b) = sink.lock()
-            {
-                b.push(v);
-            }
-        }
-    });
-    (port, bodies)
-}
 
 fn push_depth(c: &Collector, value: f64) {
     let (status, msg) = c
@@ -109,7 +63,7 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = dir.path().join("queue.rules.yml");
     std::fs::write(&rules, RULES).expect("rules");
-    let (hook_port, bodies) = capture_server();
+    let (hook_port, bodies) = webhook_receiver();
     let am = dir.path().join("alerting.yml");
     std::fs::write(
         &am,
