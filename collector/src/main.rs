@@ -113,6 +113,8 @@ fn init_logging() {
 }
 
 fn main() -> ExitCode {
+    // Before anything allocates: pages faulted in as huge stay huge.
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
@@ -170,4 +172,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         vigil::server::run(cfg, shutdown, signals).await?;
         Ok(())
     })
+}
+
+/// mimalloc advises its arenas for transparent huge pages, so on hosts with
+/// THP in `madvise` (Debian's default) or `always` mode the collector's
+/// resident memory grew in 2 MiB steps that partly used pages never gave
+/// back: 57 MiB after a minute of the 5x soak with huge pages, 34 MiB
+/// without. Small, short-lived query allocations gain nothing from them.
+/// mimalloc's own start-up, before `main`, still faults its first 4 MiB
+/// as huge pages; everything after is ordinary pages.
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "could not opt out of transparent huge pages");
+    }
 }
