@@ -318,6 +318,10 @@ struct Summary {
     middle: Usage,
     end: Usage,
     rss_slope_mib_h: f64,
+    /// Over the second half only: growth that is still going on at the end,
+    /// as opposed to caches and heads filling once after the start.
+    rss_slope_late_mib_h: f64,
+    rss_max_kib: u64,
     fd_slope_h: f64,
 }
 
@@ -330,11 +334,19 @@ fn summarize(all: &[Usage], warmup: Duration) -> Option<Summary> {
         .iter()
         .min_by_key(|u| u.at.abs_diff(mid_at))
         .unwrap_or(&start);
+    let late: Vec<Usage> = after.iter().copied().filter(|u| u.at >= mid_at).collect();
+    let rss_mib = |u: &Usage| u.rss_kib as f64 / 1024.0;
     Some(Summary {
         start,
         middle,
         end,
-        rss_slope_mib_h: slope_per_hour(&after, |u| u.rss_kib as f64 / 1024.0),
+        rss_slope_mib_h: slope_per_hour(&after, rss_mib),
+        rss_slope_late_mib_h: slope_per_hour(&late, rss_mib),
+        rss_max_kib: after
+            .iter()
+            .map(|u| u.rss_kib)
+            .max()
+            .unwrap_or(start.rss_kib),
         fd_slope_h: slope_per_hour(&after, |u| u.fds as f64),
     })
 }
@@ -797,19 +809,21 @@ fn main() -> anyhow::Result<()> {
         4,
         QUERY_EVERY.as_secs()
     ));
-    out.push_str("| process | RSS after warm-up (MiB) | RSS middle | RSS end | RSS slope (MiB/h) | open fds after warm-up | fds middle | fds end | fd slope (/h) |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| process | RSS after warm-up (MiB) | RSS middle | RSS end | RSS max | RSS slope (MiB/h) | RSS slope, 2nd half (MiB/h) | open fds after warm-up | fds middle | fds end | fd slope (/h) |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (name, label) in [
         ("vigil", "vigil (collector)"),
         ("vigil-agent", "vigil-agent"),
     ] {
         if let Some(s) = samples.get(name).and_then(|v| summarize(v, warmup)) {
             out.push_str(&format!(
-                "| {label} | {} | {} | {} | {:+.2} | {} | {} | {} | {:+.1} |\n",
+                "| {label} | {} | {} | {} | {} | {:+.2} | {:+.2} | {} | {} | {} | {:+.1} |\n",
                 mib(s.start.rss_kib),
                 mib(s.middle.rss_kib),
                 mib(s.end.rss_kib),
+                mib(s.rss_max_kib),
                 s.rss_slope_mib_h,
+                s.rss_slope_late_mib_h,
                 s.start.fds,
                 s.middle.fds,
                 s.end.fds,
@@ -941,6 +955,23 @@ mod tests {
         let s = slope_per_hour(&pts, |u| u.rss_kib as f64);
         assert!((s - 1000.0).abs() < 1e-6, "{s}");
         assert_eq!(slope_per_hour(&pts, |u| u.fds as f64), 0.0);
+    }
+
+    #[test]
+    fn a_plateau_after_filling_shows_in_the_second_half_slope_only() {
+        // Rises 1 MiB per minute for 20 minutes, then flat for 40.
+        let pts: Vec<Usage> = (0..=60u64)
+            .map(|m| Usage {
+                at: Duration::from_secs(60 * m),
+                rss_kib: 40 * 1024 + 1024 * m.min(20),
+                fds: 20,
+            })
+            .collect();
+        let s = summarize(&pts, Duration::from_secs(0)).expect("samples");
+        assert!(s.rss_slope_mib_h > 10.0, "{}", s.rss_slope_mib_h);
+        assert_eq!(s.rss_slope_late_mib_h, 0.0);
+        assert_eq!(s.rss_max_kib, 60 * 1024);
+        assert_eq!(s.end.rss_kib, 60 * 1024);
     }
 
     #[test]
