@@ -129,17 +129,18 @@ pub async fn import_prometheus(
     let result = tokio::task::spawn_blocking(move || {
         let text = std::str::from_utf8(&body)
             .map_err(|e| Refusal::new("malformed", format!("body is not UTF-8: {e}")))?;
-        let parsed = exposition::parse(text, &worker.cfg.label_limits())
-            .map_err(|e| Refusal::new("malformed", format!("malformed exposition: {e}")))?;
         let now = now_ms();
         let default_ts = params.timestamp.unwrap_or(now);
+        // Grouped while parsing, so a large import holds one label set per
+        // series rather than one per sample line.
         let mut by_series: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        for s in parsed.samples {
+        let family_metadata = exposition::parse_each(text, &worker.cfg.label_limits(), |s| {
             by_series
                 .entry(s.labels)
                 .or_default()
                 .push(Sample::new(s.timestamp_ms.unwrap_or(default_ts), s.value));
-        }
+        })
+        .map_err(|e| Refusal::new("malformed", format!("malformed exposition: {e}")))?;
         if by_series.len() > worker.cfg.limits.max_series_per_request {
             return Err(Refusal::new(
                 "too_many_series",
@@ -159,8 +160,7 @@ pub async fn import_prometheus(
             samples.sort_by_key(|s| s.timestamp_ms);
             batch.push(SeriesSamples { labels, samples });
         }
-        let metadata = parsed
-            .metadata
+        let metadata = family_metadata
             .into_iter()
             .map(|(name, m): (String, FamilyMetadata)| {
                 (

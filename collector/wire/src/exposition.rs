@@ -45,7 +45,22 @@ pub struct ParseError {
 
 /// Parses a text exposition.
 pub fn parse(text: &str, limits: &LabelLimits) -> Result<Exposition, ParseError> {
-    let mut out = Exposition::default();
+    let mut samples = Vec::new();
+    let metadata = parse_each(text, limits, |s| samples.push(s))?;
+    Ok(Exposition { samples, metadata })
+}
+
+/// Parses a text exposition, handing each sample line to `on_sample` as it
+/// is read, and answers the families' metadata. A caller that groups or
+/// reduces samples as they come (a bulk import) never holds a label set per
+/// sample. On an error, the samples before the bad line have been handed
+/// over already; callers that must be all-or-nothing keep them aside.
+pub fn parse_each(
+    text: &str,
+    limits: &LabelLimits,
+    mut on_sample: impl FnMut(ParsedSample),
+) -> Result<BTreeMap<String, FamilyMetadata>, ParseError> {
+    let mut metadata = BTreeMap::new();
     for (idx, raw_line) in text.lines().enumerate() {
         let line_no = idx + 1;
         let err = |reason: String| ParseError {
@@ -57,13 +72,12 @@ pub fn parse(text: &str, limits: &LabelLimits) -> Result<Exposition, ParseError>
             continue;
         }
         if let Some(comment) = line.strip_prefix('#') {
-            parse_comment(comment, &mut out.metadata).map_err(err)?;
+            parse_comment(comment, &mut metadata).map_err(err)?;
             continue;
         }
-        out.samples
-            .push(parse_sample_line(line, limits).map_err(err)?);
+        on_sample(parse_sample_line(line, limits).map_err(err)?);
     }
-    Ok(out)
+    Ok(metadata)
 }
 
 fn parse_comment(comment: &str, meta: &mut BTreeMap<String, FamilyMetadata>) -> Result<(), String> {
@@ -382,6 +396,33 @@ up 1
         assert!(err.reason.contains("invalid sample value"));
         assert!(parse("up{a=\"1\",a=\"2\"} 1", &LabelLimits::default()).is_err());
         assert!(parse("{a=\"1\"} 1", &LabelLimits::default()).is_err());
+    }
+
+    #[test]
+    fn parse_each_hands_over_what_parse_collects() {
+        let whole = parse(SAMPLE, &LabelLimits::default()).expect("parses");
+        let mut streamed = Vec::new();
+        let metadata =
+            parse_each(SAMPLE, &LabelLimits::default(), |s| streamed.push(s)).expect("parses");
+        assert_eq!(metadata, whole.metadata);
+        assert_eq!(streamed.len(), whole.samples.len());
+        for (a, b) in streamed.iter().zip(&whole.samples) {
+            assert_eq!(a.labels, b.labels);
+            assert_eq!(a.timestamp_ms, b.timestamp_ms);
+            assert_eq!(a.value.to_bits(), b.value.to_bits());
+        }
+        let mut before_error = 0;
+        let err = parse_each(
+            "a 1
+b 2
+c x
+d 4
+",
+            &LabelLimits::default(),
+            |_| before_error += 1,
+        )
+        .expect_err("line 3 is bad");
+        assert_eq!((err.line, before_error), (3, 2));
     }
 
     #[test]
