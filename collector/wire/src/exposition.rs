@@ -412,15 +412,9 @@ up 1
             assert_eq!(a.value.to_bits(), b.value.to_bits());
         }
         let mut before_error = 0;
-        let err = parse_each(
-            "a 1
-b 2
-c x
-d 4
-",
-            &LabelLimits::default(),
-            |_| before_error += 1,
-        )
+        let err = parse_each("a 1\nb 2\nc x\nd 4\n", &LabelLimits::default(), |_| {
+            before_error += 1
+        })
         .expect_err("line 3 is bad");
         assert_eq!((err.line, before_error), (3, 2));
     }

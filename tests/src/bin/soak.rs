@@ -334,14 +334,15 @@ fn summarize(all: &[Usage], warmup: Duration) -> Option<Summary> {
         .iter()
         .min_by_key(|u| u.at.abs_diff(mid_at))
         .unwrap_or(&start);
-    let late: Vec<Usage> = after.iter().copied().filter(|u| u.at >= mid_at).collect();
+    // `after` is in time order, so the second half is a suffix of it.
+    let late = &after[after.partition_point(|u| u.at < mid_at)..];
     let rss_mib = |u: &Usage| u.rss_kib as f64 / 1024.0;
     Some(Summary {
         start,
         middle,
         end,
         rss_slope_mib_h: slope_per_hour(&after, rss_mib),
-        rss_slope_late_mib_h: slope_per_hour(&late, rss_mib),
+        rss_slope_late_mib_h: slope_per_hour(late, rss_mib),
         rss_max_kib: after
             .iter()
             .map(|u| u.rss_kib)
