@@ -125,3 +125,32 @@ pub fn anomaly_score(input: &std::path::Path, rule: Option<&std::path::Path>) ->
         }
     }
 }
+
+/// `vigil slo generate SPEC`: the rule file on stdout, or the spec's error
+/// on stderr and exit code 1.
+pub fn slo_generate(spec: &std::path::Path) -> i32 {
+    let name = spec.to_string_lossy();
+    let text = match std::fs::read_to_string(spec) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vigil slo generate: {name}: {e}");
+            return 1;
+        }
+    };
+    match vigil_rules::slo::generate(&name, &text) {
+        Ok(rules) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(rules.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("vigil slo generate: writing the rules: {e}");
+                    1
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("vigil slo generate: {e}");
+            1
+        }
+    }
+}

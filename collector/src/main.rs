@@ -48,6 +48,21 @@ enum Command {
         #[command(subcommand)]
         what: AnomalyCommand,
     },
+    /// Service level objectives.
+    Slo {
+        #[command(subcommand)]
+        what: SloCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SloCommand {
+    /// Turn an SLO spec into a Prometheus rule file (recording rules and
+    /// multiwindow, multi-burn-rate alerts) on stdout.
+    Generate {
+        /// SLO spec file (see rules/slo/README.md).
+        spec: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +153,9 @@ fn main() -> ExitCode {
         Command::Anomaly {
             what: AnomalyCommand::Score { input, rule },
         } => exit(vigil::cli::anomaly_score(&input, rule.as_deref())),
+        Command::Slo {
+            what: SloCommand::Generate { spec },
+        } => exit(vigil::cli::slo_generate(&spec)),
     }
 }
 

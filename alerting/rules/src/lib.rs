@@ -30,6 +30,7 @@ pub mod duration;
 pub mod file;
 pub mod group;
 mod manager;
+pub mod slo;
 pub mod template;
 mod unittest;
 
