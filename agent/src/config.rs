@@ -76,6 +76,8 @@ pub struct Config {
     pub llm: LlmConfig,
     /// Prometheus endpoints of the platform to scrape.
     pub scrape: Vec<ScrapeConfig>,
+    /// HTTP(S) endpoints probed with blackbox_exporter's metric names.
+    pub probes: Vec<crate::probe::ProbeConfig>,
     /// Serve the HTTP listener over TLS (rustls). Default: plain HTTP.
     pub tls: Option<ListenerTlsConfig>,
 }
@@ -135,6 +137,7 @@ impl Default for Config {
             redis: Vec::new(),
             llm: LlmConfig::default(),
             scrape: Vec::new(),
+            probes: Vec::new(),
             tls: None,
         }
     }
@@ -555,6 +558,10 @@ impl Config {
                 ));
             }
             check_labels(&format!("redis[{i}]"), &r.labels)?;
+        }
+        for (i, p) in self.probes.iter().enumerate() {
+            p.validate(&format!("probes[{i}]"))
+                .map_err(ConfigError::Invalid)?;
         }
         for (model, p) in &self.llm.prices {
             if !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite()) {

@@ -24,6 +24,7 @@ pub mod http;
 pub mod llm;
 pub mod pipeline;
 pub mod postgres;
+pub mod probe;
 pub mod redis_collector;
 pub mod scrape;
 pub mod ship;
@@ -197,6 +198,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
             tasks.spawn(run_collector(
                 c,
                 interval(sc.interval),
+                pipeline.clone(),
+                child.clone(),
+            ));
+        }
+    }
+    for pc in &config.probes {
+        for target in &pc.targets {
+            let c = probe::ProbeCollector::new(pc, target, interval(pc.interval))
+                .map_err(AgentError::Client)?;
+            tasks.spawn(run_collector(
+                c,
+                interval(pc.interval),
                 pipeline.clone(),
                 child.clone(),
             ));
