@@ -11,7 +11,8 @@ need_apt=()
 for pair in prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
     amtool:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter \
     prometheus-postgres-exporter:prometheus-postgres-exporter prometheus-redis-exporter:prometheus-redis-exporter \
-    redis-server:redis-server psql:postgresql-client openssl:openssl; do
+    redis-server:redis-server psql:postgresql-client openssl:openssl \
+    chromium:chromium chromedriver:chromium-driver; do
     bin=${pair%%:*}; pkg=${pair#*:}
     command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

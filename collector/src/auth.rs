@@ -139,13 +139,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Axum middleware enforcing [`Tokens`].
-pub async fn middleware(
-    State(tokens): State<Arc<Tokens>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let access = required_access(req.method(), req.uri().path());
+/// What the middleware checks: bearer tokens, and for reads the web UI's
+/// session cookie.
+#[derive(Clone)]
+pub struct Guard {
+    pub tokens: Arc<Tokens>,
+    pub sessions: Arc<vigil_ui::Sessions>,
+}
+
+/// Axum middleware enforcing [`Tokens`]. The web UI's pages check their
+/// session themselves (and send a browser to the login page rather than
+/// answering 401); a logged-in browser may also read the query API with its
+/// session cookie, which is how the graph fetches its data. Nothing that
+/// changes state is reachable by cookie: the UI's forms carry CSRF tokens.
+pub async fn middleware(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+    let tokens = &guard.tokens;
+    let path = req.uri().path();
+    if vigil_ui::is_ui_path(path) {
+        return next.run(req).await;
+    }
+    let access = required_access(req.method(), path);
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -159,6 +172,9 @@ pub async fn middleware(
             let agent = AgentIdentity(Arc::from(agent));
             req.extensions_mut().insert(agent);
         }
+        return next.run(req).await;
+    }
+    if access == Access::Read && guard.sessions.role(req.headers()).is_some() {
         return next.run(req).await;
     }
     tracing::debug!(path = %req.uri().path(), ?access, "request refused: missing or wrong token");

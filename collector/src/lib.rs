@@ -23,4 +23,5 @@ pub mod remote;
 pub mod remote_query;
 pub mod signals;
 pub mod tls;
+pub mod ui;
 pub mod watch;

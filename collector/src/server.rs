@@ -261,7 +261,8 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(8 << 20));
     let tokens = app.tokens.clone();
     let alertmanager_api = app.alerting.router();
-    let router = Router::new()
+    let ui_options = crate::ui::options(&app);
+    let api = Router::new()
         .merge(ingest)
         .merge(read)
         .route("/-/healthy", get(healthy))
@@ -270,9 +271,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(self_metrics))
         .with_state(app)
         .merge(alertmanager_api);
+    // The web UI reads through the API router in-process, after checking
+    // its own session; it is merged beside the API under the same layer.
+    let ui = vigil_ui::Ui::new(ui_options, api.clone());
+    let sessions = ui.sessions();
+    let router = api.merge(vigil_ui::router(ui));
     if tokens.is_enabled() {
         router.layer(axum::middleware::from_fn_with_state(
-            tokens,
+            crate::auth::Guard { tokens, sessions },
             crate::auth::middleware,
         ))
     } else {

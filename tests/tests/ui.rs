@@ -1,0 +1,663 @@
+//! The web UI through a real headless Chromium driven over WebDriver
+//! (Debian's `chromium` and `chromium-driver`): log in, run a query and read
+//! the table, draw the graph and look at its pixels, open an alert's
+//! `generatorURL`, silence the alert and see it muted, log out; a label value
+//! holding `<script>` shows as text. Screenshots of every page go to
+//! `tests/screenshots/` (ignored by git) for a reviewer to look at.
+//!
+//! A second test checks the UI's guards over plain HTTP: login redirects,
+//! the session cookie's attributes, CSRF and role refusals, the
+//! Content-Security-Policy and the asset cache headers.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use vigil_e2e::{Collector, Proc, free_port, now_ms, series_request, wait_ready, workspace_root};
+use vigil_wire::remote_write as rw;
+
+const ADMIN: &str = "admin-secret-ui";
+const READ: &str = "read-secret-ui";
+const SCRIPT_LABEL: &str = "<script>alert(1)</script>";
+const RULE_EXPR: &str = "ui_test_value > 5";
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write file");
+}
+
+/// A collector with read and admin tokens, one alerting rule evaluated every
+/// second, and data: a series whose label holds markup (it fires the rule)
+/// and five waves for the chart.
+fn start_collector(dir: &Path) -> Collector {
+    write(&dir.join("read.token"), READ);
+    write(&dir.join("admin.token"), ADMIN);
+    write(
+        &dir.join("ui.rules.yml"),
+        &format!(
+            "groups:\n  - name: ui\n    interval: 1s\n    rules:\n      - alert: UiTestHigh\n        expr: {RULE_EXPR}\n        labels:\n          severity: page\n        annotations:\n          summary: \"value is {{{{ $value }}}}\"\n"
+        ),
+    );
+    let cfg = dir.join("vigil.yml");
+    write(
+        &cfg,
+        &format!(
+            "auth:\n  read_token_file: {}\n  admin_token_file: {}\nrules:\n  files: ['{}']\n  evaluation_interval: 1s\n",
+            dir.join("read.token").display(),
+            dir.join("admin.token").display(),
+            dir.join("ui.rules.yml").display(),
+        ),
+    );
+    let data = dir.join("data");
+    let c = Collector::start(&data, &["--config", cfg.to_str().expect("utf-8 path")])
+        .expect("collector starts");
+    let now = now_ms();
+    let samples: Vec<(i64, f64)> = (0..120).map(|i| (now - (119 - i) * 15_000, 10.0)).collect();
+    let (status, body) = c
+        .remote_write(&series_request(
+            &[
+                ("__name__", "ui_test_value"),
+                ("job", "ui"),
+                ("instance", "a"),
+                ("note", SCRIPT_LABEL),
+            ],
+            &samples,
+        ))
+        .expect("remote_write");
+    assert!(status < 300, "remote_write: {status} {body}");
+    let mut req = rw::WriteRequest::default();
+    for s in 0..5 {
+        let one = series_request(
+            &[("__name__", "ui_wave"), ("wave", &s.to_string())],
+            &(0..240)
+                .map(|i| {
+                    let t = now - (239 - i) * 15_000;
+                    (t, 10.0 + (s as f64 + 1.0) * (i as f64 / 20.0).sin())
+                })
+                .collect::<Vec<_>>(),
+        );
+        req.timeseries.extend(one.timeseries);
+    }
+    let (status, body) = c.remote_write(&req).expect("remote_write");
+    assert!(status < 300, "remote_write: {status} {body}");
+    c
+}
+
+/// Starts chromedriver on a free port. A missing browser is a failure, not
+/// a skip: the UI is unproven without it.
+fn start_chromedriver() -> (Proc, u16) {
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    assert!(
+        Path::new(&driver).exists(),
+        "{driver} is missing: install Debian's chromium and chromium-driver (tests/run.sh does)"
+    );
+    assert!(
+        Path::new(&chromium()).exists(),
+        "{} is missing: install Debian's chromium (tests/run.sh does)",
+        chromium()
+    );
+    let port = free_port();
+    let proc = Proc::spawn(
+        "chromedriver",
+        std::process::Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null()),
+    )
+    .expect("chromedriver starts");
+    wait_ready(
+        &format!("http://127.0.0.1:{port}/status"),
+        Duration::from_secs(30),
+    )
+    .expect("chromedriver answers");
+    (proc, port)
+}
+
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+fn screenshot_dir() -> PathBuf {
+    let d = workspace_root().join("tests/screenshots");
+    std::fs::create_dir_all(&d).expect("screenshot directory");
+    d
+}
+
+async fn browser(port: u16) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium(),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000", "--force-color-profile=srgb", "--hide-scrollbars"],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with headless Chromium")
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+/// Polls until an element matching `css` has text containing `needle`;
+/// returns that text.
+async fn wait_text(c: &Client, css: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        seen.clear();
+        if let Ok(els) = c.find_all(Locator::Css(css)).await {
+            for e in els {
+                if let Ok(t) = e.text().await {
+                    if t.contains(needle) {
+                        return t;
+                    }
+                    seen.push(t);
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            panic!("no {css} containing {needle:?} at {url} within 30s; saw {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn path_of(c: &Client) -> String {
+    let u = c.current_url().await.expect("current url");
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_string(),
+    }
+}
+
+/// Counts the chart canvas's pixels close to the first series colour
+/// (#1f77b4): a drawn line leaves hundreds; axes and grid leave none.
+const SERIES_PIXELS_JS: &str = r#"
+const cv = document.querySelector('.chart canvas');
+if (!cv) return -1;
+const ctx = cv.getContext('2d');
+const d = ctx.getImageData(0, 0, cv.width, cv.height).data;
+let n = 0;
+for (let i = 0; i < d.length; i += 4) {
+  if (d[i+3] > 200 && Math.abs(d[i]-31) < 40 && Math.abs(d[i+1]-119) < 40 && Math.abs(d[i+2]-180) < 40) n++;
+}
+return n;
+"#;
+
+#[test]
+fn ui_in_a_real_browser() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = start_collector(dir.path());
+    let base = collector.url("");
+    let (_driver, driver_port) = start_chromedriver();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let c = browser(driver_port).await;
+        let result = flow(&c, &base).await;
+        let _ = c.close().await;
+        result
+    });
+}
+
+async fn flow(c: &Client, base: &str) {
+    let http = reqwest::Client::new();
+
+    // Logged out: every page sends the browser to the login page.
+    c.goto(&format!("{base}/graph")).await.expect("goto");
+    wait_text(c, "main.login", "Token").await;
+    assert!(
+        path_of(c).await.starts_with("/login"),
+        "{}",
+        path_of(c).await
+    );
+    shot(c, "01-login").await;
+    // A wrong token is refused.
+    c.find(Locator::Css("#token"))
+        .await
+        .expect("token box")
+        .send_keys("wrong")
+        .await
+        .expect("type");
+    c.find(Locator::Css("main.login button"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, ".error", "not accepted").await;
+    // The admin token opens a session and comes back to /graph.
+    c.find(Locator::Css("#token"))
+        .await
+        .expect("token box")
+        .send_keys(ADMIN)
+        .await
+        .expect("type");
+    c.find(Locator::Css("main.login button"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, ".bar .role", "admin").await;
+    assert!(path_of(c).await.starts_with("/graph"));
+
+    // Query, Enter runs it, the table shows the series with the markup label as text.
+    let expr = c
+        .find(Locator::Css("input.expr"))
+        .await
+        .expect("expression box");
+    expr.send_keys("ui_test_value\u{E007}")
+        .await
+        .expect("type and Enter");
+    let row = wait_text(c, "table.result td.series", "ui_test_value").await;
+    assert!(
+        row.contains(&format!("note=\"{SCRIPT_LABEL}\"")),
+        "row: {row}"
+    );
+    let value = c
+        .find(Locator::Css("table.result td.num"))
+        .await
+        .expect("value cell")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(value, "10");
+    wait_text(c, ".stats", "Result series: 1").await;
+    // The label became text, not an element: no script tag outside the page's own.
+    let injected: Value = c
+        .execute(
+            "return Array.from(document.scripts).filter(s => !s.src).length;",
+            vec![],
+        )
+        .await
+        .expect("execute");
+    assert_eq!(injected, json!(0), "inline script elements found");
+    let url = path_of(c).await;
+    assert!(
+        url.contains("g0.expr=ui_test_value") && url.contains("g0.tab=1"),
+        "{url}"
+    );
+    shot(c, "02-graph-table").await;
+
+    // A syntax error is shown at its position.
+    c.goto(&format!("{base}/graph?g0.expr=sum(&g0.tab=1"))
+        .await
+        .expect("goto");
+    let err = wait_text(c, ".error", "parse error").await;
+    assert!(err.contains("1:5"), "{err}");
+    let caret = c
+        .find(Locator::Css(".error pre.caret"))
+        .await
+        .expect("caret")
+        .text()
+        .await
+        .expect("text");
+    assert!(caret.ends_with("    ^"), "{caret:?}");
+    shot(c, "03-graph-error").await;
+
+    // The graph tab: the chart draws, with the first series' colour on the canvas.
+    c.goto(&format!(
+        "{base}/graph?g0.expr=ui_wave&g0.tab=1&g0.range_input=1h"
+    ))
+    .await
+    .expect("goto");
+    wait_text(c, "table.result td.series", "ui_wave").await;
+    c.find(Locator::Css("input[name='g0.tab'][value='0']"))
+        .await
+        .expect("graph tab")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, ".chart-stats", "drawn in").await;
+    let stats = c
+        .find(Locator::Css(".chart-stats"))
+        .await
+        .expect("stats")
+        .text()
+        .await
+        .expect("text");
+    assert!(stats.starts_with("5 series"), "{stats}");
+    let pixels: Value = c.execute(SERIES_PIXELS_JS, vec![]).await.expect("pixels");
+    assert!(
+        pixels.as_i64().unwrap_or(0) > 100,
+        "series pixels: {pixels}"
+    );
+    let legend = wait_text(c, ".u-legend", "wave=\"4\"").await;
+    assert!(legend.contains("ui_wave{wave=\"0\"}"), "{legend}");
+    assert!(path_of(c).await.contains("g0.tab=0"));
+    shot(c, "04-graph-chart").await;
+    // Stacked keeps drawing.
+    c.find(Locator::Css("input[name='g0.stacked']"))
+        .await
+        .expect("stacked")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, ".chart-stats", "drawn in").await;
+    assert!(path_of(c).await.contains("g0.stacked=1"));
+    shot(c, "05-graph-stacked").await;
+
+    // The alert fires; its generatorURL opens /graph with its expression.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let generator_url = loop {
+        let am: Value = http
+            .get(format!("{base}/api/v2/alerts"))
+            .bearer_auth(READ)
+            .send()
+            .await
+            .expect("alerts")
+            .json()
+            .await
+            .expect("json");
+        if let Some(u) = am.as_array().into_iter().flatten().find_map(|a| {
+            (a["labels"]["alertname"] == "UiTestHigh")
+                .then(|| a["generatorURL"].as_str().map(String::from))
+        }) {
+            break u.expect("generatorURL");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "UiTestHigh never reached alerting: {am}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(generator_url.starts_with(base), "{generator_url}");
+    c.goto(&generator_url).await.expect("goto generatorURL");
+    let shown = c
+        .find(Locator::Css("input.expr"))
+        .await
+        .expect("expression")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(shown.as_deref(), Some(RULE_EXPR));
+    wait_text(c, "table.result td.series", SCRIPT_LABEL).await;
+    shot(c, "06-generator-url").await;
+
+    // /alerts lists it firing; the silence button opens a form with a preview.
+    c.goto(&format!("{base}/alerts")).await.expect("goto");
+    let card = wait_text(c, "article.alert", "UiTestHigh").await;
+    assert!(
+        card.contains("FIRING") && card.contains(SCRIPT_LABEL),
+        "{card}"
+    );
+    shot(c, "07-alerts").await;
+    c.find(Locator::LinkText("Silence"))
+        .await
+        .expect("silence button")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, "h2", "Would mute 1 alert").await;
+    c.find(Locator::Css("#created_by"))
+        .await
+        .expect("created by")
+        .send_keys("ui-test")
+        .await
+        .expect("type");
+    shot(c, "08-silence-new").await;
+    c.find(Locator::Css("button.primary"))
+        .await
+        .expect("create")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, ".notice", "created").await;
+    let silence = wait_text(c, "article.silence", "ACTIVE").await;
+    assert!(silence.contains("alertname=\"UiTestHigh\""), "{silence}");
+    shot(c, "09-silences").await;
+    // Muted on /alerts.
+    c.goto(&format!("{base}/alerts")).await.expect("goto");
+    wait_text(c, "article.alert", "Silenced by").await;
+    shot(c, "10-alerts-silenced").await;
+    // Expire it from the list.
+    c.goto(&format!("{base}/silences")).await.expect("goto");
+    c.find(Locator::Css("article.silence form button"))
+        .await
+        .expect("expire")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, "article.silence", "EXPIRED").await;
+
+    // The other pages render.
+    for (path, needle, name) in [
+        ("/rules", "UiTestHigh", "11-rules"),
+        ("/status", "Top metrics by series", "12-status"),
+        ("/agents", "Targets", "13-agents"),
+    ] {
+        c.goto(&format!("{base}{path}")).await.expect("goto");
+        wait_text(c, "main", needle).await;
+        shot(c, name).await;
+    }
+
+    // Log out: the session is gone.
+    c.find(Locator::Css(".who button"))
+        .await
+        .expect("log out")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, "main.login", "Token").await;
+    c.goto(&format!("{base}/alerts")).await.expect("goto");
+    wait_text(c, "main.login", "Token").await;
+    assert!(
+        path_of(c).await.starts_with("/login?next=%2Falerts"),
+        "{}",
+        path_of(c).await
+    );
+}
+
+/// The guards over plain HTTP, without a browser.
+#[test]
+fn ui_guards_over_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = start_collector(dir.path());
+    let base = collector.url("");
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    // Pages redirect to the login page and carry the CSP.
+    let r = client
+        .get(format!("{base}/graph?g0.expr=up"))
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/login?next=%2Fgraph%3Fg0.expr%3Dup"
+    );
+    let r = client.get(format!("{base}/login")).send().expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let login_cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    let nonce = login_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_string())
+        .expect("login nonce");
+    let html = r.text().expect("body");
+    assert!(html.contains(&format!("value=\"{nonce}\"")));
+    assert!(
+        !html.contains("<script>"),
+        "inline script on the login page"
+    );
+
+    // Login needs the form's nonce, then a token that reads.
+    let login = |token: &str, with_nonce: bool| {
+        let mut req = client.post(format!("{base}/login")).form(&[
+            ("token", token),
+            ("csrf", nonce.as_str()),
+            ("next", "/alerts"),
+        ]);
+        if with_nonce {
+            req = req.header("cookie", format!("vigil_login={nonce}"));
+        }
+        req.send().expect("post")
+    };
+    assert_eq!(login(ADMIN, false).status().as_u16(), 403);
+    assert_eq!(login("wrong", true).status().as_u16(), 401);
+    let r = login(READ, true);
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/alerts");
+    let set = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let session = set.split(';').next().expect("cookie pair").to_string();
+
+    // The session cookie reads pages and the query API, not admin APIs.
+    let r = client
+        .get(format!("{base}/silences"))
+        .header("cookie", &session)
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().expect("body");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token in the logout form")
+        .to_string();
+    let r = client
+        .get(format!("{base}/api/v1/query?query=ui_test_value"))
+        .header("cookie", &session)
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        client
+            .get(format!("{base}/api/v1/query?query=up"))
+            .send()
+            .expect("get")
+            .status()
+            .as_u16(),
+        401
+    );
+    let silence = json!({"matchers": [{"name": "a", "value": "b", "isRegex": false}],
+        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z", "createdBy": "x", "comment": "y"});
+    let r = client
+        .post(format!("{base}/api/v2/silences"))
+        .header("cookie", &session)
+        .json(&silence)
+        .send()
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 401, "admin API reached by cookie");
+    // The UI's silence form: the read role is refused, and so is a missing CSRF token.
+    let form = |csrf: &str| {
+        client
+            .post(format!("{base}/silences"))
+            .header("cookie", &session)
+            .form(&[
+                ("csrf", csrf),
+                ("matchers", "alertname=\"X\""),
+                ("duration", "1h"),
+                ("created_by", "t"),
+                ("comment", "c"),
+            ])
+            .send()
+            .expect("post")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(form(""), 403);
+    assert_eq!(form(&csrf), 403, "read role created a silence");
+    let silences: Value = client
+        .get(format!("{base}/api/v2/silences"))
+        .bearer_auth(READ)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(
+        silences,
+        json!([]),
+        "a refused form still created a silence"
+    );
+
+    // Assets: content-hashed names cached for a year; unknown names 404.
+    let css = page
+        .split("href=\"/ui/static/")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("stylesheet link")
+        .to_string();
+    let r = client
+        .get(format!("{base}/ui/static/{css}"))
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .expect("cc")
+            .contains("immutable")
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/ui/static/vigil.css"))
+            .send()
+            .expect("get")
+            .status()
+            .as_u16(),
+        404
+    );
+
+    // Logout needs the CSRF token; afterwards the cookie opens nothing.
+    let logout = |csrf: &str| {
+        client
+            .post(format!("{base}/logout"))
+            .header("cookie", &session)
+            .form(&[("csrf", csrf)])
+            .send()
+            .expect("post")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(logout("nope"), 403);
+    assert_eq!(logout(&csrf), 303);
+    assert_eq!(
+        client
+            .get(format!("{base}/alerts"))
+            .header("cookie", &session)
+            .send()
+            .expect("get")
+            .status()
+            .as_u16(),
+        303
+    );
+}
