@@ -152,6 +152,8 @@ impl Ui {
     /// The request's session; where no login is required, an anonymous one
     /// is opened (it carries the CSRF token). Otherwise a redirect to the
     /// login page, coming back to `here` afterwards.
+    // The error is the response itself, returned at once by every handler.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn ctx(&self, headers: &HeaderMap, here: &str) -> Result<Ctx, Response> {
         if let Some(session) = self.sessions.from_headers(headers) {
             return Ok(Ctx {
@@ -173,6 +175,7 @@ impl Ui {
 
     /// Checks a state-changing form: the session exists, the CSRF token
     /// matches and the role suffices.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn check_form(
         &self,
         headers: &HeaderMap,

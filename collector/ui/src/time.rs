@@ -10,7 +10,7 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs.is_finite() && secs > 0.0).then(|| (secs * 1000.0) as i64);
+        return (secs.is_finite() && secs > 0.0).then_some((secs * 1000.0) as i64);
     }
     let mut total: i64 = 0;
     let mut rest = s;
@@ -70,7 +70,7 @@ pub fn format_duration_ms(ms: i64) -> String {
 pub fn parse_time_ms(s: &str) -> Option<i64> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
-        return secs.is_finite().then(|| (secs * 1000.0) as i64);
+        return secs.is_finite().then_some((secs * 1000.0) as i64);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
