@@ -174,6 +174,29 @@ async fn wait_text(c: &Client, css: &str, needle: &str) -> String {
     }
 }
 
+/// Polls until the first expression box's completion list offers `want`.
+async fn wait_option(c: &Client, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = c
+            .execute(
+                "const box = document.querySelector('input.expr'); \
+                 return Array.from(box.list ? box.list.options : []).map(o => o.value);",
+                vec![],
+            )
+            .await
+            .expect("execute");
+        if v.as_array().into_iter().flatten().any(|o| o == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "completion never offered {want:?}; offered {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn path_of(c: &Client) -> String {
     let u = c.current_url().await.expect("current url");
     match u.query() {
@@ -294,6 +317,20 @@ async fn flow(c: &Client, base: &str) {
         "{url}"
     );
     shot(c, "02-graph-table").await;
+
+    // Completion from what is at the cursor: metric names, then label
+    // names inside braces, then that label's values.
+    c.goto(&format!("{base}/graph")).await.expect("goto");
+    let expr = c
+        .find(Locator::Css("input.expr"))
+        .await
+        .expect("expression box");
+    expr.send_keys("ui_test_va").await.expect("type");
+    wait_option(c, "ui_test_value").await;
+    expr.send_keys("lue{no").await.expect("type");
+    wait_option(c, "ui_test_value{note=\"").await;
+    expr.send_keys("te=\"").await.expect("type");
+    wait_option(c, &format!("ui_test_value{{note=\"{SCRIPT_LABEL}\"")).await;
 
     // A syntax error is shown at its position.
     c.goto(&format!("{base}/graph?g0.expr=sum(&g0.tab=1"))

@@ -41,6 +41,77 @@
     });
   });
 
+  // ---- completion ----------------------------------------------------
+  // The page ships a datalist of metric names, label names and functions.
+  // With script, each expression box gets its own list, rebuilt as the user
+  // types from what is at the cursor: a metric or function name, a label
+  // name inside braces, or a label value after `label="` (values of that
+  // label on that metric, from the label values API).
+  var cache = {};
+  function getJSON(url) {
+    if (!cache[url]) {
+      cache[url] = fetch(url, { credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (j) { return j.status === "success" ? j.data : []; })
+        .catch(function () { return []; });
+    }
+    return cache[url];
+  }
+  var FUNCS = [];
+  var base = document.getElementById("completions");
+  if (base) {
+    Array.prototype.forEach.call(base.options, function (o) {
+      if (/\($/.test(o.value)) FUNCS.push(o.value);
+    });
+  }
+  function complete(box, list) {
+    var v = box.value, pos = box.selectionStart == null ? v.length : box.selectionStart;
+    var before = v.slice(0, pos), after = v.slice(pos);
+    var lv = /([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)$/.exec(before);
+    var open = before.lastIndexOf("{") > before.lastIndexOf("}");
+    var metric = /([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{[^{}]*$/.exec(before);
+    var match = metric ? "?match[]=" + encodeURIComponent(metric[1]) : "";
+    var source, token, suffix;
+    if (lv && open) {
+      source = getJSON("/api/v1/label/" + encodeURIComponent(lv[1]) + "/values" + match);
+      token = lv[3];
+      suffix = after.charAt(0) === "\"" ? "" : "\"";
+    } else if (open) {
+      source = getJSON("/api/v1/labels" + match);
+      token = (/([a-zA-Z_][a-zA-Z0-9_]*)$/.exec(before) || ["", ""])[1];
+      suffix = "=\"";
+    } else {
+      source = getJSON("/api/v1/label/__name__/values").then(function (names) { return names.concat(FUNCS); });
+      token = (/([a-zA-Z_:][a-zA-Z0-9_:]*)$/.exec(before) || ["", ""])[1];
+      suffix = "";
+    }
+    var head = before.slice(0, before.length - token.length);
+    source.then(function (cands) {
+      if (box.value !== v) return;
+      list.textContent = "";
+      var n = 0;
+      for (var i = 0; i < cands.length && n < 200; i++) {
+        var c = String(cands[i]);
+        if (c === "__name__" || c.indexOf(token) !== 0) continue;
+        var o = document.createElement("option");
+        o.value = head + c + (/\($/.test(c) ? "" : suffix) + after;
+        list.appendChild(o);
+        n++;
+      }
+    });
+  }
+  document.querySelectorAll("input.expr").forEach(function (box, i) {
+    var list = document.createElement("datalist");
+    list.id = "completions-" + i;
+    document.body.appendChild(list);
+    box.setAttribute("list", list.id);
+    var timer = null;
+    box.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () { complete(box, list); }, 80);
+    });
+  });
+
   // ---- charts --------------------------------------------------------
   var PALETTE = ["#1f77b4", "#e6550d", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];

@@ -111,11 +111,7 @@ fn gzip_len(bytes: &[u8]) -> anyhow::Result<usize> {
         .stdout(Stdio::piped())
         .spawn()
         .context("running gzip")?;
-    child
-        .stdin
-        .take()
-        .context("gzip stdin")?
-        .write_all(bytes)?;
+    child.stdin.take().context("gzip stdin")?.write_all(bytes)?;
     Ok(child.wait_with_output()?.stdout.len())
 }
 
@@ -137,7 +133,10 @@ fn weight(base: &str, page: &str) -> anyhow::Result<Weight> {
         ..Weight::default()
     };
     let mut refs = Vec::new();
-    for (marker, is_js) in [("<script src=\"", true), ("rel=\"stylesheet\" href=\"", false)] {
+    for (marker, is_js) in [
+        ("<script src=\"", true),
+        ("rel=\"stylesheet\" href=\"", false),
+    ] {
         for piece in text.split(marker).skip(1) {
             if let Some(url) = piece.split('"').next() {
                 refs.push((url.to_string(), is_js));
