@@ -123,14 +123,24 @@ fn screenshot_dir() -> PathBuf {
 }
 
 async fn browser(port: u16) -> Client {
+    browser_with(port, &[]).await
+}
+
+async fn browser_with(port: u16, extra: &[&str]) -> Client {
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--force-color-profile=srgb",
+        "--hide-scrollbars",
+    ];
+    args.extend_from_slice(extra);
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium(),
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--force-color-profile=srgb", "--hide-scrollbars"],
-        }),
+        json!({ "binary": chromium(), "args": args }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector)
@@ -219,6 +229,16 @@ for (let i = 0; i < d.length; i += 4) {
 return n;
 "#;
 
+/// Moves the mouse to the middle of the plot; returns the legend's values.
+const HOVER_JS: &str = r#"
+const over = document.querySelector('.chart .u-over');
+const r = over.getBoundingClientRect();
+over.dispatchEvent(new MouseEvent('mouseenter', {clientX: r.left + r.width / 2, clientY: r.top + r.height / 2, bubbles: true}));
+over.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + r.width / 2, clientY: r.top + r.height / 2, bubbles: true}));
+return Array.from(document.querySelectorAll('.chart .u-legend .u-series')).slice(1)
+  .map(s => s.querySelector('.u-value').textContent);
+"#;
+
 #[test]
 fn ui_in_a_real_browser() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -232,10 +252,43 @@ fn ui_in_a_real_browser() {
         .expect("runtime");
     rt.block_on(async move {
         let c = browser(driver_port).await;
-        let result = flow(&c, &base).await;
+        flow(&c, &base).await;
         let _ = c.close().await;
-        result
+        let dark = browser_with(driver_port, &["--force-dark-mode"]).await;
+        dark_theme(&dark, &base).await;
+        let _ = dark.close().await;
     });
+}
+
+/// With the system in dark mode the pages are dark, chart included.
+async fn dark_theme(c: &Client, base: &str) {
+    c.goto(&format!(
+        "{base}/login?next=%2Fgraph%3Fg0.expr%3Dui_wave%26g0.tab%3D0"
+    ))
+    .await
+    .expect("goto");
+    c.find(Locator::Css("#token"))
+        .await
+        .expect("token box")
+        .send_keys(ADMIN)
+        .await
+        .expect("type");
+    c.find(Locator::Css("main.login button"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, ".chart-stats", "drawn in").await;
+    let bg: Value = c
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor;",
+            vec![],
+        )
+        .await
+        .expect("execute");
+    assert_eq!(bg, json!("rgb(17, 20, 24)"), "dark background");
+    shot(c, "14-graph-dark").await;
 }
 
 async fn flow(c: &Client, base: &str) {
@@ -378,6 +431,29 @@ async fn flow(c: &Client, base: &str) {
     let legend = wait_text(c, ".u-legend", "wave=\"4\"").await;
     assert!(legend.contains("ui_wave{wave=\"0\"}"), "{legend}");
     assert!(path_of(c).await.contains("g0.tab=0"));
+    // Hovering the plot puts every series' value in the legend.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let values: Value = c.execute(HOVER_JS, vec![]).await.expect("hover");
+        let values: Vec<f64> = values
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str()?.parse().ok())
+            .collect();
+        if values.len() == 5 {
+            assert!(
+                values.iter().all(|v| (4.0..=16.0).contains(v)),
+                "{values:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hover never filled the legend: {values:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     shot(c, "04-graph-chart").await;
     // Stacked keeps drawing.
     c.find(Locator::Css("input[name='g0.stacked']"))

@@ -221,6 +221,8 @@
           height: 380,
           series: series,
           scales: { x: { time: true } },
+          // UTC, as the end and evaluation times in the URL are.
+          tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
           axes: [
             { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
             { stroke: axis, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 70, values: function (u, vals) { return vals.map(fmt); } }
