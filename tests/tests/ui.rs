@@ -38,14 +38,21 @@ fn start_collector(dir: &Path) -> Collector {
             "groups:\n  - name: ui\n    interval: 1s\n    rules:\n      - alert: UiTestHigh\n        expr: {RULE_EXPR}\n        labels:\n          severity: page\n        annotations:\n          summary: \"value is {{{{ $value }}}}\"\n"
         ),
     );
+    // An anomaly rule on the waves, scoring once it has seen 20 points
+    // (the detector warms up on the stored history).
+    write(
+        &dir.join("ui.anomaly.yml"),
+        "groups:\n  - name: ui-anomalies\n    interval: 1s\n    rules:\n      - anomaly: UiWaveAnomaly\n        expr: ui_wave\n        training_window: 1h\n        for: 0s\n        model:\n          n_estimators: 20\n          min_points: 20\n          window: 200\n          retrain_every: 50\n",
+    );
     let cfg = dir.join("vigil.yml");
     write(
         &cfg,
         &format!(
-            "auth:\n  read_token_file: {}\n  admin_token_file: {}\nrules:\n  files: ['{}']\n  evaluation_interval: 1s\n",
+            "auth:\n  read_token_file: {}\n  admin_token_file: {}\nrules:\n  files: ['{}', '{}']\n  evaluation_interval: 1s\n",
             dir.join("read.token").display(),
             dir.join("admin.token").display(),
             dir.join("ui.rules.yml").display(),
+            dir.join("ui.anomaly.yml").display(),
         ),
     );
     let data = dir.join("data");
@@ -548,6 +555,68 @@ async fn flow(c: &Client, base: &str) {
         .await
         .expect("click");
     wait_text(c, "article.silence", "EXPIRED").await;
+
+    // Anomalies: the rule's series with their scores, each opening a
+    // three-panel graph of value, score and alerts.
+    c.goto(&format!("{base}/anomalies")).await.expect("goto");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c
+        .find(Locator::LinkText("value, score and alerts"))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "no anomaly scores within 60s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.expect("refresh");
+    }
+    wait_text(c, "main", "UiWaveAnomaly").await;
+    shot(c, "13b-anomalies").await;
+    c.find(Locator::LinkText("value, score and alerts"))
+        .await
+        .expect("series link")
+        .click()
+        .await
+        .expect("click");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let drawn: Value = c
+            .execute(
+                "return Array.from(document.querySelectorAll('.chart')).map(e => e.dataset.drawn || '');",
+                vec![],
+            )
+            .await
+            .expect("execute");
+        let drawn: Vec<&str> = drawn
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        // Value and score have data; the alerts panel may be empty.
+        if drawn.len() == 3 && drawn[0] == "1" && drawn[1] == "1" && !drawn[2].is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "anomaly view not drawn: {drawn:?} at {}",
+            path_of(c).await
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let exprs: Value = c
+        .execute(
+            "return Array.from(document.querySelectorAll('input.expr')).map(e => e.value);",
+            vec![],
+        )
+        .await
+        .expect("execute");
+    assert!(
+        exprs[1]
+            .as_str()
+            .is_some_and(|e| e.starts_with("vigil_anomaly_score{rule=\"UiWaveAnomaly\"")),
+        "{exprs}"
+    );
+    shot(c, "13c-anomaly-view").await;
 
     // The other pages render.
     for (path, needle, name) in [

@@ -176,14 +176,16 @@
         var n = Math.floor((end - start) / step + 1e-9) + 1;
         var xs = new Array(n);
         for (var i = 0; i < n; i++) xs[i] = start + i * step;
-        var raw = [], points = 0;
+        var raw = [], counts = [], points = 0;
         result.forEach(function (s) {
-          var ys = new Array(n).fill(null);
+          var ys = new Array(n).fill(null), count = 0;
           s.values.forEach(function (v) {
             var idx = Math.round((v[0] - start) / step);
             var y = parseFloat(v[1]);
-            if (idx >= 0 && idx < n && isFinite(y)) { ys[idx] = y; points++; }
+            if (idx >= 0 && idx < n && isFinite(y)) { ys[idx] = y; count++; }
           });
+          points += count;
+          counts.push(count);
           raw.push(ys);
         });
         var plotted = raw;
@@ -201,6 +203,8 @@
             width: 1.5,
             fill: stacked ? color(k).replace(/^(#[0-9a-f]{6})$/i, "$144") : undefined,
             value: function (u, v, si, idx) { return idx == null ? "—" : fmt(raw[si - 1][idx]); },
+            // A series of a few points (a new one, a sparse one) shows as dots.
+            points: { show: counts[k] < 60, size: 6 },
             spanGaps: false
           });
         });

@@ -384,6 +384,8 @@ fn chart(p: &Panel, now_ms: i64) -> String {
             }
         }
     };
+    // The last point falls on the end itself, so the newest samples show.
+    let start_ms = end_ms - (range_ms / step_ms.max(1)) * step_ms;
     format!(
         "<p class=\"stats chart-stats\" aria-live=\"polite\">Range {} ending {} UTC, step {}</p>\
          <div class=\"chart-error\"></div>\
@@ -392,7 +394,7 @@ fn chart(p: &Panel, now_ms: i64) -> String {
         format_time_ms(end_ms),
         format_duration_ms(step_ms),
         esc(&p.expr),
-        (end_ms - range_ms) as f64 / 1000.0,
+        start_ms as f64 / 1000.0,
         end_ms as f64 / 1000.0,
         step_ms as f64 / 1000.0,
         if p.stacked { 1 } else { 0 },

@@ -109,6 +109,7 @@ const NAV: &[(&str, &str)] = &[
     ("/rules", "Rules"),
     ("/silences", "Silences"),
     ("/agents", "Agents"),
+    ("/anomalies", "Anomalies"),
     ("/status", "Status"),
 ];
 

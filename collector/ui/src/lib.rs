@@ -1,6 +1,6 @@
 //! Vigil's web UI, served by the collector: `/graph` (Prometheus's URL
 //! parameters, so alert `generatorURL`s open there), `/alerts`, `/rules`,
-//! `/silences`, `/agents` and `/status`.
+//! `/silences`, `/agents`, `/anomalies` and `/status`.
 //!
 //! Pages are rendered on the server from the collector's own HTTP API, called
 //! in-process through its router (no network hop, and the UI sees exactly what
@@ -19,6 +19,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 mod alerts;
+mod anomalies;
 pub mod assets;
 mod backend;
 mod graph;
@@ -88,6 +89,7 @@ pub fn is_ui_path(path: &str) -> bool {
             | "/silences"
             | "/silences/new"
             | "/agents"
+            | "/anomalies"
             | "/status"
             | "/login"
             | "/logout"
@@ -106,6 +108,7 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .route("/silences/new", get(silences::new_form))
         .route("/silences/{id}/expire", post(silences::expire))
         .route("/agents", get(pages::agents))
+        .route("/anomalies", get(anomalies::anomalies))
         .route("/status", get(pages::status))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
