@@ -415,6 +415,35 @@ async fn flow(c: &Client, base: &str) {
     .await
     .expect("goto");
     wait_text(c, "table.result td.series", "ui_wave").await;
+    // The table sorts by value, up then down.
+    for descending in [false, true] {
+        c.find(Locator::Css("table.result button.sort[data-col='1']"))
+            .await
+            .expect("value header")
+            .click()
+            .await
+            .expect("click");
+        let values: Value = c
+            .execute(
+                "return Array.from(document.querySelectorAll('table.result td.num')).map(e => Number(e.textContent));",
+                vec![],
+            )
+            .await
+            .expect("execute");
+        let values: Vec<f64> = values
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        if descending {
+            sorted.reverse();
+        }
+        assert_eq!(values.len(), 5);
+        assert_eq!(values, sorted, "descending: {descending}");
+    }
     c.find(Locator::Css("input[name='g0.tab'][value='0']"))
         .await
         .expect("graph tab")
