@@ -820,6 +820,24 @@ fn ui_guards_over_http() {
         "a refused form still created a silence"
     );
 
+    // Adding and removing panels only reshape the URL.
+    let r = client
+        .get(format!("{base}/graph?g0.expr=up&g0.tab=0&add_panel=1"))
+        .header("cookie", &session)
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/graph?g0.expr=up&g0.tab=0&g1.expr=&g1.tab=1"
+    );
+    let r = client
+        .get(format!("{base}/graph?g0.expr=a&g1.expr=b&remove_panel=0"))
+        .header("cookie", &session)
+        .send()
+        .expect("get");
+    assert_eq!(r.headers()["location"], "/graph?g0.expr=b&g0.tab=1");
+
     // Assets: content-hashed names cached for a year; unknown names 404.
     let css = page
         .split("href=\"/ui/static/")
