@@ -856,6 +856,19 @@ fn ui_guards_over_http() {
             .expect("cc")
             .contains("immutable")
     );
+    let plain_len = r.bytes().expect("body").len();
+    let r = client
+        .get(format!("{base}/ui/static/{css}"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .expect("get");
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let gz = r.bytes().expect("body");
+    assert!(
+        gz.starts_with(&[0x1f, 0x8b]) && gz.len() < plain_len,
+        "{} vs {plain_len}",
+        gz.len()
+    );
     assert_eq!(
         client
             .get(format!("{base}/ui/static/vigil.css"))
