@@ -820,6 +820,44 @@ fn ui_guards_over_http() {
         "a refused form still created a silence"
     );
 
+    // Scripts may send the API's bearer token instead of a cookie; a bearer
+    // request is no forged form post, so it needs no CSRF token.
+    let r = client
+        .get(format!("{base}/alerts"))
+        .bearer_auth(READ)
+        .send()
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().expect("body").contains("read (bearer token)"));
+    let bearer_form = |token: &str| {
+        client
+            .post(format!("{base}/silences"))
+            .bearer_auth(token)
+            .form(&[
+                ("matchers", "alertname=\"BearerMade\""),
+                ("duration", "1h"),
+                ("created_by", "script"),
+                ("comment", "made with the admin token"),
+            ])
+            .send()
+            .expect("post")
+    };
+    assert_eq!(bearer_form(READ).status().as_u16(), 403);
+    assert_eq!(bearer_form("wrong").status().as_u16(), 403);
+    let r = bearer_form(ADMIN);
+    assert_eq!(r.status().as_u16(), 303);
+    let silences: Value = client
+        .get(format!("{base}/api/v2/silences"))
+        .bearer_auth(READ)
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
+    assert_eq!(
+        silences[0]["matchers"][0]["value"], "BearerMade",
+        "{silences}"
+    );
+
     // Adding and removing panels only reshape the URL.
     let r = client
         .get(format!("{base}/graph?g0.expr=up&g0.tab=0&add_panel=1"))

@@ -135,6 +135,11 @@ pub fn page(ctx: &Ctx, title: &str, active: &str, body: &str, extra: &[&str]) ->
             s.role.name(),
             esc(&s.csrf)
         ));
+    } else if s.id.is_empty() {
+        nav.push_str(&format!(
+            "<span class=\"role\">{} (bearer token)</span>",
+            s.role.name()
+        ));
     } else if s.role != Role::Admin {
         nav.push_str("<span class=\"role\">read</span><a href=\"/login\">Log in</a>");
     } else {

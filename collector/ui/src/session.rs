@@ -1,6 +1,7 @@
 //! Sessions: the login page trades a read or admin token for a random
 //! session id held in an `HttpOnly`, `SameSite=Strict` cookie. Each session
 //! carries its own CSRF token, which every state-changing form must echo.
+//! Scripts may instead send the API's bearer token with each request.
 //! Sessions live in memory: a restart asks for the token again.
 
 use std::collections::HashMap;
@@ -161,6 +162,12 @@ impl Ui {
                 set_cookie: None,
             });
         }
+        if let Some(session) = self.bearer(headers) {
+            return Ok(Ctx {
+                session,
+                set_cookie: None,
+            });
+        }
         if self.opts.login_required {
             let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
             return Err(html::redirect(&format!("/login?next={next}")));
@@ -173,6 +180,25 @@ impl Ui {
         })
     }
 
+    /// A request carrying the API's bearer token (scripts, curl) gets the
+    /// token's role for this request only, without a session.
+    fn bearer(&self, headers: &HeaderMap) -> Option<Session> {
+        let token = headers
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .trim();
+        let role = (self.opts.check_token)(token)?;
+        Some(Session {
+            id: String::new(),
+            role,
+            csrf: String::new(),
+            logged_in: false,
+            expires: Instant::now(),
+        })
+    }
+
     /// Checks a state-changing form: the session exists, the CSRF token
     /// matches and the role suffices.
     #[allow(clippy::result_large_err)]
@@ -182,6 +208,17 @@ impl Ui {
         form: &[(String, String)],
         need: Role,
     ) -> Result<Session, Response> {
+        // A bearer token is never sent by a browser on its own, so a request
+        // carrying one is not a forged form post: no CSRF token needed.
+        if let Some(session) = self.bearer(headers) {
+            if need == Role::Admin && session.role != Role::Admin {
+                return Err(html::plain(
+                    StatusCode::FORBIDDEN,
+                    "this needs the admin token\n",
+                ));
+            }
+            return Ok(session);
+        }
         let Some(session) = self.sessions.from_headers(headers) else {
             return Err(html::plain(
                 StatusCode::FORBIDDEN,
