@@ -1,7 +1,8 @@
 //! `/graph`: Prometheus's expression browser with its URL parameters
 //! (`g0.expr`, `g0.tab` 0 graph / 1 table, `g0.range_input`,
 //! `g0.end_input`, `g0.step_input`, `g0.moment_input`, `g0.stacked`, and
-//! more panels as `g1.…`). The whole page is one GET form, so Enter runs the
+//! more panels as `g1.…`; Prometheus 3's `g0.tab=graph|table` and
+//! `g0.display_mode=stacked` too). The whole page is one GET form, so Enter runs the
 //! query and the address bar always holds a URL that reproduces the view.
 //! Tables are rendered here; the chart is drawn by `vigil.js` with uPlot
 //! from the range query API.
@@ -71,7 +72,10 @@ pub fn parse_panels(pairs: &[(String, String)]) -> (Vec<Panel>, bool, Option<usi
         });
         match field {
             "expr" => p.expr = v.clone(),
-            "tab" => p.tab = if v == "0" { 0 } else { 1 },
+            // Prometheus 2 writes 0/1, Prometheus 3 graph/table.
+            "tab" => p.tab = if v == "0" || v == "graph" { 0 } else { 1 },
+            // Prometheus 3's way of saying stacked.
+            "display_mode" => p.stacked = v == "stacked",
             "range_input" => p.range_input = v.clone(),
             "end_input" => p.end_input = v.clone(),
             "step_input" => p.step_input = v.clone(),
@@ -510,6 +514,11 @@ mod tests {
         assert!(p[0].stacked);
         assert_eq!(p[0].range_input, "2h");
         assert_eq!(p[1].tab, 1);
+        let p3 = parse_panels(&pairs(
+            "g0.expr=up&g0.tab=graph&g0.display_mode=stacked&g1.tab=table",
+        ))
+        .0;
+        assert_eq!((p3[0].tab, p3[0].stacked, p3[1].tab), (0, true, 1));
         let again = parse_panels(&pairs(&panels_query(&p))).0;
         assert_eq!(again[0].expr, p[0].expr);
         assert_eq!(again[1].expr, "up");
