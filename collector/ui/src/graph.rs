@@ -23,8 +23,9 @@ use crate::time::{format_duration_ms, format_time_ms, parse_duration_ms, parse_t
 
 /// Most rows a table shows; the stats say how many there were.
 const MAX_ROWS: usize = 10_000;
-/// Most names offered for completion.
-const MAX_COMPLETIONS: usize = 5_000;
+/// Most names in the page's own completion list, which serves browsers
+/// without script; the script completes from the full lists of the API.
+const MAX_COMPLETIONS: usize = 1_000;
 
 /// One panel's parameters, as in the URL.
 #[derive(Debug, Default, Clone)]
