@@ -474,7 +474,8 @@ const FUNCTIONS: &[&str] = &[
 /// A `<datalist>` of metric names, label names and functions for the
 /// expression box.
 async fn completions(ui: &Ui) -> String {
-    let mut names: Vec<String> = Vec::new();
+    // Functions first: the script takes its function list from here.
+    let mut names: Vec<String> = FUNCTIONS.iter().map(|f| format!("{f}(")).collect();
     if let Ok(Value::Array(v)) = ui.get("/api/v1/label/__name__/values").await.data() {
         names.extend(v.iter().filter_map(|n| n.as_str().map(String::from)));
     }
@@ -486,7 +487,6 @@ async fn completions(ui: &Ui) -> String {
                 .map(|n| format!("{{{n}=\"\"}}")),
         );
     }
-    names.extend(FUNCTIONS.iter().map(|f| format!("{f}(")));
     let mut s = String::from("<datalist id=\"completions\">");
     for n in names.iter().take(MAX_COMPLETIONS) {
         s.push_str(&format!("<option value=\"{}\">", esc(n)));
