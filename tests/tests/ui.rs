@@ -385,6 +385,9 @@ async fn flow(c: &Client, base: &str) {
         .find(Locator::Css("input.expr"))
         .await
         .expect("expression box");
+    expr.send_keys("histogram_q").await.expect("type");
+    wait_option(c, "histogram_quantile(").await;
+    expr.clear().await.expect("clear");
     expr.send_keys("ui_test_va").await.expect("type");
     wait_option(c, "ui_test_value").await;
     expr.send_keys("lue{no").await.expect("type");
