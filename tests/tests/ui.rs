@@ -214,6 +214,22 @@ async fn wait_option(c: &Client, want: &str) {
     }
 }
 
+/// Polls until the browser's URL contains `needle` (a form submitted).
+async fn wait_path(c: &Client, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let path = path_of(c).await;
+        if path.contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "URL never held {needle:?}: {path}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn path_of(c: &Client) -> String {
     let u = c.current_url().await.expect("current url");
     match u.query() {
@@ -501,8 +517,9 @@ async fn flow(c: &Client, base: &str) {
         .click()
         .await
         .expect("click");
+    // The old page also says "drawn in": wait for the new URL first.
+    wait_path(c, "g0.stacked=1").await;
     wait_text(c, ".chart-stats", "drawn in").await;
-    assert!(path_of(c).await.contains("g0.stacked=1"));
     shot(c, "05-graph-stacked").await;
 
     // The alert fires; its generatorURL opens /graph with its expression.
