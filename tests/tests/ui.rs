@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use vigil_e2e::{Collector, Proc, free_port, now_ms, series_request, wait_ready, workspace_root};
@@ -510,6 +511,73 @@ async fn flow(c: &Client, base: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shot(c, "04-graph-chart").await;
+    // Dragging across the middle zooms in on the time axis.
+    let span = |v: &Value| -> f64 {
+        let f = |k: &str| {
+            v[k].as_str()
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        f("xMax") - f("xMin")
+    };
+    let before: Value = c
+        .execute(
+            "return Object.assign({}, document.querySelector('.chart').dataset);",
+            vec![],
+        )
+        .await
+        .expect("dataset");
+    // A real mouse drag through WebDriver, across the middle fifth.
+    let over = c
+        .find(Locator::Css(".chart .u-over"))
+        .await
+        .expect("plot area");
+    let width: Value = c
+        .execute(
+            "return document.querySelector('.chart .u-over').getBoundingClientRect().width;",
+            vec![],
+        )
+        .await
+        .expect("width");
+    let fifth = width.as_f64().unwrap_or(1000.0) / 5.0;
+    let drag = MouseActions::new("mouse".into())
+        .then(PointerAction::MoveToElement {
+            element: over,
+            duration: None,
+            x: -fifth / 2.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveBy {
+            duration: Some(Duration::from_millis(200)),
+            x: fifth,
+            y: 0.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    c.perform_actions(drag).await.expect("drag");
+    // uPlot applies the selection on its next frame.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after: Value = c
+            .execute(
+                "return Object.assign({}, document.querySelector('.chart').dataset);",
+                vec![],
+            )
+            .await
+            .expect("dataset");
+        if span(&after) < span(&before) / 2.0 && span(&after) > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zoom: before {before}, after {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Stacked keeps drawing.
     c.find(Locator::Css("input[name='g0.stacked']"))
         .await

@@ -234,6 +234,12 @@
           cursor: { drag: { x: true, y: false } },
           legend: { live: true },
           hooks: {
+            // The visible time range, for whoever reads the page (tests, zoom).
+            setScale: [function (u, key) {
+              if (key !== "x") return;
+              el.dataset.xMin = String(u.scales.x.min);
+              el.dataset.xMax = String(u.scales.x.max);
+            }],
             draw: [function () {
               if (el.dataset.drawn === "1") return;
               // Milliseconds since navigation start, for the UI benchmark.
