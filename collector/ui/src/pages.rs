@@ -162,6 +162,11 @@ pub async fn agents(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
         body.push_str(&format!("<h2>Pushing agents ({})</h2>", rows.len()));
         if rows.is_empty() {
             body.push_str("<p class=\"empty\">No agent has pushed yet.</p>");
+        } else if rows
+            .iter()
+            .all(|r| r.get("job").is_some() && r.get("up").is_some())
+        {
+            body.push_str(&agents_table(&rows, chrono::Utc::now()));
         } else {
             body.push_str(&object_table(&rows));
         }
@@ -236,6 +241,40 @@ pub async fn agents(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
         (Err(e), _) | (_, Err(e)) => body.push_str(&html::error_box(&e, "")),
     }
     html::page(&ctx, "Agents", "/agents", &body, &[])
+}
+
+/// The agents API's rows: job, instance, health, last push, interval.
+fn agents_table(rows: &[Value], now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut s = String::from(
+        "<table class=\"sortable agents\"><thead><tr>\
+         <th><button type=\"button\" class=\"sort\" data-col=\"0\">Job</button></th>\
+         <th><button type=\"button\" class=\"sort\" data-col=\"1\">Instance</button></th>\
+         <th><button type=\"button\" class=\"sort\" data-col=\"2\">Health</button></th>\
+         <th><button type=\"button\" class=\"sort\" data-col=\"3\">Last push</button></th>\
+         <th class=\"num\"><button type=\"button\" class=\"sort\" data-col=\"4\">Interval (s)</button></th>\
+         <th class=\"num\"><button type=\"button\" class=\"sort\" data-col=\"5\">Pushes</button></th>\
+         <th>Down since</th></tr></thead><tbody>",
+    );
+    for r in rows {
+        let up = r["up"].as_bool().unwrap_or(false);
+        let health = if up { "up" } else { "down" };
+        let down_since = r["downSince"]
+            .as_str()
+            .map(|t| since(t, now))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td><span class=\"health {health}\">{health}</span></td>\
+             <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&cell(&r["job"])),
+            esc(&cell(&r["instance"])),
+            esc(&since(r["lastPush"].as_str().unwrap_or(""), now)),
+            esc(&cell(&r["pushIntervalSeconds"])),
+            esc(&cell(&r["pushes"])),
+            esc(&down_since),
+        ));
+    }
+    s.push_str("</tbody></table>");
+    s
 }
 
 fn top_table(title: &str, rows: &Value, limit: usize) -> String {
@@ -324,4 +363,30 @@ pub async fn status(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
         esc(&ui.opts.config_text)
     ));
     html::page(&ctx, "Status", "/status", &body, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_render_health_and_escape() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-06T17:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let rows = serde_json::json!([
+            {"job": "vigil-agent", "instance": "<b>web-1</b>", "up": true,
+             "lastPush": "2026-12-06T16:59:45Z", "pushIntervalSeconds": 15.0, "pushes": 40},
+            {"job": "vigil-agent", "instance": "web-2", "up": false,
+             "lastPush": "2026-12-06T16:50:00Z", "pushIntervalSeconds": 15.0, "pushes": 3,
+             "downSince": "2026-12-06T16:51:00Z"}
+        ]);
+        let html = agents_table(rows.as_array().expect("array"), now);
+        assert!(html.contains("&lt;b&gt;web-1&lt;/b&gt;"), "{html}");
+        assert!(!html.contains("<b>"), "{html}");
+        assert!(html.contains("<span class=\"health up\">up</span>"));
+        assert!(html.contains("<span class=\"health down\">down</span>"));
+        assert!(html.contains("(15s ago)"), "{html}");
+        assert!(html.contains("2026-12-06 16:51:00 UTC (9m ago)"), "{html}");
+    }
 }
