@@ -737,7 +737,7 @@ async fn flow(c: &Client, base: &str) {
 
     // The other pages render.
     for (path, needle, name) in [
-        ("/rules", "UiTestHigh", "11-rules"),
+        ("/rules", "anomaly UiWaveAnomaly", "11-rules"),
         ("/status", "Top metrics by series", "12-status"),
         ("/agents", "Targets", "13-agents"),
     ] {

@@ -62,12 +62,22 @@ pub async fn rules(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
             last = esc(&since(g["lastEvaluation"].as_str().unwrap_or(""), now)),
             took = g["evaluationTime"].as_f64().unwrap_or(0.0),
         ));
+        // Anomaly rules come as alerting rules in groups of their own files.
+        let anomaly_file = g["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with(".anomaly.yml") || f.ends_with(".anomaly.yaml"));
         for r in g["rules"].as_array().into_iter().flatten() {
-            let kind = r["type"].as_str().unwrap_or("");
+            let kind = match r["type"].as_str().unwrap_or("") {
+                "alerting" if anomaly_file => "anomaly",
+                k => k,
+            };
             let query_text = r["query"].as_str().unwrap_or("");
             let health = r["health"].as_str().unwrap_or("unknown");
             let mut extra = String::new();
-            if kind == "alerting" {
+            if kind == "anomaly" {
+                extra.push_str(" <a href=\"/anomalies\">scores</a>");
+            }
+            if kind == "alerting" || kind == "anomaly" {
                 let d = r["duration"].as_f64().unwrap_or(0.0);
                 if d > 0.0 {
                     extra.push_str(&format!(" <span class=\"hint\">for {d}s</span>"));
