@@ -511,6 +511,36 @@ async fn flow(c: &Client, base: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shot(c, "04-graph-chart").await;
+    let csp: Value = c
+        .execute(
+            "return [document.documentElement.dataset.cspViolations || '0', document.documentElement.dataset.cspLast || ''];",
+            vec![],
+        )
+        .await
+        .expect("csp");
+    assert_eq!(csp[0], "0", "the page broke its own CSP: {csp}");
+    // The counter works: an inline style attribute is refused and counted.
+    c.execute("document.body.setAttribute('style', 'color: red');", vec![])
+        .await
+        .expect("execute");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: Value = c
+            .execute(
+                "return document.documentElement.dataset.cspViolations || '0';",
+                vec![],
+            )
+            .await
+            .expect("execute");
+        if n == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CSP did not refuse an inline style"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Dragging across the middle zooms in on the time axis.
     let span = |v: &Value| -> f64 {
         let f = |k: &str| {
