@@ -78,6 +78,9 @@ pub struct Config {
     pub scrape: Vec<ScrapeConfig>,
     /// HTTP(S) endpoints probed with blackbox_exporter's metric names.
     pub probes: Vec<crate::probe::ProbeConfig>,
+    /// Containers and systemd services from the cgroup hierarchy, with
+    /// cAdvisor's metric names.
+    pub cgroups: crate::cgroup::CgroupConfig,
     /// Serve the HTTP listener over TLS (rustls). Default: plain HTTP.
     pub tls: Option<ListenerTlsConfig>,
 }
@@ -138,6 +141,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             scrape: Vec::new(),
             probes: Vec::new(),
+            cgroups: crate::cgroup::CgroupConfig::default(),
             tls: None,
         }
     }
@@ -558,6 +562,9 @@ impl Config {
                 ));
             }
             check_labels(&format!("redis[{i}]"), &r.labels)?;
+        }
+        if self.cgroups.max_cgroups == 0 {
+            return bad("cgroups.max_cgroups must be at least 1".into());
         }
         for (i, p) in self.probes.iter().enumerate() {
             p.validate(&format!("probes[{i}]"))

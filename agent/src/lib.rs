@@ -18,6 +18,7 @@
 /// The on-disk send buffer, shared with the collector's remote_write
 /// queues (crate `vigil-queue`).
 pub use vigil_queue::buffer;
+pub mod cgroup;
 pub mod config;
 pub mod family;
 pub mod http;
@@ -202,6 +203,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
                 child.clone(),
             ));
         }
+    }
+    if config.cgroups.enabled {
+        tasks.spawn(run_collector(
+            cgroup::CgroupCollector::new(&config.cgroups),
+            interval(config.system.interval),
+            pipeline.clone(),
+            child.clone(),
+        ));
     }
     for pc in &config.probes {
         for target in &pc.targets {
