@@ -148,6 +148,9 @@ pub struct Config {
     /// Forward every accepted sample to these Prometheus-compatible
     /// receivers, through a durable on-disk queue each.
     pub remote_write: Vec<crate::remote::RemoteWriteConfig>,
+    /// LLM spend budgets and provider quotas, written as series for the
+    /// default pack's budget and quota rules.
+    pub llm: crate::budget::LlmConfig,
 }
 
 /// Bearer-token authentication. Tokens are read from files (or systemd
@@ -196,6 +199,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             tls: None,
             remote_write: Vec::new(),
+            llm: crate::budget::LlmConfig::default(),
         }
     }
 }
@@ -357,6 +361,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.llm.validate()?;
         if self.query.max_concurrency == 0 {
             return Err("query.max_concurrency must be at least 1".into());
         }

@@ -15,6 +15,7 @@ pub mod telemetry;
 
 pub mod anomaly;
 pub mod auth;
+pub mod budget;
 pub mod cardinality;
 pub mod cli;
 pub mod forward;

@@ -430,6 +430,16 @@ pub async fn run(
     let evaluator = tokio::spawn(app.rules.clone().run(shutdown.clone()));
     let remote_senders = app.remote.start(&shutdown);
     let anomaly_evaluator = tokio::spawn(app.anomaly.clone().run(shutdown.clone()));
+    if !app.cfg.llm.is_empty() {
+        tokio::spawn(crate::budget::run(
+            app.cfg.llm.clone(),
+            app.engine.clone(),
+            Arc::new(app.queryable()),
+            Arc::new(crate::pipeline::StoreAppender(app.db.clone())),
+            app.cfg.rules.evaluation_interval.0,
+            shutdown.clone(),
+        ));
+    }
     let _watcher = crate::watch::watch_files(&app.cfg, reload.clone());
     app.ready.store(true, Ordering::Relaxed);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
