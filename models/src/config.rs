@@ -51,6 +51,25 @@ pub struct DetectorConfig {
     pub warning_percentile: f64,
     /// Score percentile above which an anomaly is `critical` (default 99).
     pub critical_percentile: f64,
+    /// Confirmation: a point is anomalous only when it and at least
+    /// `confirm_n − 1` others of the last `confirm_m` scored points (itself
+    /// included) passed the score tests (default 1 of 1: no confirmation).
+    /// The score percentile is then ranked against the history before those
+    /// `confirm_m` points, so an episode does not raise its own bar.
+    pub confirm_n: usize,
+    /// The span of the confirmation, in scored points (default 1).
+    pub confirm_m: usize,
+    /// Seasonal features: each value's difference from the same time
+    /// yesterday and last week (5-minute buckets), once that history exists
+    /// (default true).
+    pub seasonal: bool,
+    /// Re-baseline after a lasting level shift: when nine in ten of the last
+    /// `rebaseline_after` points lie beyond the 1st–99th percentile range of
+    /// the points before them (on one side), the older points are dropped, the model is
+    /// retrained on the new regime and decisions resume after a new warm-up
+    /// (default 0 = off). Capped at half the window (a shift must be judged
+    /// against at least as many points as it has lasted).
+    pub rebaseline_after: usize,
 }
 
 impl Default for DetectorConfig {
@@ -68,6 +87,10 @@ impl Default for DetectorConfig {
             min_score_percentile: 99.9,
             warning_percentile: 95.0,
             critical_percentile: 99.0,
+            confirm_n: 1,
+            confirm_m: 1,
+            seasonal: true,
+            rebaseline_after: 0,
         }
     }
 }
@@ -87,6 +110,16 @@ impl DetectorConfig {
         }
         if self.retrain_every == 0 {
             return Err(Error::Config("retrain_every must be at least 1".into()));
+        }
+        if self.confirm_n == 0 || self.confirm_m < self.confirm_n || self.confirm_m > 64 {
+            return Err(Error::Config(
+                "need 1 <= confirm_n <= confirm_m <= 64".into(),
+            ));
+        }
+        if self.rebaseline_after == 1 {
+            return Err(Error::Config(
+                "rebaseline_after must be 0 (off) or at least 2 points".into(),
+            ));
         }
         if !self.score_z.is_finite() {
             return Err(Error::Config("score_z must be a finite number".into()));

@@ -68,11 +68,16 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::config::DetectorConfig;
-use crate::features::{FeatureExtractor, SERIES_FEATURES, StandardScaler, TIME_FEATURES};
+use crate::features::{FeatureExtractor, RobustScaler, SERIES_FEATURES, TIME_FEATURES};
 use crate::forest::IsolationForest;
 use crate::rng::Rng;
-use crate::stats::{mean_std, median_mad, percentile_rank};
+use crate::stats::{mean_std, median_mad, percentile, percentile_rank};
 use crate::{Error, Matrix};
+
+mod seasonal;
+
+use seasonal::SeasonalMemory;
+pub use seasonal::{BUCKET_MS, SEASONAL_FEATURES};
 
 /// Consistency constant that makes the MAD estimate σ for normal data.
 const MAD_TO_SIGMA: f64 = 1.4826;
@@ -80,7 +85,7 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 /// Identifies a persisted detector; checked on load.
 const FORMAT: &str = "vigil-models/streaming-detector";
 /// Bumped whenever the persisted layout changes incompatibly.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// How serious an anomaly is, from its score's rank in the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -155,12 +160,16 @@ impl Score {
 struct Point {
     values: Vec<f64>,
     features: Vec<f64>,
+    /// Indices of seasonal features whose lagged history did not exist yet
+    /// (usually empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    missing: Vec<u32>,
 }
 
 /// The fitted part of the detector, replaced on every retrain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Model {
-    scaler: StandardScaler,
+    scaler: RobustScaler,
     forest: IsolationForest,
     /// Per feature: whether scoring extrapolates beyond the training range
     /// (false for the cyclic calendar features).
@@ -169,6 +178,14 @@ struct Model {
     /// trained; `None` while the history is shorter than `min_points` (no
     /// decisions yet).
     score_scale: Option<ScoreScale>,
+    /// Per series, the 1st and 99th percentile of the values trained on,
+    /// leaving out the last `rebaseline_after` points: the regime a lasting
+    /// shift is judged against. `None` when re-baselining is off or the
+    /// window is too short to hold a reference.
+    reference: Option<Vec<Option<(f64, f64)>>>,
+    /// Seasonal features this model ignores (set to 0), because some
+    /// training row had no history for them.
+    masked: Vec<usize>,
 }
 
 /// Robust location and scale of the score history.
@@ -187,6 +204,10 @@ struct ScoreScale {
 pub struct StreamingDetector {
     cfg: DetectorConfig,
     extractor: FeatureExtractor,
+    /// Per series, when `seasonal` is on (empty otherwise).
+    seasonal: Vec<SeasonalMemory>,
+    /// All feature names: the extractor's, then the seasonal ones.
+    names: Vec<String>,
     points: VecDeque<Point>,
     model: Option<Model>,
     scored_since_train: usize,
@@ -195,8 +216,15 @@ pub struct StreamingDetector {
     scores: VecDeque<f64>,
     rng: Rng,
     last_anomaly_ms: Option<i64>,
+    /// Bit `i` set: the `i`-th last scored point passed the score tests
+    /// (bit 0 is the latest); the confirmation counts these.
+    candidates: u64,
     points_seen: u64,
     models_trained: u64,
+    /// Level shifts re-baselined on.
+    rebaselines: u64,
+    /// Timestamp of the first point accepted.
+    first_ms: Option<i64>,
     #[serde(skip)]
     scratch: Vec<f64>,
 }
@@ -218,17 +246,47 @@ impl StreamingDetector {
 
     fn with_extractor(cfg: DetectorConfig, extractor: FeatureExtractor) -> Result<Self, Error> {
         cfg.validate()?;
+        let n_series = extractor.n_series();
+        let mut names = extractor.feature_names().to_vec();
+        let seasonal = if cfg.seasonal {
+            let prefixes: Vec<String> = if n_series == 1 {
+                vec![String::new()]
+            } else {
+                // The extractor names series features `<series>.<feature>`.
+                names
+                    .iter()
+                    .step_by(SERIES_FEATURES.len())
+                    .take(n_series)
+                    .map(|n| {
+                        n.strip_suffix(SERIES_FEATURES[0])
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .collect()
+            };
+            for p in &prefixes {
+                names.extend(SEASONAL_FEATURES.iter().map(|f| format!("{p}{f}")));
+            }
+            vec![SeasonalMemory::default(); n_series]
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             rng: Rng::seed_from_u64(cfg.seed),
             points: VecDeque::with_capacity(cfg.window),
             cfg,
             extractor,
+            seasonal,
+            names,
             model: None,
             scored_since_train: 0,
             scores: VecDeque::new(),
             last_anomaly_ms: None,
+            candidates: 0,
             points_seen: 0,
             models_trained: 0,
+            rebaselines: 0,
+            first_ms: None,
             scratch: Vec::new(),
         })
     }
@@ -240,7 +298,7 @@ impl StreamingDetector {
 
     /// Feature names, in row order.
     pub fn feature_names(&self) -> &[String] {
-        self.extractor.feature_names()
+        &self.names
     }
 
     /// Whether a model has been trained (points are being scored).
@@ -258,6 +316,11 @@ impl StreamingDetector {
         self.models_trained
     }
 
+    /// Lasting level shifts the detector re-baselined on so far.
+    pub fn rebaselines(&self) -> u64 {
+        self.rebaselines
+    }
+
     /// Consumes one point of a univariate detector; `None` until `min_points`
     /// points have been seen.
     pub fn push(&mut self, ts_ms: i64, value: f64) -> Result<Option<Score>, Error> {
@@ -268,12 +331,24 @@ impl StreamingDetector {
     /// (e.g. Prometheus stale markers) and points older than the previous one
     /// without changing any state.
     pub fn push_row(&mut self, ts_ms: i64, values: &[f64]) -> Result<Option<Score>, Error> {
-        let mut features = Vec::with_capacity(self.extractor.n_features());
+        let mut features = Vec::with_capacity(self.names.len());
         self.extractor.push_into(ts_ms, values, &mut features)?;
+        let mut missing = Vec::new();
+        for (memory, &v) in self.seasonal.iter_mut().zip(values) {
+            let at = features.len();
+            for (k, available) in memory.push(ts_ms, v, &mut features).into_iter().enumerate() {
+                if !available {
+                    missing.push((at + k) as u32);
+                }
+            }
+        }
         self.points_seen += 1;
+        self.first_ms.get_or_insert(ts_ms);
         let due = match self.model {
             None => self.points.len() >= self.cfg.min_points,
-            Some(_) => self.scored_since_train >= self.cfg.retrain_every,
+            // A young window (after a re-baseline) is retrained as soon as
+            // it has doubled, so the model of a new regime firms up fast.
+            Some(_) => self.scored_since_train >= self.cfg.retrain_every.min(self.points.len()),
         };
         if due {
             self.retrain()?;
@@ -281,7 +356,10 @@ impl StreamingDetector {
         let score = match &self.model {
             Some(model) => {
                 self.scored_since_train += 1;
-                Some(self.score_point(model, ts_ms, values, &features))
+                let (score, candidates) =
+                    self.score_point(model, ts_ms, values, &features, self.candidates);
+                self.candidates = candidates;
+                Some(score)
             }
             None => None,
         };
@@ -311,20 +389,94 @@ impl StreamingDetector {
         self.points.push_back(Point {
             values: values.to_vec(),
             features,
+            missing,
         });
+        if self.shift_has_lasted(ts_ms) {
+            self.rebaseline()?;
+        }
         Ok(score)
+    }
+
+    /// Whether, for some series, nine in ten of the last `rebaseline_after`
+    /// values lie beyond the 1st–99th percentile range of the values before
+    /// them, on the same side: a change of level that has lasted, not a
+    /// spike or a burst. Judged only once the detector has seen a day of
+    /// the series, so the first daily peak is not taken for a new regime.
+    fn shift_has_lasted(&self, ts_ms: i64) -> bool {
+        if self.first_ms.is_none_or(|first| ts_ms - first < seasonal::DAY_MS) {
+            return false;
+        }
+        let l = self.rebaseline_len();
+        let Some(reference) = self.model.as_ref().and_then(|m| m.reference.as_ref()) else {
+            return false;
+        };
+        if self.points.len() < l {
+            return false;
+        }
+        let mut recent = Vec::with_capacity(l);
+        reference.iter().enumerate().any(|(series, range)| {
+            let Some((lo, hi)) = *range else {
+                return false;
+            };
+            recent.clear();
+            recent.extend(self.points.iter().rev().take(l).map(|p| p.values[series]));
+            // Nine in ten of the recent points beyond the old range, on one
+            // side: a regime, not a burst.
+            let low = percentile(&mut recent, 10.0);
+            let high = crate::stats::percentile_sorted(&recent, 90.0);
+            low > hi || high < lo
+        })
+    }
+
+    /// Starts over on the new regime: keeps only the points since the shift
+    /// and retrains on them (then again each time the window doubles). The
+    /// score history is kept: it is the series' measure of how unusual a
+    /// score is, and clearing it would leave the detector deciding against
+    /// a handful of scores.
+    fn rebaseline(&mut self) -> Result<(), Error> {
+        let keep = self.rebaseline_len();
+        let drop = self.points.len().saturating_sub(keep);
+        self.points.drain(..drop);
+        self.rebaselines += 1;
+        tracing::debug!(
+            kept = self.points.len(),
+            "level shift: anomaly model re-baselined"
+        );
+        self.retrain()
     }
 
     /// Fits scaler and forest on the stored window.
     fn retrain(&mut self) -> Result<(), Error> {
-        let cols = self.extractor.n_features();
+        let cols = self.names.len();
+        // A seasonal feature is used only once every training row has its
+        // lag: rows where it is 0 for want of history would teach the
+        // forest that the feature is constant, and every later point, with
+        // a real difference, would look new. Until then the model ignores it.
+        let mut masked: Vec<usize> = self
+            .points
+            .iter()
+            .flat_map(|p| p.missing.iter().map(|&j| j as usize))
+            .collect();
+        masked.sort_unstable();
+        masked.dedup();
+        self.mask_explained_levels(&mut masked);
         let mut data = Vec::with_capacity(self.points.len() * cols);
         for p in &self.points {
+            let start = data.len();
             data.extend_from_slice(&p.features);
+            for &j in &masked {
+                data[start + j] = 0.0;
+            }
         }
         let raw = Matrix::new(self.points.len(), cols, data)?;
-        let scaler = StandardScaler::fit(&raw)?;
-        let x = scaler.transform(&raw)?;
+        let scaler = RobustScaler::fit(&raw)?;
+        let mut scaled = Vec::with_capacity(raw.as_slice().len());
+        let mut row = Vec::with_capacity(cols);
+        for r in raw.iter_rows() {
+            scaler.transform_into(r, &mut row);
+            scaled.extend_from_slice(&row);
+        }
+        let x = Matrix::new(raw.rows(), cols, scaled)?;
         let forest = IsolationForest::fit_with_rng(&x, &self.cfg.forest(), &mut self.rng)?;
         // The robust statistics come from real streamed scores only: the
         // first model's training scores are in-sample and systematically
@@ -341,8 +493,7 @@ impl StreamingDetector {
             "anomaly model retrained"
         );
         let extrapolate = self
-            .extractor
-            .feature_names()
+            .names
             .iter()
             .map(|name| !TIME_FEATURES.contains(&name.as_str()))
             .collect();
@@ -351,10 +502,73 @@ impl StreamingDetector {
             forest,
             extrapolate,
             score_scale,
+            reference: self.reference(&masked),
+            masked,
         });
         self.scored_since_train = 0;
         self.models_trained += 1;
         Ok(())
+    }
+
+    /// For a series whose level yesterday explains today's (a daily
+    /// pattern: the spread of the difference from yesterday is under half
+    /// the spread of the values), the level features are left out of the
+    /// model: the time of day already explains the level, and keeping them
+    /// would let the daily swing dominate the splits while a missing or
+    /// misplaced peak, visible only against yesterday, gets diluted.
+    fn mask_explained_levels(&self, masked: &mut Vec<usize>) {
+        let plain = self.extractor.n_features();
+        let per = SERIES_FEATURES.len();
+        for series in 0..self.seasonal.len() {
+            let day = plain + series * SEASONAL_FEATURES.len();
+            if masked.contains(&day) || self.points.len() < 2 {
+                continue;
+            }
+            let mut diffs: Vec<f64> = self.points.iter().map(|p| p.features[day]).collect();
+            let mut levels: Vec<f64> = self.points.iter().map(|p| p.values[series]).collect();
+            let (_, diff_mad) = median_mad(&mut diffs);
+            let (_, level_mad) = median_mad(&mut levels);
+            if diff_mad < 0.5 * level_mad {
+                // value, ma5, ma15 of this series.
+                masked.extend([series * per, series * per + 2, series * per + 3]);
+            }
+        }
+        masked.sort_unstable();
+        masked.dedup();
+    }
+
+    /// How long a shift must last before the detector re-baselines
+    /// (`rebaseline_after`, capped at half the window; below 2: off).
+    fn rebaseline_len(&self) -> usize {
+        self.cfg.rebaseline_after.min(self.cfg.window / 2)
+    }
+
+    /// The regime a shift is judged against (see [`Model::reference`]).
+    ///
+    /// Series whose level features are masked (a daily pattern explains
+    /// their level) are not judged: a peak that lasts hours is their normal,
+    /// and a lasting shift of such a series shows in the difference from
+    /// yesterday for one day, then is yesterday's level too.
+    fn reference(&self, masked: &[usize]) -> Option<Vec<Option<(f64, f64)>>> {
+        let l = self.rebaseline_len();
+        let before = self.points.len().checked_sub(l)?;
+        if l < 2 || before < l {
+            return None;
+        }
+        let mut work = Vec::with_capacity(before);
+        Some(
+            (0..self.extractor.n_series())
+                .map(|series| {
+                    if masked.contains(&(series * SERIES_FEATURES.len())) {
+                        return None;
+                    }
+                    work.clear();
+                    work.extend(self.points.iter().take(before).map(|p| p.values[series]));
+                    let lo = percentile(&mut work, 1.0);
+                    Some((lo, crate::stats::percentile_sorted(&work, 99.0)))
+                })
+                .collect(),
+        )
     }
 
     /// Robust location and scale of the score history, once it holds
@@ -371,15 +585,36 @@ impl StreamingDetector {
         })
     }
 
-    fn score_point(&self, model: &Model, ts_ms: i64, values: &[f64], features: &[f64]) -> Score {
+    /// Scores one point; also returns the confirmation bits updated with it.
+    fn score_point(
+        &self,
+        model: &Model,
+        ts_ms: i64,
+        values: &[f64],
+        features: &[f64],
+        candidates: u64,
+    ) -> (Score, u64) {
         let mut z = Vec::with_capacity(features.len());
-        model.scaler.transform_into(features, &mut z);
+        if model.masked.is_empty() {
+            model.scaler.transform_into(features, &mut z);
+        } else {
+            let mut f = features.to_vec();
+            for &j in &model.masked {
+                f[j] = 0.0;
+            }
+            model.scaler.transform_into(&f, &mut z);
+        }
         // Widths were checked when the point was accepted and at load time.
         let score = model
             .forest
             .score_extrapolated_unchecked(&z, &model.extrapolate);
         let score_z = model.score_scale.map(|s| (score - s.median) / s.sigma);
-        let score_percentile = percentile_rank(self.scores.iter().copied(), score);
+        // The rank is taken against the history before the confirmation
+        // span: the points of the episode being confirmed must not raise
+        // the bar for each other.
+        let span = self.cfg.confirm_m.saturating_sub(1);
+        let judged = self.scores.len().saturating_sub(span);
+        let score_percentile = percentile_rank(self.scores.iter().take(judged).copied(), score);
         let severity = if score_percentile > self.cfg.critical_percentile {
             Severity::Critical
         } else if score_percentile > self.cfg.warning_percentile {
@@ -388,16 +623,25 @@ impl StreamingDetector {
             Severity::Info
         };
         // While warming up (no z-score yet) nothing is anomalous.
-        let is_anomaly = model.forest.is_outlier(score)
+        let candidate = model.forest.is_outlier(score)
             && score_z.is_some_and(|z| z >= self.cfg.score_z)
             && score_percentile >= self.cfg.min_score_percentile;
+        let candidates = (candidates << 1) | u64::from(candidate);
+        let span = self.cfg.confirm_m.min(64) as u32;
+        let mask = if span == 64 {
+            u64::MAX
+        } else {
+            (1u64 << span) - 1
+        };
+        let is_anomaly =
+            candidate && (candidates & mask).count_ones() as usize >= self.cfg.confirm_n;
         let suppressed = is_anomaly
             && self.last_anomaly_ms.is_some_and(|last| {
                 u128::try_from(ts_ms.saturating_sub(last)).unwrap_or(0)
                     < self.cfg.suppression.as_millis()
             });
         let details = is_anomaly.then(|| self.explain(&z, values));
-        Score {
+        let verdict = Score {
             timestamp_ms: ts_ms,
             score,
             score_z,
@@ -406,7 +650,25 @@ impl StreamingDetector {
             severity,
             suppressed,
             details,
-        }
+        };
+        (verdict, candidates)
+    }
+
+    /// The series a feature (by row index) describes: series features and
+    /// seasonal features belong to their series, calendar features to the
+    /// first.
+    fn series_of(&self, feature: usize) -> usize {
+        let n_series = self.extractor.n_series();
+        let per = SERIES_FEATURES.len();
+        let plain = self.extractor.n_features();
+        let series = if feature < per * n_series {
+            feature / per
+        } else if feature < plain {
+            0
+        } else {
+            (feature - plain) / SEASONAL_FEATURES.len()
+        };
+        series.min(n_series.saturating_sub(1))
     }
 
     /// Builds the explanation of an anomalous point with standardised
@@ -415,16 +677,14 @@ impl StreamingDetector {
         let (top, top_z) = z.iter().enumerate().fold((0, 0.0f64), |best, (i, &v)| {
             if v.abs() > best.1.abs() { (i, v) } else { best }
         });
-        // Describe the series the top feature belongs to; calendar features
-        // (after all series features) describe the first series.
-        let series = (top / SERIES_FEATURES.len()).min(values.len().saturating_sub(1));
+        let series = self.series_of(top);
         let history = self.points.iter().map(|p| p.values[series]);
         let (historical_mean, historical_std) = mean_std(history.clone());
         AnomalyDetails {
             historical_mean,
             historical_std,
             value_percentile: percentile_rank(history, values[series]),
-            top_feature: self.extractor.feature_names()[top].clone(),
+            top_feature: self.names[top].clone(),
             top_feature_z: top_z,
         }
     }
@@ -473,8 +733,15 @@ impl StreamingDetector {
     /// Guards the invariants scoring relies on, so a hand-edited or corrupt
     /// file fails to load instead of panicking later.
     fn check_consistency(&self) -> Result<(), Error> {
-        let n_features = self.extractor.n_features();
+        let n_features = self.names.len();
         let n_series = self.extractor.n_series();
+        let seasonal_width = if self.cfg.seasonal { n_series } else { 0 };
+        if self.seasonal.len() != seasonal_width
+            || !self.seasonal.iter().all(SeasonalMemory::is_consistent)
+            || n_features != self.extractor.n_features() + seasonal_width * SEASONAL_FEATURES.len()
+        {
+            return Err(Error::Decode("inconsistent model: seasonal memory".into()));
+        }
         let bad = |what: &str| Err(Error::Decode(format!("inconsistent model: {what}")));
         if self
             .points
@@ -495,6 +762,17 @@ impl StreamingDetector {
             }
             if !m.forest.is_consistent() {
                 return bad("forest structure");
+            }
+            if m.masked.iter().any(|&j| j >= n_features)
+                || self
+                    .points
+                    .iter()
+                    .any(|p| p.missing.iter().any(|&j| j as usize >= n_features))
+            {
+                return bad("masked feature out of range");
+            }
+            if m.reference.as_ref().is_some_and(|r| r.len() != n_series) {
+                return bad("reference of the wrong width");
             }
         }
         Ok(())

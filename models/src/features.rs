@@ -292,6 +292,64 @@ impl StandardScaler {
     }
 }
 
+/// Per-feature robust standardisation `(x − median) / (1.4826 · MAD)`,
+/// fitted on a training window.
+///
+/// The median and MAD ignore the few extreme rows a window of live data
+/// holds (the spike being explained, an earlier incident), so a feature's
+/// standardised value says how unusual it is against the series' ordinary
+/// behaviour rather than against a spread the outliers inflated. A feature
+/// whose MAD is 0 (mostly constant, e.g. the relative change of a flat
+/// series) falls back to its standard deviation, and a constant one to 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobustScaler {
+    center: Vec<f64>,
+    scale: Vec<f64>,
+}
+
+impl RobustScaler {
+    /// Fits the per-column median and scale.
+    pub fn fit(x: &Matrix) -> Result<Self, Error> {
+        if x.rows() == 0 {
+            return Err(Error::EmptyTrainingSet);
+        }
+        let mut col = Vec::with_capacity(x.rows());
+        let (center, scale) = (0..x.cols())
+            .map(|j| {
+                col.clear();
+                col.extend((0..x.rows()).map(|i| x.get(i, j)));
+                let (_, std) = mean_std(col.iter().copied());
+                let (median, mad) = crate::stats::median_mad(&mut col);
+                let tiny = f64::EPSILON * median.abs().max(1.0);
+                let scale = if mad * 1.4826 > tiny {
+                    mad * 1.4826
+                } else if std > tiny {
+                    std
+                } else {
+                    1.0
+                };
+                (median, scale)
+            })
+            .unzip();
+        Ok(Self { center, scale })
+    }
+
+    /// Number of features.
+    pub fn n_features(&self) -> usize {
+        self.center.len()
+    }
+
+    /// Scales one row into `out` (cleared first).
+    pub fn transform_into(&self, row: &[f64], out: &mut Vec<f64>) {
+        out.clear();
+        out.extend(
+            row.iter()
+                .zip(self.center.iter().zip(&self.scale))
+                .map(|(x, (m, s))| (x - m) / s),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,5 +410,31 @@ mod tests {
         let t = s.transform(&x).expect("shape");
         assert_eq!(t.row(0), &[-1.0, 0.0]);
         assert_eq!(t.row(1), &[1.0, 0.0]);
+    }
+
+    #[test]
+    fn robust_scaler_ignores_outliers_and_falls_back() {
+        // Column 0: 1..=9 plus one huge outlier; median 5.5, MAD 2.5.
+        // Column 1: constant except one value (MAD 0 → standard deviation).
+        // Column 2: constant (→ scale 1).
+        let rows: Vec<[f64; 3]> = (1..=10)
+            .map(|i| {
+                let a = if i == 10 { 1e6 } else { i as f64 };
+                let b = if i == 10 { 3.0 } else { 1.0 };
+                [a, b, 7.0]
+            })
+            .collect();
+        let x = Matrix::from_rows(&rows).expect("finite");
+        let s = RobustScaler::fit(&x).expect("rows");
+        let mut out = Vec::new();
+        s.transform_into(&[5.5 + 1.4826 * 2.5, 1.0, 8.0], &mut out);
+        assert!((out[0] - 1.0).abs() < 1e-12, "{out:?}");
+        // Column 1: median 1, std 0.6.
+        assert!((out[1] - 0.0).abs() < 1e-12);
+        assert_eq!(out[2], 1.0);
+        s.transform_into(&[5.5, 2.2, 7.0], &mut out);
+        assert!((out[1] - 2.0).abs() < 1e-12, "{out:?}");
+        assert_eq!(s.n_features(), 3);
+        assert!(RobustScaler::fit(&Matrix::new(0, 3, vec![]).expect("empty")).is_err());
     }
 }

@@ -5,6 +5,10 @@
 //!   --config JSON      detector configuration (default: DetectorConfig defaults)
 //!   --no-baseline      skip the scikit-learn baseline
 //!   --verbose          print each alert
+//!   --flags anomaly    grade every anomalous point (`is_anomaly`, what
+//!                      `vigil anomaly score` prints) instead of alerts
+//!   --cv               leave-one-out cross-validation of the defaults (see
+//!                      `cv.rs`); with --threads N (default 1)
 //! ```
 //!
 //! The data directory is `$VIGIL_NAB_DIR`, else `../shared/data/nab` next to
@@ -29,7 +33,18 @@ use vigil_models::features::extract_univariate;
 use vigil_models::nab::{self, FileScore, STANDARD};
 use vigil_models::{DetectorConfig, StreamingDetector, parse_timestamp};
 
+mod cv;
+
 type Result<T> = std::result::Result<T, Box<dyn StdError>>;
+
+/// Which of a score's flags the benchmark grades.
+#[derive(Clone, Copy, PartialEq)]
+enum Flags {
+    /// `should_alert()`: anomalous and not suppressed (what pages).
+    Alert,
+    /// `is_anomaly`: every anomalous point, suppressed or not.
+    Anomaly,
+}
 
 struct Series {
     timestamps: Vec<i64>,
@@ -66,12 +81,20 @@ fn read_series(path: &Path) -> Result<Series> {
     Ok(s)
 }
 
-fn run_vigil(series: &Series, cfg: &DetectorConfig, verbose: bool) -> Result<Vec<bool>> {
+fn run_vigil(
+    series: &Series,
+    cfg: &DetectorConfig,
+    flags: Flags,
+    verbose: bool,
+) -> Result<Vec<bool>> {
     let mut det = StreamingDetector::new(cfg.clone())?;
     let mut alerts = Vec::with_capacity(series.values.len());
     for (&t, &v) in series.timestamps.iter().zip(&series.values) {
         let alert = match det.push(t, v)? {
-            Some(s) if s.should_alert() => {
+            Some(s)
+                if (flags == Flags::Alert && s.should_alert())
+                    || (flags == Flags::Anomaly && s.is_anomaly) =>
+            {
                 if verbose {
                     let d = s.details.as_ref();
                     println!(
@@ -193,17 +216,39 @@ fn main() -> Result<()> {
     let mut cfg = DetectorConfig::default();
     let mut baseline = true;
     let mut verbose = false;
+    let mut run_cv = false;
+    let mut threads = 1usize;
+    let mut flags = Flags::Alert;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--config" => cfg = DetectorConfig::from_json(it.next().ok_or("--config needs JSON")?)?,
             "--no-baseline" => baseline = false,
             "--verbose" => verbose = true,
+            "--cv" => run_cv = true,
+            "--threads" => threads = it.next().ok_or("--threads needs a number")?.parse()?,
+            "--flags" => {
+                flags = match it.next().map(String::as_str) {
+                    Some("anomaly") => Flags::Anomaly,
+                    Some("alert") => Flags::Alert,
+                    _ => return Err("--flags takes alert or anomaly".into()),
+                }
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     let dir = nab_dir();
     let windows = nab::parse_windows(&fs::read_to_string(dir.join("combined_windows.json"))?)?;
+    if run_cv {
+        let mut corpus = Vec::new();
+        for (file, file_windows) in &windows {
+            let path = dir.join(file);
+            if path.exists() {
+                corpus.push((file.clone(), read_series(&path)?, file_windows.clone()));
+            }
+        }
+        return cv::run(&corpus, flags, threads.max(1));
+    }
     let scratch =
         std::env::temp_dir().join(format!("vigil-nab-features-{}.csv", std::process::id()));
     type Baselines = Option<(FileScore, FileScore)>;
@@ -221,7 +266,7 @@ fn main() -> Result<()> {
             println!("{file}");
         }
         let started = Instant::now();
-        let alerts = run_vigil(&series, &cfg, verbose)?;
+        let alerts = run_vigil(&series, &cfg, flags, verbose)?;
         ours_time += started.elapsed().as_secs_f64();
         points += series.values.len();
         let ours = nab::score_file(&series.timestamps, &alerts, file_windows, STANDARD)?;
