@@ -5,7 +5,8 @@
 //! cargo run -p vigil-models --release --example speed_bench [-- --no-sklearn]
 //! ```
 //!
-//! Trains on 10,000 × 9 and scores 100,000 × 9 (standard normal, 1% shifted
+//! Trains on 10,000 × 11 and scores 100,000 × 11 — the width of the
+//! detector's univariate row with its seasonal features (standard normal, 1% shifted
 //! outliers), 100 trees, ψ = 256, contamination 0.1, one thread on both
 //! sides; best of 5 runs. scikit-learn runs in a child process
 //! (`models/tests/sklearn/speed.py`) on the same matrices, written to CSV
@@ -34,7 +35,9 @@ use vigil_models::{DetectorConfig, ForestConfig, IsolationForest, Matrix, Stream
 
 type Result<T> = std::result::Result<T, Box<dyn StdError>>;
 
-const FEATURES: usize = 9;
+/// The detector's univariate row: seven series features, two calendar
+/// features, two seasonal features.
+const FEATURES: usize = 11;
 const TRAIN_ROWS: usize = 10_000;
 const SCORE_ROWS: usize = 100_000;
 const REPEATS: usize = 5;

@@ -39,7 +39,7 @@ pub struct DetectorConfig {
     pub suppression: Duration,
     /// Robust normalisation of the forest score: a point is anomalous only
     /// when `(score − median) / (1.4826 · MAD)` over the training window's
-    /// scores reaches this value (default 4). Larger is less sensitive.
+    /// scores reaches this value (default 5). Larger is less sensitive.
     pub score_z: f64,
     /// A point is anomalous only when its score's percentile rank in the
     /// score history is at least this (0–100; default 99.9: with the default
@@ -83,7 +83,7 @@ impl Default for DetectorConfig {
             retrain_every: 100,
             seed: 42,
             suppression: Duration::from_secs(30 * 60),
-            score_z: 4.0,
+            score_z: 5.0,
             min_score_percentile: 99.9,
             warning_percentile: 95.0,
             critical_percentile: 99.0,

@@ -230,7 +230,11 @@ fn a_lasting_shift_is_flagged_once_then_learned() {
         .filter_map(|s| s.as_ref().and_then(|s| s.score_z))
         .collect();
     zs.sort_by(f64::total_cmp);
-    assert!(zs[zs.len() / 2].abs() < 1.0, "median z {}", zs[zs.len() / 2]);
+    assert!(
+        zs[zs.len() / 2].abs() < 1.0,
+        "median z {}",
+        zs[zs.len() / 2]
+    );
     // Scores continue through the new warm-up (an SRE still sees them);
     // decisions resume once the new history is long enough.
     assert!(scores[612..].iter().all(Option::is_some));
