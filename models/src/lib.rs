@@ -10,7 +10,9 @@
 //!   scores in (0, 1]); flat arena trees, seeded and reproducible.
 //! * [`features`] — value, rate of change, moving averages (5, 15),
 //!   volatility, first difference, relative change, hour of day, day of
-//!   week; univariate or across several aligned series; [`StandardScaler`].
+//!   week; univariate or across several aligned series; [`StandardScaler`]
+//!   and the detector's [`RobustScaler`](features::RobustScaler). The
+//!   detector adds seasonal features (same time yesterday / last week).
 //! * [`StreamingDetector`] — time-ordered points in, [`Score`]s out, with no
 //!   look-ahead, scheduled retraining, severities from the score history, an
 //!   explanation per anomaly and a suppression window;
@@ -27,7 +29,11 @@
 //!
 //! // Configuration as an `anomaly:` rule would carry it; omitted fields
 //! // take their defaults (100 trees, window 1000, 30m suppression, ...).
-//! let cfg = DetectorConfig::from_json(r#"{"min_points": 100, "retrain_every": 50}"#)?;
+//! // A smooth, noise-free wave gives a wide spread of ordinary scores, so
+//! // this example asks for z 4 rather than the default 5.
+//! let cfg = DetectorConfig::from_json(
+//!     r#"{"min_points": 100, "retrain_every": 50, "score_z": 4}"#,
+//! )?;
 //! let mut detector = StreamingDetector::new(cfg)?;
 //!
 //! let start_ms = 1_700_000_000_000_i64;

@@ -136,7 +136,7 @@ fn seasonal_features_catch_a_missing_daily_peak() {
     let points: Vec<(i64, f64)> = (0..9 * 288)
         .map(|i| {
             let t = start + i * FIVE_MINUTES;
-            let missing = i >= 8 * 288 + 10 * 12 && i < 8 * 288 + 16 * 12;
+            let missing = (8 * 288 + 10 * 12..8 * 288 + 16 * 12).contains(&i);
             let v = if missing { 10.0 } else { daily(t) };
             (t, v + noise(i))
         })

@@ -19,6 +19,9 @@ use vigil_models::nab::{self, FileScore, STANDARD};
 
 use super::{Flags, Result, Series, run_vigil};
 
+/// One labelled file: name, series, NAB windows.
+pub type Labelled = (String, Series, Vec<(i64, i64)>);
+
 /// Seeds of the forest; the spread across them is reported.
 const SEEDS: [u64; 3] = [7, 42, 123];
 
@@ -70,11 +73,7 @@ fn mean_min_max(xs: &[f64]) -> (f64, f64, f64) {
 }
 
 /// Runs the cross-validation and prints its tables.
-pub fn run(
-    corpus: &[(String, Series, Vec<(i64, i64)>)],
-    flags: Flags,
-    threads: usize,
-) -> Result<()> {
+pub fn run(corpus: &[Labelled], flags: Flags, threads: usize) -> Result<()> {
     let candidates = grid();
     let n_files = corpus.len();
     // scores[candidate][seed][file]
