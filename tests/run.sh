@@ -47,6 +47,9 @@ log "Python packages for the peer tests (scikit-learn, aiosmtpd, OpenTelemetry S
 python3 -c 'import sklearn, aiosmtpd, opentelemetry.exporter.otlp.proto.http' 2>/dev/null || \
     python3 -m pip install --quiet --disable-pip-version-check scikit-learn aiosmtpd \
         opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
+# The Kubernetes manifests' schema check (tests/tests/kubernetes.rs).
+command -v kubernetes-validate >/dev/null 2>&1 || \
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 
 log "building"
 cargo build --workspace --bins --tests

@@ -314,10 +314,18 @@ mod tests {
         assert!(cfg.validate().expect_err("refused").contains("monthly_usd"));
         cfg.budgets[0].monthly_usd = 5.0;
         cfg.budgets.push(cfg.budgets[0].clone());
-        assert!(cfg.validate().expect_err("refused").contains("defined twice"));
+        assert!(
+            cfg.validate()
+                .expect_err("refused")
+                .contains("defined twice")
+        );
         cfg.budgets.pop();
         cfg.budgets[0].labels.insert("budget".into(), "x".into());
-        assert!(cfg.validate().expect_err("refused").contains("cannot be matched"));
+        assert!(
+            cfg.validate()
+                .expect_err("refused")
+                .contains("cannot be matched")
+        );
         cfg.budgets[0].labels.clear();
         cfg.quotas.push(QuotaConfig {
             provider: "openai".into(),
@@ -325,7 +333,11 @@ mod tests {
             tokens_per_minute: None,
             requests_per_minute: None,
         });
-        assert!(cfg.validate().expect_err("refused").contains("tokens_per_minute"));
+        assert!(
+            cfg.validate()
+                .expect_err("refused")
+                .contains("tokens_per_minute")
+        );
         cfg.quotas[0].requests_per_minute = Some(500.0);
         assert_eq!(cfg.validate(), Ok(()));
     }
