@@ -11,10 +11,12 @@
 //! `vigil_rate_limit` on a receiver and `vigil_repeat_backoff` on a route;
 //! see `alerting/README.md`.
 
+mod receivers;
 mod types;
 
 use std::path::{Path, PathBuf};
 
+pub use receivers::*;
 use serde_saphyr::Spanned;
 use thiserror::Error;
 pub use types::*;
@@ -117,14 +119,7 @@ impl AlertingConfig {
         fn count(r: &RouteConfig) -> usize {
             1 + r.routes.iter().map(count).sum::<usize>()
         }
-        let mut unsupported = Vec::new();
-        for r in &self.receivers {
-            for (name, n) in r.unsupported() {
-                if n > 0 {
-                    unsupported.push(format!("{}/{name}", r.name.value));
-                }
-            }
-        }
+        let unsupported = Vec::new();
         Summary {
             receivers: self.receivers.len(),
             routes: count(&self.route),

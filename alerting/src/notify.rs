@@ -3,11 +3,19 @@
 //! integrations themselves, and template rendering with Alertmanager's
 //! helpers (`.Alerts.Firing`, `.CommonLabels.SortedPairs`, ...).
 
+pub mod discord;
 pub mod email;
 pub mod http;
+pub mod opsgenie;
 pub mod pagerduty;
+pub mod pushover;
 pub mod slack;
+pub mod sns;
+pub mod telegram;
+pub mod victorops;
+pub mod webex;
 pub mod webhook;
+pub mod wechat;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -185,6 +193,13 @@ impl NotificationData {
     }
 }
 
+/// Alertmanager's `Key.Hash()`: the hex SHA-256 of the group key, used
+/// as the alias / entity id / deduplication key by several integrations.
+pub fn group_key_hash(d: &NotificationData) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(d.group_key.as_bytes()))
+}
+
 /// The colour for a severity (design §7).
 pub fn severity_colour(severity: &str, resolved: bool) -> &'static str {
     if resolved {
@@ -237,6 +252,14 @@ pub enum Integration {
     Email(email::Email),
     Slack(slack::Slack),
     Pagerduty(pagerduty::Pagerduty),
+    Opsgenie(opsgenie::Opsgenie),
+    Victorops(victorops::Victorops),
+    Pushover(pushover::Pushover),
+    Wechat(wechat::Wechat),
+    Sns(sns::Sns),
+    Telegram(telegram::Telegram),
+    Discord(discord::Discord),
+    Webex(webex::Webex),
 }
 
 impl Integration {
@@ -246,6 +269,14 @@ impl Integration {
             Integration::Email(e) => e.cfg.send_resolved,
             Integration::Slack(s) => s.cfg.send_resolved,
             Integration::Pagerduty(p) => p.cfg.send_resolved,
+            Integration::Opsgenie(i) => i.cfg.send_resolved,
+            Integration::Victorops(i) => i.cfg.send_resolved,
+            Integration::Pushover(i) => i.cfg.send_resolved,
+            Integration::Wechat(i) => i.cfg.send_resolved,
+            Integration::Sns(i) => i.cfg.send_resolved,
+            Integration::Telegram(i) => i.cfg.send_resolved,
+            Integration::Discord(i) => i.cfg.send_resolved,
+            Integration::Webex(i) => i.cfg.send_resolved,
         }
     }
 
@@ -259,6 +290,14 @@ impl Integration {
             Integration::Email(e) => e.notify(data, tmpl).await,
             Integration::Slack(s) => s.notify(data, tmpl).await,
             Integration::Pagerduty(p) => p.notify(data, tmpl).await,
+            Integration::Opsgenie(i) => i.notify(data, tmpl).await,
+            Integration::Victorops(i) => i.notify(data, tmpl).await,
+            Integration::Pushover(i) => i.notify(data, tmpl).await,
+            Integration::Wechat(i) => i.notify(data, tmpl).await,
+            Integration::Sns(i) => i.notify(data, tmpl).await,
+            Integration::Telegram(i) => i.notify(data, tmpl).await,
+            Integration::Discord(i) => i.notify(data, tmpl).await,
+            Integration::Webex(i) => i.notify(data, tmpl).await,
         }
     }
 }
@@ -317,11 +356,32 @@ pub fn build_receivers(
                 )),
             ));
         }
-        for (kind, n) in r.unsupported() {
-            if n > 0 {
-                tracing::warn!(receiver = %name, integration = kind, "integration not supported by Vigil; notifications to it are not sent");
-            }
+        macro_rules! more {
+            ($field:ident, $kind:literal, $variant:ident, $module:ident, $ty:ident) => {
+                for (i, c) in r.$field.iter().enumerate() {
+                    list.push((
+                        id($kind, i),
+                        Arc::new(Integration::$variant(
+                            $module::$ty::new(c, &cfg.global, timeout).map_err(ctx)?,
+                        )),
+                    ));
+                }
+            };
         }
+        more!(opsgenie_configs, "opsgenie", Opsgenie, opsgenie, Opsgenie);
+        more!(
+            victorops_configs,
+            "victorops",
+            Victorops,
+            victorops,
+            Victorops
+        );
+        more!(pushover_configs, "pushover", Pushover, pushover, Pushover);
+        more!(wechat_configs, "wechat", Wechat, wechat, Wechat);
+        more!(sns_configs, "sns", Sns, sns, Sns);
+        more!(telegram_configs, "telegram", Telegram, telegram, Telegram);
+        more!(discord_configs, "discord", Discord, discord, Discord);
+        more!(webex_configs, "webex", Webex, webex, Webex);
         out.insert(
             name.clone(),
             Arc::new(Receiver {
@@ -373,10 +433,56 @@ impl Templates {
         text: &str,
         data: &NotificationData,
     ) -> Result<String, String> {
+        self.render_mode(name, text, data, false)
+    }
+
+    /// Renders `text` as Alertmanager's `TmplHTML` does: printed values
+    /// are HTML-escaped.
+    pub fn render_html(
+        &self,
+        name: &str,
+        text: &str,
+        data: &NotificationData,
+    ) -> Result<String, String> {
+        self.render_mode(name, text, data, true)
+    }
+
+    /// Renders a receiver field; a template error fails the notification
+    /// for good (retrying cannot fix it).
+    pub fn field(
+        &self,
+        d: &NotificationData,
+        field: &str,
+        text: &str,
+    ) -> Result<String, NotifyError> {
+        self.render(field, text, d)
+            .map_err(|e| NotifyError::permanent(format!("template {field}: {e}")))
+    }
+
+    /// [`Templates::field`] with HTML escaping of printed values.
+    pub fn field_html(
+        &self,
+        d: &NotificationData,
+        field: &str,
+        text: &str,
+    ) -> Result<String, NotifyError> {
+        self.render_html(field, text, d)
+            .map_err(|e| NotifyError::permanent(format!("template {field}: {e}")))
+    }
+
+    fn render_mode(
+        &self,
+        name: &str,
+        text: &str,
+        data: &NotificationData,
+        html: bool,
+    ) -> Result<String, String> {
         if !text.contains("{{") {
             return Ok(text.to_string());
         }
-        let mut t = Template::new(name).resolver(Arc::new(am_resolver));
+        let mut t = Template::new(name)
+            .resolver(Arc::new(am_resolver))
+            .escape_html(html);
         // Alertmanager's default template names, so configurations that
         // say `{{ template "slack.default.title" . }}` work; user files
         // parsed afterwards may redefine them.

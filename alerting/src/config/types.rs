@@ -347,40 +347,26 @@ pub struct ReceiverConfig {
     #[serde(default)]
     pub pagerduty_configs: Vec<PagerdutyConfig>,
     #[serde(default)]
-    pub opsgenie_configs: Vec<serde_json::Value>,
+    pub opsgenie_configs: Vec<super::receivers::OpsgenieConfig>,
     #[serde(default)]
-    pub wechat_configs: Vec<serde_json::Value>,
+    pub wechat_configs: Vec<super::receivers::WechatConfig>,
     #[serde(default)]
-    pub pushover_configs: Vec<serde_json::Value>,
+    pub pushover_configs: Vec<super::receivers::PushoverConfig>,
     #[serde(default)]
-    pub victorops_configs: Vec<serde_json::Value>,
+    pub victorops_configs: Vec<super::receivers::VictoropsConfig>,
     #[serde(default)]
-    pub sns_configs: Vec<serde_json::Value>,
+    pub sns_configs: Vec<super::receivers::SnsConfig>,
     #[serde(default)]
-    pub telegram_configs: Vec<serde_json::Value>,
+    pub telegram_configs: Vec<super::receivers::TelegramConfig>,
     #[serde(default)]
-    pub discord_configs: Vec<serde_json::Value>,
+    pub discord_configs: Vec<super::receivers::DiscordConfig>,
     #[serde(default)]
-    pub webex_configs: Vec<serde_json::Value>,
+    pub webex_configs: Vec<super::receivers::WebexConfig>,
     /// Vigil extension: fold storms into digests.
     pub vigil_rate_limit: Option<RateLimitConfig>,
 }
 
 impl ReceiverConfig {
-    /// Integrations accepted for compatibility but not delivered.
-    pub fn unsupported(&self) -> [(&'static str, usize); 8] {
-        [
-            ("opsgenie", self.opsgenie_configs.len()),
-            ("wechat", self.wechat_configs.len()),
-            ("pushover", self.pushover_configs.len()),
-            ("victorops", self.victorops_configs.len()),
-            ("sns", self.sns_configs.len()),
-            ("telegram", self.telegram_configs.len()),
-            ("discord", self.discord_configs.len()),
-            ("webex", self.webex_configs.len()),
-        ]
-    }
-
     pub(super) fn validate(&self, file: &str, global: &GlobalConfig) -> Result<(), ConfigError> {
         let here = |reason: String| located(file, &self.name, reason);
         let who = &self.name.value;
@@ -406,6 +392,8 @@ impl ReceiverConfig {
                     .map_err(|e| here(format!("receiver {who:?}: {e}")))?;
             }
         }
+        super::receivers::validate_extra(self, global)
+            .map_err(|e| here(format!("receiver {who:?}: {e}")))?;
         for e in &self.email_configs {
             if e.to.is_empty() {
                 return Err(here(format!(
@@ -458,7 +446,7 @@ impl ReceiverConfig {
     }
 }
 
-fn check_url(u: &str) -> Result<(), String> {
+pub(super) fn check_url(u: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(u).map_err(|e| format!("invalid url {u:?}: {e}"))?;
     if parsed.scheme() != "http" && parsed.scheme() != "https" {
         return Err(format!("unsupported scheme {:?} for URL", parsed.scheme()));
@@ -490,7 +478,7 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), String> {
         let n = [
             self.basic_auth.is_some(),
             self.authorization.is_some(),

@@ -105,6 +105,97 @@ impl HttpClient {
     }
 }
 
+impl HttpClient {
+    /// Sends a request with the configured headers; returns the status and
+    /// the first bytes of the answer. Transport errors are retried, as
+    /// Alertmanager retries them.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, String), NotifyError> {
+        let resp = req
+            .headers(self.headers.clone())
+            .send()
+            .await
+            .map_err(|e| NotifyError::retryable(format!("request failed: {}", redact(&e))))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        Ok((status, body))
+    }
+}
+
+/// Alertmanager's `Retrier.Check`: 2xx succeeds; 5xx and the listed codes
+/// are retried; anything else fails for good.
+pub fn check_status(status: u16, body: &str, retry_codes: &[u16]) -> Result<(), NotifyError> {
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body: String = body.chars().take(256).collect();
+    let msg = format!("unexpected status code {status}: {body}");
+    if (500..600).contains(&status) || retry_codes.contains(&status) {
+        Err(NotifyError::retryable(msg))
+    } else {
+        Err(NotifyError::permanent(msg))
+    }
+}
+
+/// Go's `url.Values.Encode`: keys sorted, `QueryEscape`d (space as `+`).
+pub fn form_encode(pairs: &[(&str, String)]) -> String {
+    let mut sorted: Vec<&(&str, String)> = pairs.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Go's `url.QueryEscape`.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Appends `suffix` to the path of `base` the way Alertmanager does
+/// (`u.Path += suffix`), so `http://h/api/` + `v2/alerts` is `/api/v2/alerts`.
+pub fn join_path(base: &str, suffix: &str) -> Result<reqwest::Url, NotifyError> {
+    let mut u = reqwest::Url::parse(base)
+        .map_err(|e| NotifyError::permanent(format!("invalid URL {base:?}: {e}")))?;
+    let path = format!("{}{suffix}", u.path());
+    u.set_path(&path);
+    Ok(u)
+}
+
+/// Alertmanager's `TruncateInRunes`: at most `n` characters, the last one
+/// replaced by `…` when cut.
+pub fn truncate_runes(s: &str, n: usize) -> (String, bool) {
+    if s.chars().count() <= n {
+        return (s.to_string(), false);
+    }
+    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+    out.push('…');
+    (out, true)
+}
+
+/// Alertmanager's `TruncateInBytes`: at most `n` bytes, ending in `…`
+/// when cut, never splitting a character.
+pub fn truncate_bytes(s: &str, n: usize) -> (String, bool) {
+    if s.len() <= n {
+        return (s.to_string(), false);
+    }
+    let mut end = n.saturating_sub('…'.len_utf8());
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (format!("{}…", &s[..end]), true)
+}
+
 /// Turns a response into success or a classified failure.
 pub async fn classify(resp: reqwest::Response) -> Result<(), NotifyError> {
     let status = resp.status();

@@ -22,6 +22,8 @@ pub(crate) struct Ctx<'a> {
     pub funcs: &'a Funcs,
     pub resolver: Option<&'a Resolver>,
     pub out: String,
+    /// Escape printed values for HTML text (Go's `html/template`).
+    pub escape_html: bool,
     vars: Vec<(String, Value)>,
     depth: usize,
 }
@@ -46,6 +48,7 @@ impl<'a> Ctx<'a> {
             funcs,
             resolver,
             out: String::new(),
+            escape_html: false,
             vars: vec![(String::new(), root.clone())],
             depth: 0,
         }
@@ -90,7 +93,12 @@ impl<'a> Ctx<'a> {
             Node::Action(p) => {
                 let v = self.pipeline(p, dot)?;
                 if p.vars.is_empty() {
-                    self.out.push_str(&v.to_go_string());
+                    let s = v.to_go_string();
+                    if self.escape_html {
+                        html_escape_into(&mut self.out, &s);
+                    } else {
+                        self.out.push_str(&s);
+                    }
                 }
             }
             Node::If(p, body, els) | Node::With(p, body, els) => {
@@ -372,5 +380,21 @@ impl<'a> Ctx<'a> {
             return Err(self.err(line, format!("function {name:?} not defined")));
         };
         f(args).map_err(|m| self.err(line, format!("error calling {name}: {m}")))
+    }
+}
+
+/// Go's `html/template` escaping of a value printed in HTML text.
+fn html_escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\0' => out.push('\u{FFFD}'),
+            '"' => out.push_str("&#34;"),
+            '&' => out.push_str("&amp;"),
+            '\'' => out.push_str("&#39;"),
+            '+' => out.push_str("&#43;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
     }
 }

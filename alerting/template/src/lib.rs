@@ -82,6 +82,7 @@ pub struct Template {
     defines: HashMap<String, Arc<Vec<Node>>>,
     funcs: Funcs,
     resolver: Option<Resolver>,
+    escape_html: bool,
 }
 
 impl std::fmt::Debug for Template {
@@ -102,6 +103,7 @@ impl Template {
             defines: HashMap::new(),
             funcs: funcs::builtins(),
             resolver: None,
+            escape_html: false,
         }
     }
 
@@ -118,6 +120,14 @@ impl Template {
         F: Fn(&[Value]) -> Result<Value, String> + Send + Sync + 'static,
     {
         self.funcs.insert(name.to_string(), Arc::new(f));
+        self
+    }
+
+    /// Escapes every value an action prints as Go's `html/template` does in
+    /// HTML text (`<`, `>`, `&`, `'`, `"`, `+`); the template's own text is
+    /// kept. Alertmanager renders Telegram's and Pushover's HTML this way.
+    pub fn escape_html(mut self, on: bool) -> Self {
+        self.escape_html = on;
         self
     }
 
@@ -178,6 +188,7 @@ impl Template {
             self.resolver.as_ref(),
             data,
         );
+        ctx.escape_html = self.escape_html;
         ctx.run_list(&self.root, data)?;
         Ok(ctx.out)
     }
@@ -206,6 +217,7 @@ impl Template {
             self.resolver.as_ref(),
             data,
         );
+        ctx.escape_html = self.escape_html;
         ctx.run_list(body, data)?;
         Ok(ctx.out)
     }

@@ -1,0 +1,214 @@
+//! OpsGenie Alert API v2, as Alertmanager 0.25 calls it: a firing group
+//! creates (or refreshes) the alert whose alias is the group key's hash; a
+//! resolved group closes it. `update_alerts` also rewrites the message and
+//! description of an existing alert. Answers 5xx and 429 are retried.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::http::{HttpClient, check_status, join_path, truncate_runes};
+use super::{NotificationData, NotifyError, Templates, group_key_hash};
+use crate::config::{GlobalConfig, OpsgenieConfig, defaults, secret_value};
+
+const MAX_MESSAGE_RUNES: usize = 130;
+const MAX_DESCRIPTION_RUNES: usize = 15000;
+
+pub struct Opsgenie {
+    pub cfg: OpsgenieConfig,
+    global: GlobalConfig,
+    http: HttpClient,
+}
+
+/// One HTTP call of a notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub method: reqwest::Method,
+    pub url: reqwest::Url,
+    pub body: Value,
+}
+
+impl Opsgenie {
+    pub fn new(
+        cfg: &OpsgenieConfig,
+        global: &GlobalConfig,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let http = HttpClient::new(
+            cfg.http_config.as_ref().or(global.http_config.as_ref()),
+            timeout,
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            global: global.clone(),
+            http,
+        })
+    }
+
+    /// The API key, read when sending so a rotated file takes effect.
+    fn api_key(&self) -> Result<String, NotifyError> {
+        let own = secret_value(self.cfg.api_key.as_ref(), self.cfg.api_key_file.as_deref())
+            .map_err(|e| NotifyError::retryable(format!("cannot read api_key_file: {e}")))?;
+        match own {
+            Some(k) => Ok(k),
+            None => secret_value(
+                self.global.opsgenie_api_key.as_ref(),
+                self.global.opsgenie_api_key_file.as_deref(),
+            )
+            .map_err(|e| NotifyError::retryable(format!("cannot read opsgenie_api_key_file: {e}")))?
+            .ok_or_else(|| NotifyError::permanent("no OpsGenie API key")),
+        }
+    }
+
+    pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
+        let base = self
+            .cfg
+            .api_url
+            .clone()
+            .or_else(|| self.global.opsgenie_api_url.clone())
+            .unwrap_or_else(|| defaults::OPSGENIE_API_URL.to_string());
+        let key = tmpl.field(d, "api_key", &self.api_key()?)?;
+        for call in calls(&self.cfg, &base, d, tmpl)? {
+            let req = self
+                .http
+                .client
+                .request(call.method, call.url)
+                .header("Content-Type", "application/json")
+                .header("Authorization", format!("GenieKey {key}"))
+                .body(call.body.to_string());
+            let (status, body) = self.http.send(req).await?;
+            check_status(status, &body, &[429])?;
+        }
+        Ok(())
+    }
+}
+
+/// Splits a comma-separated list, trimming blanks (Alertmanager's `safeSplit`).
+fn safe_split(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The requests a notification makes, in order.
+pub fn calls(
+    cfg: &OpsgenieConfig,
+    base: &str,
+    d: &NotificationData,
+    tmpl: &Templates,
+) -> Result<Vec<Call>, NotifyError> {
+    let alias = group_key_hash(d);
+    let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
+        tmpl.field(d, field, v.as_deref().unwrap_or(default))
+    };
+    let source = t(
+        "source",
+        &cfg.source,
+        r#"{{ template "opsgenie.default.source" . }}"#,
+    )?;
+    let with_alias = |suffix: &str| -> Result<reqwest::Url, NotifyError> {
+        let mut u = join_path(base, &format!("v2/alerts/{alias}{suffix}"))?;
+        u.set_query(Some("identifierType=alias"));
+        Ok(u)
+    };
+    if d.status == "resolved" {
+        return Ok(vec![Call {
+            method: reqwest::Method::POST,
+            url: with_alias("/close")?,
+            body: json!({ "source": source }),
+        }]);
+    }
+    let (message, _) = truncate_runes(
+        &t(
+            "message",
+            &cfg.message,
+            r#"{{ template "opsgenie.default.message" . }}"#,
+        )?,
+        MAX_MESSAGE_RUNES,
+    );
+    let (description, _) = truncate_runes(
+        &t(
+            "description",
+            &cfg.description,
+            r#"{{ template "opsgenie.default.description" . }}"#,
+        )?,
+        MAX_DESCRIPTION_RUNES,
+    );
+    let mut details = Map::new();
+    for (k, v) in &cfg.details {
+        details.insert(k.clone(), Value::String(tmpl.field(d, k, v)?));
+    }
+    let mut responders = Vec::new();
+    for r in &cfg.responders {
+        let id = tmpl.field(d, "responder", &r.id)?;
+        let name = tmpl.field(d, "responder", &r.name)?;
+        let username = tmpl.field(d, "responder", &r.username)?;
+        let kind = tmpl.field(d, "responder", &r.kind)?;
+        if id.is_empty() && name.is_empty() && username.is_empty() && kind.is_empty() {
+            continue;
+        }
+        if kind == "teams" {
+            for team in safe_split(&name) {
+                responders.push(json!({"name": team, "type": "team"}));
+            }
+            continue;
+        }
+        let mut o = Map::new();
+        for (k, v) in [("id", id), ("name", name), ("username", username)] {
+            if !v.is_empty() {
+                o.insert(k.into(), Value::String(v));
+            }
+        }
+        o.insert("type".into(), Value::String(kind));
+        responders.push(Value::Object(o));
+    }
+    let mut body = Map::new();
+    body.insert("alias".into(), Value::String(alias.clone()));
+    body.insert("message".into(), Value::String(message.clone()));
+    if !description.is_empty() {
+        body.insert("description".into(), Value::String(description.clone()));
+    }
+    body.insert("details".into(), Value::Object(details));
+    body.insert("source".into(), Value::String(source));
+    if !responders.is_empty() {
+        body.insert("responders".into(), Value::Array(responders));
+    }
+    let tags = safe_split(&t("tags", &cfg.tags, "")?);
+    if !tags.is_empty() {
+        body.insert("tags".into(), json!(tags));
+    }
+    for (k, v) in [
+        ("note", &cfg.note),
+        ("priority", &cfg.priority),
+        ("entity", &cfg.entity),
+    ] {
+        let s = t(k, v, "")?;
+        if !s.is_empty() {
+            body.insert(k.into(), Value::String(s));
+        }
+    }
+    let actions = safe_split(&t("actions", &cfg.actions, "")?);
+    if !actions.is_empty() {
+        body.insert("actions".into(), json!(actions));
+    }
+    let mut out = vec![Call {
+        method: reqwest::Method::POST,
+        url: join_path(base, "v2/alerts")?,
+        body: Value::Object(body),
+    }];
+    if cfg.update_alerts {
+        out.push(Call {
+            method: reqwest::Method::PUT,
+            url: with_alias("/message")?,
+            body: json!({ "message": message }),
+        });
+        out.push(Call {
+            method: reqwest::Method::PUT,
+            url: with_alias("/description")?,
+            body: json!({ "description": description }),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,104 @@
+//! Telegram Bot API `sendMessage`, as Alertmanager 0.25 calls it through
+//! its bot library: a JSON object of strings POSTed to
+//! `api_url/bot<token>/sendMessage`. With `parse_mode: HTML` (the
+//! default) the message template escapes what it prints, as Go's
+//! `html/template` does. Every failure is retried, as Alertmanager does.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::http::{HttpClient, truncate_runes};
+use super::{NotificationData, NotifyError, Templates};
+use crate::config::{GlobalConfig, TelegramConfig, defaults};
+
+/// Telegram refuses longer messages.
+const MAX_MESSAGE_RUNES: usize = 4096;
+
+pub struct Telegram {
+    pub cfg: TelegramConfig,
+    base: String,
+    http: HttpClient,
+}
+
+impl Telegram {
+    pub fn new(
+        cfg: &TelegramConfig,
+        global: &GlobalConfig,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let http = HttpClient::new(
+            cfg.http_config.as_ref().or(global.http_config.as_ref()),
+            timeout,
+        )?;
+        let base = cfg
+            .api_url
+            .clone()
+            .or_else(|| global.telegram_api_url.clone())
+            .unwrap_or_else(|| defaults::TELEGRAM_API_URL.to_string());
+        Ok(Self {
+            cfg: cfg.clone(),
+            base,
+            http,
+        })
+    }
+
+    pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
+        let token = self
+            .cfg
+            .bot_token
+            .as_ref()
+            .map(|s| s.0.clone())
+            .ok_or_else(|| NotifyError::permanent("missing bot_token"))?;
+        let url = format!("{}/bot{token}/sendMessage", self.base.trim_end_matches('/'));
+        let body = message(&self.cfg, d, tmpl)?;
+        let req = self
+            .http
+            .client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        // The URL carries the token: errors name only the status.
+        let (status, text) = self.http.send(req).await?;
+        let ok = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("ok").and_then(Value::as_bool))
+            .unwrap_or(false);
+        if (200..300).contains(&status) && ok {
+            return Ok(());
+        }
+        let text: String = text.chars().take(256).collect();
+        Err(NotifyError::retryable(format!(
+            "telegram answered {status}: {text}"
+        )))
+    }
+}
+
+/// The JSON body: every value a string, as the bot library sends it.
+pub fn message(
+    cfg: &TelegramConfig,
+    d: &NotificationData,
+    tmpl: &Templates,
+) -> Result<Value, NotifyError> {
+    let parse_mode = cfg.parse_mode.clone().unwrap_or_else(|| "HTML".into());
+    let text = cfg
+        .message
+        .as_deref()
+        .unwrap_or(r#"{{ template "telegram.default.message" . }}"#);
+    let text = if parse_mode == "HTML" {
+        tmpl.field_html(d, "message", text)?
+    } else {
+        tmpl.field(d, "message", text)?
+    };
+    let (text, _) = truncate_runes(&text, MAX_MESSAGE_RUNES);
+    let mut m = Map::new();
+    m.insert("chat_id".into(), Value::String(cfg.chat_id.to_string()));
+    m.insert("text".into(), Value::String(text));
+    if !parse_mode.is_empty() {
+        m.insert("parse_mode".into(), Value::String(parse_mode));
+    }
+    if cfg.disable_notifications {
+        m.insert("disable_notification".into(), Value::String("true".into()));
+    }
+    Ok(Value::Object(m))
+}

@@ -1,0 +1,124 @@
+//! VictorOps (Splunk On-Call) REST endpoint, as Alertmanager 0.25 calls
+//! it: one JSON POST to `api_url + api_key/routing_key`, `entity_id` the
+//! group key's hash, `RECOVERY` once the group resolves. 5xx is retried.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::http::{HttpClient, check_status, join_path, truncate_runes};
+use super::{NotificationData, NotifyError, Templates, group_key_hash};
+use crate::config::{GlobalConfig, VictoropsConfig, defaults, secret_value};
+
+const MAX_STATE_MESSAGE_RUNES: usize = 20480;
+
+pub struct Victorops {
+    pub cfg: VictoropsConfig,
+    global: GlobalConfig,
+    http: HttpClient,
+}
+
+impl Victorops {
+    pub fn new(
+        cfg: &VictoropsConfig,
+        global: &GlobalConfig,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let http = HttpClient::new(
+            cfg.http_config.as_ref().or(global.http_config.as_ref()),
+            timeout,
+        )?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            global: global.clone(),
+            http,
+        })
+    }
+
+    /// The API key, read when sending so a rotated file takes effect.
+    fn api_key(&self) -> Result<String, NotifyError> {
+        let own = secret_value(self.cfg.api_key.as_ref(), self.cfg.api_key_file.as_deref())
+            .map_err(|e| NotifyError::retryable(format!("cannot read api_key_file: {e}")))?;
+        match own {
+            Some(k) => Ok(k),
+            None => secret_value(
+                self.global.victorops_api_key.as_ref(),
+                self.global.victorops_api_key_file.as_deref(),
+            )
+            .map_err(|e| {
+                NotifyError::retryable(format!("cannot read victorops_api_key_file: {e}"))
+            })?
+            .ok_or_else(|| NotifyError::permanent("no VictorOps API key")),
+        }
+    }
+
+    pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
+        let base = self
+            .cfg
+            .api_url
+            .clone()
+            .or_else(|| self.global.victorops_api_url.clone())
+            .unwrap_or_else(|| defaults::VICTOROPS_API_URL.to_string());
+        let key = tmpl.field(d, "api_key", &self.api_key()?)?;
+        let routing = tmpl.field(d, "routing_key", &self.cfg.routing_key)?;
+        let url = join_path(&base, &format!("{key}/{routing}"))?;
+        let body = message(&self.cfg, d, tmpl)?;
+        let req = self
+            .http
+            .client
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+        let (status, text) = self.http.send(req).await?;
+        check_status(status, &text, &[])
+    }
+}
+
+/// The JSON body.
+pub fn message(
+    cfg: &VictoropsConfig,
+    d: &NotificationData,
+    tmpl: &Templates,
+) -> Result<Value, NotifyError> {
+    let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
+        tmpl.field(d, field, v.as_deref().unwrap_or(default))
+    };
+    let mut message_type = t("message_type", &cfg.message_type, "CRITICAL")?;
+    if d.status == "resolved" {
+        message_type = "RECOVERY".into();
+    } else if !["CRITICAL", "WARNING", "INFO"].contains(&message_type.as_str()) {
+        message_type = "CRITICAL".into();
+    }
+    let (state, _) = truncate_runes(
+        &t(
+            "state_message",
+            &cfg.state_message,
+            r#"{{ template "victorops.default.state_message" . }}"#,
+        )?,
+        MAX_STATE_MESSAGE_RUNES,
+    );
+    let mut m = Map::new();
+    m.insert("message_type".into(), Value::String(message_type));
+    m.insert("entity_id".into(), Value::String(group_key_hash(d)));
+    m.insert(
+        "entity_display_name".into(),
+        Value::String(t(
+            "entity_display_name",
+            &cfg.entity_display_name,
+            r#"{{ template "victorops.default.entity_display_name" . }}"#,
+        )?),
+    );
+    m.insert("state_message".into(), Value::String(state));
+    m.insert(
+        "monitoring_tool".into(),
+        Value::String(t(
+            "monitoring_tool",
+            &cfg.monitoring_tool,
+            r#"{{ template "victorops.default.monitoring_tool" . }}"#,
+        )?),
+    );
+    for (k, v) in &cfg.custom_fields {
+        m.insert(k.clone(), Value::String(tmpl.field(d, k, v)?));
+    }
+    Ok(Value::Object(m))
+}
