@@ -83,11 +83,11 @@ impl Opsgenie {
     }
 }
 
-/// Splits a comma-separated list, trimming blanks (Alertmanager's `safeSplit`).
+/// Splits a comma-separated list, dropping blank items but keeping the
+/// spaces of the others, as Alertmanager's `safeSplit` does.
 fn safe_split(s: &str) -> Vec<String> {
     s.split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
+        .filter(|x| !x.trim().is_empty())
         .map(str::to_string)
         .collect()
 }
@@ -136,7 +136,11 @@ pub fn calls(
         )?,
         MAX_DESCRIPTION_RUNES,
     );
+    // The group's common labels, then the configured details over them.
     let mut details = Map::new();
+    for (k, v) in &d.common_labels {
+        details.insert(k.clone(), Value::String(v.clone()));
+    }
     for (k, v) in &cfg.details {
         details.insert(k.clone(), Value::String(tmpl.field(d, k, v)?));
     }

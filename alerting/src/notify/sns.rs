@@ -158,6 +158,11 @@ pub fn publish_body(
     }
     attributes.sort();
     attributes.dedup_by(|a, b| a.0 == b.0);
+    if attributes.is_empty() {
+        // Alertmanager always passes an attribute map; the SDK encodes an
+        // empty one as an empty parameter.
+        p.push(("MessageAttributes".into(), String::new()));
+    }
     for (i, (k, v)) in attributes.into_iter().enumerate() {
         let n = i + 1;
         p.push((format!("MessageAttributes.entry.{n}.Name"), k));

@@ -97,6 +97,11 @@ pub fn message(
     if !parse_mode.is_empty() {
         m.insert("parse_mode".into(), Value::String(parse_mode));
     }
+    // Alertmanager always turns link previews off.
+    m.insert(
+        "disable_web_page_preview".into(),
+        Value::String("true".into()),
+    );
     if cfg.disable_notifications {
         m.insert("disable_notification".into(), Value::String("true".into()));
     }

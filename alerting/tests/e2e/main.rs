@@ -6,6 +6,7 @@ mod email;
 mod extensions;
 mod parity;
 mod receivers;
+mod receivers_parity;
 mod silences;
 mod timing;
 
