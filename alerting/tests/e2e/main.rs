@@ -5,6 +5,7 @@ mod crash;
 mod email;
 mod extensions;
 mod parity;
+mod pushover;
 mod receivers;
 mod receivers_parity;
 mod silences;

@@ -183,7 +183,7 @@ fn parse_form(s: &str) -> BTreeMap<String, String> {
 }
 
 /// The comparable view of a request.
-fn view(r: &Req) -> Value {
+pub(crate) fn view(r: &Req) -> Value {
     let ct = r
         .headers
         .get("content-type")
@@ -300,7 +300,7 @@ fn verify_sigv4(r: &Req, full_path: &str, secret: &str) {
     );
 }
 
-fn alerts(now: chrono::DateTime<chrono::Utc>, resolved: bool) -> Value {
+pub(crate) fn alerts(now: chrono::DateTime<chrono::Utc>, resolved: bool) -> Value {
     let starts =
         (now - chrono::Duration::seconds(30)).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let mut a = json!([
