@@ -2,14 +2,14 @@
 //!
 //! Every struct mirrors Alertmanager 0.25's schema with
 //! `deny_unknown_fields`, so a misspelt key is rejected at load with
-//! `file:line:col: reason` instead of being ignored. Integrations Vigil does
-//! not deliver to (OpsGenie, VictorOps, ...) are accepted as opaque values so
-//! a real Alertmanager file still loads; they are reported in the
-//! [`Summary`] and logged at start.
+//! `file:line:col: reason` instead of being ignored. Every integration of
+//! Alertmanager 0.25 is delivered, plus `msteams_configs` as Alertmanager
+//! 0.26 defines it; a setting Vigil cannot honour (OAuth2, SNS role_arn) is
+//! refused at load naming the receiver, never accepted and then dropped.
 //!
-//! Two opt-in extensions exist (an Alertmanager file never contains them):
-//! `vigil_rate_limit` on a receiver and `vigil_repeat_backoff` on a route;
-//! see `alerting/README.md`.
+//! Opt-in extensions (an Alertmanager file never contains them):
+//! `vigil_rate_limit` and `vigil_sms_configs` on a receiver and
+//! `vigil_repeat_backoff` on a route; see `alerting/README.md`.
 
 mod receivers;
 mod types;
@@ -41,8 +41,6 @@ pub struct Summary {
     pub inhibit_rules: usize,
     pub time_intervals: usize,
     pub templates: usize,
-    /// Integrations present in the file that Vigil does not deliver to.
-    pub unsupported_integrations: Vec<String>,
 }
 
 /// Reads, parses and validates an Alertmanager configuration file.
@@ -119,14 +117,12 @@ impl AlertingConfig {
         fn count(r: &RouteConfig) -> usize {
             1 + r.routes.iter().map(count).sum::<usize>()
         }
-        let unsupported = Vec::new();
         Summary {
             receivers: self.receivers.len(),
             routes: count(&self.route),
             inhibit_rules: self.inhibit_rules.len(),
             time_intervals: self.time_intervals.len() + self.mute_time_intervals.len(),
             templates: self.templates.len(),
-            unsupported_integrations: unsupported,
         }
     }
 

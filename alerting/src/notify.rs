@@ -6,10 +6,12 @@
 pub mod discord;
 pub mod email;
 pub mod http;
+pub mod msteams;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod pushover;
 pub mod slack;
+pub mod sms;
 pub mod sns;
 pub mod telegram;
 pub mod victorops;
@@ -260,6 +262,8 @@ pub enum Integration {
     Telegram(telegram::Telegram),
     Discord(discord::Discord),
     Webex(webex::Webex),
+    Msteams(msteams::Msteams),
+    Sms(sms::Sms),
 }
 
 impl Integration {
@@ -277,6 +281,8 @@ impl Integration {
             Integration::Telegram(i) => i.cfg.send_resolved,
             Integration::Discord(i) => i.cfg.send_resolved,
             Integration::Webex(i) => i.cfg.send_resolved,
+            Integration::Msteams(i) => i.cfg.send_resolved,
+            Integration::Sms(i) => i.cfg.send_resolved,
         }
     }
 
@@ -298,6 +304,8 @@ impl Integration {
             Integration::Telegram(i) => i.notify(data, tmpl).await,
             Integration::Discord(i) => i.notify(data, tmpl).await,
             Integration::Webex(i) => i.notify(data, tmpl).await,
+            Integration::Msteams(i) => i.notify(data, tmpl).await,
+            Integration::Sms(i) => i.notify(data, tmpl).await,
         }
     }
 }
@@ -382,6 +390,8 @@ pub fn build_receivers(
         more!(telegram_configs, "telegram", Telegram, telegram, Telegram);
         more!(discord_configs, "discord", Discord, discord, Discord);
         more!(webex_configs, "webex", Webex, webex, Webex);
+        more!(msteams_configs, "msteams", Msteams, msteams, Msteams);
+        more!(vigil_sms_configs, "vigil_sms", Sms, sms, Sms);
         out.insert(
             name.clone(),
             Arc::new(Receiver {
@@ -477,11 +487,40 @@ impl Templates {
         data: &NotificationData,
         html: bool,
     ) -> Result<String, String> {
+        self.render_full(name, text, data, html, Vec::new())
+    }
+
+    /// Renders with extra top-level fields next to the notification's
+    /// (the SMS gateway's `.Message` and `.To`).
+    pub fn render_with(
+        &self,
+        name: &str,
+        text: &str,
+        data: &NotificationData,
+        extra: Vec<(String, String)>,
+    ) -> Result<String, NotifyError> {
+        self.render_full(name, text, data, false, extra)
+            .map_err(|e| NotifyError::permanent(format!("template {name}: {e}")))
+    }
+
+    fn render_full(
+        &self,
+        name: &str,
+        text: &str,
+        data: &NotificationData,
+        html: bool,
+        extra: Vec<(String, String)>,
+    ) -> Result<String, String> {
         if !text.contains("{{") {
             return Ok(text.to_string());
         }
         let mut t = Template::new(name)
             .resolver(Arc::new(am_resolver))
+            .func("toJson", |a| {
+                // A JSON string literal, for request bodies built by templates.
+                let s = a.last().map(Value::to_go_string).unwrap_or_default();
+                Ok(Value::String(serde_json::Value::String(s).to_string()))
+            })
             .escape_html(html);
         // Alertmanager's default template names, so configurations that
         // say `{{ template "slack.default.title" . }}` work; user files
@@ -496,7 +535,13 @@ impl Templates {
             t.add_parse(name, text).map_err(|e| e.to_string())?;
             t
         };
-        t.execute_template(name, &data.template_value())
+        let mut value = data.template_value();
+        if let Value::Map(m) = &mut value {
+            for (k, v) in extra {
+                m.insert(k, Value::String(v));
+            }
+        }
+        t.execute_template(name, &value)
             .map_err(|e| e.to_string())
     }
 }

@@ -198,6 +198,53 @@ pub struct WebexConfig {
     pub message: Option<String>,
 }
 
+/// `msteams_configs` entry, as Alertmanager 0.26 defines it (an
+/// Alertmanager 0.25 file cannot contain it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MsteamsConfig {
+    #[serde(default = "default_true")]
+    pub send_resolved: bool,
+    pub http_config: Option<HttpConfig>,
+    pub webhook_url: Option<Secret>,
+    pub webhook_url_file: Option<PathBuf>,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub text: Option<String>,
+}
+
+fn default_sms_length() -> usize {
+    160
+}
+fn default_method() -> String {
+    "POST".into()
+}
+
+/// `vigil_sms_configs` entry (Vigil's extension): a generic SMS gateway.
+/// One request per number in `to`; the message is rendered, then cut to
+/// `max_length` characters; `body` (a template seeing `.Message` and
+/// `.To` besides the notification) shapes the request, a form
+/// `to=…&message=…` when absent. Authentication comes from `http_config`
+/// (`basic_auth.password_file`, `authorization.credentials_file`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    #[serde(default)]
+    pub send_resolved: bool,
+    pub http_config: Option<HttpConfig>,
+    pub url: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub to: Vec<String>,
+    pub message: Option<String>,
+    #[serde(default = "default_sms_length")]
+    pub max_length: usize,
+    pub body: Option<String>,
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
 /// Alertmanager's default API endpoints, used when neither the receiver
 /// nor `global:` names one.
 pub mod defaults {
@@ -321,6 +368,13 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
                     .into(),
             );
         }
+        if !s.sigv4.role_arn.is_empty() || !s.sigv4.profile.is_empty() {
+            // Refused rather than accepted and never delivered.
+            return Err(
+                "sns_configs: sigv4 role_arn and profile are not supported by Vigil; give sigv4 access_key and secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in Vigil's environment"
+                    .into(),
+            );
+        }
         check_http(s.http_config.as_ref())?;
     }
     for t in &r.telegram_configs {
@@ -346,6 +400,35 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
             Some(u) => super::types::check_url(&u.0)?,
         }
         check_http(d.http_config.as_ref())?;
+    }
+    for m in &r.msteams_configs {
+        match (&m.webhook_url, &m.webhook_url_file) {
+            (None, None) => {
+                return Err("one of webhook_url or webhook_url_file must be configured".into());
+            }
+            (Some(_), Some(_)) => {
+                return Err("at most one of webhook_url & webhook_url_file must be configured".into());
+            }
+            (Some(u), None) => super::types::check_url(&u.0)?,
+            _ => {}
+        }
+        check_http(m.http_config.as_ref())?;
+    }
+    for s in &r.vigil_sms_configs {
+        super::types::check_url(&s.url).map_err(|e| format!("vigil_sms_configs: {e}"))?;
+        if !["GET", "POST", "PUT"].contains(&s.method.as_str()) {
+            return Err(format!(
+                "vigil_sms_configs: method {:?} is not one of GET, POST, PUT",
+                s.method
+            ));
+        }
+        if s.to.is_empty() || s.to.iter().any(|n| n.trim().is_empty()) {
+            return Err("vigil_sms_configs: `to` needs at least one phone number".into());
+        }
+        if s.max_length == 0 {
+            return Err("vigil_sms_configs: max_length must be at least 1".into());
+        }
+        check_http(s.http_config.as_ref())?;
     }
     for w in &r.webex_configs {
         if w.room_id.is_empty() {

@@ -82,10 +82,7 @@ fn loads_a_full_alertmanager_file() {
     assert_eq!(s.routes, 5);
     assert_eq!(s.inhibit_rules, 2);
     assert_eq!(s.time_intervals, 1);
-    assert_eq!(
-        s.unsupported_integrations,
-        vec!["team-db/opsgenie".to_string()]
-    );
+    assert_eq!(cfg.receivers[3].opsgenie_configs.len(), 1);
     assert_eq!(
         cfg.global.resolve_timeout.0,
         std::time::Duration::from_secs(120)

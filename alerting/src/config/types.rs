@@ -362,6 +362,12 @@ pub struct ReceiverConfig {
     pub discord_configs: Vec<super::receivers::DiscordConfig>,
     #[serde(default)]
     pub webex_configs: Vec<super::receivers::WebexConfig>,
+    /// Alertmanager 0.26's Microsoft Teams integration.
+    #[serde(default)]
+    pub msteams_configs: Vec<super::receivers::MsteamsConfig>,
+    /// Vigil extension: a generic SMS gateway.
+    #[serde(default)]
+    pub vigil_sms_configs: Vec<super::receivers::SmsConfig>,
     /// Vigil extension: fold storms into digests.
     pub vigil_rate_limit: Option<RateLimitConfig>,
 }

@@ -31,12 +31,6 @@ pub struct Credentials {
 
 impl Sns {
     pub fn new(cfg: &SnsConfig, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
-        if !cfg.sigv4.role_arn.is_empty() || !cfg.sigv4.profile.is_empty() {
-            return Err(
-                "sigv4 role_arn and profile are not supported by Vigil; give access_key and secret_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
-                    .into(),
-            );
-        }
         let http = HttpClient::new(
             cfg.http_config.as_ref().or(global.http_config.as_ref()),
             timeout,

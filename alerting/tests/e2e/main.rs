@@ -4,6 +4,7 @@
 mod crash;
 mod email;
 mod extensions;
+mod msteams_sms;
 mod parity;
 mod pushover;
 mod receivers;
