@@ -56,10 +56,20 @@ pub fn load_config(path: &Path) -> Result<AlertingConfig, ConfigError> {
     Ok(cfg)
 }
 
-/// Validates a file and summarises it for `vigil check config`.
+/// Validates a file and summarises it for `vigil check config`: the same
+/// checks a start runs (receivers built, templates read and parsed).
 pub fn check_config(path: &Path) -> Result<Summary, ConfigError> {
     let cfg = load_config(path)?;
-    Ok(cfg.summary())
+    let summary = cfg.summary();
+    crate::dispatch::Runtime::new(cfg, std::time::Duration::from_secs(10)).map_err(|reason| {
+        ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            reason,
+        }
+    })?;
+    Ok(summary)
 }
 
 /// Parses configuration text; `file` names it in errors.
@@ -86,12 +96,42 @@ pub fn parse_config(text: &str, file: &str) -> Result<AlertingConfig, ConfigErro
 fn plain_reason(rendered: &str) -> String {
     let first = rendered.lines().next().unwrap_or(rendered);
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    if let Some(rest) = first.strip_prefix("line ")
-        && let Some(pos) = rest.find(": ")
-    {
-        return rest[pos + 2..].to_string();
+    let reason = match first.strip_prefix("line ") {
+        Some(rest) => match rest.find(": ") {
+            Some(pos) => &rest[pos + 2..],
+            None => first,
+        },
+        None => first,
+    };
+    user_words(reason)
+}
+
+/// Rewrites the parser's Rust vocabulary (`Option<String>`, `u64`, "at
+/// line L, column C" already reported separately) in YAML terms.
+fn user_words(reason: &str) -> String {
+    let mut r = reason.to_string();
+    if let Some(pos) = r.find(" at line ") {
+        r.truncate(pos);
     }
-    first.to_string()
+    if let Some(pos) = r.find("; use Option<") {
+        r.truncate(pos);
+    }
+    for (rust, yaml) in [
+        ("cannot deserialize null into ", "a value is required here (found null); expected "),
+        ("Option<String>", "a string"),
+        ("Vec<String>", "a list of strings"),
+        ("String", "string"),
+        ("u64", "a non-negative integer"),
+        ("i64", "an integer"),
+        ("usize", "a non-negative integer"),
+        ("f64", "a number"),
+        ("struct ", ""),
+        ("enum ", ""),
+        ("::", "."),
+    ] {
+        r = r.replace(rust, yaml);
+    }
+    r
 }
 
 fn located<T>(file: &str, s: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
@@ -135,6 +175,22 @@ impl AlertingConfig {
     }
 
     fn validate(&mut self, file: &str) -> Result<(), ConfigError> {
+        let g = &self.global;
+        for (inline, from_file, what) in [
+            (g.smtp_auth_password.is_some(), g.smtp_auth_password_file.is_some(), "smtp_auth_password & smtp_auth_password_file"),
+            (g.slack_api_url.is_some(), g.slack_api_url_file.is_some(), "slack_api_url & slack_api_url_file"),
+            (g.opsgenie_api_key.is_some(), g.opsgenie_api_key_file.is_some(), "opsgenie_api_key & opsgenie_api_key_file"),
+            (g.victorops_api_key.is_some(), g.victorops_api_key_file.is_some(), "victorops_api_key & victorops_api_key_file"),
+        ] {
+            if inline && from_file {
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line: 1,
+                    column: 1,
+                    reason: format!("at most one of {what} must be configured"),
+                });
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for r in &self.receivers {
             if r.name.value.is_empty() {
@@ -168,7 +224,15 @@ impl AlertingConfig {
             });
         };
         let _ = recv;
-        if !self.route.matchers.is_empty() {
+        if self.route.continue_matching {
+            return Err(ConfigError {
+                file: file.to_string(),
+                line: 1,
+                column: 1,
+                reason: "cannot have continue in root route".into(),
+            });
+        }
+        if !self.route.all_matchers().is_empty() {
             return Err(ConfigError {
                 file: file.to_string(),
                 line: 1,

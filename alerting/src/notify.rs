@@ -556,8 +556,14 @@ fn glob_paths(pattern: &str) -> Result<Vec<std::path::PathBuf>, String> {
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
         .unwrap_or_default();
+    // Alertmanager expands every entry with filepath.Glob: a missing file
+    // or folder is no match, not an error.
     if !file.contains('*') && !file.contains('?') {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok(if path.exists() {
+            vec![path.to_path_buf()]
+        } else {
+            Vec::new()
+        });
     }
     let dir = path
         .parent()
@@ -570,8 +576,12 @@ fn glob_paths(pattern: &str) -> Result<Vec<std::path::PathBuf>, String> {
             .replace("\\?", ".")
     ))
     .map_err(|e| e.to_string())?;
-    let mut out: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+    };
+    let mut out: Vec<std::path::PathBuf> = entries
         .filter_map(|e| e.ok())
         .filter(|e| re.is_match(&e.file_name().to_string_lossy()))
         .map(|e| e.path())

@@ -35,6 +35,15 @@ fn check_config(path: &std::path::Path) -> i32 {
         }
     };
     println!("Checking {}", path.display());
+    // An empty file (or only comments) is neither a valid Vigil nor
+    // Alertmanager configuration: Alertmanager refuses it too.
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---")
+    {
+        eprintln!("  FAILED: {}: the file is empty", path.display());
+        return 1;
+    }
     let looks_like_alertmanager = text
         .lines()
         .any(|l| l.starts_with("route:") || l.starts_with("receivers:"));

@@ -500,8 +500,14 @@ impl HttpConfig {
         if self.oauth2.is_some() {
             return Err("oauth2 is not supported by Vigil".into());
         }
-        if let Some(p) = &self.proxy_url {
-            check_url(p)?;
+        // Alertmanager parses proxy_url loosely (a relative URL loads and
+        // then fails each send); only an absolute URL's scheme is checked.
+        if let Some(p) = &self.proxy_url
+            && let Ok(u) = reqwest::Url::parse(p)
+            && !["http", "https", "socks5"].contains(&u.scheme())
+            && u.has_host()
+        {
+            return Err(format!("unsupported proxy scheme {:?} in proxy_url", u.scheme()));
         }
         Ok(())
     }

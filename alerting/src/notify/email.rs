@@ -11,6 +11,7 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{NotificationData, NotifyError, Templates, severity_colour};
@@ -20,6 +21,10 @@ pub struct Email {
     pub cfg: EmailConfig,
     from: String,
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// With a password file: the builder and user, so the file is read and
+    /// the transport built at each send (a rotated password needs no
+    /// reload; a missing file fails the send, not the start).
+    per_send: Option<(AsyncSmtpTransportBuilder, String, GlobalConfig)>,
 }
 
 impl Email {
@@ -82,27 +87,54 @@ impl Email {
             .auth_username
             .clone()
             .or_else(|| global.smtp_auth_username.clone());
+        let from_file = cfg.auth_password.is_none()
+            && (cfg.auth_password_file.is_some()
+                || (global.smtp_auth_password.is_none()
+                    && global.smtp_auth_password_file.is_some()));
+        let mut per_send = None;
         if let Some(user) = user {
-            let pass = secret_value(
-                cfg.auth_password.as_ref(),
-                cfg.auth_password_file.as_deref(),
-            )
-            .map_err(|e| format!("cannot read auth_password_file: {e}"))?
-            .or(secret_value(
-                global.smtp_auth_password.as_ref(),
-                global.smtp_auth_password_file.as_deref(),
-            )
-            .map_err(|e| format!("cannot read smtp_auth_password_file: {e}"))?)
-            .unwrap_or_default();
-            b = b
-                .credentials(Credentials::new(user, pass))
-                .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+            if from_file {
+                per_send = Some((b.clone(), user, global.clone()));
+            } else {
+                let pass = cfg
+                    .auth_password
+                    .as_ref()
+                    .or(global.smtp_auth_password.as_ref())
+                    .map(|p| p.0.clone())
+                    .unwrap_or_default();
+                b = b
+                    .credentials(Credentials::new(user, pass))
+                    .authentication(vec![Mechanism::Plain, Mechanism::Login]);
+            }
         }
         Ok(Self {
             cfg: cfg.clone(),
             from,
             transport: b.build(),
+            per_send,
         })
+    }
+
+    /// The password from its file, read now.
+    fn password(&self, global: &GlobalConfig) -> Result<String, NotifyError> {
+        secret_value(
+            self.cfg.auth_password.as_ref(),
+            self.cfg.auth_password_file.as_deref(),
+        )
+        .map_err(|e| NotifyError::retryable(format!("cannot read auth_password_file: {e}")))?
+        .map_or_else(
+            || {
+                secret_value(
+                    global.smtp_auth_password.as_ref(),
+                    global.smtp_auth_password_file.as_deref(),
+                )
+                .map_err(|e| {
+                    NotifyError::retryable(format!("cannot read smtp_auth_password_file: {e}"))
+                })
+                .map(Option::unwrap_or_default)
+            },
+            Ok,
+        )
     }
 
     pub async fn notify(
@@ -111,7 +143,20 @@ impl Email {
         tmpl: &Templates,
     ) -> Result<(), NotifyError> {
         let msg = self.message(data, tmpl)?;
-        self.transport.send(msg).await.map(|_| ()).map_err(|e| {
+        let fresh;
+        let transport = match &self.per_send {
+            Some((builder, user, global)) => {
+                let pass = self.password(global)?;
+                fresh = builder
+                    .clone()
+                    .credentials(Credentials::new(user.clone(), pass))
+                    .authentication(vec![Mechanism::Plain, Mechanism::Login])
+                    .build();
+                &fresh
+            }
+            None => &self.transport,
+        };
+        transport.send(msg).await.map(|_| ()).map_err(|e| {
             // Permanent SMTP replies (5xx) will not succeed on retry.
             if e.is_permanent() {
                 NotifyError::permanent(format!("smtp: {e}"))

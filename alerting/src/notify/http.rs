@@ -8,11 +8,11 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use super::NotifyError;
 use crate::config::{HttpConfig, TlsConfig, read_secret_file, secret_value};
 
-/// A client plus the headers every request carries.
+/// A client plus the settings of the headers every request carries.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     pub client: reqwest::Client,
-    pub headers: HeaderMap,
+    cfg: HttpConfig,
 }
 
 fn read(p: &std::path::Path) -> Result<String, String> {
@@ -36,13 +36,46 @@ impl HttpClient {
             b = b.redirect(reqwest::redirect::Policy::none());
         }
         if let Some(p) = &cfg.proxy_url {
-            b = b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("invalid proxy_url: {e}"))?);
+            let usable = reqwest::Url::parse(p)
+                .ok()
+                .filter(|u| u.has_host())
+                .and_then(|_| reqwest::Proxy::all(p).ok());
+            match usable {
+                Some(proxy) => b = b.proxy(proxy),
+                None => {
+                    // As in Alertmanager, such a file loads and every send
+                    // through it fails (and is counted and logged as such).
+                    tracing::error!(proxy_url = %p, "proxy_url is not an absolute URL; notifications through it will fail");
+                    b = b.proxy(
+                        reqwest::Proxy::all("http://invalid-proxy-url.invalid")
+                            .map_err(|e| format!("invalid proxy_url: {e}"))?,
+                    );
+                }
+            }
         } else if cfg.proxy_from_environment != Some(true) {
             b = b.no_proxy();
         }
         if let Some(tls) = &cfg.tls_config {
             b = apply_tls(b, tls)?;
         }
+        let client = b
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The auth and custom headers, with `*_file` secrets read now, per
+    /// request, as Alertmanager does: a rotated file takes effect without a
+    /// reload, and a missing one fails the send (retried), not the start.
+    pub fn headers(&self) -> Result<HeaderMap, NotifyError> {
+        self.headers_now().map_err(NotifyError::retryable)
+    }
+
+    fn headers_now(&self) -> Result<HeaderMap, String> {
+        let cfg = &self.cfg;
         let mut headers = HeaderMap::new();
         if let Some(ba) = &cfg.basic_auth {
             let user = match &ba.username_file {
@@ -84,10 +117,7 @@ impl HttpClient {
                 }
             }
         }
-        let client = b
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Self { client, headers })
+        Ok(headers)
     }
 
     /// POSTs a JSON body. 2xx is success; 429 and 5xx and transport errors
@@ -96,7 +126,7 @@ impl HttpClient {
         let resp = self
             .client
             .post(url)
-            .headers(self.headers.clone())
+            .headers(self.headers()?)
             .json(body)
             .send()
             .await
@@ -111,7 +141,7 @@ impl HttpClient {
     /// Alertmanager retries them.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, String), NotifyError> {
         let resp = req
-            .headers(self.headers.clone())
+            .headers(self.headers()?)
             .send()
             .await
             .map_err(|e| NotifyError::retryable(format!("request failed: {}", redact(&e))))?;

@@ -12,7 +12,6 @@ use crate::config::{GlobalConfig, PagerdutyConfig, secret_value};
 pub struct Pagerduty {
     pub cfg: PagerdutyConfig,
     url: String,
-    routing_key: String,
     http: HttpClient,
 }
 
@@ -22,13 +21,6 @@ impl Pagerduty {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let routing_key = secret_value(cfg.routing_key.as_ref(), cfg.routing_key_file.as_deref())
-            .map_err(|e| format!("cannot read routing_key_file: {e}"))?
-            .or(
-                secret_value(cfg.service_key.as_ref(), cfg.service_key_file.as_deref())
-                    .map_err(|e| format!("cannot read service_key_file: {e}"))?,
-            )
-            .ok_or("missing routing_key")?;
         let url = cfg
             .url
             .clone()
@@ -40,13 +32,25 @@ impl Pagerduty {
         Ok(Self {
             cfg: cfg.clone(),
             url,
-            routing_key,
             http,
         })
     }
 
+    /// The routing (or service) key; `*_file` forms are read when sending.
+    fn routing_key(&self) -> Result<String, NotifyError> {
+        let c = &self.cfg;
+        let key = secret_value(c.routing_key.as_ref(), c.routing_key_file.as_deref())
+            .map_err(|e| NotifyError::retryable(format!("cannot read routing_key_file: {e}")))?;
+        match key {
+            Some(k) => Ok(k),
+            None => secret_value(c.service_key.as_ref(), c.service_key_file.as_deref())
+                .map_err(|e| NotifyError::retryable(format!("cannot read service_key_file: {e}")))?
+                .ok_or_else(|| NotifyError::permanent("missing routing_key")),
+        }
+    }
+
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
-        let body = event(&self.cfg, &self.routing_key, d, tmpl)?;
+        let body = event(&self.cfg, &self.routing_key()?, d, tmpl)?;
         self.http.post_json(&self.url, &body).await
     }
 }

@@ -10,7 +10,7 @@ use crate::config::{GlobalConfig, SlackConfig, secret_value};
 
 pub struct Slack {
     pub cfg: SlackConfig,
-    url: String,
+    global: GlobalConfig,
     http: HttpClient,
 }
 
@@ -20,26 +20,30 @@ impl Slack {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let own = secret_value(cfg.api_url.as_ref(), cfg.api_url_file.as_deref())
-            .map_err(|e| format!("cannot read api_url_file: {e}"))?;
-        let url = match own {
-            Some(u) => u,
-            None => secret_value(
-                global.slack_api_url.as_ref(),
-                global.slack_api_url_file.as_deref(),
-            )
-            .map_err(|e| format!("cannot read slack_api_url_file: {e}"))?
-            .ok_or("no Slack API URL")?,
-        };
         let http = HttpClient::new(
             cfg.http_config.as_ref().or(global.http_config.as_ref()),
             timeout,
         )?;
         Ok(Self {
             cfg: cfg.clone(),
-            url,
+            global: global.clone(),
             http,
         })
+    }
+
+    /// The webhook URL; `*_file` forms are read when sending.
+    fn url(&self) -> Result<String, NotifyError> {
+        let own = secret_value(self.cfg.api_url.as_ref(), self.cfg.api_url_file.as_deref())
+            .map_err(|e| NotifyError::retryable(format!("cannot read api_url_file: {e}")))?;
+        match own {
+            Some(u) => Ok(u),
+            None => secret_value(
+                self.global.slack_api_url.as_ref(),
+                self.global.slack_api_url_file.as_deref(),
+            )
+            .map_err(|e| NotifyError::retryable(format!("cannot read slack_api_url_file: {e}")))?
+            .ok_or_else(|| NotifyError::permanent("no Slack API URL")),
+        }
     }
 
     pub async fn notify(
@@ -48,7 +52,7 @@ impl Slack {
         tmpl: &Templates,
     ) -> Result<(), NotifyError> {
         let body = payload(&self.cfg, data, tmpl)?;
-        self.http.post_json(&self.url, &body).await
+        self.http.post_json(&self.url()?, &body).await
     }
 }
 

@@ -8,7 +8,6 @@ use crate::config::{GlobalConfig, WebhookConfig, secret_value};
 
 pub struct Webhook {
     pub cfg: WebhookConfig,
-    url: String,
     http: HttpClient,
 }
 
@@ -18,12 +17,8 @@ impl Webhook {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let url = secret_value(cfg.url.as_ref(), cfg.url_file.as_deref())
-            .map_err(|e| format!("cannot read url_file: {e}"))?
-            .ok_or("webhook without url")?;
         Ok(Self {
             cfg: cfg.clone(),
-            url,
             http: HttpClient::new(
                 cfg.http_config.as_ref().or(global.http_config.as_ref()),
                 timeout,
@@ -32,8 +27,12 @@ impl Webhook {
     }
 
     pub async fn notify(&self, data: &NotificationData) -> Result<(), NotifyError> {
+        // url_file is read when sending, so a rotated URL needs no reload.
+        let url = secret_value(self.cfg.url.as_ref(), self.cfg.url_file.as_deref())
+            .map_err(|e| NotifyError::retryable(format!("cannot read url_file: {e}")))?
+            .ok_or_else(|| NotifyError::permanent("webhook without url"))?;
         self.http
-            .post_json(&self.url, &message(data, self.cfg.max_alerts))
+            .post_json(&url, &message(data, self.cfg.max_alerts))
             .await
     }
 }

@@ -11,6 +11,7 @@ mod receivers;
 mod receivers_parity;
 mod silences;
 mod timing;
+mod verdicts;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
