@@ -117,7 +117,10 @@ fn user_words(reason: &str) -> String {
         r.truncate(pos);
     }
     for (rust, yaml) in [
-        ("cannot deserialize null into ", "a value is required here (found null); expected "),
+        (
+            "cannot deserialize null into ",
+            "a value is required here (found null); expected ",
+        ),
         ("Option<String>", "a string"),
         ("Vec<String>", "a list of strings"),
         ("String", "string"),
@@ -177,10 +180,26 @@ impl AlertingConfig {
     fn validate(&mut self, file: &str) -> Result<(), ConfigError> {
         let g = &self.global;
         for (inline, from_file, what) in [
-            (g.smtp_auth_password.is_some(), g.smtp_auth_password_file.is_some(), "smtp_auth_password & smtp_auth_password_file"),
-            (g.slack_api_url.is_some(), g.slack_api_url_file.is_some(), "slack_api_url & slack_api_url_file"),
-            (g.opsgenie_api_key.is_some(), g.opsgenie_api_key_file.is_some(), "opsgenie_api_key & opsgenie_api_key_file"),
-            (g.victorops_api_key.is_some(), g.victorops_api_key_file.is_some(), "victorops_api_key & victorops_api_key_file"),
+            (
+                g.smtp_auth_password.is_some(),
+                g.smtp_auth_password_file.is_some(),
+                "smtp_auth_password & smtp_auth_password_file",
+            ),
+            (
+                g.slack_api_url.is_some(),
+                g.slack_api_url_file.is_some(),
+                "slack_api_url & slack_api_url_file",
+            ),
+            (
+                g.opsgenie_api_key.is_some(),
+                g.opsgenie_api_key_file.is_some(),
+                "opsgenie_api_key & opsgenie_api_key_file",
+            ),
+            (
+                g.victorops_api_key.is_some(),
+                g.victorops_api_key_file.is_some(),
+                "victorops_api_key & victorops_api_key_file",
+            ),
         ] {
             if inline && from_file {
                 return Err(ConfigError {

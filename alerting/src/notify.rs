@@ -541,8 +541,7 @@ impl Templates {
                 m.insert(k, Value::String(v));
             }
         }
-        t.execute_template(name, &value)
-            .map_err(|e| e.to_string())
+        t.execute_template(name, &value).map_err(|e| e.to_string())
     }
 }
 

@@ -407,7 +407,9 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
                 return Err("one of webhook_url or webhook_url_file must be configured".into());
             }
             (Some(_), Some(_)) => {
-                return Err("at most one of webhook_url & webhook_url_file must be configured".into());
+                return Err(
+                    "at most one of webhook_url & webhook_url_file must be configured".into(),
+                );
             }
             (Some(u), None) => super::types::check_url(&u.0)?,
             _ => {}

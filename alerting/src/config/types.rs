@@ -507,7 +507,10 @@ impl HttpConfig {
             && !["http", "https", "socks5"].contains(&u.scheme())
             && u.has_host()
         {
-            return Err(format!("unsupported proxy scheme {:?} in proxy_url", u.scheme()));
+            return Err(format!(
+                "unsupported proxy scheme {:?} in proxy_url",
+                u.scheme()
+            ));
         }
         Ok(())
     }

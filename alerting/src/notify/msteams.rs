@@ -37,9 +37,12 @@ impl Msteams {
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
-        let url = secret_value(self.cfg.webhook_url.as_ref(), self.cfg.webhook_url_file.as_deref())
-            .map_err(|e| NotifyError::retryable(format!("cannot read webhook_url_file: {e}")))?
-            .ok_or_else(|| NotifyError::permanent("missing webhook_url"))?;
+        let url = secret_value(
+            self.cfg.webhook_url.as_ref(),
+            self.cfg.webhook_url_file.as_deref(),
+        )
+        .map_err(|e| NotifyError::retryable(format!("cannot read webhook_url_file: {e}")))?
+        .ok_or_else(|| NotifyError::permanent("missing webhook_url"))?;
         let body = message(&self.cfg, d, tmpl)?;
         let req = self
             .http
@@ -53,7 +56,11 @@ impl Msteams {
 }
 
 /// The `MessageCard` body.
-pub fn message(cfg: &MsteamsConfig, d: &NotificationData, tmpl: &Templates) -> Result<Value, NotifyError> {
+pub fn message(
+    cfg: &MsteamsConfig,
+    d: &NotificationData,
+    tmpl: &Templates,
+) -> Result<Value, NotifyError> {
     let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
         tmpl.field(d, field, v.as_deref().unwrap_or(default))
     };

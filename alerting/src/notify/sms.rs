@@ -66,7 +66,11 @@ impl Sms {
 }
 
 /// The requests a notification makes, one per number.
-pub fn requests(cfg: &SmsConfig, d: &NotificationData, tmpl: &Templates) -> Result<Vec<SmsRequest>, NotifyError> {
+pub fn requests(
+    cfg: &SmsConfig,
+    d: &NotificationData,
+    tmpl: &Templates,
+) -> Result<Vec<SmsRequest>, NotifyError> {
     let message = tmpl.field(
         d,
         "message",
@@ -83,7 +87,10 @@ pub fn requests(cfg: &SmsConfig, d: &NotificationData, tmpl: &Templates) -> Resu
                     "body",
                     b,
                     d,
-                    vec![("To".into(), to.clone()), ("Message".into(), message.clone())],
+                    vec![
+                        ("To".into(), to.clone()),
+                        ("Message".into(), message.clone()),
+                    ],
                 )?,
                 "application/json",
             ),
@@ -94,7 +101,10 @@ pub fn requests(cfg: &SmsConfig, d: &NotificationData, tmpl: &Templates) -> Resu
         };
         out.push(SmsRequest {
             to: to.clone(),
-            content_type: cfg.content_type.clone().unwrap_or_else(|| default_type.into()),
+            content_type: cfg
+                .content_type
+                .clone()
+                .unwrap_or_else(|| default_type.into()),
             body,
         });
     }

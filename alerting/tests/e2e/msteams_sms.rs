@@ -34,9 +34,11 @@ async fn msteams_message_card_and_url_file_read_when_sending() {
     );
     let vigil = start_vigil(&cfg, dir.path(), &[]).await;
     post_alerts(&vigil.url, alerts(chrono::Utc::now(), false)).await;
-    let first = wait_for(Duration::from_secs(15), || rec.side("teams").first().cloned())
-        .await
-        .expect("Teams card for the firing group");
+    let first = wait_for(Duration::from_secs(15), || {
+        rec.side("teams").first().cloned()
+    })
+    .await
+    .expect("Teams card for the firing group");
     assert_eq!(first.path, "/first");
     let card: Value = serde_json::from_str(&first.body).expect("JSON card");
     assert_eq!(card["@context"], "http://schema.org/extensions");
@@ -60,7 +62,11 @@ async fn msteams_message_card_and_url_file_read_when_sending() {
     let card: Value = serde_json::from_str(&second.body).expect("JSON card");
     assert_eq!(card["themeColor"], "2DC72D");
     assert_eq!(card["title"], "[RESOLVED] DiskFull (node critical)");
-    assert!(card["text"].as_str().is_some_and(|t| t.contains("# Alerts Resolved:")));
+    assert!(
+        card["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("# Alerts Resolved:"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +160,10 @@ async fn sms_gateway_json_body_template() {
     assert_eq!(body["status"], "firing");
     let text = body["text"].as_str().expect("text");
     assert!(text.chars().count() <= 70, "{text}");
-    assert!(text.starts_with("[FIRING:2] DiskFull: disk > 95% & rising"), "{text}");
+    assert!(
+        text.starts_with("[FIRING:2] DiskFull: disk > 95% & rising"),
+        "{text}"
+    );
 }
 
 fn percent_decode(s: &str) -> String {

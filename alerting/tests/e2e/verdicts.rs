@@ -91,8 +91,14 @@ fn cases() -> Vec<(&'static str, String)> {
 /// refuses them as unknown, Vigil loads and delivers them.
 fn newer_cases() -> Vec<(&'static str, String)> {
     vec![
-        ("msteams (0.26)", format!("{HEAD}    msteams_configs:\n      - webhook_url: http://h/t\n")),
-        ("webhook url_file (0.26), file missing until sending", format!("{HEAD}    webhook_configs:\n      - url_file: '{{dir}}/nope'\n")),
+        (
+            "msteams (0.26)",
+            format!("{HEAD}    msteams_configs:\n      - webhook_url: http://h/t\n"),
+        ),
+        (
+            "webhook url_file (0.26), file missing until sending",
+            format!("{HEAD}    webhook_configs:\n      - url_file: '{{dir}}/nope'\n"),
+        ),
     ]
 }
 
@@ -144,7 +150,11 @@ fn config_verdicts_match_amtool() {
         let text = text.replace("{dir}", &dir.path().display().to_string());
         let path = dir.path().join(format!("newer{i}.yml"));
         std::fs::write(&path, &text).expect("write case");
-        assert_eq!(amtool_accepts(&path), Some(false), "{name}: amtool 0.25 refuses");
+        assert_eq!(
+            amtool_accepts(&path),
+            Some(false),
+            "{name}: amtool 0.25 refuses"
+        );
         if let Err(e) = vigil_alerting::check_config(&path) {
             wrong.push(format!("{name}: Vigil refuses ({e})"));
         }
