@@ -72,6 +72,8 @@ struct InputSeries {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AlertTestCase {
+    /// promtool defaults a missing `eval_time` to 0.
+    #[serde(default = "zero_time")]
     eval_time: Scalar,
     #[serde(default)]
     alertname: String,
@@ -92,6 +94,7 @@ struct ExpAlert {
 #[serde(deny_unknown_fields)]
 struct PromqlTestCase {
     expr: Scalar,
+    #[serde(default = "zero_time")]
     eval_time: Scalar,
     #[serde(default)]
     exp_samples: Vec<ExpSample>,
@@ -209,6 +212,10 @@ fn samples_string(s: &[(LabelMap, f64)]) -> String {
         .map(|(l, v)| format!("{} {}", labels_string(l), format_float_upper_e(*v)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn zero_time() -> Scalar {
+    Scalar("0s".into())
 }
 
 fn dur(s: &Scalar) -> Result<Duration, String> {
@@ -638,6 +645,70 @@ mod tests {
             SeriesValue::Stale,
         ];
         assert_eq!(v, Ok(want));
+    }
+
+    /// Series values read as promtool 2.42 reads them, checked against the
+    /// real promtool: each notation's first value and sample count, or the
+    /// fact that it is refused.
+    #[test]
+    fn series_notation_matches_promtool() {
+        if std::process::Command::new("promtool")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("promtool not installed; skipping the comparison");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("r.yml"), "groups: []\n").expect("rules");
+        for notation in [
+            "010", "0b11", "0x1F", "1_000", "0x10", "1e3", "0o17", "-0x3", "+5", ".5", "0x1Fx2",
+            "Inf", "-Inf", "08", "0.5e1", "007x2", "1+1x3", "2-0.5x2", "3 _x2 4",
+        ] {
+            let test = format!(
+                "rule_files: [r.yml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n      - series: m\n        values: '{notation}'\n    promql_expr_test:\n      - expr: m\n        eval_time: 0m\n        exp_samples: [{{labels: m, value: 12345}}]\n      - expr: count_over_time(m[1h])\n        eval_time: 59m\n        exp_samples: [{{labels: '{{}}', value: 12345}}]\n"
+            );
+            let path = dir.path().join("t.yml");
+            std::fs::write(&path, test).expect("test file");
+            let out = std::process::Command::new("promtool")
+                .args(["test", "rules"])
+                .arg(&path)
+                .output()
+                .expect("promtool runs");
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            let got: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("got: "))
+                .collect();
+            let ours = expand_values(notation);
+            if got.len() != 2 {
+                assert!(
+                    ours.is_err(),
+                    "{notation}: promtool refuses ({text}), Vigil reads {ours:?}"
+                );
+                continue;
+            }
+            let vals = ours.unwrap_or_else(|e| panic!("{notation}: promtool reads it, Vigil: {e}"));
+            let first = match vals.first() {
+                Some(SeriesValue::Value(v)) => samples_string(&[(
+                    BTreeMap::from([("__name__".to_string(), "m".to_string())]),
+                    *v,
+                )]),
+                other => panic!("{notation}: first value {other:?}"),
+            };
+            assert_eq!(first, got[0], "{notation}: first value");
+            let count = vals
+                .iter()
+                .filter(|v| matches!(v, SeriesValue::Value(_)))
+                .count();
+            assert_eq!(
+                format!("{{}} {}", format_float_upper_e(count as f64)),
+                got[1],
+                "{notation}: sample count"
+            );
+        }
     }
 
     #[test]

@@ -57,6 +57,46 @@ fn parse_number(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("invalid number {s:?}"))
 }
 
+/// A number in promtool's series notation, read as Prometheus's lexer and
+/// `strconv` read it: decimal or float, `Inf`/`NaN`, a sign applied after
+/// parsing (`-0` is negative zero), and a leading-zero integer is octal
+/// (`010` is 8). Hexadecimal (`0x1F`), binary (`0b11`), `0o17` and digit
+/// separators (`1_000`) are syntax errors there.
+fn series_number(s: &str) -> Result<f64, String> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = body.to_ascii_lowercase();
+    let v = if lower == "inf" || lower == "nan" {
+        if lower == "inf" {
+            f64::INFINITY
+        } else {
+            f64::NAN
+        }
+    } else {
+        let bad = || format!("bad number syntax: {s:?}");
+        if body.is_empty()
+            || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+            || !body
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+        {
+            return Err(bad());
+        }
+        let octal = body.len() > 1
+            && body.starts_with('0')
+            && body.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        if octal {
+            i64::from_str_radix(&body[1..], 8).map_err(|_| bad())? as f64
+        } else {
+            body.parse::<f64>().map_err(|_| bad())?
+        }
+    };
+    Ok(if neg { -v } else { v })
+}
+
 /// Splits `a+b` / `a-b` into its two numbers, ignoring exponent signs.
 fn split_increment(s: &str) -> Option<(&str, &str)> {
     let b = s.as_bytes();
@@ -90,7 +130,7 @@ pub fn expand_series_values(notation: &str) -> Result<Vec<SeriesValue>, String> 
             _ => None,
         };
         let Some(xi) = rep else {
-            out.push(SeriesValue::Value(parse_number(tok)?));
+            out.push(SeriesValue::Value(series_number(tok)?));
             continue;
         };
         let times: u64 = tok[xi + 1..]
@@ -105,10 +145,10 @@ pub fn expand_series_values(notation: &str) -> Result<Vec<SeriesValue>, String> 
             out.extend(std::iter::repeat_n(SeriesValue::Stale, times as usize + 1));
             continue;
         }
-        let (start, inc) = match head.parse::<f64>() {
+        let (start, inc) = match series_number(head) {
             Ok(v) => (v, 0.0),
             Err(_) => match split_increment(head) {
-                Some((a, b)) => (parse_number(a)?, parse_number(b)?),
+                Some((a, b)) => (series_number(a)?, series_number(b)?),
                 None => return Err(format!("invalid series value {tok:?}")),
             },
         };
