@@ -628,11 +628,26 @@ impl<'a> Evaluator<'a> {
                 Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
                 Val::Vector(vs) => {
                     let mut cache = LabelCache::default();
-                    Ok(Val::Vector(
-                        vs.iter()
-                            .map(|vec| vec.iter().map(|(l, v)| (cache.drop_name(l), -v)).collect())
-                            .collect(),
-                    ))
+                    let out: Vec<StepVec> = vs
+                        .iter()
+                        .map(|vec| vec.iter().map(|(l, v)| (cache.drop_name(l), -v)).collect())
+                        .collect();
+                    // Dropping the name can make two series one label set:
+                    // Prometheus refuses that over the whole result, even
+                    // when the two never share a step.
+                    let mut ids = Interner::default();
+                    let mut origin: FastMap<u32, u32> = FastMap::default();
+                    for (vin, vout) in vs.iter().zip(&out) {
+                        for ((li, _), (lo, _)) in vin.iter().zip(vout) {
+                            let (i, o) = (ids.id(li), ids.id(lo));
+                            if *origin.entry(o).or_insert(i) != i {
+                                return Err(QueryError::exec(
+                                    "vector cannot contain metrics with the same labelset",
+                                ));
+                            }
+                        }
+                    }
+                    Ok(Val::Vector(out))
                 }
                 Val::String(_) => Err(QueryError::bad(
                     "unary expression only allowed on expressions of type scalar or vector",
