@@ -9,7 +9,8 @@ use crate::config::Config;
 
 pub enum Check {
     Config(PathBuf),
-    Rules(Vec<PathBuf>),
+    /// Files, promtool's `--lint` value and `--lint-fatal`.
+    Rules(Vec<PathBuf>, String, bool),
 }
 
 /// `vigil check config FILE` accepts either a Vigil configuration file or an
@@ -17,9 +18,10 @@ pub enum Check {
 pub fn check(what: Check) -> i32 {
     match what {
         Check::Config(path) => check_config(&path),
-        Check::Rules(files) => {
+        Check::Rules(files, lint, fatal) => {
+            let lint = vigil_rules::Lint::parse(&lint, fatal, &mut std::io::stderr());
             let mut out = std::io::stdout().lock();
-            let code = vigil_rules::check_rules(&files, &mut out);
+            let code = vigil_rules::check_rules_with(&files, &mut out, lint);
             let _ = out.flush();
             code
         }

@@ -104,6 +104,12 @@ enum CheckCommand {
     Config { file: PathBuf },
     /// Check rule files, like `promtool check rules`.
     Rules {
+        /// Linting checks: all, duplicate-rules or none (comma-separated).
+        #[arg(long, default_value = "duplicate-rules")]
+        lint: String,
+        /// Make lint errors exit with status 3.
+        #[arg(long = "lint-fatal")]
+        lint_fatal: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -145,7 +151,11 @@ fn main() -> ExitCode {
         }
         Command::Check { what } => exit(vigil::cli::check(match what {
             CheckCommand::Config { file } => vigil::cli::Check::Config(file),
-            CheckCommand::Rules { files } => vigil::cli::Check::Rules(files),
+            CheckCommand::Rules {
+                files,
+                lint,
+                lint_fatal,
+            } => vigil::cli::Check::Rules(files, lint, lint_fatal),
         })),
         Command::Test {
             what: TestCommand::Rules { files },

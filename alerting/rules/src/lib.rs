@@ -40,7 +40,7 @@ use vigil_wire::{Labels, Sample};
 
 pub use alerting::{Alert, AlertState, AlertingRule};
 pub use api::RuleTypeFilter;
-pub use check::check_rules;
+pub use check::{LINT_ERROR_EXIT, Lint, check_rules, check_rules_with};
 pub use file::{
     GroupSpec, RuleFileError, RuleKind, RuleSet, RuleSpec, load_rule_files, parse_rules,
 };
