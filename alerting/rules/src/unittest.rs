@@ -711,6 +711,39 @@ mod tests {
         }
     }
 
+    /// A test case without `eval_time` is evaluated at 0, by promtool and
+    /// by Vigil alike (both pass; a wrong time would see no sample).
+    #[test]
+    fn eval_time_defaults_to_zero_as_in_promtool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("r.yml"),
+            "groups:\n  - name: g\n    rules:\n      - alert: Up\n        expr: m > 0\n",
+        )
+        .expect("rules");
+        let test = "rule_files: [r.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: m\n        values: '5 _x20'\n    promql_expr_test:\n      - expr: m\n        exp_samples: [{labels: m, value: 5}]\n    alert_rule_test:\n      - alertname: Up\n        exp_alerts: [{exp_labels: {}}]\n";
+        let path = dir.path().join("t.yml");
+        std::fs::write(&path, test).expect("test");
+        let mut out = Vec::new();
+        assert_eq!(
+            test_rules(&[&path], &mut out),
+            0,
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+        if let Ok(o) = std::process::Command::new("promtool")
+            .args(["test", "rules"])
+            .arg(&path)
+            .output()
+        {
+            assert!(
+                o.status.success(),
+                "promtool: {}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+    }
+
     #[test]
     fn go_float_e_format() {
         assert_eq!(format_float_upper_e(2.0), "2E+00");
