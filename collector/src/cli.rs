@@ -14,7 +14,11 @@ pub enum Check {
 }
 
 /// `vigil check config FILE` accepts either a Vigil configuration file or an
-/// Alertmanager configuration file (recognised by its `route`/`receivers`).
+/// Alertmanager configuration file. The rule: a file with a top-level
+/// `route:` or `receivers:` key is an Alertmanager file and gets exactly the
+/// checks `vigil serve --alerting-config` runs at start (parse, validation,
+/// receivers built, templates read); anything else is a Vigil file. An empty
+/// file is neither and fails.
 pub fn check(what: Check) -> i32 {
     match what {
         Check::Config(path) => check_config(&path),
