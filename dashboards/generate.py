@@ -366,6 +366,22 @@ def redis():
 
 
 # ---------------------------------------------------------------------- llm
+def range_total(metric, sel, by=None):
+    """A counter's total over the dashboard's range, right from a series'
+    first sample: increase() needs two samples, so a series born inside the
+    range (a model's first call, an agent's first minute) would lose its
+    first value and a series with one sample would count nothing. Series
+    that existed at the range's start count their increase(); series born
+    inside it count their whole value, as counters start at 0."""
+    agg = f"sum by ({by})" if by else "sum"
+    x = f"{metric}{{{sel}}}"
+    old = f"{agg} (increase({x}[$__range]) and {x} offset $__range)"
+    new = f"{agg} ({x} unless {x} offset $__range)"
+    if by:
+        return f"({old} + {new}) or {old} or {new}"
+    return f"({old} or vector(0)) + ({new} or vector(0))"
+
+
 def llm():
     s = 'instance=~"$instance",job=~"$job",provider=~"$provider",model=~"$model"'
     g = 'instance=~"$instance",job=~"$job",gen_ai_provider_name=~"$provider",gen_ai_request_model=~"$model"'
@@ -380,7 +396,7 @@ def llm():
     L.add(panel("stat", "Tokens", "Input + output tokens per second.",
                 [(f"sum(rate(llm_tokens_total{{{s}}}[$__rate_interval]))", "tokens/s")], "short"), 6, 4)
     L.add(panel("stat", "Cost over the range", "US dollars spent in the dashboard's time range, from the agent's price table.",
-                [(f"sum(increase(llm_cost_usd_total{{{s}}}[$__range]))", "USD")], "currencyUSD"), 6, 4)
+                [(range_total("llm_cost_usd_total", s), "USD")], "currencyUSD"), 6, 4)
     L.row("Requests and errors")
     L.add(panel("timeseries", "Requests by model and status", "Calls per second by provider, model and status.",
                 [(f"sum by (provider, model, status) ({req})", "{{provider}}/{{model}} {{status}}")], "reqps", min=0), 12, 8)
@@ -412,10 +428,10 @@ def llm():
                 [(f"sum by (provider, model) (rate(llm_cost_usd_total{{{s}}}[$__rate_interval])) * 3600", "{{provider}}/{{model}}")],
                 "currencyUSD", min=0), 12, 8)
     L.add(panel("bargauge", "Cost by model over the range", "US dollars per model in the dashboard's time range.",
-                [target("A", f"sort_desc(sum by (provider, model) (increase(llm_cost_usd_total{{{s}}}[$__range])))", "{{provider}}/{{model}}", instant=True)],
+                [target("A", f"sort_desc({range_total('llm_cost_usd_total', s, 'provider, model')})", "{{provider}}/{{model}}", instant=True)],
                 "currencyUSD"), 12, 8)
     L.add(panel("table", "Unpriced models", "Calls to models missing from the agent's price table (their cost is not counted).",
-                [target("A", f"sum by (provider, model) (increase(llm_unpriced_requests_total{{{s}}}[$__range])) > 0", instant=True)],
+                [target("A", f"({range_total('llm_unpriced_requests_total', s, 'provider, model')}) > 0", instant=True)],
                 "short"), 12, 8)
     return dashboard(
         "vigil-llm", "Vigil / LLM usage",

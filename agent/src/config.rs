@@ -366,8 +366,13 @@ pub struct LlmConfig {
     /// defaults to the global `interval`.
     pub interval: Option<HumanDuration>,
     /// Price per model (key: model name, or `provider/model` to price one
-    /// provider's model apart), USD per 1M tokens.
+    /// provider's model apart), USD per 1M tokens. Entries here override
+    /// the built-in table's entry for the same key.
     pub prices: BTreeMap<String, ModelPrice>,
+    /// Use the built-in price table of common hosted models (list prices,
+    /// dated: see `vigil_agent_llm_price_table_info`) under `prices`.
+    /// Default true.
+    pub default_prices: bool,
     /// Bucket bounds of `gen_ai_client_token_usage` for usage events.
     /// Default: the OpenTelemetry GenAI advice (1, 4, 16 … 67108864).
     pub token_buckets: Vec<f64>,
@@ -385,6 +390,7 @@ impl Default for LlmConfig {
             enabled: true,
             interval: None,
             prices: BTreeMap::new(),
+            default_prices: true,
             token_buckets: vec![
                 1.0,
                 4.0,

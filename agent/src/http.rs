@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use prost::Message;
 
-use crate::llm::{LlmState, otlp};
+use crate::llm::LlmState;
 use crate::pipeline::Pipeline;
 
 /// Largest request body accepted (OTLP batches, usage arrays).
@@ -105,10 +105,7 @@ async fn otlp_metrics(State(st): State<AppState>, headers: HeaderMap, body: Byte
             return (StatusCode::BAD_REQUEST, e).into_response();
         }
     };
-    let outcome = {
-        let mut agg = st.llm.agg.lock();
-        otlp::ingest(&req, &mut agg, |e| st.llm.refused(e))
-    };
+    let outcome = st.llm.ingest_otlp(&req);
     st.llm
         .stats
         .otlp_points_accepted

@@ -7,7 +7,9 @@
 //! `llm.max_series`; series past the bound are refused and counted
 //! (`vigil_agent_llm_series_refused_total`), never grown without limit.
 
+pub mod genai;
 pub mod otlp;
+pub mod prices;
 pub mod usage;
 
 use std::collections::{BTreeMap, HashSet};
@@ -113,7 +115,7 @@ impl Aggregator {
         sum: f64,
         count: u64,
         add: bool,
-    ) -> Result<(), UpdateError> {
+    ) -> Result<(f64, u64), UpdateError> {
         if counts.len() != bounds.len() + 1 {
             return Err(UpdateError::BadHistogram {
                 counts: counts.len(),
@@ -121,7 +123,7 @@ impl Aggregator {
             });
         }
         let st = self.entry(name, help, MetricType::Histogram, "", labels)?;
-        match st {
+        let increase = match st {
             SeriesState::Histogram {
                 bounds: b,
                 counts: c,
@@ -133,17 +135,28 @@ impl Aggregator {
                 }
                 *s += sum;
                 *n += count;
+                (sum, count)
             }
             other => {
+                // A cumulative point replaces the state: what it adds is the
+                // difference, unless the count went down (the sender
+                // restarted and counts from zero again).
+                let increase = match other {
+                    SeriesState::Histogram {
+                        sum: s, count: n, ..
+                    } if count >= *n => (sum - *s, count - *n),
+                    _ => (sum, count),
+                };
                 *other = SeriesState::Histogram {
                     bounds: bounds.to_vec(),
                     counts: counts.to_vec(),
                     sum,
                     count,
-                }
+                };
+                increase
             }
-        }
-        Ok(())
+        };
+        Ok(increase)
     }
 
     /// Adds one observation to a histogram with the given bounds.
@@ -159,6 +172,7 @@ impl Aggregator {
         let idx = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
         counts[idx] = 1;
         self.histogram(name, help, labels, bounds, &counts, v, 1, true)
+            .map(|_| ())
     }
 
     fn entry(
@@ -256,7 +270,9 @@ pub struct LlmStats {
 /// Shared LLM state: the aggregator, the price table and counters.
 pub struct LlmState {
     pub(crate) agg: Mutex<Aggregator>,
+    /// The built-in table (unless turned off) overlaid with `llm.prices`.
     pub(crate) prices: BTreeMap<String, ModelPrice>,
+    pub(crate) default_prices: bool,
     pub(crate) token_buckets: Vec<f64>,
     pub(crate) duration_buckets: Vec<f64>,
     /// (provider, model) pairs already logged as unpriced.
@@ -268,7 +284,16 @@ impl LlmState {
     pub fn new(cfg: &LlmConfig) -> Self {
         Self {
             agg: Mutex::new(Aggregator::new(cfg.max_series)),
-            prices: cfg.prices.clone(),
+            prices: {
+                let mut table = if cfg.default_prices {
+                    prices::default_prices()
+                } else {
+                    BTreeMap::new()
+                };
+                table.extend(cfg.prices.iter().map(|(k, v)| (k.clone(), *v)));
+                table
+            },
+            default_prices: cfg.default_prices,
             token_buckets: cfg.token_buckets.clone(),
             duration_buckets: cfg.duration_buckets.clone(),
             unpriced_logged: Mutex::new(HashSet::new()),
@@ -281,12 +306,40 @@ impl LlmState {
         self.agg.lock().families()
     }
 
-    /// Price of a model: `provider/model` first, then `model`.
+    /// Price of a model: `provider/model` first, then `model`; then the
+    /// same for the model's name without a release suffix
+    /// (`gpt-4o-2024-08-06` is priced as `gpt-4o` unless listed itself).
     pub fn price(&self, provider: &str, model: &str) -> Option<ModelPrice> {
-        self.prices
-            .get(&format!("{provider}/{model}"))
-            .or_else(|| self.prices.get(model))
-            .copied()
+        prices::model_keys(model).into_iter().find_map(|m| {
+            self.prices
+                .get(&format!("{provider}/{m}"))
+                .or_else(|| self.prices.get(m))
+                .copied()
+        })
+    }
+
+    /// Translates an OTLP export request into the aggregates.
+    pub fn ingest_otlp(
+        &self,
+        req: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+    ) -> otlp::OtlpOutcome {
+        let mut agg = self.agg.lock();
+        otlp::ingest(req, &mut agg, self, |e| self.refused(e))
+    }
+
+    /// Logs, once per model, that a model has no price.
+    pub(crate) fn log_unpriced(&self, provider: &str, model: &str) {
+        if self
+            .unpriced_logged
+            .lock()
+            .insert((provider.to_string(), model.to_string()))
+        {
+            tracing::warn!(
+                provider,
+                model,
+                "no price configured for this model; cost not counted, requests counted in llm_unpriced_requests_total (set llm.prices; logged once)"
+            );
+        }
     }
 
     /// Counts a refused update (logged at debug: the counter is the signal).
@@ -313,9 +366,21 @@ impl LlmState {
         );
         points.push(&[("outcome", "accepted")], get(&s.otlp_points_accepted));
         points.push(&[("outcome", "rejected")], get(&s.otlp_points_rejected));
+        let mut table = Family::new(
+            "vigil_agent_llm_price_table_info",
+            "The price table in use: as_of is the date of the built-in list prices, empty when llm.default_prices is off.",
+            MetricType::Gauge,
+        );
+        let as_of = if self.default_prices {
+            prices::PRICES_AS_OF
+        } else {
+            ""
+        };
+        table.push(&[("as_of", as_of)], 1.0);
         vec![
             events,
             points,
+            table,
             Family::single(
                 "vigil_agent_llm_series_refused_total",
                 "LLM series updates refused because llm.max_series was reached.",
@@ -323,6 +388,16 @@ impl LlmState {
                 get(&s.series_refused),
             ),
         ]
+    }
+}
+
+impl genai::Pricing for LlmState {
+    fn price(&self, provider: &str, model: &str) -> Option<ModelPrice> {
+        LlmState::price(self, provider, model)
+    }
+
+    fn unpriced(&self, provider: &str, model: &str) {
+        self.log_unpriced(provider, model);
     }
 }
 

@@ -33,21 +33,22 @@ struct Args {
     /// Directory for the on-disk send buffer (default ./data-agent).
     #[arg(long = "data-dir")]
     data_dir: Option<PathBuf>,
+    /// Only log messages with this severity or above: debug, info, warn,
+    /// error (default info, or the RUST_LOG filter when set).
+    #[arg(long = "log.level")]
+    log_level: Option<vigil_log::Level>,
+    /// Output format of log messages: logfmt or json.
+    #[arg(long = "log.format", default_value = "logfmt")]
+    log_format: vigil_log::Format,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    vigil_log::init(args.log_level, args.log_format);
     match real_main(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!("{}", vigil_log::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -346,6 +346,10 @@ async fn get_receivers(State(a): State<Arc<Alerting>>) -> Response {
     Json(Value::Array(list)).into_response()
 }
 
+/// The Alertmanager release whose API v2 this server implements, reported
+/// as `versionInfo.version` (the version amtool checks).
+pub const ALERTMANAGER_API_VERSION: &str = "0.25.0";
+
 async fn get_status(State(a): State<Arc<Alerting>>) -> Response {
     let original = a.runtime.read().cfg.original.clone();
     let uptime = format_go_time(&a.started);
@@ -353,14 +357,19 @@ async fn get_status(State(a): State<Arc<Alerting>>) -> Response {
         "cluster": {"name": "", "peers": [], "status": "disabled"},
         "config": {"original": original},
         "uptime": uptime,
+        // amtool compares `version` with its own and warns on every call
+        // when they differ, so it carries the Alertmanager API version this
+        // server speaks; `branch` and `revision` say that it is Vigil, and
+        // which Vigil.
         "versionInfo": {
-            "branch": "main",
+            "branch": "vigil",
             "buildDate": "",
             "buildUser": "vigil",
             "goVersion": "rust",
-            "revision": "",
-            "version": env!("CARGO_PKG_VERSION"),
+            "revision": concat!("vigil-", env!("CARGO_PKG_VERSION")),
+            "version": ALERTMANAGER_API_VERSION,
         },
+        "vigil": {"version": env!("CARGO_PKG_VERSION")},
     }))
     .into_response()
 }

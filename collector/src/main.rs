@@ -27,6 +27,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Only log messages with this severity or above: debug, info, warn,
+    /// error (default info, or the RUST_LOG filter when set).
+    #[arg(long = "log.level", global = true)]
+    log_level: Option<vigil_log::Level>,
+    /// Output format of log messages: logfmt or json.
+    #[arg(long = "log.format", global = true, default_value = "logfmt")]
+    log_format: vigil_log::Format,
 }
 
 #[derive(Subcommand)]
@@ -124,27 +131,19 @@ enum TestCommand {
     },
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     // Before anything allocates: pages faulted in as huge stay huge.
     disable_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_logging();
+            vigil_log::init(cli.log_level, cli.log_format);
             match serve(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("vigil: {e:#}");
+                    // One record, on stderr like every log line: printing
+                    // it again with eprintln! showed config errors twice.
+                    tracing::error!("{}", vigil_log::chain(e.as_ref()));
                     ExitCode::FAILURE
                 }
             }

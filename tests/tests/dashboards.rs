@@ -730,3 +730,215 @@ fn every_panel_returns_data_from_a_real_agent() {
         failures.join("\n")
     );
 }
+
+// ------------------------------------------------------------ cost panels
+
+/// One OTLP/JSON export of GenAI histograms, cumulative since `start`, as an
+/// OpenTelemetry SDK sends them: token usage per type and call durations.
+fn genai_export(model: &str, input: u64, output: u64, calls: u64) -> Value {
+    let attrs = |extra: &[(&str, &str)]| -> Value {
+        let mut a = vec![
+            json!({"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}}),
+            json!({"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}}),
+            json!({"key": "gen_ai.request.model", "value": {"stringValue": model}}),
+        ];
+        for (k, v) in extra {
+            a.push(json!({"key": k, "value": {"stringValue": v}}));
+        }
+        Value::Array(a)
+    };
+    let point = |attributes: Value, count: u64, sum: f64| {
+        json!({
+            "attributes": attributes,
+            "startTimeUnixNano": "1",
+            "timeUnixNano": format!("{}", vigil_e2e::now_ms() * 1_000_000),
+            "count": count.to_string(),
+            "sum": sum,
+            "bucketCounts": [count.to_string(), "0"],
+            "explicitBounds": [100000000.0]
+        })
+    };
+    json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "otel-app"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "gen_ai.client.token.usage", "unit": "{token}", "histogram": {
+                "aggregationTemporality": 2,
+                "dataPoints": [
+                    point(attrs(&[("gen_ai.token.type", "input")]), calls, input as f64),
+                    point(attrs(&[("gen_ai.token.type", "output")]), calls, output as f64)
+                ]}},
+            {"name": "gen_ai.client.operation.duration", "unit": "s", "histogram": {
+                "aggregationTemporality": 2,
+                "dataPoints": [point(attrs(&[]), calls, 0.5 * calls as f64)]}}
+        ]}]
+    }]})
+}
+
+/// The cost panels of the LLM dashboard against an agent with no price
+/// configuration at all (the built-in table prices the models), fed by
+/// usage events and by OpenTelemetry GenAI metrics: every panel equals the
+/// total computed by hand from the list prices, from the first event on.
+#[test]
+fn llm_cost_panels_equal_hand_computed_totals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let collector = Collector::start(&dir.path().join("collector"), &[]).expect("collector starts");
+    let agent_port = free_port();
+    let agent_url = format!("http://127.0.0.1:{agent_port}");
+    let config = dir.path().join("agent.yml");
+    // No llm.prices: the cost must come from the built-in table.
+    std::fs::write(&config, "interval: 1s\nsystem:\n  enabled: false\n").expect("agent config");
+    let mut cmd = Command::new(vigil_e2e::binary("vigil-agent").expect("vigil-agent binary"));
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{agent_port}")])
+        .args(["--remote-write", &collector.url("/api/v1/write")])
+        .arg("--data-dir")
+        .arg(dir.path().join("agent"));
+    let _agent = Proc::spawn("vigil-agent", &mut cmd).expect("agent starts");
+    wait_ready(&format!("{agent_url}/-/healthy"), Duration::from_secs(30)).expect("agent healthy");
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client");
+
+    // Usage events: a pinned gpt-4o release (priced as gpt-4o, $2.50 / $10
+    // per 1M tokens) and claude-sonnet-4 ($3 / $15).
+    for _ in 0..3 {
+        let r = http
+            .post(format!("{agent_url}/v1/llm/usage"))
+            .json(&json!([
+                {"provider": "openai", "model": "gpt-4o-2024-08-06", "input_tokens": 1000, "output_tokens": 200},
+                {"provider": "anthropic", "model": "claude-sonnet-4", "input_tokens": 500, "output_tokens": 100, "status": 429}
+            ]))
+            .send()
+            .expect("usage events");
+        assert!(
+            r.status().is_success(),
+            "POST /v1/llm/usage: {}",
+            r.status()
+        );
+    }
+    // OpenTelemetry: gpt-4o-mini ($0.15 / $0.60), two cumulative exports;
+    // the second one's totals are what was used.
+    for (input, output, calls) in [(4000, 1000, 2), (10_000, 2500, 5)] {
+        let r = http
+            .post(format!("{agent_url}/v1/metrics"))
+            .json(&genai_export("gpt-4o-mini", input, output, calls))
+            .send()
+            .expect("OTLP export");
+        assert!(r.status().is_success(), "POST /v1/metrics: {}", r.status());
+    }
+    let by_model: BTreeMap<(&str, &str), f64> = [
+        (
+            ("openai", "gpt-4o-2024-08-06"),
+            3.0 * (1000.0 * 2.5 + 200.0 * 10.0) / 1e6,
+        ),
+        (
+            ("anthropic", "claude-sonnet-4"),
+            3.0 * (500.0 * 3.0 + 100.0 * 15.0) / 1e6,
+        ),
+        (
+            ("openai", "gpt-4o-mini"),
+            (10_000.0 * 0.15 + 2500.0 * 0.6) / 1e6,
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let total: f64 = by_model.values().sum();
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+
+    let instant = |expr: &str, at: f64| -> Value {
+        let r: Value = http
+            .post(collector.url("/api/v1/query"))
+            .form(&[("query", expr), ("time", &at.to_string())])
+            .send()
+            .and_then(|r| r.json())
+            .expect("query answers");
+        assert_eq!(r["status"], "success", "{expr}: {r}");
+        r["data"]["result"].clone()
+    };
+    let value = |s: &Value| -> f64 {
+        s["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("sample value")
+    };
+    // The last collection shipped and stored: the raw counters add up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let end = loop {
+        let now = vigil_e2e::now_ms() as f64 / 1000.0;
+        let got = instant("sum(llm_cost_usd_total)", now);
+        if got
+            .as_array()
+            .and_then(|a| a.first())
+            .is_some_and(|s| close(value(s), total))
+        {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "llm_cost_usd_total never summed to {total}: {got}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // The OpenTelemetry path feeds the same series as usage events.
+    let tokens = instant(
+        r#"llm_tokens_total{provider="openai",model="gpt-4o-mini",type="input"}"#,
+        end,
+    );
+    assert_eq!(tokens.as_array().map(Vec::len), Some(1), "{tokens}");
+    assert!(close(value(&tokens[0]), 10_000.0), "{tokens}");
+    let calls = instant(
+        r#"llm_requests_total{provider="openai",model="gpt-4o-mini",status="ok"}"#,
+        end,
+    );
+    assert!(
+        calls
+            .as_array()
+            .and_then(|a| a.first())
+            .is_some_and(|s| close(value(s), 5.0)),
+        "{calls}"
+    );
+
+    let llm = dashboards()
+        .into_iter()
+        .find(|d| d.file == "llm.json")
+        .expect("llm.json");
+    let vars = variable_names(&llm);
+    let panel = |title: &str| -> String {
+        let q = queries(&llm)
+            .into_iter()
+            .find(|q| q.origin.contains(&format!("{title:?}")))
+            .unwrap_or_else(|| panic!("panel {title} exists"));
+        substitute(&q.expr, &vars).expect("substitutes")
+    };
+    let stat = instant(&panel("Cost over the range"), end);
+    assert_eq!(stat.as_array().map(Vec::len), Some(1), "{stat}");
+    assert!(
+        close(value(&stat[0]), total),
+        "Cost over the range shows {} instead of {total}",
+        value(&stat[0])
+    );
+    let bars = instant(&panel("Cost by model over the range"), end);
+    let shown: BTreeMap<(String, String), f64> = bars
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                (
+                    s["metric"]["provider"].as_str().unwrap_or("").to_string(),
+                    s["metric"]["model"].as_str().unwrap_or("").to_string(),
+                ),
+                value(s),
+            )
+        })
+        .collect();
+    assert_eq!(shown.len(), by_model.len(), "{bars}");
+    for ((provider, model), want) in &by_model {
+        let got = shown
+            .get(&(provider.to_string(), model.to_string()))
+            .unwrap_or_else(|| panic!("{provider}/{model} missing: {bars}"));
+        assert!(close(*got, *want), "{provider}/{model}: {got} != {want}");
+    }
+}

@@ -13,6 +13,7 @@
 //! points that carry only the old `gen_ai.system` attribute also get
 //! `gen_ai_provider_name` with the same value, so dashboards written for the
 //! current semantic conventions see old instrumentation as well.
+//! GenAI histograms also feed the `llm_*` series ([`super::genai`]).
 //! Exponential histograms (native histograms in Prometheus, which the text
 //! format cannot carry) are refused and counted.
 
@@ -22,6 +23,7 @@ use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric, nu
 use vigil_wire::Labels;
 use vigil_wire::remote_write::MetricType;
 
+use super::genai::{self, Pricing};
 use super::{Aggregator, UpdateError};
 
 /// Result of translating one export request.
@@ -295,6 +297,7 @@ fn number(v: Option<&number_data_point::Value>) -> f64 {
 pub fn ingest(
     req: &ExportMetricsServiceRequest,
     agg: &mut Aggregator,
+    pricing: &dyn Pricing,
     on_refused: impl Fn(&UpdateError),
 ) -> OtlpOutcome {
     let mut out = OtlpOutcome::default();
@@ -371,6 +374,7 @@ pub fn ingest(
                             } else {
                                 p.bucket_counts.clone()
                             };
+                            let source = genai::is_source(&name).then(|| labels.clone());
                             let r = agg.histogram(
                                 &name,
                                 &m.description,
@@ -381,7 +385,12 @@ pub fn ingest(
                                 p.count,
                                 delta,
                             );
-                            apply(r, &mut out);
+                            if let (Ok((sum, count)), Some(labels)) = (&r, source) {
+                                for e in genai::derive(agg, &name, &labels, *sum, *count, pricing) {
+                                    on_refused(&e);
+                                }
+                            }
+                            apply(r.map(|_| ()), &mut out);
                         }
                     }
                     metric::Data::Summary(s) => {

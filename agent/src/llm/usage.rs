@@ -261,7 +261,7 @@ impl LlmState {
         results.push(counter(
             &mut agg,
             "llm_requests_total",
-            "LLM requests by provider, model and status.",
+            super::genai::REQUESTS_HELP,
             with(&[("status", e.status.as_str())]),
             1.0,
         ));
@@ -269,7 +269,7 @@ impl LlmState {
             results.push(counter(
                 &mut agg,
                 "llm_tokens_total",
-                "LLM tokens by provider, model and type.",
+                super::genai::TOKENS_HELP,
                 with(&[("type", t)]),
                 n as f64,
             ));
@@ -281,7 +281,7 @@ impl LlmState {
                 results.push(counter(
                     &mut agg,
                     "llm_cost_usd_total",
-                    "LLM cost in US dollars, from the configured price table.",
+                    super::genai::COST_HELP,
                     with(&[]),
                     cost,
                 ));
@@ -290,24 +290,18 @@ impl LlmState {
                 results.push(counter(
                     &mut agg,
                     "llm_unpriced_requests_total",
-                    "LLM requests for models missing from the price table.",
+                    super::genai::UNPRICED_HELP,
                     with(&[]),
                     1.0,
                 ));
-                if self
-                    .unpriced_logged
-                    .lock()
-                    .insert((e.provider.clone(), e.model.clone()))
-                {
-                    tracing::warn!(provider = %e.provider, model = %e.model, "no price configured for this model; cost not counted (logged once)");
-                }
+                self.log_unpriced(&e.provider, &e.model);
             }
         }
         if e.status == "rate_limited" {
             results.push(counter(
                 &mut agg,
                 "llm_rate_limited_total",
-                "LLM requests refused by the provider's rate limit (HTTP 429).",
+                super::genai::RATE_LIMITED_HELP,
                 with(&[]),
                 1.0,
             ));

@@ -105,3 +105,41 @@ async fn amtool_silence_add_query_expire() {
         amtool(&vigil.url, &["silence", "query", "--expired", "-q"]).expect("query expired");
     assert_eq!(expired, id);
 }
+
+/// amtool compares the server's `versionInfo.version` with its own and
+/// prints a warning on every call when they differ; Vigil reports the
+/// Alertmanager API version it speaks there and names itself elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amtool_prints_no_version_warning() {
+    let out = Command::new("amtool").arg("--version").output();
+    assert!(
+        out.is_ok(),
+        "amtool is needed (Debian package prometheus-alertmanager)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = "route:\n  receiver: none\nreceivers:\n  - name: none\n";
+    let vigil = start_vigil(cfg, dir.path(), &[]).await;
+    let out = Command::new("amtool")
+        .arg(format!("--alertmanager.url={}", vigil.url))
+        .args(["silence", "query"])
+        .output()
+        .expect("amtool runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "amtool failed: {stderr}");
+    assert!(
+        !stderr.to_lowercase().contains("version"),
+        "amtool warned about the version: {stderr}"
+    );
+    let status: serde_json::Value = reqwest::get(format!("{}/api/v2/status", vigil.url))
+        .await
+        .expect("status answers")
+        .json()
+        .await
+        .expect("status is JSON");
+    assert_eq!(status["versionInfo"]["branch"], "vigil", "{status}");
+    assert_eq!(
+        status["vigil"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{status}"
+    );
+}
