@@ -5,6 +5,10 @@
 #   deploy/install.sh --uninstall [--purge] [--only collector|agent]
 #   DESTDIR=/tmp/root deploy/install.sh --bin-dir target/release
 #
+# The agent's /etc/vigil/agent.yml is generated for the host by
+# deploy/agent-config.sh; VIGIL_REMOTE_WRITE_URL sets where it ships
+# (default http://127.0.0.1:9800/api/v1/write).
+#
 # Without --bin-dir the binaries are built with `cargo build --release`.
 # Running it twice changes nothing the second time: files are only written
 # when their content differs, and configuration files in /etc/vigil are
@@ -28,7 +32,7 @@ PURGE=0
 START=1
 
 usage() {
-    sed -n '2,15s/^# \{0,1\}//p' "$0"
+    sed -n '2,19s/^# \{0,1\}//p' "$0"
 }
 
 die() {
@@ -195,7 +199,7 @@ do_install() {
                 done
                 ;;
             agent)
-                install_config "$REPO/deploy/agent.example.yaml" "$DESTDIR/etc/vigil/agent.yml"
+                install_agent_config
                 ;;
         esac
     done
@@ -207,6 +211,11 @@ do_install() {
     install_file "$REPO/deploy/vigil.example.yml" "$doc/examples/vigil.yml" 0644
     install_file "$REPO/deploy/alerting.example.yml" "$doc/examples/alerting.yml" 0644
     install_file "$REPO/deploy/agent.example.yaml" "$doc/examples/agent.yml" 0644
+    # The agent's config generator, to re-create /etc/vigil/agent.yml after
+    # adding PostgreSQL or Redis to the host.
+    case " $COMPONENTS " in
+        *" agent "*) install_file "$REPO/deploy/agent-config.sh" "$DESTDIR/usr/share/vigil/agent-config.sh" 0755 ;;
+    esac
     share=$DESTDIR/usr/share/vigil/grafana
     for f in "$REPO"/dashboards/*.json; do
         [ -f "$f" ] || continue
@@ -240,6 +249,31 @@ do_install() {
     elif live; then
         say "systemd is not running (or not root): services not enabled; start them with systemctl later"
     fi
+}
+
+# The agent's configuration is written for this host (deploy/agent-config.sh:
+# PostgreSQL and Redis only when they answer, the collector's own /metrics
+# only beside the collector), not copied from the example, whose sample
+# targets would page on a fresh host. Written only when absent, like every
+# configuration file.
+install_agent_config() {
+    dest=$DESTDIR/etc/vigil/agent.yml
+    [ -e "$dest" ] && return 0
+    url=${VIGIL_REMOTE_WRITE_URL:-http://127.0.0.1:9800/api/v1/write}
+    set -- --remote-write "$url"
+    if [ -e "$DESTDIR/usr/bin/vigil" ]; then
+        # The collector listens where the agent ships to.
+        hostport=${url#*://}
+        hostport=${hostport%%/*}
+        set -- "$@" --scrape-collector "$hostport"
+    fi
+    generated=$(mktemp)
+    if ! "$REPO/deploy/agent-config.sh" "$@" >"$generated"; then
+        rm -f "$generated"
+        die "deploy/agent-config.sh failed"
+    fi
+    install_config "$generated" "$dest"
+    rm -f "$generated"
 }
 
 # A rule file that already exists is treated like a configuration file.

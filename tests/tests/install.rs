@@ -576,7 +576,24 @@ fn debian_package_metadata_points_at_real_files() {
             }
             checked += matches.len();
         }
-        assert!(etc > 0, "{package} ships its configuration under /etc");
+        if package == "vigil-agent" {
+            // The agent's configuration is written for the host by the
+            // postinst, with the generator the package ships.
+            let generator = assets.iter().any(|a| {
+                a[0].as_str() == Some("../deploy/agent-config.sh")
+                    && a[1].as_str() == Some("usr/share/vigil/agent-config.sh")
+            });
+            assert!(generator, "{package} ships deploy/agent-config.sh");
+            let postinst =
+                fs::read_to_string(crate_dir.join("../deploy/debian/vigil-agent.postinst"))
+                    .expect("postinst");
+            assert!(
+                postinst.contains("/usr/share/vigil/agent-config.sh"),
+                "{package}: postinst writes /etc/vigil/agent.yml"
+            );
+        } else {
+            assert!(etc > 0, "{package} ships its configuration under /etc");
+        }
         if package == "vigil" {
             check_packaged_rules_are_loaded_by_the_unit(&crate_dir, assets, unit);
         }

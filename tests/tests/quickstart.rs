@@ -68,7 +68,11 @@ impl Drop for Running {
 fn run_to_end(mut cmd: Command, log: &Path, limit: Duration) -> (ExitStatus, String) {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
-    let mut child = cmd.stdout(out).stderr(err).spawn().expect("quickstart runs");
+    let mut child = cmd
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("quickstart runs");
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait") {
@@ -143,7 +147,10 @@ fn a_second_quick_start_fails_fast_and_says_why() {
     );
     assert!(!second.success(), "second run succeeded:\n{text}");
     assert!(
-        text.contains(&format!("port {} on 127.0.0.1 is already in use", setup.port)),
+        text.contains(&format!(
+            "port {} on 127.0.0.1 is already in use",
+            setup.port
+        )),
         "the second run says what is in the way:\n{text}"
     );
     assert!(!text.contains("Vigil is running"), "{text}");
