@@ -11,7 +11,8 @@ fn the_example_shows_every_agent_key() {
     let text = std::fs::read_to_string(path).expect("deploy/agent.example.yaml");
     let structs = config_keys::struct_keys::<vigil_agent::config::Config>();
     assert!(
-        structs.contains("remote_write.tls_config.ca_file") && structs.contains("llm.prices.*.input"),
+        structs.contains("remote_write.tls_config.ca_file")
+            && structs.contains("llm.prices.*.input"),
         "the walk reaches nested options and maps: {structs:?}"
     );
     let missing = config_keys::missing_keys(&structs, &config_keys::example_keys(&text));

@@ -44,10 +44,25 @@ impl Refusal {
     }
 }
 
-fn refuse(app: &App, r: Refusal) -> Response {
+fn refuse(app: &App, sender: &str, r: Refusal) -> Response {
     app.telemetry.request_rejected(r.reason);
-    tracing::debug!(reason = r.reason, message = %r.message, "ingest request refused");
+    app.telemetry.log_refusal(sender, r.reason, &r.message);
     (StatusCode::BAD_REQUEST, format!("{}\n", r.message)).into_response()
+}
+
+/// Who sent a request, for the log: the agent its token names, and the
+/// peer address.
+fn sender(
+    agent: Option<&Extension<AgentIdentity>>,
+    peer: Option<&Extension<ConnectInfo<PeerAddr>>>,
+) -> String {
+    let addr = peer.map(|p| (p.0).0.0.to_string());
+    match (agent, addr) {
+        (Some(a), Some(addr)) => format!("{} ({addr})", a.0.0),
+        (Some(a), None) => a.0.0.to_string(),
+        (None, Some(addr)) => addr,
+        (None, None) => "unknown".into(),
+    }
 }
 
 /// `POST /api/v1/write`.
@@ -58,6 +73,7 @@ pub async fn remote_write(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let from = sender(agent.as_ref(), peer.as_ref());
     let budget = budget(&app, agent, peer);
     app.telemetry
         .write_requests_total
@@ -69,6 +85,7 @@ pub async fn remote_write(
     {
         return refuse(
             &app,
+            &from,
             Refusal::new(
                 "bad_encoding",
                 format!(
@@ -103,7 +120,7 @@ pub async fn remote_write(
         Ok::<_, Refusal>(store(&worker, batch, metadata, budget))
     })
     .await;
-    finish(&app, result)
+    finish(&app, &from, result)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -121,6 +138,7 @@ pub async fn import_prometheus(
     Query(params): Query<ImportParams>,
     body: Bytes,
 ) -> Response {
+    let from = sender(agent.as_ref(), peer.as_ref());
     let budget = budget(&app, agent, peer);
     app.telemetry
         .import_requests_total
@@ -176,7 +194,7 @@ pub async fn import_prometheus(
         Ok(store(&worker, batch, metadata, budget))
     })
     .await;
-    finish(&app, result)
+    finish(&app, &from, result)
 }
 
 fn future_refusal(labels: &Labels, ts: i64, now: i64) -> Refusal {
@@ -267,13 +285,17 @@ fn store(
     }
 }
 
-fn finish(app: &App, result: Result<Result<Stored, Refusal>, tokio::task::JoinError>) -> Response {
+fn finish(
+    app: &App,
+    from: &str,
+    result: Result<Result<Stored, Refusal>, tokio::task::JoinError>,
+) -> Response {
     match result {
         Err(e) => {
             tracing::error!(error = %e, "ingest worker failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
         }
-        Ok(Err(refusal)) => refuse(app, refusal),
+        Ok(Err(refusal)) => refuse(app, from, refusal),
         Ok(Ok(Stored::Failed(e))) => {
             tracing::error!(error = %e, "append failed; request not acknowledged");
             app.telemetry.request_rejected("storage_error");
@@ -296,6 +318,8 @@ fn finish(app: &App, result: Result<Result<Stored, Refusal>, tokio::task::JoinEr
                 outcome.accepted,
                 parts.join(", ")
             );
+            app.telemetry
+                .log_refusal(from, "samples_rejected", msg.trim_end());
             (StatusCode::BAD_REQUEST, msg).into_response()
         }
     }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use vigil_wire::exposition::format_value;
@@ -20,9 +21,47 @@ pub struct Telemetry {
     pub queries_total: AtomicU64,
     pub query_errors: Mutex<BTreeMap<&'static str, u64>>,
     pub query_seconds_sum_micros: AtomicU64,
+    /// Per refusal reason: when it was last logged and how many were not
+    /// logged since.
+    refusals_logged: Mutex<BTreeMap<String, (Instant, u64)>>,
 }
 
+/// A refusal reason is logged at most once per this interval; the next line
+/// says how many were refused meanwhile.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 impl Telemetry {
+    /// Logs a refused ingest request with its sender and reason (the
+    /// counter alone told an operator that something was refused, not who
+    /// or why). Rate-limited per reason, so a sender retrying a bad batch
+    /// cannot flood the log.
+    pub fn log_refusal(&self, sender: &str, reason: &str, message: &str) {
+        let now = Instant::now();
+        let suppressed = {
+            let mut logged = self.refusals_logged.lock();
+            match logged.get_mut(reason) {
+                Some((last, skipped)) if now.duration_since(*last) < REFUSAL_LOG_INTERVAL => {
+                    *skipped += 1;
+                    return;
+                }
+                Some((last, skipped)) => {
+                    *last = now;
+                    std::mem::take(skipped)
+                }
+                None => {
+                    logged.insert(reason.to_string(), (now, 0));
+                    0
+                }
+            }
+        };
+        tracing::warn!(
+            sender,
+            reason,
+            suppressed,
+            "ingest request refused: {message}"
+        );
+    }
+
     pub fn request_rejected(&self, reason: &'static str) {
         *self.requests_rejected.lock().entry(reason).or_insert(0) += 1;
     }
