@@ -687,7 +687,8 @@ mod tests {
                 .iter()
                 .any(|s| s.job == "vigil" && s.targets == ["127.0.0.1:9800"])
         );
-        assert_eq!(c.llm.prices["gpt-4o"].input, 2.5);
+        assert_eq!(c.llm.prices["my-finetune"].input, 3.0);
+        assert!(c.llm.default_prices);
         assert_eq!(c.buffer.max_bytes, 256 << 20);
     }
 

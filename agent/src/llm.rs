@@ -471,6 +471,30 @@ mod tests {
     }
 
     #[test]
+    fn configured_prices_override_the_built_in_table() {
+        let mut cfg = LlmConfig::default();
+        cfg.prices.insert(
+            "gpt-4o".into(),
+            ModelPrice {
+                input: 1.0,
+                output: 2.0,
+            },
+        );
+        let st = LlmState::new(&cfg);
+        assert_eq!(st.price("openai", "gpt-4o").map(|p| p.input), Some(1.0));
+        assert_eq!(
+            st.price("openai", "claude-sonnet-4-20250514")
+                .map(|p| p.output),
+            Some(15.0),
+            "a pinned release is priced from the built-in table"
+        );
+        cfg.default_prices = false;
+        let st = LlmState::new(&cfg);
+        assert_eq!(st.price("anthropic", "claude-sonnet-4"), None);
+        assert!(st.price("openai", "gpt-4o").is_some());
+    }
+
+    #[test]
     fn limits_and_type_conflicts_are_refused() {
         let mut a = Aggregator::new(1);
         a.value("a", "", MetricType::Gauge, "", l(&[("x", "1")]), 1.0, false)
