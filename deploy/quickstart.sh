@@ -117,6 +117,7 @@ cat <<MSG
 
 Vigil is running.
   collector (Prometheus API, remote_write, Alertmanager API): http://127.0.0.1:$port
+  web UI: http://127.0.0.1:$port/
   agent (/metrics, OTLP /v1/metrics, LLM usage /v1/llm/usage): http://127.0.0.1:$agent_port
     ships host metrics and the collector's own metrics (job vigil) to the collector
   Grafana: add a Prometheus data source with URL http://127.0.0.1:$port and HTTP method POST,
