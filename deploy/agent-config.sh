@@ -61,8 +61,9 @@ cat <<EOF_HEAD
 # vigil-agent configuration written for this host by deploy/agent-config.sh.
 # Every key, with its default, is described in
 # /usr/share/doc/vigil/examples/agent.yml (deploy/agent.example.yaml).
-# Series carry instance=<this host's name> and job=vigil-agent unless
-# external_labels sets them.
+# The agent's own series carry job=vigil-agent and instance=<this host's
+# name> by default; name the host yourself only when host names are not
+# unique (see the example for how).
 
 listen: 127.0.0.1:9801
 
