@@ -73,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
                 .context("invalid --log.level")?,
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: journald and log files get
+        // plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cfg = load_config(&args.config_file)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
