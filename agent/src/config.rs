@@ -28,6 +28,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The `job` label of the agent's own series unless configured.
+pub const DEFAULT_JOB: &str = "vigil-agent";
+
 /// A duration written as a humantime string (`15s`, `2m`, `500ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -59,8 +62,18 @@ pub struct Config {
     /// Default collection interval for every collector that does not set
     /// its own. Default `15s`.
     pub interval: HumanDuration,
+    /// The `job` label of every series the agent ships from its own
+    /// collectors (system, PostgreSQL, Redis, LLM, self-metrics), as a scrape
+    /// of it would carry, and the `job` under which the collector watches it
+    /// (`up`, `AgentDown`). Scraped targets keep their own `job`. Default
+    /// `vigil-agent`.
+    pub job: String,
+    /// The `instance` label of the same series, and the name under which the
+    /// collector watches the agent. Default: the host name.
+    pub instance: Option<String>,
     /// Labels added to every series the agent ships and exposes (like
-    /// Prometheus's `external_labels`), e.g. `{instance: web-1}`.
+    /// Prometheus's `external_labels`), e.g. `{datacenter: eu-1}`. A `job` or
+    /// `instance` here takes precedence over the settings above.
     pub external_labels: BTreeMap<String, String>,
     /// Where and how samples are pushed.
     pub remote_write: RemoteWriteConfig,
@@ -132,6 +145,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 9801)),
             data_dir: PathBuf::from("./data-agent"),
             interval: Duration::from_secs(15).into(),
+            job: DEFAULT_JOB.into(),
+            instance: None,
             external_labels: BTreeMap::new(),
             remote_write: RemoteWriteConfig::default(),
             buffer: BufferConfig::default(),
@@ -533,6 +548,13 @@ impl Config {
                 return bad(format!("external_labels: invalid label name {name:?}"));
             }
         }
+        let (job, instance) = self.identity();
+        if job.is_empty() {
+            return bad("job must not be empty".into());
+        }
+        if instance.is_empty() {
+            return bad("instance must not be empty".into());
+        }
         if self.buffer.segment_bytes < 1024 {
             return bad("buffer.segment_bytes must be at least 1024".into());
         }
@@ -612,6 +634,37 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// The `job` and `instance` of the agent's own series: `external_labels`
+    /// first, then the `job`/`instance` settings, then the defaults
+    /// (`vigil-agent`, the host name).
+    pub fn identity(&self) -> (String, String) {
+        let job = self
+            .external_labels
+            .get("job")
+            .cloned()
+            .unwrap_or_else(|| self.job.clone());
+        let instance = self
+            .external_labels
+            .get("instance")
+            .cloned()
+            .or_else(|| self.instance.clone())
+            .unwrap_or_else(host_name);
+        (job, instance)
+    }
+}
+
+/// The host name (as `hostname` prints it), or `localhost` if the kernel
+/// does not say.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn check_labels(what: &str, labels: &BTreeMap<String, String>) -> Result<(), ConfigError> {
@@ -701,6 +754,22 @@ mod tests {
         assert_eq!(c.scrape[0].targets, ["127.0.0.1:9800"]);
         assert_eq!(c.listen, Config::default().listen);
         assert_eq!(c.remote_write.url, Config::default().remote_write.url);
+    }
+
+    #[test]
+    fn job_and_instance_default_to_the_agent_and_host() {
+        let c = Config::from_yaml("{}").expect("valid");
+        let (job, instance) = c.identity();
+        assert_eq!(job, "vigil-agent");
+        assert_eq!(instance, host_name());
+        assert!(!instance.is_empty());
+        let c = Config::from_yaml("job: edge\ninstance: web-1\n").expect("valid");
+        assert_eq!(c.identity(), ("edge".into(), "web-1".into()));
+        // An instance in external_labels (older configurations) still wins.
+        let c = Config::from_yaml("instance: web-1\nexternal_labels: {instance: web-2}\n")
+            .expect("valid");
+        assert_eq!(c.identity().1, "web-2");
+        assert!(Config::from_yaml("job: ''\n").is_err());
     }
 
     #[test]

@@ -169,6 +169,24 @@ pub fn to_write_request(families: &[Family], timestamp_ms: i64) -> (WriteRequest
     (req, samples)
 }
 
+/// Adds `extra` labels to every series of `req` that lacks them, keeping
+/// each label list sorted by name as remote_write requires.
+pub fn add_write_labels(req: &mut WriteRequest, extra: &[(String, String)]) {
+    for ts in &mut req.timeseries {
+        for (name, value) in extra {
+            if let Err(i) = ts.labels.binary_search_by(|l| l.name.as_str().cmp(name)) {
+                ts.labels.insert(
+                    i,
+                    remote_write::Label {
+                        name: name.clone(),
+                        value: value.clone(),
+                    },
+                );
+            }
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -156,9 +156,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         None
     };
     let llm_state = Arc::new(llm::LlmState::new(&config.llm));
+    let identity = config.identity();
+    tracing::info!(job = %identity.0, instance = %identity.1, "series of the agent's own collectors carry these labels");
     let pipeline = Arc::new(Pipeline::new(
         buffer,
         config.external_labels.clone(),
+        identity.clone(),
         llm_state.clone(),
     ));
     let interval = |o: Option<config::HumanDuration>| o.map_or(config.interval.0, |d| d.0);
@@ -241,7 +244,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
     ));
 
     let shipper = if shipping {
-        let s = ship::shipper(&config.remote_write, pipeline.clone())?;
+        let s = ship::shipper(&config.remote_write, &identity, pipeline.clone())?;
         Some(tokio::spawn(s.run(shutdown.child_token())))
     } else {
         None

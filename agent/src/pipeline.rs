@@ -14,7 +14,7 @@ use vigil_wire::remote_write::{MetricType, encode_write_request};
 
 use crate::Collector;
 use crate::buffer::DiskBuffer;
-use crate::family::{Family, add_labels, render_text, to_write_request};
+use crate::family::{Family, add_labels, add_write_labels, render_text, to_write_request};
 use crate::llm::LlmState;
 
 /// Name of the self-metrics collector (rendered live on `/metrics`).
@@ -48,6 +48,9 @@ pub struct Pipeline {
     /// Shared with the shipper ([`crate::ship`]), which drains it.
     buffer: Option<Arc<Mutex<DiskBuffer>>>,
     external_labels: BTreeMap<String, String>,
+    /// `job` and `instance` of the agent's own series, added to shipped
+    /// series that do not carry their own (scraped targets do).
+    identity: Vec<(String, String)>,
     /// Wakes the shipper when new data is buffered.
     pub notify: Arc<Notify>,
     pub stats: SelfStats,
@@ -55,15 +58,19 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// `identity` is the agent's (`job`, `instance`), see
+    /// [`crate::config::Config::identity`].
     pub fn new(
         buffer: Option<DiskBuffer>,
         external_labels: BTreeMap<String, String>,
+        identity: (String, String),
         llm: Arc<LlmState>,
     ) -> Self {
         Self {
             latest: Mutex::new(BTreeMap::new()),
             buffer: buffer.map(|b| Arc::new(Mutex::new(b))),
             external_labels,
+            identity: vec![("job".into(), identity.0), ("instance".into(), identity.1)],
             notify: Arc::new(Notify::new()),
             stats: SelfStats::default(),
             llm,
@@ -75,7 +82,10 @@ impl Pipeline {
     pub fn publish(&self, source: &str, timestamp_ms: i64, mut families: Vec<Family>) {
         add_labels(&mut families, &self.external_labels);
         if let Some(buf) = &self.buffer {
-            let (req, n) = to_write_request(&families, timestamp_ms);
+            let (mut req, n) = to_write_request(&families, timestamp_ms);
+            // Only on what is shipped: /metrics is scraped, and the scraper
+            // adds its own job and instance.
+            add_write_labels(&mut req, &self.identity);
             if n > 0 {
                 let body = encode_write_request(&req);
                 let samples = u32::try_from(n).unwrap_or(u32::MAX);

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use vigil_queue::ship::RemoteWriteClient;
+use vigil_wire::identity;
 use vigil_queue::{ClientError, HttpClient, HttpOptions, ShipObserver, ShipOptions, Shipper};
 
 use crate::config::RemoteWriteConfig;
@@ -67,10 +68,21 @@ impl ShipObserver for AgentObserver {
     }
 }
 
-/// The HTTP client settings of the agent's `remote_write` block.
-pub fn http_options(cfg: &RemoteWriteConfig) -> HttpOptions {
+/// The HTTP client settings of the agent's `remote_write` block, with the
+/// agent's `job`/`instance` in the headers of [`vigil_wire::identity`], by
+/// which the collector watches it (`up`, `AgentDown`).
+pub fn http_options(cfg: &RemoteWriteConfig, identity: &(String, String)) -> HttpOptions {
+    let mut headers = cfg.headers.clone();
+    headers.insert(
+        identity::JOB_HEADER.into(),
+        identity::encode_header_value(&identity.0),
+    );
+    headers.insert(
+        identity::INSTANCE_HEADER.into(),
+        identity::encode_header_value(&identity.1),
+    );
     HttpOptions {
-        headers: cfg.headers.clone(),
+        headers,
         bearer_token_file: cfg.bearer_token_file.clone(),
         basic_auth: None,
         // rustls configured by vigil-tls: `ca_file` is the only trust anchor.
@@ -86,9 +98,13 @@ pub fn http_options(cfg: &RemoteWriteConfig) -> HttpOptions {
 
 /// The remote_write sender draining the pipeline's buffer; run it with
 /// [`Shipper::run`]. Fails on unreadable credential or certificate files.
-pub fn shipper(cfg: &RemoteWriteConfig, pipeline: Arc<Pipeline>) -> Result<Shipper, ShipError> {
+pub fn shipper(
+    cfg: &RemoteWriteConfig,
+    identity: &(String, String),
+    pipeline: Arc<Pipeline>,
+) -> Result<Shipper, ShipError> {
     let queue = pipeline.queue().ok_or(ShipError::Disabled)?;
-    let http = HttpClient::new(&http_options(cfg))?;
+    let http = HttpClient::new(&http_options(cfg, identity))?;
     Ok(Shipper {
         queue,
         client: RemoteWriteClient::new(http, cfg.url.clone()),

@@ -260,6 +260,10 @@ impl Alerting {
                     (counts[2].0.as_str(), counts[2].1),
                 ],
                 outbox_pending: self.outbox.pending_len(),
+                outbox_oldest_age_seconds: self
+                    .outbox
+                    .oldest_pending()
+                    .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
                 groups: st.groups.len(),
             }
         };

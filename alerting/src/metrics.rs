@@ -32,6 +32,8 @@ pub struct Gauges {
     pub alerts_suppressed: usize,
     pub silences: [(&'static str, usize); 3],
     pub outbox_pending: usize,
+    /// Age of the oldest notification in the outbox; 0 when it is empty.
+    pub outbox_oldest_age_seconds: f64,
     pub groups: usize,
 }
 
@@ -166,6 +168,17 @@ impl Metrics {
             "Notifications in the durable outbox.",
         );
         let _ = writeln!(out, "vigil_notifications_pending {}", g.outbox_pending);
+        header(
+            out,
+            "vigil_notifications_oldest_pending_age_seconds",
+            "gauge",
+            "Age of the oldest notification in the durable outbox (0 when empty).",
+        );
+        let _ = writeln!(
+            out,
+            "vigil_notifications_oldest_pending_age_seconds {}",
+            g.outbox_oldest_age_seconds
+        );
         header(
             out,
             "vigil_notification_digests_total",

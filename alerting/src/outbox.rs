@@ -180,6 +180,11 @@ impl Outbox {
         self.inner.lock().pending.len()
     }
 
+    /// When the oldest notification still waiting was written.
+    pub fn oldest_pending(&self) -> Option<DateTime<Utc>> {
+        self.inner.lock().pending.values().map(|e| e.created_at).min()
+    }
+
     /// Delivers until shut down.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {

@@ -47,6 +47,8 @@ pub fn required_access(method: &Method, path: &str) -> Access {
             Access::Admin
         }
         p if p.starts_with("/api/v1/admin/") => Access::Admin,
+        // Forgetting a retired agent.
+        p if p.starts_with("/api/vigil/v1/agents/") && method == Method::DELETE => Access::Admin,
         _ => Access::Read,
     }
 }
@@ -237,5 +239,13 @@ mod tests {
             Access::Ingest
         );
         assert_eq!(required_access(&Method::GET, "/-/healthy"), Access::Open);
+        assert_eq!(
+            required_access(&Method::DELETE, "/api/vigil/v1/agents/vigil-agent/web-1"),
+            Access::Admin
+        );
+        assert_eq!(
+            required_access(&Method::GET, "/api/vigil/v1/agents"),
+            Access::Read
+        );
     }
 }

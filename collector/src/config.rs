@@ -151,6 +151,45 @@ pub struct Config {
     /// LLM spend budgets and provider quotas, written as series for the
     /// default pack's budget and quota rules.
     pub llm: crate::budget::LlmConfig,
+    /// Liveness of the agents that push: `up` and
+    /// `vigil_agent_last_push_timestamp_seconds` per agent.
+    pub agents: AgentsConfig,
+}
+
+/// How pushing agents are watched (see `collector/src/agents.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// An agent is down (`up` 0, and `AgentDown` fires) once no push has
+    /// arrived for this many of its observed push intervals. Default 4: an
+    /// agent pushing every 15 s is down after 60 s of silence.
+    pub down_after_intervals: f64,
+    /// The push interval assumed for an agent until two of its pushes have
+    /// been seen. Default 1m.
+    pub initial_interval: PromDuration,
+    /// How often the deadlines are checked and `up` and the last push time
+    /// are written for every agent (and the state saved). Default 5s.
+    pub check_interval: PromDuration,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            down_after_intervals: 4.0,
+            initial_interval: PromDuration(Duration::from_secs(60)),
+            check_interval: PromDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl AgentsConfig {
+    pub fn options(&self) -> crate::agents::LivenessOptions {
+        crate::agents::LivenessOptions {
+            down_after_intervals: self.down_after_intervals,
+            initial_interval: self.initial_interval.0,
+            check_interval: self.check_interval.0,
+        }
+    }
 }
 
 /// Bearer-token authentication. Tokens are read from files (or systemd
@@ -200,6 +239,7 @@ impl Default for Config {
             tls: None,
             remote_write: Vec::new(),
             llm: crate::budget::LlmConfig::default(),
+            agents: AgentsConfig::default(),
         }
     }
 }
@@ -367,6 +407,13 @@ impl Config {
         }
         if self.storage.retention.0.is_zero() {
             return Err("storage.retention must be positive".into());
+        }
+        let a = &self.agents;
+        if !(a.down_after_intervals.is_finite() && a.down_after_intervals >= 1.0) {
+            return Err("agents.down_after_intervals must be a number of at least 1".into());
+        }
+        if a.initial_interval.0.is_zero() || a.check_interval.0.is_zero() {
+            return Err("agents.initial_interval and agents.check_interval must be positive".into());
         }
         crate::remote::validate(&self.remote_write, self.rules.remote_query.as_ref())?;
         for name in self.limits.max_series_per_metric_overrides.keys() {

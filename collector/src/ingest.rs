@@ -74,6 +74,8 @@ pub async fn remote_write(
     body: Bytes,
 ) -> Response {
     let from = sender(agent.as_ref(), peer.as_ref());
+    let token = agent.as_ref().map(|a| a.0.0.clone());
+    let pusher = crate::agents::identity_from_headers(&headers);
     let budget = budget(&app, agent, peer);
     app.telemetry
         .write_requests_total
@@ -101,6 +103,20 @@ pub async fn remote_write(
             worker.cfg.limits.max_decompressed_bytes.0 as usize,
         )
         .map_err(|e| Refusal::new("malformed", format!("malformed remote_write body: {e}")))?;
+        // Any decoded push shows its sender alive, whatever is refused.
+        worker.agents.observe(
+            pusher,
+            token.as_deref(),
+            req.timeseries.iter().map(|ts| {
+                let get = |n: &str| {
+                    ts.labels
+                        .iter()
+                        .find(|l| l.name == n)
+                        .map(|l| l.value.as_str())
+                };
+                (get("job"), get("instance"))
+            }),
+        );
         let batch = validate_remote_write(&worker, &req)?;
         let metadata: Vec<(String, MetricMeta)> = req
             .metadata
@@ -136,9 +152,12 @@ pub async fn import_prometheus(
     agent: Option<Extension<AgentIdentity>>,
     peer: Option<Extension<ConnectInfo<PeerAddr>>>,
     Query(params): Query<ImportParams>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let from = sender(agent.as_ref(), peer.as_ref());
+    let token = agent.as_ref().map(|a| a.0.0.clone());
+    let pusher = crate::agents::identity_from_headers(&headers);
     let budget = budget(&app, agent, peer);
     app.telemetry
         .import_requests_total
@@ -159,6 +178,13 @@ pub async fn import_prometheus(
                 .push(Sample::new(s.timestamp_ms.unwrap_or(default_ts), s.value));
         })
         .map_err(|e| Refusal::new("malformed", format!("malformed exposition: {e}")))?;
+        worker.agents.observe(
+            pusher,
+            token.as_deref(),
+            by_series
+                .keys()
+                .map(|l| (l.get("job"), l.get("instance"))),
+        );
         if by_series.len() > worker.cfg.limits.max_series_per_request {
             return Err(Refusal::new(
                 "too_many_series",

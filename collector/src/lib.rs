@@ -13,6 +13,7 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 
+pub mod agents;
 pub mod anomaly;
 pub mod auth;
 pub mod budget;

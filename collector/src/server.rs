@@ -71,6 +71,8 @@ pub struct App {
     pub remote: crate::forward::Remote,
     /// Cardinality budgets and their refusals.
     pub cardinality: crate::cardinality::Cardinality,
+    /// Liveness of the pushing agents (`up`, `AgentDown`).
+    pub agents: Arc<crate::agents::Liveness>,
 }
 
 impl App {
@@ -202,7 +204,12 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     tracing::info!(rules = anomaly_set.rule_count(), "anomaly rules loaded");
     anomaly.update(anomaly_set);
     // --- end anomaly rules
+    let agents = Arc::new(crate::agents::Liveness::open(
+        &cfg.data_dir,
+        cfg.agents.options(),
+    ));
     Ok(Arc::new(App {
+        agents,
         query_slots: Arc::new(Semaphore::new(cfg.query.max_concurrency)),
         cardinality: crate::cardinality::Cardinality::new(cfg.series_limits()),
         cfg,
@@ -258,6 +265,11 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/api/v1/rules", get(queries::rules))
         .route("/api/v1/alerts", get(queries::alerts))
+        .route("/api/vigil/v1/agents", get(crate::agents::list_agents))
+        .route(
+            "/api/vigil/v1/agents/{job}/{instance}",
+            axum::routing::delete(crate::agents::forget_agent),
+        )
         .layer(DefaultBodyLimit::max(8 << 20));
     let tokens = app.tokens.clone();
     let alertmanager_api = app.alerting.router();
@@ -393,6 +405,8 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
     app.rules.render_metrics(&mut out);
     app.anomaly.render_metrics(&mut out);
     app.alerting.render_metrics(&mut out);
+    app.agents.render_metrics(&mut out);
+    telemetry::render_data_dir_filesystem(&mut out, &app.cfg.data_dir);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -440,6 +454,7 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    let liveness = tokio::spawn(app.agents.clone().run(app.db.clone(), shutdown.clone()));
     let _watcher = crate::watch::watch_files(&app.cfg, reload.clone());
     app.ready.store(true, Ordering::Relaxed);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -473,6 +488,8 @@ pub async fn run(
     let _ = evaluator.await;
     // Saves the anomaly detectors before the process exits.
     let _ = anomaly_evaluator.await;
+    // Saves what is known of the agents.
+    let _ = liveness.await;
     app.remote.stop(remote_senders).await;
     tracing::info!("flushing the store");
     let db = app.db.clone();

@@ -220,3 +220,30 @@ impl ReloadCounters {
         );
     }
 }
+
+/// Free and total bytes of the filesystem holding the data directory, as
+/// node_exporter's `node_filesystem_avail_bytes`/`size_bytes`, so a rule
+/// can predict it filling (`VigilDataDiskFillingUp`). Nothing is written
+/// when the directory cannot be inspected.
+pub fn render_data_dir_filesystem(out: &mut String, data_dir: &std::path::Path) {
+    match rustix::fs::statvfs(data_dir) {
+        Ok(st) => {
+            let frsize = st.f_frsize;
+            gauge(
+                out,
+                "vigil_data_dir_filesystem_avail_bytes",
+                "Bytes available to Vigil on the filesystem of the data directory.",
+                (st.f_bavail.saturating_mul(frsize)) as f64,
+            );
+            gauge(
+                out,
+                "vigil_data_dir_filesystem_size_bytes",
+                "Size in bytes of the filesystem of the data directory.",
+                (st.f_blocks.saturating_mul(frsize)) as f64,
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %data_dir.display(), "cannot inspect the data directory's filesystem");
+        }
+    }
+}
