@@ -18,8 +18,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use vigil_queue::ship::RemoteWriteClient;
-use vigil_wire::identity;
 use vigil_queue::{ClientError, HttpClient, HttpOptions, ShipObserver, ShipOptions, Shipper};
+use vigil_wire::identity;
 
 use crate::config::RemoteWriteConfig;
 use crate::family::now_ms;

@@ -182,7 +182,12 @@ impl Outbox {
 
     /// When the oldest notification still waiting was written.
     pub fn oldest_pending(&self) -> Option<DateTime<Utc>> {
-        self.inner.lock().pending.values().map(|e| e.created_at).min()
+        self.inner
+            .lock()
+            .pending
+            .values()
+            .map(|e| e.created_at)
+            .min()
     }
 
     /// Delivers until shut down.

@@ -448,7 +448,10 @@ fn common_identity<'a>(
     mut series: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
 ) -> Option<(String, String)> {
     let (job, instance) = series.next()?;
-    let (job, instance) = (job.filter(|j| !j.is_empty())?, instance.filter(|i| !i.is_empty())?);
+    let (job, instance) = (
+        job.filter(|j| !j.is_empty())?,
+        instance.filter(|i| !i.is_empty())?,
+    );
     series
         .all(|(j, i)| j == Some(job) && i == Some(instance))
         .then(|| (job.to_string(), instance.to_string()))
@@ -577,8 +580,10 @@ mod tests {
             after.check(now);
             now += 15_000;
         }
-        let state: BTreeMap<&str, bool> =
-            after.agents().map(|a| (a.instance.as_str(), a.up)).collect();
+        let state: BTreeMap<&str, bool> = after
+            .agents()
+            .map(|a| (a.instance.as_str(), a.up))
+            .collect();
         assert_eq!(state["web-1"], true);
         assert_eq!(state["db-1"], false);
     }

@@ -413,7 +413,9 @@ impl Config {
             return Err("agents.down_after_intervals must be a number of at least 1".into());
         }
         if a.initial_interval.0.is_zero() || a.check_interval.0.is_zero() {
-            return Err("agents.initial_interval and agents.check_interval must be positive".into());
+            return Err(
+                "agents.initial_interval and agents.check_interval must be positive".into(),
+            );
         }
         crate::remote::validate(&self.remote_write, self.rules.remote_query.as_ref())?;
         for name in self.limits.max_series_per_metric_overrides.keys() {

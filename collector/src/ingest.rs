@@ -181,9 +181,7 @@ pub async fn import_prometheus(
         worker.agents.observe(
             pusher,
             token.as_deref(),
-            by_series
-                .keys()
-                .map(|l| (l.get("job"), l.get("instance"))),
+            by_series.keys().map(|l| (l.get("job"), l.get("instance"))),
         );
         if by_series.len() > worker.cfg.limits.max_series_per_request {
             return Err(Refusal::new(
