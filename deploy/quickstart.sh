@@ -119,7 +119,9 @@ Vigil is running.
   collector (Prometheus API, remote_write, Alertmanager API): http://127.0.0.1:$port
   web UI: http://127.0.0.1:$port/
   agent (/metrics, OTLP /v1/metrics, LLM usage /v1/llm/usage): http://127.0.0.1:$agent_port
-    ships host metrics and the collector's own metrics (job vigil) to the collector
+    ships host metrics (job vigil-agent, instance $(cat /proc/sys/kernel/hostname 2>/dev/null || hostname))
+    and the collector's own metrics (job vigil) to the collector, which watches it:
+    http://127.0.0.1:$port/api/vigil/v1/agents, up{job="vigil-agent"}, alert AgentDown
   Grafana: add a Prometheus data source with URL http://127.0.0.1:$port and HTTP method POST,
            or provision dashboards/provisioning/ (dashboards in dashboards/*.json).
   Rule files loaded: ${rule_files}; see http://127.0.0.1:$port/api/v1/rules

@@ -754,6 +754,8 @@ mod tests {
         assert_eq!(c.scrape[0].targets, ["127.0.0.1:9800"]);
         assert_eq!(c.listen, Config::default().listen);
         assert_eq!(c.remote_write.url, Config::default().remote_write.url);
+        // Its own series are labelled as a scrape of it would be.
+        assert_eq!(c.identity(), ("vigil-agent".to_string(), host_name()));
     }
 
     #[test]

@@ -200,6 +200,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_series_get_the_agent_identity_unless_they_carry_their_own() {
+        let own = Family::single("node_load1", "load", MetricType::Gauge, 0.5);
+        let mut scraped = Family::gauge("http_requests_in_flight", "scraped");
+        scraped.push(&[("job", "api"), ("instance", "10.0.0.1:8080")], 3.0);
+        let (mut req, n) = to_write_request(&[own, scraped], 1_000);
+        assert_eq!(n, 2);
+        add_write_labels(
+            &mut req,
+            &[
+                ("job".to_string(), "vigil-agent".to_string()),
+                ("instance".to_string(), "web-1".to_string()),
+            ],
+        );
+        let pairs = |i: usize| -> Vec<(String, String)> {
+            req.timeseries[i]
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect()
+        };
+        let own = pairs(0);
+        assert_eq!(
+            own,
+            [
+                ("__name__".to_string(), "node_load1".to_string()),
+                ("instance".to_string(), "web-1".to_string()),
+                ("job".to_string(), "vigil-agent".to_string()),
+            ]
+        );
+        let scraped = pairs(1);
+        assert!(scraped.contains(&("job".to_string(), "api".to_string())));
+        assert!(scraped.contains(&("instance".to_string(), "10.0.0.1:8080".to_string())));
+        assert_eq!(scraped.len(), 3);
+        for ts in &req.timeseries {
+            assert!(ts.labels.windows(2).all(|w| w[0].name < w[1].name));
+        }
+    }
+
+    #[test]
     fn text_merges_same_family_from_sources() {
         let a = Family::single("pg_up", "up", MetricType::Gauge, 1.0);
         let mut b = Family::gauge("pg_up", "up");

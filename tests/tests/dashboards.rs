@@ -497,12 +497,11 @@ fn usage_events(round: u32) -> Value {
 
 const AGENT_CONFIG: &str = "\
 # Written by tests/tests/dashboards.rs: a fast interval so 20 s of data holds
-# enough points for rate(), labels the dashboards' variables select on, and
-# prices so llm_cost_usd_total exists.
+# enough points for rate(), the instance the dashboards' variables select
+# on (job is the default, vigil-agent), and prices so llm_cost_usd_total
+# exists.
 interval: 1s
-external_labels:
-  instance: dashboards-e2e
-  job: vigil-agent
+instance: dashboards-e2e
 llm:
   prices:
     gpt-4o: {input: 2.5, output: 10}
