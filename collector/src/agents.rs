@@ -584,8 +584,8 @@ mod tests {
             .agents()
             .map(|a| (a.instance.as_str(), a.up))
             .collect();
-        assert_eq!(state["web-1"], true);
-        assert_eq!(state["db-1"], false);
+        assert!(state["web-1"]);
+        assert!(!state["db-1"]);
     }
 
     #[test]
