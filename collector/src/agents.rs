@@ -1,10 +1,12 @@
 //! Liveness of everything that pushes: every agent that writes to the
 //! collector is watched the way Prometheus watches a scrape target.
 //!
-//! An agent is named by its `job` and `instance` (the identity headers of
-//! [`vigil_wire::identity`] that vigil-agent sends, else the `job` and
-//! `instance` every series of the request shares, else the name of the
-//! ingest token it presented, under `job="vigil-agent"`). Its push interval
+//! An agent is named by its `job` and `instance`: the identity headers of
+//! [`vigil_wire::identity`] that vigil-agent sends, else the name of the
+//! ingest token it presented, under `job="vigil-agent"`. Not by the labels
+//! of the series it pushes: those may be a scrape target's, whose own `up`
+//! the collector must not overwrite. A push naming neither is counted in
+//! `vigil_agent_pushes_unidentified_total` and not watched. Its push interval
 //! is observed (the longest gap among its recent pushes, so the several
 //! requests an agent sends per collection do not shorten it), and it is
 //! down once no push arrived for `agents.down_after_intervals` of those
@@ -243,18 +245,11 @@ impl Liveness {
         }
     }
 
-    /// Records a push. `from_headers` is [`identity_from_headers`];
-    /// `token` the ingest token's name; `series` yields each pushed series'
-    /// (`job`, `instance`).
-    pub fn observe<'a>(
-        &self,
-        from_headers: Option<(String, String)>,
-        token: Option<&str>,
-        series: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
-    ) {
-        let Some((job, instance)) = from_headers
-            .or_else(|| common_identity(series))
-            .or_else(|| token.map(|t| (TOKEN_JOB.to_string(), t.to_string())))
+    /// Records a push. `from_headers` is [`identity_from_headers`],
+    /// `token` the name of the ingest token it presented.
+    pub fn observe(&self, from_headers: Option<(String, String)>, token: Option<&str>) {
+        let Some((job, instance)) =
+            from_headers.or_else(|| token.map(|t| (TOKEN_JOB.to_string(), t.to_string())))
         else {
             self.unidentified_total.fetch_add(1, Ordering::Relaxed);
             return;
@@ -398,7 +393,7 @@ impl Liveness {
         crate::telemetry::counter(
             out,
             "vigil_agent_pushes_unidentified_total",
-            "Ingest requests whose sender could not be named (no identity headers, no job/instance shared by all series, no ingest token); such a sender is not watched.",
+            "Ingest requests whose sender could not be named (no identity headers, no ingest token); such a sender is not watched.",
             self.unidentified_total.load(Ordering::Relaxed),
         );
         crate::telemetry::counter(
@@ -440,21 +435,6 @@ pub fn identity_from_headers(headers: &HeaderMap) -> Option<(String, String)> {
             .filter(|v| !v.is_empty())
     };
     Some((get(identity::JOB_HEADER)?, get(identity::INSTANCE_HEADER)?))
-}
-
-/// The `job` and `instance` every series shares (a sender's external
-/// labels), if they do.
-fn common_identity<'a>(
-    mut series: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>,
-) -> Option<(String, String)> {
-    let (job, instance) = series.next()?;
-    let (job, instance) = (
-        job.filter(|j| !j.is_empty())?,
-        instance.filter(|i| !i.is_empty())?,
-    );
-    series
-        .all(|(j, i)| j == Some(job) && i == Some(instance))
-        .then(|| (job.to_string(), instance.to_string()))
 }
 
 /// `GET /api/vigil/v1/agents`.
@@ -589,9 +569,12 @@ mod tests {
     }
 
     #[test]
-    fn identity_prefers_headers_then_shared_labels_then_token() {
+    fn identity_comes_from_headers_then_the_token() {
         let mut h = HeaderMap::new();
+        assert_eq!(identity_from_headers(&h), None);
         h.insert(identity::JOB_HEADER, "vigil-agent".parse().expect("value"));
+        // Both or nothing.
+        assert_eq!(identity_from_headers(&h), None);
         h.insert(
             identity::INSTANCE_HEADER,
             identity::encode_header_value("hôte")
@@ -602,21 +585,27 @@ mod tests {
             identity_from_headers(&h),
             Some(("vigil-agent".into(), "hôte".into()))
         );
-        let same = [(Some("prom"), Some("a")), (Some("prom"), Some("a"))];
-        assert_eq!(
-            common_identity(same.into_iter()),
-            Some(("prom".into(), "a".into()))
-        );
-        let mixed = [(Some("prom"), Some("a")), (Some("node"), Some("a"))];
-        assert_eq!(common_identity(mixed.into_iter()), None);
-        assert_eq!(common_identity([(None, Some("a"))].into_iter()), None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = Liveness::open(dir.path(), opts());
+        l.observe(identity_from_headers(&h), Some("edge-1"));
+        l.observe(None, Some("edge-1"));
+        l.observe(None, None);
+        let listed = l.list();
+        let names: Vec<&str> = listed["agents"]
+            .as_array()
+            .expect("agents")
+            .iter()
+            .filter_map(|a| a["instance"].as_str())
+            .collect();
+        assert_eq!(names, ["edge-1", "hôte"]);
+        assert_eq!(l.unidentified_total.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn state_survives_a_restart_and_forget_removes_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let l = Liveness::open(dir.path(), opts());
-        l.observe(None, Some("edge-1"), std::iter::empty());
+        l.observe(None, Some("edge-1"));
         l.save();
         let again = Liveness::open(dir.path(), opts());
         let listed = again.list();

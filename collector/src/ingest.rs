@@ -104,19 +104,7 @@ pub async fn remote_write(
         )
         .map_err(|e| Refusal::new("malformed", format!("malformed remote_write body: {e}")))?;
         // Any decoded push shows its sender alive, whatever is refused.
-        worker.agents.observe(
-            pusher,
-            token.as_deref(),
-            req.timeseries.iter().map(|ts| {
-                let get = |n: &str| {
-                    ts.labels
-                        .iter()
-                        .find(|l| l.name == n)
-                        .map(|l| l.value.as_str())
-                };
-                (get("job"), get("instance"))
-            }),
-        );
+        worker.agents.observe(pusher, token.as_deref());
         let batch = validate_remote_write(&worker, &req)?;
         let metadata: Vec<(String, MetricMeta)> = req
             .metadata
@@ -178,11 +166,7 @@ pub async fn import_prometheus(
                 .push(Sample::new(s.timestamp_ms.unwrap_or(default_ts), s.value));
         })
         .map_err(|e| Refusal::new("malformed", format!("malformed exposition: {e}")))?;
-        worker.agents.observe(
-            pusher,
-            token.as_deref(),
-            by_series.keys().map(|l| (l.get("job"), l.get("instance"))),
-        );
+        worker.agents.observe(pusher, token.as_deref());
         if by_series.len() > worker.cfg.limits.max_series_per_request {
             return Err(Refusal::new(
                 "too_many_series",

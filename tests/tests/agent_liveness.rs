@@ -4,6 +4,7 @@
 //!
 //! - The agent's series carry `job="vigil-agent"` and `instance=<host
 //!   name>`; the collector lists it and writes `up` and its last push.
+//! - A plain push of a scrape target's `up` is not taken for an agent.
 //! - `Watchdog` is listed as firing by `/api/v1/alerts` and delivered.
 //! - Restarting the collector while the agent pushes raises no `AgentDown`.
 //! - `kill -9` of the agent: `AgentDown` for its instance reaches the
@@ -246,6 +247,33 @@ fn agent_down_watchdog_and_restarts() {
     // No agent series without them.
     let unlabelled = query(&c, "{__name__=~\"node_.+|vigil_agent_.+\", job=\"\"}");
     assert!(unlabelled.is_empty(), "{unlabelled:?}");
+
+    // A push without an agent's identity (no headers, no token) is not
+    // taken for an agent from its labels: a relayed scrape target keeps its
+    // own `up`, and TargetDown, not AgentDown, is about it.
+    let (status, msg) = c
+        .remote_write(&vigil_e2e::series_request(
+            &[
+                ("__name__", "up"),
+                ("job", "node"),
+                ("instance", "db-1:9100"),
+            ],
+            &[(vigil_e2e::now_ms(), 0.0)],
+        ))
+        .expect("push");
+    assert_eq!(status, 204, "{msg}");
+    let v = c.get_json("/api/vigil/v1/agents").expect("agents");
+    let agents = v["data"]["agents"].as_array().expect("agents");
+    assert!(agents.iter().all(|a| a["instance"] == host.as_str()), "{v}");
+    // (Pending is enough: TargetDown has `for: 30s`.)
+    wait_for(
+        "TargetDown for the pushed target",
+        Duration::from_secs(30),
+        || (!alert_states(&c, "TargetDown", Some("db-1:9100")).is_empty()).then_some(()),
+    );
+    let r = query(&c, "up{job=\"node\"}");
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0]["value"][1], "0", "{r:?}");
 
     // Watchdog: always firing, and delivered.
     wait_for("Watchdog firing", Duration::from_secs(20), || {
