@@ -108,13 +108,35 @@ pub fn anomaly_score(input: &std::path::Path, rule: Option<&std::path::Path>) ->
             }
         },
     };
+    let mut det = match vigil_models::StreamingDetector::new(cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("vigil: {e}");
+            return 1;
+        }
+    };
     let stdout = std::io::stdout().lock();
     let out = std::io::BufWriter::new(stdout);
+    // Each skipped line is named (up to a bound, so a file of garbage does
+    // not flood the terminal); the summary counts them all.
+    const NAMED_SKIPS: usize = 100;
+    let mut named = 0usize;
+    let source = input.display().to_string();
+    let on_skip = |s: &vigil_models::SkippedLine| {
+        named += 1;
+        if named <= NAMED_SKIPS {
+            eprintln!("vigil: {source}: {s}");
+        } else if named == NAMED_SKIPS + 1 {
+            eprintln!("vigil: {source}: more lines skipped; see the summary");
+        }
+    };
     let result = if input.as_os_str() == "-" {
-        vigil_models::score_csv(std::io::stdin().lock(), out, &cfg)
+        vigil_models::score_csv_reporting(&mut det, std::io::stdin().lock(), out, on_skip)
     } else {
         match std::fs::File::open(input) {
-            Ok(f) => vigil_models::score_csv(std::io::BufReader::new(f), out, &cfg),
+            Ok(f) => {
+                vigil_models::score_csv_reporting(&mut det, std::io::BufReader::new(f), out, on_skip)
+            }
             Err(e) => {
                 eprintln!("vigil: {}: {e}", input.display());
                 return 1;
@@ -123,8 +145,22 @@ pub fn anomaly_score(input: &std::path::Path, rule: Option<&std::path::Path>) ->
     };
     match result {
         Ok(summary) => {
+            let skipped = if summary.skipped.is_empty() {
+                String::new()
+            } else {
+                let parts: Vec<String> = summary
+                    .skipped
+                    .iter()
+                    .map(|(reason, n)| format!("{n} {reason}"))
+                    .collect();
+                format!(
+                    ", {} lines skipped ({})",
+                    summary.skipped_total(),
+                    parts.join(", ")
+                )
+            };
             eprintln!(
-                "{} rows, {} scored, {} anomalous",
+                "{} rows, {} scored, {} anomalous{skipped}",
                 summary.rows, summary.scored, summary.anomalies
             );
             0

@@ -9,6 +9,12 @@
 //! Series over a cardinality budget are refused the same way (the rest of
 //! the request is stored, 400 names the budget and the metrics, as Mimir
 //! answers); see [`crate::cardinality`].
+//!
+//! What Vigil cannot store is never acknowledged and dropped: native
+//! histograms and exemplars in remote_write, and exemplars in an imported
+//! exposition, are refused by name in the same 400 (the float samples of
+//! the request are stored) and counted in `vigil_samples_rejected_total`
+//! with reason `native_histogram` or `exemplar`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,14 +104,14 @@ pub async fn remote_write(
     }
     let worker = app.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let req = remote_write::decode_write_request(
+        let req = remote_write::decode_received_write_request(
             &body,
             worker.cfg.limits.max_decompressed_bytes.0 as usize,
         )
         .map_err(|e| Refusal::new("malformed", format!("malformed remote_write body: {e}")))?;
         // Any decoded push shows its sender alive, whatever is refused.
         worker.agents.observe(pusher, token.as_deref());
-        let batch = validate_remote_write(&worker, &req)?;
+        let (batch, unstorable) = validate_remote_write(&worker, &req)?;
         let metadata: Vec<(String, MetricMeta)> = req
             .metadata
             .iter()
@@ -121,7 +127,7 @@ pub async fn remote_write(
                 )
             })
             .collect();
-        Ok::<_, Refusal>(store(&worker, batch, metadata, budget))
+        Ok::<_, Refusal>((store(&worker, batch, metadata, budget), unstorable))
     })
     .await;
     finish(&app, &from, result)
@@ -159,7 +165,11 @@ pub async fn import_prometheus(
         // Grouped while parsing, so a large import holds one label set per
         // series rather than one per sample line.
         let mut by_series: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut unstorable = Unstorable::default();
         let family_metadata = exposition::parse_each(text, &worker.cfg.label_limits(), |s| {
+            if s.has_exemplar {
+                unstorable.exemplar(&s.labels, 1);
+            }
             by_series
                 .entry(s.labels)
                 .or_default()
@@ -199,7 +209,7 @@ pub async fn import_prometheus(
                 )
             })
             .collect();
-        Ok(store(&worker, batch, metadata, budget))
+        Ok((store(&worker, batch, metadata, budget), unstorable))
     })
     .await;
     finish(&app, &from, result)
@@ -215,10 +225,70 @@ fn future_refusal(labels: &Labels, ts: i64, now: i64) -> Refusal {
     )
 }
 
+/// What a request carried that Vigil does not store, refused by name while
+/// the rest of the request is stored.
+#[derive(Debug, Default)]
+struct Unstorable {
+    native_histograms: u64,
+    exemplars: u64,
+    /// A few of the series concerned, to name in the answer.
+    histogram_series: Vec<String>,
+    exemplar_series: Vec<String>,
+}
+
+impl Unstorable {
+    const NAMED: usize = 3;
+
+    fn native_histograms(&mut self, labels: &Labels, n: u64) {
+        self.native_histograms += n;
+        if self.histogram_series.len() < Self::NAMED {
+            self.histogram_series.push(labels.to_string());
+        }
+    }
+
+    fn exemplar(&mut self, labels: &Labels, n: u64) {
+        self.exemplars += n;
+        if self.exemplar_series.len() < Self::NAMED && !self.exemplar_series.iter().any(|s| *s == labels.to_string()) {
+            self.exemplar_series.push(labels.to_string());
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.native_histograms == 0 && self.exemplars == 0
+    }
+
+    /// Counts the refusals and answers what to tell the sender.
+    fn account(&self, app: &App) -> Vec<String> {
+        let mut lines = Vec::new();
+        let named = |series: &[String], total: u64| {
+            let more = if total > series.len() as u64 { ", ..." } else { "" };
+            format!("{}{more}", series.join(", "))
+        };
+        if self.native_histograms > 0 {
+            app.telemetry
+                .samples_rejected("native_histogram", self.native_histograms);
+            lines.push(format!(
+                "refused {} native histogram samples (series {}): Vigil stores float samples only; send classic histograms (Prometheus: remote_write send_native_histograms: false)",
+                self.native_histograms,
+                named(&self.histogram_series, self.native_histograms)
+            ));
+        }
+        if self.exemplars > 0 {
+            app.telemetry.samples_rejected("exemplar", self.exemplars);
+            lines.push(format!(
+                "refused {} exemplars (series {}): Vigil stores no exemplars; the samples they annotate are kept (Prometheus: remote_write send_exemplars: false)",
+                self.exemplars,
+                named(&self.exemplar_series, self.exemplars)
+            ));
+        }
+        lines
+    }
+}
+
 fn validate_remote_write(
     app: &App,
-    req: &remote_write::WriteRequest,
-) -> Result<Vec<SeriesSamples>, Refusal> {
+    req: &remote_write::ReceivedWriteRequest,
+) -> Result<(Vec<SeriesSamples>, Unstorable), Refusal> {
     let limits = &app.cfg.limits;
     if req.timeseries.len() > limits.max_series_per_request {
         return Err(Refusal::new(
@@ -234,12 +304,22 @@ fn validate_remote_write(
     let now = now_ms();
     let max_ts = now + app.cfg.storage.max_future.0.as_millis() as i64;
     let mut batch = Vec::with_capacity(req.timeseries.len());
+    let mut unstorable = Unstorable::default();
     for (i, ts) in req.timeseries.iter().enumerate() {
         let labels = Labels::try_from_pairs(
             ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())),
             &label_limits,
         )
         .map_err(|e| Refusal::new("invalid_labels", format!("series {i}: {e}")))?;
+        if !ts.histograms.is_empty() {
+            unstorable.native_histograms(&labels, ts.histograms.len() as u64);
+        }
+        if !ts.exemplars.is_empty() {
+            unstorable.exemplar(&labels, ts.exemplars.len() as u64);
+        }
+        if ts.samples.is_empty() {
+            continue;
+        }
         let mut samples: Vec<Sample> = ts
             .samples
             .iter()
@@ -253,7 +333,7 @@ fn validate_remote_write(
         samples.sort_by_key(|s| s.timestamp_ms);
         batch.push(SeriesSamples { labels, samples });
     }
-    Ok(batch)
+    Ok((batch, unstorable))
 }
 
 /// The cardinality budget of a request: see [`crate::cardinality`].
@@ -296,7 +376,7 @@ fn store(
 fn finish(
     app: &App,
     from: &str,
-    result: Result<Result<Stored, Refusal>, tokio::task::JoinError>,
+    result: Result<Result<(Stored, Unstorable), Refusal>, tokio::task::JoinError>,
 ) -> Response {
     match result {
         Err(e) => {
@@ -304,16 +384,16 @@ fn finish(
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
         }
         Ok(Err(refusal)) => refuse(app, from, refusal),
-        Ok(Ok(Stored::Failed(e))) => {
+        Ok(Ok((Stored::Failed(e), _))) => {
             tracing::error!(error = %e, "append failed; request not acknowledged");
             app.telemetry.request_rejected("storage_error");
             // 5xx: the sender keeps the batch and retries.
             (StatusCode::SERVICE_UNAVAILABLE, "storage error; retry\n").into_response()
         }
-        Ok(Ok(Stored::Ok(outcome, agent))) => {
+        Ok(Ok((Stored::Ok(outcome, agent), unstorable))) => {
             let limited = app.cardinality.observe(&outcome, agent.as_ref());
             let rejected: u64 = outcome.rejected.values().sum();
-            if rejected == 0 {
+            if rejected == 0 && unstorable.is_empty() {
                 return StatusCode::NO_CONTENT.into_response();
             }
             let mut parts = Vec::new();
@@ -321,11 +401,19 @@ fn finish(
                 app.telemetry.samples_rejected(&reason.to_string(), *n);
                 parts.push(format!("{reason}={n}"));
             }
-            let msg = format!(
-                "{} samples stored, {rejected} rejected ({})\n{limited}",
-                outcome.accepted,
-                parts.join(", ")
-            );
+            let mut msg = if rejected == 0 {
+                format!("{} samples stored\n", outcome.accepted)
+            } else {
+                format!(
+                    "{} samples stored, {rejected} rejected ({})\n{limited}",
+                    outcome.accepted,
+                    parts.join(", ")
+                )
+            };
+            for line in unstorable.account(app) {
+                msg.push_str(&line);
+                msg.push('\n');
+            }
             app.telemetry
                 .log_refusal(from, "samples_rejected", msg.trim_end());
             (StatusCode::BAD_REQUEST, msg).into_response()

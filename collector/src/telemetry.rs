@@ -106,7 +106,7 @@ impl Telemetry {
         labelled_counter(
             out,
             "vigil_samples_rejected_total",
-            "Samples refused, by reason.",
+            "Samples refused, by reason (native_histogram and exemplar: data Vigil does not store, refused by name); the rest of their request was stored.",
             "reason",
             self.samples_rejected
                 .lock()

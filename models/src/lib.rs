@@ -75,7 +75,10 @@ pub mod rng;
 pub mod stats;
 
 pub use config::DetectorConfig;
-pub use csv::{ScoreSummary, parse_timestamp, score_csv, score_csv_with};
+pub use csv::{
+    ScoreSummary, SkipReason, SkippedLine, check_point, parse_timestamp, score_csv,
+    score_csv_reporting, score_csv_with,
+};
 pub use detector::{AnomalyDetails, Score, Severity, StreamingDetector};
 pub use error::Error;
 pub use features::{FeatureExtractor, StandardScaler};

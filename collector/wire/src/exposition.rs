@@ -1,9 +1,11 @@
 //! The Prometheus text exposition format (version 0.0.4), read and written.
 //!
 //! The parser accepts what Prometheus's own text parser accepts, including
-//! the OpenMetrics `# EOF` and `# UNIT` lines, and reports the line number
-//! and reason of the first error. The writer produces output Prometheus
-//! scrapes unchanged.
+//! the OpenMetrics `# EOF` and `# UNIT` lines and OpenMetrics exemplars
+//! (`value [ts] # {labels} value [ts]`, validated and flagged on the sample
+//! so that a caller that cannot store them says so), and reports the line
+//! number and reason of the first error. The writer produces output
+//! Prometheus scrapes unchanged.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +21,9 @@ pub struct ParsedSample {
     pub labels: Labels,
     pub value: f64,
     pub timestamp_ms: Option<i64>,
+    /// The line carried an OpenMetrics exemplar (parsed and valid; not
+    /// kept).
+    pub has_exemplar: bool,
 }
 
 /// `# HELP` / `# TYPE` / `# UNIT` information for one metric family.
@@ -170,6 +175,14 @@ fn parse_sample_line(line: &str, limits: &LabelLimits) -> Result<ParsedSample, S
     } else {
         rest
     };
+    // An OpenMetrics exemplar follows the sample after ` # `.
+    let (rest, has_exemplar) = match rest.split_once(" # ") {
+        Some((sample, exemplar)) => {
+            parse_exemplar(exemplar)?;
+            (sample, true)
+        }
+        None => (rest, false),
+    };
     let mut fields = rest.split_whitespace();
     let value_str = fields
         .next()
@@ -190,7 +203,40 @@ fn parse_sample_line(line: &str, limits: &LabelLimits) -> Result<ParsedSample, S
         labels,
         value,
         timestamp_ms,
+        has_exemplar,
     })
+}
+
+/// Validates an OpenMetrics exemplar: `{labels} value [timestamp]`, the
+/// label set at most 128 UTF-8 characters as the specification allows.
+fn parse_exemplar(s: &str) -> Result<(), String> {
+    let body = s
+        .trim_start()
+        .strip_prefix('{')
+        .ok_or_else(|| format!("exemplar must start with a label set: {:?}", truncate(s)))?;
+    let (labels, consumed) = parse_label_block(body).map_err(|e| format!("exemplar: {e}"))?;
+    let chars: usize = labels
+        .iter()
+        .map(|(k, v)| k.chars().count() + v.chars().count())
+        .sum();
+    if chars > 128 {
+        return Err(format!(
+            "exemplar label set has {chars} characters, over OpenMetrics' 128"
+        ));
+    }
+    let mut fields = body[consumed..].split_whitespace();
+    let value = fields
+        .next()
+        .ok_or_else(|| "exemplar has no value".to_string())?;
+    parse_value(value).map_err(|e| format!("exemplar: {e}"))?;
+    if let Some(ts) = fields.next() {
+        ts.parse::<f64>()
+            .map_err(|_| format!("exemplar: invalid timestamp {ts:?}"))?;
+    }
+    if let Some(extra) = fields.next() {
+        return Err(format!("unexpected {extra:?} after the exemplar"));
+    }
+    Ok(())
 }
 
 /// Parses `name="value", ...}` and returns the pairs and the number of bytes
@@ -417,6 +463,20 @@ up 1
         })
         .expect_err("line 3 is bad");
         assert_eq!((err.line, before_error), (3, 2));
+    }
+
+    #[test]
+    fn exemplars_are_validated_and_flagged() {
+        let text = "foo_bucket{le=\"0.5\"} 3 # {trace_id=\"abc\"} 0.42 1700000000.5\nfoo_count 4\n";
+        let e = parse(text, &LabelLimits::default()).expect("parses");
+        assert!(e.samples[0].has_exemplar);
+        assert_eq!(e.samples[0].value, 3.0);
+        assert!(!e.samples[1].has_exemplar);
+        let err = parse("foo 3 # trace_id=\"abc\" 1\n", &LabelLimits::default())
+            .expect_err("no label set");
+        assert!(err.reason.contains("exemplar"), "{err}");
+        let err = parse("foo 3 # {a=\"b\"}\n", &LabelLimits::default()).expect_err("no value");
+        assert!(err.reason.contains("exemplar has no value"), "{err}");
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! Prometheus remote_write 1.0: protobuf messages in the snappy block format.
 //!
 //! The messages are declared with prost's derive rather than generated, with
-//! the field numbers of `prometheus/prompb/{remote,types}.proto`. Native
-//! histograms (field 4 of `TimeSeries`) are not declared and so are skipped
-//! by the decoder, as unknown protobuf fields are.
+//! the field numbers of `prometheus/prompb/{remote,types}.proto`.
+//!
+//! Two shapes of the request exist. [`WriteRequest`] is what Vigil sends
+//! (the agent, forwarding): float samples only. A receiver decodes
+//! [`ReceivedWriteRequest`], which also declares the native histograms of
+//! Prometheus 2.42 (field 4 of `TimeSeries`), so that what a sender put in a
+//! request is seen and can be refused by name, never skipped unnoticed as an
+//! unknown protobuf field would be.
 
 use prost::Message;
 use thiserror::Error;
@@ -24,6 +29,88 @@ pub struct TimeSeries {
     pub samples: Vec<Sample>,
     #[prost(message, repeated, tag = "3")]
     pub exemplars: Vec<Exemplar>,
+}
+
+/// A `WriteRequest` as a receiver decodes it: every field of Prometheus
+/// 2.42's `prompb.WriteRequest`, native histograms included.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReceivedWriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub timeseries: Vec<ReceivedTimeSeries>,
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// `prompb.TimeSeries` with its native histograms.
+#[derive(Clone, PartialEq, Message)]
+pub struct ReceivedTimeSeries {
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    #[prost(message, repeated, tag = "2")]
+    pub samples: Vec<Sample>,
+    #[prost(message, repeated, tag = "3")]
+    pub exemplars: Vec<Exemplar>,
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<Histogram>,
+}
+
+/// `prompb.Histogram`: one native histogram sample (sparse buckets, integer
+/// or float counts).
+#[derive(Clone, PartialEq, Message)]
+pub struct Histogram {
+    #[prost(oneof = "HistogramCount", tags = "1, 2")]
+    pub count: Option<HistogramCount>,
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    #[prost(oneof = "HistogramZeroCount", tags = "6, 7")]
+    pub zero_count: Option<HistogramZeroCount>,
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+}
+
+/// `count_int` / `count_float` of `prompb.Histogram`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum HistogramCount {
+    #[prost(uint64, tag = "1")]
+    CountInt(u64),
+    #[prost(double, tag = "2")]
+    CountFloat(f64),
+}
+
+/// `zero_count_int` / `zero_count_float` of `prompb.Histogram`.
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum HistogramZeroCount {
+    #[prost(uint64, tag = "6")]
+    ZeroCountInt(u64),
+    #[prost(double, tag = "7")]
+    ZeroCountFloat(f64),
+}
+
+/// `prompb.BucketSpan`.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct BucketSpan {
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
 }
 
 #[derive(Clone, PartialEq, Eq, Message)]
@@ -123,6 +210,22 @@ pub fn decode_write_request(
     body: &[u8],
     max_decompressed: usize,
 ) -> Result<WriteRequest, DecodeError> {
+    decode_message(body, max_decompressed)
+}
+
+/// Decodes a request as a receiver must: with its native histograms, see
+/// [`ReceivedWriteRequest`].
+pub fn decode_received_write_request(
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<ReceivedWriteRequest, DecodeError> {
+    decode_message(body, max_decompressed)
+}
+
+fn decode_message<M: Message + Default>(
+    body: &[u8],
+    max_decompressed: usize,
+) -> Result<M, DecodeError> {
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > max_decompressed {
         return Err(DecodeError::TooLarge {
@@ -133,11 +236,17 @@ pub fn decode_write_request(
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
         .map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    Ok(WriteRequest::decode(raw.as_slice())?)
+    Ok(M::decode(raw.as_slice())?)
 }
 
 /// Encodes a `WriteRequest` as protobuf in the snappy block format.
 pub fn encode_write_request(req: &WriteRequest) -> Vec<u8> {
+    encode_message(req)
+}
+
+/// Encodes any request shape (e.g. a [`ReceivedWriteRequest`] carrying
+/// native histograms, as Prometheus sends them) in the snappy block format.
+pub fn encode_message(req: &impl Message) -> Vec<u8> {
     let raw = req.encode_to_vec();
     // Compressing an in-memory buffer cannot fail except past snappy's
     // 4 GiB input limit, which a request never approaches; fall back to an
@@ -185,6 +294,43 @@ mod tests {
         let body = encode_write_request(&req);
         let back = decode_write_request(&body, 1 << 20).expect("decodes");
         assert_eq!(back, req);
+    }
+
+    #[test]
+    fn a_receiver_sees_native_histograms_a_sender_request_skips() {
+        let mut series = ReceivedTimeSeries {
+            labels: sample_request().timeseries[0].labels.clone(),
+            samples: vec![Sample {
+                value: 2.0,
+                timestamp: 1_700_000_000_000,
+            }],
+            exemplars: vec![],
+            histograms: vec![Histogram {
+                count: Some(HistogramCount::CountInt(5)),
+                sum: 12.5,
+                schema: 3,
+                zero_threshold: 1e-128,
+                zero_count: Some(HistogramZeroCount::ZeroCountInt(1)),
+                positive_spans: vec![BucketSpan {
+                    offset: 0,
+                    length: 2,
+                }],
+                positive_deltas: vec![2, 0],
+                timestamp: 1_700_000_000_000,
+                ..Default::default()
+            }],
+        };
+        let body = encode_message(&ReceivedWriteRequest {
+            timeseries: vec![series.clone()],
+            metadata: vec![],
+        });
+        let received = decode_received_write_request(&body, 1 << 20).expect("decodes");
+        assert_eq!(received.timeseries[0], series);
+        // The sender's shape has no field 4: the floats alone come through.
+        let plain = decode_write_request(&body, 1 << 20).expect("decodes");
+        assert_eq!(plain.timeseries[0].samples, series.samples);
+        series.histograms.clear();
+        assert_eq!(plain.timeseries[0].labels, series.labels);
     }
 
     #[test]
