@@ -25,6 +25,16 @@
 //!
 //! [`load_rule_files`] splits the configured rule files by kind; the
 //! [`AnomalyManager`] runs the anomaly rules.
+//!
+//! A rule's model takes [`DetectorConfig`]'s defaults except two, so a rule
+//! scores within minutes of a fresh start rather than after 100 intervals:
+//! `min_points` is [`RULE_MIN_POINTS`] and `retrain_every`
+//! [`RULE_RETRAIN_EVERY`] unless the rule sets them. A detector is warmed on
+//! the stored history of its expression first, so these matter only where
+//! that history is short; its own gate (no anomaly before `min_points`
+//! scores exist to judge against) still holds back alerts for another
+//! `min_points` intervals, and the frequent retraining replaces a first
+//! model trained on few points while the series' pattern emerges.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +42,7 @@ use std::path::Path;
 use serde::Deserialize;
 use vigil_models::DetectorConfig;
 
+mod input;
 mod manager;
 mod persist;
 mod state;
@@ -69,12 +80,43 @@ pub struct AnomalyRule {
     /// How long a series must stay anomalous before the alert fires.
     #[serde(default, rename = "for")]
     pub for_duration: Option<String>,
-    #[serde(default)]
+    #[serde(default = "rule_model_default", deserialize_with = "rule_model")]
     pub model: DetectorConfig,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// `min_points` of a rule that sets none: at a 1-minute interval with no
+/// stored history, the first score comes 11 minutes after the start.
+pub const RULE_MIN_POINTS: usize = 10;
+/// `retrain_every` of a rule that sets none: a first model trained on
+/// [`RULE_MIN_POINTS`] points is replaced within half an hour.
+pub const RULE_RETRAIN_EVERY: usize = 30;
+
+fn rule_model_default() -> DetectorConfig {
+    DetectorConfig {
+        min_points: RULE_MIN_POINTS,
+        retrain_every: RULE_RETRAIN_EVERY,
+        ..DetectorConfig::default()
+    }
+}
+
+/// A rule's `model:` block with the rule defaults for what it leaves out
+/// (see the module docs).
+fn rule_model<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DetectorConfig, D::Error> {
+    use serde::de::Error as _;
+    let mut map: serde_json::Map<String, serde_json::Value> = Deserialize::deserialize(d)?;
+    let window = map
+        .get("window")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(DetectorConfig::default().window as u64);
+    map.entry("min_points")
+        .or_insert_with(|| (RULE_MIN_POINTS as u64).min(window).into());
+    map.entry("retrain_every")
+        .or_insert_with(|| RULE_RETRAIN_EVERY.into());
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)
 }
 
 /// True when a rule file's text holds anomaly rules rather than Prometheus
@@ -225,6 +267,18 @@ mod tests {
         ));
         let f = parse_anomaly_rules("a.yml", FILE).expect("parses");
         assert_eq!(f.groups[0].rules[0].model.n_estimators, 50);
+        // What the rule leaves out takes the rule defaults.
+        assert_eq!(f.groups[0].rules[0].model.min_points, RULE_MIN_POINTS);
+        assert_eq!(f.groups[0].rules[0].model.retrain_every, RULE_RETRAIN_EVERY);
+        let no_model = "groups:\n  - name: a\n    rules:\n      - anomaly: A\n        expr: up\n";
+        let f = parse_anomaly_rules("a.yml", no_model).expect("parses");
+        assert_eq!(f.groups[0].rules[0].model.min_points, RULE_MIN_POINTS);
+        let set = FILE.replace("n_estimators: 50", "min_points: 200\n          window: 300");
+        let f = parse_anomaly_rules("a.yml", &set).expect("parses");
+        assert_eq!(f.groups[0].rules[0].model.min_points, 200);
+        let small = FILE.replace("n_estimators: 50", "window: 5");
+        let f = parse_anomaly_rules("a.yml", &small).expect("a small window lowers the default");
+        assert_eq!(f.groups[0].rules[0].model.min_points, 5);
     }
 
     #[test]

@@ -25,10 +25,78 @@ pub fn check(what: Check) -> i32 {
         Check::Rules(files, lint, fatal) => {
             let lint = vigil_rules::Lint::parse(&lint, fatal, &mut std::io::stderr());
             let mut out = std::io::stdout().lock();
-            let code = vigil_rules::check_rules_with(&files, &mut out, lint);
+            let code = check_rules(&files, &mut out, lint);
             let _ = out.flush();
             code
         }
+    }
+}
+
+/// `vigil check rules FILE…`: every file `serve` would load, each with the
+/// loader's verdict. Prometheus rule files get promtool's report unchanged;
+/// anomaly rule files (recognised by their content, as `serve` tells them
+/// apart) are parsed and validated by the same code as at load, and the
+/// anomaly names must be unique across the files given, as `serve`
+/// requires. The report has promtool's shape.
+pub fn check_rules(
+    files: &[PathBuf],
+    out: &mut dyn std::io::Write,
+    lint: vigil_rules::Lint,
+) -> i32 {
+    let mut failed = false;
+    let mut linted = false;
+    // Anomaly name → the file defining it first.
+    let mut names: std::collections::BTreeMap<String, String> = Default::default();
+    for f in files {
+        let text = std::fs::read_to_string(f).ok();
+        if !text
+            .as_deref()
+            .is_some_and(crate::anomaly::is_anomaly_rule_text)
+        {
+            // promtool's codes: 1 for an invalid file, 3 for lint findings
+            // under --lint-fatal.
+            match vigil_rules::check_rules_with(std::slice::from_ref(f), out, lint) {
+                0 => {}
+                3 => linted = true,
+                _ => failed = true,
+            }
+            continue;
+        }
+        let name = f.display().to_string();
+        let _ = writeln!(out, "Checking {name}");
+        let mut errors = Vec::new();
+        let mut count = 0usize;
+        match crate::anomaly::parse_anomaly_rules(&name, text.as_deref().unwrap_or_default()) {
+            Ok(parsed) => {
+                for rule in parsed.groups.iter().flat_map(|g| &g.rules) {
+                    count += 1;
+                    if let Some(first) = names.insert(rule.anomaly.clone(), name.clone()) {
+                        errors.push(format!(
+                            "{name}: anomaly {:?} is also defined in {first}; anomaly names must be unique",
+                            rule.anomaly
+                        ));
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+        if errors.is_empty() {
+            let _ = writeln!(out, "  SUCCESS: {count} anomaly rules found");
+        } else {
+            failed = true;
+            let _ = writeln!(out, "  FAILED:");
+            for e in errors {
+                let _ = writeln!(out, "{e}");
+            }
+        }
+        let _ = writeln!(out);
+    }
+    if failed {
+        1
+    } else if linted {
+        3
+    } else {
+        0
     }
 }
 
@@ -134,9 +202,12 @@ pub fn anomaly_score(input: &std::path::Path, rule: Option<&std::path::Path>) ->
         vigil_models::score_csv_reporting(&mut det, std::io::stdin().lock(), out, on_skip)
     } else {
         match std::fs::File::open(input) {
-            Ok(f) => {
-                vigil_models::score_csv_reporting(&mut det, std::io::BufReader::new(f), out, on_skip)
-            }
+            Ok(f) => vigil_models::score_csv_reporting(
+                &mut det,
+                std::io::BufReader::new(f),
+                out,
+                on_skip,
+            ),
             Err(e) => {
                 eprintln!("vigil: {}: {e}", input.display());
                 return 1;
@@ -198,5 +269,58 @@ pub fn slo_generate(spec: &std::path::Path) -> i32 {
             eprintln!("vigil slo generate: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(files: &[PathBuf]) -> (i32, String) {
+        let mut out = Vec::new();
+        let code = check_rules(files, &mut out, vigil_rules::Lint::default());
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn check_rules_takes_every_file_serve_loads_with_serves_verdict() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shipped = root.join("rules/anomaly/default.anomaly.yml");
+        let (code, text) = run(std::slice::from_ref(&shipped));
+        assert_eq!(code, 0, "{text}");
+        assert!(text.contains("  SUCCESS: 3 anomaly rules found"), "{text}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let threshold = dir.path().join("t.rules.yml");
+        std::fs::write(
+            &threshold,
+            "groups:\n  - name: t\n    rules:\n      - alert: Down\n        expr: up == 0\n",
+        )
+        .expect("write");
+        // Threshold files: promtool's report, unchanged.
+        let mut promtool_style = Vec::new();
+        vigil_rules::check_rules(std::slice::from_ref(&threshold), &mut promtool_style);
+        let (code, text) = run(std::slice::from_ref(&threshold));
+        assert_eq!((code, text.as_bytes()), (0, promtool_style.as_slice()));
+
+        // A typo in an anomaly file: refused here as serve refuses it.
+        let typo = dir.path().join("typo.anomaly.yml");
+        let good = std::fs::read_to_string(&shipped).expect("read");
+        std::fs::write(&typo, good.replace("n_estimators", "n_trees")).expect("write");
+        let (code, text) = run(&[threshold.clone(), typo.clone()]);
+        assert_eq!(code, 1, "{text}");
+        let pattern = typo.display().to_string();
+        let serve = crate::anomaly::load_rule_files(&[pattern]).expect_err("serve refuses");
+        assert!(
+            text.contains("  FAILED:\n") && text.contains(&serve),
+            "{text}\n{serve}"
+        );
+
+        // Names shared between two anomaly files: serve refuses the set.
+        let copy = dir.path().join("copy.anomaly.yml");
+        std::fs::write(&copy, &good).expect("write");
+        let (code, text) = run(&[shipped, copy]);
+        assert_eq!(code, 1, "{text}");
+        assert!(text.contains("anomaly names must be unique"), "{text}");
     }
 }

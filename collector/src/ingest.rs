@@ -248,7 +248,12 @@ impl Unstorable {
 
     fn exemplar(&mut self, labels: &Labels, n: u64) {
         self.exemplars += n;
-        if self.exemplar_series.len() < Self::NAMED && !self.exemplar_series.iter().any(|s| *s == labels.to_string()) {
+        if self.exemplar_series.len() < Self::NAMED
+            && !self
+                .exemplar_series
+                .iter()
+                .any(|s| *s == labels.to_string())
+        {
             self.exemplar_series.push(labels.to_string());
         }
     }
@@ -261,7 +266,11 @@ impl Unstorable {
     fn account(&self, app: &App) -> Vec<String> {
         let mut lines = Vec::new();
         let named = |series: &[String], total: u64| {
-            let more = if total > series.len() as u64 { ", ..." } else { "" };
+            let more = if total > series.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            };
             format!("{}{more}", series.join(", "))
         };
         if self.native_histograms > 0 {

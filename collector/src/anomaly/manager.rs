@@ -26,6 +26,7 @@ use vigil_rules::api::{format_value_e, go_float, rfc3339};
 use vigil_rules::{AlertSender, OutgoingAlert, RuleTypeFilter, SampleAppender};
 use vigil_wire::{Labels, Sample, stale_nan};
 
+use super::input::{SkipCounters, Warmup, admit};
 use super::persist::{self, SavedAlerts, SavedRule, SavedSeries};
 use super::state::{self, Phase, SeriesAlert, Verdict};
 use super::{AnomalyGroup, AnomalyRule};
@@ -136,6 +137,12 @@ struct RuleState {
     last_error: Option<String>,
     last_eval_wall_ms: Option<i64>,
     eval_duration: Duration,
+    /// When a detector of this rule first scored in this run.
+    first_scored_ms: Option<i64>,
+    /// How far the rule is from scoring, after its last evaluation.
+    warmup: Warmup,
+    /// The warm-up has been logged (once per rule definition).
+    warmup_logged: bool,
 }
 
 struct GroupState {
@@ -159,6 +166,7 @@ struct Metrics {
     warmed: AtomicU64,
     alerts_restored: AtomicU64,
     alert_state_saves_failed: AtomicU64,
+    skipped: SkipCounters,
 }
 
 /// `/api/v1/rules` groups (with their rules) and `/api/v1/alerts` alerts.
@@ -286,6 +294,9 @@ impl RuleState {
             last_error: None,
             last_eval_wall_ms: None,
             eval_duration: Duration::ZERO,
+            first_scored_ms: None,
+            warmup: Warmup::default(),
+            warmup_logged: false,
         }
     }
 
@@ -633,12 +644,23 @@ impl AnomalyManager {
                     }
                 };
                 let mut last_ts_ms = i64::MIN;
+                // The present point is pushed by the evaluation below.
                 for s in history.get(labels).into_iter().flatten() {
-                    if s.timestamp_ms < now_ms && s.value.is_finite() {
-                        if let Err(e) = detector.push(s.timestamp_ms, s.value) {
+                    if s.timestamp_ms >= now_ms {
+                        continue;
+                    }
+                    if let Err(reason) = admit(last_ts_ms, s.timestamp_ms, s.value) {
+                        self.metrics.skipped.skip(reason);
+                        continue;
+                    }
+                    match detector.push(s.timestamp_ms, s.value) {
+                        Ok(_) => last_ts_ms = s.timestamp_ms,
+                        Err(e) => {
+                            self.metrics
+                                .skipped
+                                .skip(vigil_models::SkipReason::Rejected);
                             tracing::warn!(rule = %name, error = %e, "warm-up point rejected");
                         }
-                        last_ts_ms = s.timestamp_ms;
                     }
                 }
                 self.metrics.warmed.fetch_add(1, Ordering::Relaxed);
@@ -660,19 +682,30 @@ impl AnomalyManager {
         let generator_url = self.generator_url(&rule.def.expr);
         for (labels, series) in rule.series.iter_mut() {
             let present = values.get(labels).copied();
-            let score = match present {
-                Some(v) if v.is_finite() && now_ms > series.last_ts_ms => {
+            let score = match present.map(|v| (v, admit(series.last_ts_ms, now_ms, v))) {
+                Some((v, Ok(()))) => {
                     series.last_ts_ms = now_ms;
                     match series.detector.push(now_ms, v) {
                         Ok(s) => s,
                         Err(e) => {
+                            self.metrics
+                                .skipped
+                                .skip(vigil_models::SkipReason::Rejected);
                             tracing::warn!(rule = %name, series = %labels, error = %e, "scoring failed");
                             None
                         }
                     }
                 }
-                _ => None,
+                Some((_, Err(reason))) => {
+                    self.metrics.skipped.skip(reason);
+                    None
+                }
+                None => None,
             };
+            if score.is_some() && rule.first_scored_ms.is_none() {
+                rule.first_scored_ms = Some(now_ms);
+                tracing::info!(rule = %name, series = %labels, "anomaly rule scoring: first score written");
+            }
             let value = present.unwrap_or(f64::NAN);
             if present.is_some() {
                 series.last_seen_ms = now_ms;
@@ -774,6 +807,26 @@ impl AnomalyManager {
             tracing::warn!(rule = %name, error = %e, "writing anomaly scores failed");
         }
         self.send(outgoing);
+        rule.warmup = Warmup::after_eval(
+            rule.series.values().map(|s| &s.detector),
+            rule.def.model.min_points,
+            now_ms,
+            interval_ms,
+            rule.first_scored_ms,
+        );
+        if !rule.warmup_logged
+            && !rule.warmup.scoring
+            && let Some(at) = rule.warmup.first_score_at_ms
+        {
+            rule.warmup_logged = true;
+            tracing::info!(
+                rule = %name,
+                points_seen = rule.warmup.points_seen,
+                points_needed = rule.warmup.points_needed,
+                first_score_at = %vigil_rules::api::rfc3339(Some(at)),
+                "anomaly rule warming up: stored history is shorter than min_points; first score expected at first_score_at"
+            );
+        }
         rule.last_eval_wall_ms = Some(now_ms);
         rule.eval_duration = started.elapsed();
     }
@@ -1028,6 +1081,7 @@ impl AnomalyManager {
             "Failed writes of the anomaly alert state file.",
             m.alert_state_saves_failed.load(Ordering::Relaxed),
         );
+        m.skipped.render(out);
     }
 
     #[cfg(test)]
@@ -1128,6 +1182,8 @@ fn rule_json(r: &RuleState) -> Json {
     );
     o.insert("lastEvaluation".into(), json!(rfc3339(r.last_eval_wall_ms)));
     o.insert("type".into(), json!("alerting"));
+    // Vigil's addition: when the rule's detectors start to score.
+    o.insert("warmup".into(), r.warmup.json());
     Json::Object(o)
 }
 
