@@ -162,16 +162,35 @@ impl State {
     }
 
     /// Re-creates all groups after a reload, from the stored alerts.
+    ///
+    /// Nothing in flight is lost: a resolved alert still waiting in a group
+    /// for its flush is routed again (dropping it delayed its resolved
+    /// notification until the rule engine re-sent it a resend delay later,
+    /// and an alert that resolved and fired again around the reload then
+    /// reached receivers as neither), and a group that continues under the
+    /// same key keeps its flush schedule, so a reload neither restarts
+    /// `group_wait` nor pulls a flush forward.
     pub fn reroute_all(&mut self, now: DateTime<Utc>, now_i: Instant) {
-        self.groups.clear();
+        let mut timing: HashMap<String, (Instant, bool)> = HashMap::new();
+        let mut waiting: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        for (_, g) in self.groups.drain() {
+            waiting.extend(g.alerts.keys().copied());
+            timing.insert(g.key, (g.next_flush, g.has_flushed));
+        }
         self.inhibitor = self.rt.inhibitor();
         let alerts: Vec<Alert> = self.alerts.values().cloned().collect();
         for a in &alerts {
             self.inhibitor.observe(a);
         }
         for a in alerts {
-            if !a.resolved_at(now) {
+            if !a.resolved_at(now) || waiting.contains(&a.fingerprint) {
                 self.route(&a, now, now_i);
+            }
+        }
+        for g in self.groups.values_mut() {
+            if let Some((next_flush, has_flushed)) = timing.get(&g.key) {
+                g.next_flush = *next_flush;
+                g.has_flushed = *has_flushed;
             }
         }
     }

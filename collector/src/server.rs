@@ -523,15 +523,25 @@ async fn maintenance_loop(app: Arc<App>, shutdown: CancellationToken) {
     }
 }
 
-/// Applies reload requests (SIGHUP) until shutdown.
+/// How long file changes must stop before a reload reads the files.
+const RELOAD_QUIET: Duration = Duration::from_millis(300);
+
+/// Applies reload requests (SIGHUP, file changes) until shutdown.
 async fn reload_loop(app: Arc<App>, reload: Arc<tokio::sync::Notify>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = reload.notified() => {
                 // File changes arrive in bursts (editors write, rename,
-                // chmod); settle before reading.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                // chmod): wait until none has come for a moment, so one
+                // save is one reload.
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = reload.notified() => continue,
+                        _ = tokio::time::sleep(RELOAD_QUIET) => break,
+                    }
+                }
                 if let Err(e) = app.reload().await {
                     tracing::error!(error = %e, "reload rejected; the running configuration stays");
                 }

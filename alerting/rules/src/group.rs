@@ -104,6 +104,9 @@ pub struct Group {
     /// Series of rules removed by a reload, marked stale at the next eval.
     stale_series: Vec<Labels>,
     pub last_eval_wall_ms: Option<i64>,
+    /// The aligned timestamp of the last evaluation: a reload continues the
+    /// schedule from here, so no evaluation slot is skipped.
+    pub last_eval_ts_ms: Option<i64>,
     pub eval_duration: Duration,
     pub iterations: u64,
     pub missed_iterations: u64,
@@ -192,6 +195,7 @@ impl Group {
             interval,
             stale_series: Vec::new(),
             last_eval_wall_ms: None,
+            last_eval_ts_ms: None,
             eval_duration: Duration::ZERO,
             iterations: 0,
             missed_iterations: 0,
@@ -223,6 +227,7 @@ impl Group {
     pub fn eval(&mut self, ts_ms: i64, env: &EvalEnv<'_>) {
         let started = Instant::now();
         self.last_eval_wall_ms = Some(wall_ms());
+        self.last_eval_ts_ms = Some(ts_ms);
         self.iterations += 1;
         if !self.stale_series.is_empty() {
             let stale: Vec<(Labels, Sample)> = self
@@ -358,6 +363,10 @@ impl Group {
     /// `CopyState`; series of rules that no longer exist go stale.
     pub fn copy_state(&mut self, from: &Group) {
         self.last_eval_wall_ms = from.last_eval_wall_ms;
+        // The schedule continues only on the same grid.
+        if self.interval == from.interval {
+            self.last_eval_ts_ms = from.last_eval_ts_ms;
+        }
         self.eval_duration = from.eval_duration;
         self.iterations = from.iterations;
         self.missed_iterations = from.missed_iterations;

@@ -100,7 +100,8 @@ impl RuleManager {
     }
 
     /// Swaps in a validated rule set. Groups that continue (same file and
-    /// name) keep their alerts' state and series bookkeeping; removed
+    /// name) keep their alerts' state, series bookkeeping and evaluation
+    /// schedule (see [`next_eval_ms`]); removed
     /// groups' series are marked stale. Running tasks pick the new set up
     /// immediately.
     pub fn update(&self, set: RuleSet) {
@@ -209,15 +210,16 @@ impl RuleManager {
     }
 
     async fn run_group(self: Arc<Self>, g: Arc<Mutex<Group>>, token: CancellationToken) {
-        let (interval, offset) = {
+        let (interval, offset, last) = {
             let g = g.lock();
             (
                 g.interval,
                 eval_offset(&g.spec.file, &g.spec.name, g.interval),
+                g.last_eval_ts_ms,
             )
         };
         let iv = (interval.as_millis() as i64).max(1);
-        let mut next = aligned_eval_ms(wall_ms(), offset, interval) + iv;
+        let mut next = next_eval_ms(last, wall_ms(), offset, interval);
         loop {
             let wait = (next - wall_ms()).max(0) as u64;
             tokio::select! {
@@ -345,6 +347,26 @@ impl RuleManager {
     }
 }
 
+/// The first evaluation of a group task: right after the group's last
+/// evaluation when it continues (a reload restarts every task, and a slot
+/// that fell due while the old task was stopping must still run, or a
+/// transition due then waits a whole interval), else the next aligned slot.
+pub(crate) fn next_eval_ms(
+    last_eval_ts_ms: Option<i64>,
+    now_ms: i64,
+    offset: Duration,
+    interval: Duration,
+) -> i64 {
+    let iv = (interval.as_millis() as i64).max(1);
+    let aligned_next = aligned_eval_ms(now_ms, offset, interval) + iv;
+    match last_eval_ts_ms {
+        // Only a recent last evaluation continues; after a long pause the
+        // group starts on the grid again rather than replaying slots.
+        Some(last) if last + iv <= aligned_next && last + iv > now_ms - iv => last + iv,
+        _ => aligned_next,
+    }
+}
+
 /// One group's numbers for [`RuleManager::render_metrics`].
 struct GroupStat {
     key: String,
@@ -356,4 +378,23 @@ struct GroupStat {
     interval: f64,
     rules: usize,
     last_eval: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restarted_group_task_keeps_the_schedule() {
+        let iv = Duration::from_secs(10);
+        let off = Duration::from_millis(3_000);
+        // Between slots: the next slot, with or without history.
+        assert_eq!(next_eval_ms(None, 25_000, off, iv), 33_000);
+        assert_eq!(next_eval_ms(Some(23_000), 25_000, off, iv), 33_000);
+        // The slot at 33 s fell due while the old task was stopping: it
+        // still runs, at once, instead of waiting for 43 s.
+        assert_eq!(next_eval_ms(Some(23_000), 33_200, off, iv), 33_000);
+        // After a long pause the group starts on the grid again.
+        assert_eq!(next_eval_ms(Some(3_000), 95_000, off, iv), 103_000);
+    }
 }

@@ -258,6 +258,50 @@ fn old_alerts_skip_group_wait_and_reload_keeps_the_log() {
 }
 
 #[test]
+fn reload_keeps_resolutions_in_flight_and_group_timing() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    let labels = [("alertname", "Flap"), ("instance", "a")];
+    st.put(alert(&labels, &c, None), c.wall, c.mono);
+    st.put(
+        alert(&[("alertname", "Steady"), ("instance", "b")], &c, None),
+        c.wall,
+        c.mono,
+    );
+    c.advance(Duration::from_secs(1));
+    assert_eq!(flush(&mut st, &c, &mut ids).len(), 2, "both groups fire");
+
+    // Flap resolves; a reload comes before its group's next flush.
+    c.advance(Duration::from_millis(500));
+    st.put(alert(&labels, &c, Some(c.wall)), c.wall, c.mono);
+    c.advance(Duration::from_millis(100));
+    st.reroute_all(c.wall, c.mono);
+    // The group keeps its schedule: nothing before its group_interval...
+    assert!(flush(&mut st, &c, &mut ids).is_empty());
+    c.advance(Duration::from_millis(1400));
+    // ...and then the resolution goes out, on time.
+    let n = flush(&mut st, &c, &mut ids);
+    assert_eq!(n.len(), 1, "resolved notification sent on schedule");
+    assert_eq!(names(&n[0]), vec!["a:resolved"]);
+
+    // It fires again: a new notification, although the log last saw it
+    // firing before the reload.
+    c.advance(Duration::from_millis(100));
+    st.put(alert(&labels, &c, None), c.wall, c.mono);
+    st.reroute_all(c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    let n = flush(&mut st, &c, &mut ids);
+    assert_eq!(n.len(), 1, "firing again is notified");
+    assert_eq!(names(&n[0]), vec!["a:firing"]);
+    // The untouched group was not pulled forward or repeated by reloads.
+    assert!(
+        st.groups
+            .values()
+            .any(|g| g.key.contains("Steady") && g.has_flushed),
+        "Steady keeps its flushed state"
+    );
+}
+
+#[test]
 fn mute_time_interval_suppresses_route() {
     let cfg = format!(
         "{CFG}time_intervals:\n  - name: always\n    time_intervals:\n      - years: ['1:9999']\n"
