@@ -114,10 +114,46 @@ async fn otlp_metrics(State(st): State<AppState>, headers: HeaderMap, body: Byte
         .stats
         .otlp_points_rejected
         .fetch_add(outcome.rejected, Ordering::Relaxed);
+    st.llm.otlp_refusals(&outcome);
+    // Something refused: 400, as OTLP/HTTP answers a request it cannot take
+    // whole (a `google.rpc.Status` naming what and why); the accepted points
+    // are kept, as remote_write's partial writes are.
+    if outcome.rejected > 0 {
+        let message = format!(
+            "{} data points accepted, {} refused: {}",
+            outcome.accepted,
+            outcome.rejected,
+            outcome.errors.join("; ")
+        );
+        tracing::debug!(%message, "OTLP request partly refused");
+        let status = RpcStatus {
+            code: 3, // INVALID_ARGUMENT
+            message,
+        };
+        return if json {
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({"code": status.code, "message": status.message}).to_string(),
+            )
+                .into_response()
+        } else {
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                status.encode_to_vec(),
+            )
+                .into_response()
+        };
+    }
+    // Exemplars only: the points are kept, the warning says what was not.
     let resp = ExportMetricsServiceResponse {
-        partial_success: (outcome.rejected > 0).then(|| ExportMetricsPartialSuccess {
-            rejected_data_points: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
-            error_message: outcome.errors.join("; "),
+        partial_success: (outcome.exemplars_dropped > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: 0,
+            error_message: format!(
+                "{} exemplars not kept: Vigil stores no exemplars (their data points were accepted)",
+                outcome.exemplars_dropped
+            ),
         }),
     };
     if json {
@@ -130,6 +166,15 @@ async fn otlp_metrics(State(st): State<AppState>, headers: HeaderMap, body: Byte
         )
             .into_response()
     }
+}
+
+/// `google.rpc.Status`, the body of an OTLP/HTTP error answer.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
 }
 
 async fn usage(State(st): State<AppState>, body: Bytes) -> Response {

@@ -265,6 +265,8 @@ pub struct LlmStats {
     pub otlp_points_accepted: AtomicU64,
     pub otlp_points_rejected: AtomicU64,
     pub series_refused: AtomicU64,
+    /// OTLP data refused, by reason (`exemplar` counts exemplars not kept).
+    pub otlp_rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Shared LLM state: the aggregator, the price table and counters.
@@ -342,6 +344,17 @@ impl LlmState {
         }
     }
 
+    /// Counts what an OTLP request had refused, by reason.
+    pub fn otlp_refusals(&self, outcome: &otlp::OtlpOutcome) {
+        let mut by = self.stats.otlp_rejected.lock();
+        for (reason, n) in &outcome.rejected_by_reason {
+            *by.entry(reason).or_insert(0) += n;
+        }
+        if outcome.exemplars_dropped > 0 {
+            *by.entry("exemplar").or_insert(0) += outcome.exemplars_dropped;
+        }
+    }
+
     /// Counts a refused update (logged at debug: the counter is the signal).
     pub(crate) fn refused(&self, e: &UpdateError) {
         if matches!(e, UpdateError::SeriesLimit(_)) {
@@ -377,10 +390,18 @@ impl LlmState {
             ""
         };
         table.push(&[("as_of", as_of)], 1.0);
+        let mut rejected = Family::counter(
+            "vigil_agent_otlp_rejected_total",
+            "OTLP data refused, by reason: data points (exponential_histogram, series_limit, type_conflict, bad_histogram) and exemplars not kept (exemplar).",
+        );
+        for (reason, n) in s.otlp_rejected.lock().iter() {
+            rejected.push(&[("reason", reason)], *n as f64);
+        }
         vec![
             events,
             points,
             table,
+            rejected,
             Family::single(
                 "vigil_agent_llm_series_refused_total",
                 "LLM series updates refused because llm.max_series was reached.",

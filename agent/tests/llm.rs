@@ -406,3 +406,83 @@ async fn usage_events_over_http() {
     stop.cancel();
     h.await.expect("agent stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_types_not_translated_are_refused_by_name_and_the_rest_kept() {
+    let (base, stop, h) = start_agent().await;
+    let client = reqwest::Client::new();
+    // A gauge (with an exemplar, as SDKs attach inside a sampled trace)
+    // beside an exponential histogram, which Vigil cannot store.
+    let body = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},
+      "scopeMetrics":[{"metrics":[
+        {"name":"queue.size","unit":"{request}","gauge":{"dataPoints":[{"asInt":"7","timeUnixNano":"2",
+          "exemplars":[{"asDouble":7,"timeUnixNano":"2","traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174"}]}]}},
+        {"name":"gen_ai.client.operation.duration","unit":"s","exponentialHistogram":{"aggregationTemporality":2,"dataPoints":[
+          {"timeUnixNano":"2","count":"2","sum":1.5,"scale":3,"zeroCount":"0","positive":{"offset":0,"bucketCounts":["1","1"]}}]}}
+      ]}]}]}"#;
+    let r = client
+        .post(format!("{base}/v1/metrics"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 400);
+    let answer: serde_json::Value = r.json().await.expect("a google.rpc.Status as JSON");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("gen_ai.client.operation.duration")
+            && message.contains("exponential histogram")
+            && message.contains("1 data points accepted, 1 refused"),
+        "{answer}"
+    );
+    // The exemplar alone: the point is kept, OTLP's warning says what was not.
+    let only_exemplar = body.replace(
+        r#",
+        {"name":"gen_ai.client.operation.duration","unit":"s","exponentialHistogram":{"aggregationTemporality":2,"dataPoints":[
+          {"timeUnixNano":"2","count":"2","sum":1.5,"scale":3,"zeroCount":"0","positive":{"offset":0,"bucketCounts":["1","1"]}}]}}"#,
+        "",
+    );
+    assert_ne!(only_exemplar, body);
+    let r = client
+        .post(format!("{base}/v1/metrics"))
+        .header("content-type", "application/json")
+        .body(only_exemplar)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        answer["partialSuccess"]["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 exemplars not kept")),
+        "{answer}"
+    );
+    let text = get_text(&format!("{base}/metrics")).await;
+    assert_eq!(
+        metric(&text, "queue_size", &[("job", "svc")]),
+        Some(7.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "vigil_agent_otlp_rejected_total",
+            &[("reason", "exponential_histogram")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "vigil_agent_otlp_rejected_total",
+            &[("reason", "exemplar")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    stop.cancel();
+    h.await.expect("agent stops");
+}

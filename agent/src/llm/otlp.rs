@@ -15,7 +15,11 @@
 //! current semantic conventions see old instrumentation as well.
 //! GenAI histograms also feed the `llm_*` series ([`super::genai`]).
 //! Exponential histograms (native histograms in Prometheus, which the text
-//! format cannot carry) are refused and counted.
+//! format cannot carry) are refused by name and counted; the HTTP door
+//! answers 400 when anything was refused (the rest of the request is kept).
+//! Exemplars are not kept: the points they annotate are, and the answer's
+//! `partial_success` message (OTLP's warning) and a counter say so, since
+//! SDKs attach them by default to points recorded inside a sampled trace.
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -31,16 +35,31 @@ use super::{Aggregator, UpdateError};
 pub struct OtlpOutcome {
     pub accepted: u64,
     pub rejected: u64,
-    /// The first few reasons, for the partial-success message.
+    /// The first few reasons, for the answer's message.
     pub errors: Vec<String>,
+    /// Rejected points by reason (`exponential_histogram`,
+    /// `series_limit`, `type_conflict`, `bad_histogram`).
+    pub rejected_by_reason: std::collections::BTreeMap<&'static str, u64>,
+    /// Exemplars on accepted points, not kept.
+    pub exemplars_dropped: u64,
 }
 
 impl OtlpOutcome {
-    fn reject(&mut self, n: u64, why: String) {
+    fn reject(&mut self, n: u64, reason: &'static str, why: String) {
         self.rejected += n;
+        *self.rejected_by_reason.entry(reason).or_insert(0) += n;
         if self.errors.len() < 5 {
             self.errors.push(why);
         }
+    }
+}
+
+/// The metric label naming why an update was refused.
+pub fn reason(e: &UpdateError) -> &'static str {
+    match e {
+        UpdateError::TypeConflict { .. } => "type_conflict",
+        UpdateError::SeriesLimit(_) => "series_limit",
+        UpdateError::BadHistogram { .. } => "bad_histogram",
     }
 }
 
@@ -319,13 +338,14 @@ pub fn ingest(
                     Ok(()) => out.accepted += 1,
                     Err(e) => {
                         on_refused(&e);
-                        out.reject(1, format!("{}: {e}", m.name));
+                        out.reject(1, reason(&e), format!("{}: {e}", m.name));
                     }
                 };
                 match data {
                     metric::Data::Gauge(g) => {
                         let name = metric_name(&m.name, &m.unit, NameKind::Gauge);
                         for p in &g.data_points {
+                            out.exemplars_dropped += p.exemplars.len() as u64;
                             let labels = point_labels(&res, &p.attributes);
                             let r = agg.value(
                                 &name,
@@ -349,6 +369,7 @@ pub fn ingest(
                         };
                         let name = metric_name(&m.name, &m.unit, nk);
                         for p in &s.data_points {
+                            out.exemplars_dropped += p.exemplars.len() as u64;
                             let labels = point_labels(&res, &p.attributes);
                             let r = agg.value(
                                 &name,
@@ -367,6 +388,7 @@ pub fn ingest(
                             h.aggregation_temporality == AggregationTemporality::Delta as i32;
                         let name = metric_name(&m.name, &m.unit, NameKind::Other);
                         for p in &h.data_points {
+                            out.exemplars_dropped += p.exemplars.len() as u64;
                             let labels = point_labels(&res, &p.attributes);
                             // A point without buckets is a single +Inf bucket.
                             let counts = if p.bucket_counts.is_empty() {
@@ -438,7 +460,8 @@ pub fn ingest(
                     metric::Data::ExponentialHistogram(e) => {
                         out.reject(
                             e.data_points.len() as u64,
-                            format!("{}: exponential histograms are not supported; configure explicit buckets", m.name),
+                            "exponential_histogram",
+                            format!("{}: {} exponential histogram points refused: Vigil stores classic histograms only; configure explicit bucket boundaries (an explicit-bucket histogram view or OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram)", m.name, e.data_points.len()),
                         );
                     }
                 }

@@ -17,7 +17,9 @@
 //! labels) plus `llm_requests_total`, `llm_tokens_total`,
 //! `llm_cost_usd_total` (from the price table), `llm_unpriced_requests_total`,
 //! `llm_rate_limited_total` and `llm_queue_depth`. Invalid events are
-//! reported by index and field; valid ones in the same batch are kept.
+//! reported by index and field; valid ones in the same batch are kept. A
+//! field not listed above refuses its event (`unknown field`), so a typo
+//! such as `input_token` is never accepted and silently counted as zero.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -161,11 +163,32 @@ fn timestamp_field(o: &serde_json::Map<String, Value>, i: usize) -> Result<(), E
     }
 }
 
+/// The fields an event may carry (see the module docs).
+pub const FIELDS: [&str; 10] = [
+    "provider",
+    "model",
+    "operation",
+    "input_tokens",
+    "output_tokens",
+    "duration_seconds",
+    "status",
+    "tenant",
+    "timestamp",
+    "queue_depth",
+];
+
 /// Validates one event.
 pub fn parse_event(i: usize, v: &Value) -> Result<UsageEvent, EventError> {
     let Value::Object(o) = v else {
         return Err(err(i, "", "event must be a JSON object"));
     };
+    if let Some(unknown) = o.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(err(
+            i,
+            unknown,
+            format!("unknown field; known fields: {}", FIELDS.join(", ")),
+        ));
+    }
     let provider = string_field(o, i, "provider", true)?.unwrap_or_default();
     let model = string_field(o, i, "model", true)?.unwrap_or_default();
     let operation = string_field(o, i, "operation", false)?.unwrap_or_else(|| "chat".into());
@@ -471,6 +494,13 @@ mod tests {
             .expect("json");
         assert_eq!(r.rejected, 2);
         assert_eq!(r.errors[1].field, "timestamp");
+        // A misspelt field refuses the event, naming the field.
+        let r = st
+            .ingest_usage(br#"{"provider":"p","model":"m","input_token":5}"#)
+            .expect("json");
+        assert_eq!((r.accepted, r.rejected), (0, 1));
+        assert_eq!(r.errors[0].field, "input_token");
+        assert!(r.errors[0].reason.starts_with("unknown field"));
     }
 
     proptest! {
