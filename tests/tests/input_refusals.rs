@@ -31,7 +31,9 @@ fn rejected(c: &Collector, reason: &str) -> f64 {
 
 fn count(c: &Collector, selector: &str) -> usize {
     let v = c
-        .get_json(&format!("/api/v1/query?query=count_over_time({selector}[1h])"))
+        .get_json(&format!(
+            "/api/v1/query?query=count_over_time({selector}[1h])"
+        ))
         .expect("query");
     v["data"]["result"]
         .as_array()
@@ -124,7 +126,10 @@ fn native_histograms_and_exemplars_are_refused_by_name_and_floats_stored() {
     let status = r.status().as_u16();
     let body = r.text().unwrap_or_default();
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("refused 1 exemplars") && body.contains("jobs_total"), "{body}");
+    assert!(
+        body.contains("refused 1 exemplars") && body.contains("jobs_total"),
+        "{body}"
+    );
     assert_eq!(count(&c, "jobs_total"), 1);
     assert_eq!(rejected(&c, "exemplar"), 2.0);
 }
@@ -161,12 +166,21 @@ fn anomaly_score_skips_bad_lines_and_names_them() {
     // The header is line 1, point i is on line i + 2 plus the bad rows
     // before it.
     assert!(stderr.contains("line 43: skipped (duplicate)"), "{stderr}");
-    assert!(stderr.contains("line 84: skipped (out_of_order)"), "{stderr}");
-    assert!(stderr.contains("line 125: skipped (non_finite)"), "{stderr}");
+    assert!(
+        stderr.contains("line 84: skipped (out_of_order)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 125: skipped (non_finite)"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("150 rows,") && stderr.contains("3 lines skipped"),
         "{stderr}"
     );
     // Scoring went on past every bad line.
-    assert!(rows.last().is_some_and(|r| r.starts_with(&format!("{},", start + 300 * 149))));
+    assert!(
+        rows.last()
+            .is_some_and(|r| r.starts_with(&format!("{},", start + 300 * 149)))
+    );
 }
