@@ -470,19 +470,43 @@ mod tests {
         }
 
         #[test]
-        fn truncated_chunks_error_not_panic(
-            vals in prop::collection::vec(special_value(), 1..40),
-            cut in 0usize..400,
+        fn truncated_chunks_decode_a_true_prefix_or_error(
+            ts in timestamps(),
+            vals in prop::collection::vec(special_value(), 200),
+            cut in 0usize..4000,
         ) {
+            let samples: Vec<(i64, u64)> = ts.iter().copied().zip(vals).collect();
             let mut enc = ChunkEncoder::new();
-            for (i, v) in vals.iter().enumerate() {
-                enc.append(i as i64 * 15_000, f64::from_bits(*v));
+            for &(t, v) in &samples {
+                prop_assert!(enc.append(t, f64::from_bits(v)));
             }
             let bytes = enc.bytes();
             let cut = cut.min(bytes.len());
-            // Any prefix (or garbage header) decodes to Ok or Err, never panics.
-            let _ = decode(&bytes[..cut]);
-            let _ = any_in_range(&bytes[..cut], 0, i64::MAX);
+            let bits = |s: &[Sample]| -> Vec<(i64, u64)> {
+                s.iter().map(|s| (s.timestamp_ms, s.value.to_bits())).collect()
+            };
+            // Whatever a prefix (or a garbage header) yields, it never
+            // panics, and every sample it does yield is bit for bit the one
+            // encoded at that position: NaN payloads and stale markers
+            // included, nothing invented past the cut.
+            let mut partial = Vec::new();
+            match decode_range(&bytes[..cut], i64::MIN, i64::MAX, &mut partial) {
+                Ok(()) => prop_assert_eq!(bits(&partial), samples.clone()),
+                Err(ChunkError::NoHeader) => prop_assert!(cut < 2 && partial.is_empty()),
+                Err(ChunkError::Truncated { decoded, expected }) => {
+                    prop_assert_eq!(expected, samples.len());
+                    prop_assert!(decoded < expected);
+                    prop_assert_eq!(bits(&partial), samples[..decoded].to_vec());
+                }
+                Err(e) => prop_assert!(false, "a prefix of a valid chunk failed with {e:?}"),
+            }
+            // The whole chunk always decodes to exactly what was encoded.
+            let whole = decode(bytes).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            prop_assert_eq!(bits(&whole), samples.clone());
+            let found = any_in_range(&bytes[..cut], i64::MIN, i64::MAX);
+            if let Ok(found) = found {
+                prop_assert_eq!(found, !partial.is_empty());
+            }
         }
     }
 
