@@ -1,5 +1,7 @@
 //! PagerDuty Events API v2 integration: `trigger` while the group fires,
-//! `resolve` when it resolves, deduplicated by a hash of the group key.
+//! `resolve` when it resolves, deduplicated by a hash of the group key; the
+//! body is Alertmanager 0.25's (compared with the real one in
+//! tests/e2e/pagerduty.rs).
 
 use std::time::Duration;
 
@@ -55,20 +57,41 @@ impl Pagerduty {
     }
 }
 
-/// The Events v2 body.
+/// Alertmanager's default `details` (merged under the configured ones).
+const DEFAULT_DETAILS: [(&str, &str); 4] = [
+    (
+        "firing",
+        r#"{{ template "pagerduty.default.instances" .Alerts.Firing }}"#,
+    ),
+    (
+        "resolved",
+        r#"{{ template "pagerduty.default.instances" .Alerts.Resolved }}"#,
+    ),
+    ("num_firing", "{{ .Alerts.Firing | len }}"),
+    ("num_resolved", "{{ .Alerts.Resolved | len }}"),
+];
+
+/// PagerDuty's limit on `payload.summary`, in characters.
+const MAX_SUMMARY_CHARS: usize = 1024;
+
+/// The Events v2 body, field for field as Alertmanager 0.25 builds it:
+/// every field templated, defaults from the `pagerduty.default.*`
+/// templates, severity `error` unless configured, the source defaulting to
+/// the client, images and links kept only when their `src`/`href` renders
+/// non-empty.
 pub fn event(
     cfg: &PagerdutyConfig,
     routing_key: &str,
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<serde_json::Value, NotifyError> {
-    let r = |name: &str, v: &Option<String>, default: String| -> Result<String, NotifyError> {
-        match v {
-            Some(t) => tmpl
-                .render(name, t, d)
-                .map_err(|e| NotifyError::permanent(format!("template {name}: {e}"))),
-            None => Ok(default),
-        }
+    use serde_json::{Map, Value};
+    let render = |name: &str, text: &str| -> Result<String, NotifyError> {
+        tmpl.render(name, text, d)
+            .map_err(|e| NotifyError::permanent(format!("template {name}: {e}")))
+    };
+    let r = |name: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
+        render(name, v.as_deref().unwrap_or(default))
     };
     let dedup_key = hex::encode(Sha256::digest(d.group_key.as_bytes()));
     let action = if d.status == "firing" {
@@ -76,73 +99,103 @@ pub fn event(
     } else {
         "resolve"
     };
-    let summary: String = r(
+    let description = r(
         "description",
         &cfg.description,
-        super::email::default_subject(d),
-    )?
-    .chars()
-    .take(1024)
-    .collect();
-    let mut details = serde_json::Map::new();
-    details.insert("firing".into(), serde_json::Value::from(d.firing().count()));
-    details.insert(
-        "resolved".into(),
-        serde_json::Value::from(d.resolved().count()),
-    );
-    details.insert(
-        "num_firing".into(),
-        serde_json::Value::from(d.firing().count().to_string()),
-    );
-    for (k, v) in &cfg.details {
-        details.insert(
-            k.clone(),
-            serde_json::Value::String(tmpl.render(k, v, d).map_err(NotifyError::permanent)?),
-        );
-    }
-    let sev = r(
-        "severity",
-        &cfg.severity,
-        match d.severity().as_str() {
-            "critical" | "page" => "critical".into(),
-            "warning" | "warn" => "warning".into(),
-            "error" => "error".into(),
-            _ => "info".into(),
-        },
+        r#"{{ template "pagerduty.default.description" . }}"#,
     )?;
+    let summary = truncate_chars(&description, MAX_SUMMARY_CHARS);
+    let mut details = Map::new();
+    for (k, v) in DEFAULT_DETAILS {
+        if !cfg.details.contains_key(k) {
+            details.insert(k.into(), Value::String(render(k, v)?));
+        }
+    }
+    for (k, v) in &cfg.details {
+        details.insert(k.clone(), Value::String(render(k, v)?));
+    }
+    let client = r(
+        "client",
+        &cfg.client,
+        r#"{{ template "pagerduty.default.client" . }}"#,
+    )?;
+    let source = match &cfg.source {
+        Some(t) => render("source", t)?,
+        None => client.clone(),
+    };
     let mut payload = serde_json::json!({
         "summary": summary,
-        "source": r("source", &cfg.source, r("client", &cfg.client, "Vigil".into())?)?,
-        "severity": sev,
-        "custom_details": details,
+        "source": source,
+        "severity": r("severity", &cfg.severity, "error")?,
     });
     for (k, v) in [
         ("class", &cfg.class),
         ("component", &cfg.component),
         ("group", &cfg.group),
     ] {
-        if let Some(t) = v {
-            payload[k] =
-                serde_json::Value::String(tmpl.render(k, t, d).map_err(NotifyError::permanent)?);
+        let rendered = r(k, v, "")?;
+        if !rendered.is_empty() {
+            payload[k] = Value::String(rendered);
         }
+    }
+    if !details.is_empty() {
+        payload["custom_details"] = Value::Object(details);
     }
     let mut ev = serde_json::json!({
-        "routing_key": routing_key,
-        "event_action": action,
+        "routing_key": render("routing_key", routing_key)?,
         "dedup_key": dedup_key,
-        "client": r("client", &cfg.client, "Vigil".into())?,
-        "client_url": r("client_url", &cfg.client_url, d.external_url.clone())?,
+        "event_action": action,
+        "payload": payload,
     });
-    if action == "trigger" {
-        ev["payload"] = payload;
-        if !cfg.images.is_empty() {
-            ev["images"] = serde_json::Value::Array(cfg.images.clone());
-        }
-        if !cfg.links.is_empty() {
-            ev["links"] = serde_json::Value::Array(cfg.links.clone());
+    let client_url = r(
+        "client_url",
+        &cfg.client_url,
+        r#"{{ template "pagerduty.default.clientURL" . }}"#,
+    )?;
+    for (k, v) in [("client", client), ("client_url", client_url)] {
+        if !v.is_empty() {
+            ev[k] = Value::String(v);
         }
     }
+    let field = |item: &Value, k: &str| -> Result<String, NotifyError> {
+        render(k, item.get(k).and_then(Value::as_str).unwrap_or_default())
+    };
+    let mut images = Vec::new();
+    for item in &cfg.images {
+        let src = field(item, "src")?;
+        if !src.is_empty() {
+            images.push(serde_json::json!({
+                "src": src,
+                "alt": field(item, "alt")?,
+                "href": field(item, "href")?,
+            }));
+        }
+    }
+    let mut links = Vec::new();
+    for item in &cfg.links {
+        let href = field(item, "href")?;
+        if !href.is_empty() {
+            links.push(serde_json::json!({"href": href, "text": field(item, "text")?}));
+        }
+    }
+    if !images.is_empty() {
+        ev["images"] = Value::Array(images);
+    }
+    if !links.is_empty() {
+        ev["links"] = Value::Array(links);
+    }
     Ok(ev)
+}
+
+/// Alertmanager's `TruncateInRunes`: at most `n` characters, the last one
+/// an ellipsis when something was cut.
+fn truncate_chars(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 #[cfg(test)]
@@ -183,7 +236,9 @@ mod tests {
         )
         .expect("event");
         assert_eq!(fire["event_action"], "trigger");
-        assert_eq!(fire["payload"]["severity"], "critical");
+        // Alertmanager's default: `error` whatever the alerts' labels say.
+        assert_eq!(fire["payload"]["severity"], "error");
+        assert_eq!(fire["payload"]["custom_details"]["num_firing"], "1");
         assert_eq!(res["event_action"], "resolve");
         assert_eq!(fire["dedup_key"], res["dedup_key"]);
     }

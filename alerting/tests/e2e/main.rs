@@ -5,6 +5,7 @@ mod crash;
 mod email;
 mod extensions;
 mod msteams_sms;
+mod pagerduty;
 mod parity;
 mod pushover;
 mod receivers;
@@ -29,6 +30,11 @@ use serde_json::Value;
 mod ports;
 pub use ports::free_port;
 
+/// Test certificates made with the openssl command line.
+#[path = "../../../tests/src/certs.rs"]
+#[allow(dead_code)]
+mod certs;
+
 /// A request seen by the capture server.
 #[derive(Debug, Clone)]
 pub struct Captured {
@@ -37,6 +43,8 @@ pub struct Captured {
     pub headers: HeaderMap,
     /// The status the server answered with.
     pub status: u16,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 type CaptureState = (Arc<Mutex<Vec<Captured>>>, Arc<AtomicU16>);
@@ -59,6 +67,7 @@ impl Capture {
                  uri: Uri,
                  headers: HeaderMap,
                  body: axum::body::Bytes| async move {
+                    let at = Instant::now();
                     let code = status.load(Ordering::SeqCst);
                     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     reqs.lock().push(Captured {
@@ -66,6 +75,7 @@ impl Capture {
                         body,
                         headers,
                         status: code,
+                        at,
                     });
                     StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
                 },
@@ -190,13 +200,14 @@ pub async fn start_vigil(config: &str, dir: &Path, extra: &[&str]) -> Proc {
     Proc { child, url }
 }
 
-/// Starts the real Alertmanager 0.25 if installed.
-pub async fn start_alertmanager(config: &str, dir: &Path) -> Option<Proc> {
+/// Starts the real Alertmanager 0.25, the oracle of the parity tests
+/// (tests/run.sh installs it; a missing one fails the test).
+pub async fn start_alertmanager(config: &str, dir: &Path) -> Proc {
     let bin = PathBuf::from("/usr/bin/prometheus-alertmanager");
-    if !bin.exists() {
-        eprintln!("prometheus-alertmanager not installed; skipping the comparison");
-        return None;
-    }
+    assert!(
+        bin.exists(),
+        "/usr/bin/prometheus-alertmanager is missing: apt-get install prometheus-alertmanager (tests/run.sh does)"
+    );
     let cfg = dir.join("am.yml");
     std::fs::write(&cfg, config).expect("write config");
     let port = free_port();
@@ -212,7 +223,7 @@ pub async fn start_alertmanager(config: &str, dir: &Path) -> Option<Proc> {
         .expect("spawn alertmanager");
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&url, &mut child).await;
-    Some(Proc { child, url })
+    Proc { child, url }
 }
 
 /// POSTs alerts to `/api/v2/alerts`.
