@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or a used one: installs what the
 # tests need (Debian packages, Python packages), starts PostgreSQL and Redis
-# if they are not running, then runs every test of the workspace.
+# if they are not running, then runs every test of the workspace. Tests do
+# not skip: a tool missing here makes its test fail with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,11 +13,14 @@ for pair in prometheus:prometheus promtool:prometheus prometheus-alertmanager:pr
     amtool:prometheus-alertmanager prometheus-node-exporter:prometheus-node-exporter \
     prometheus-postgres-exporter:prometheus-postgres-exporter prometheus-redis-exporter:prometheus-redis-exporter \
     redis-server:redis-server psql:postgresql-client openssl:openssl \
-    chromium:chromium chromedriver:chromium-driver; do
+    systemd-analyze:systemd chromium:chromium chromedriver:chromium-driver \
+    victoria-metrics:victoria-metrics python3:python3 pip3:python3-pip; do
     bin=${pair%%:*}; pkg=${pair#*:}
     command -v "$bin" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# Time intervals with a `location` read the IANA zone files.
+[ -e /usr/share/zoneinfo/Europe/Berlin ] || need_apt+=(tzdata)
 if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -44,12 +48,16 @@ fi
 redis-cli -h 127.0.0.1 -p 6379 ping
 
 log "Python packages for the peer tests (scikit-learn, aiosmtpd, OpenTelemetry SDK)"
-python3 -c 'import sklearn, aiosmtpd, opentelemetry.exporter.otlp.proto.http' 2>/dev/null || \
-    python3 -m pip install --quiet --disable-pip-version-check scikit-learn aiosmtpd \
-        opentelemetry-sdk opentelemetry-exporter-otlp-proto-http
+py_pkgs=(scikit-learn aiosmtpd opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)
+if ! python3 -c 'import sklearn, aiosmtpd, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+    # Debian's own python3 refuses pip without --break-system-packages (PEP 668).
+    python3 -m pip install --quiet --disable-pip-version-check "${py_pkgs[@]}" ||
+        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${py_pkgs[@]}"
+fi
 # The Kubernetes manifests' schema check (tests/tests/kubernetes.rs).
 command -v kubernetes-validate >/dev/null 2>&1 || \
-    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages kubernetes-validate
 
 log "building"
 cargo build --workspace --bins --tests

@@ -3,9 +3,11 @@
 //! every sample collected meanwhile must arrive afterwards, none twice, in
 //! order — also when the agent is restarted in the middle of the outage.
 //!
-//! The issue asks for a one-minute outage; `OUTAGE` is 20 s to keep the
-//! suite fast on a 2-core CI machine (the agent's behaviour does not depend
-//! on the length: data sits in the disk buffer either way).
+//! The outage is measured in the agent's own collections (`OUTAGE_COLLECTIONS`,
+//! 20 at a 1 s interval: the issue asked for a minute; the agent's
+//! behaviour does not depend on the length, data sits in the disk buffer
+//! either way), never in seconds: a busy machine collects late, and the
+//! test then simply waits longer.
 
 mod common;
 
@@ -13,8 +15,12 @@ use std::time::{Duration, Instant};
 
 use common::{AgentProc, Receiver, get_text, metric};
 
-/// How long the receiver is unavailable (half answering 503, half down).
-const OUTAGE: Duration = Duration::from_secs(20);
+/// Collections the receiver is unavailable for (half answering 503, half
+/// down).
+const OUTAGE_COLLECTIONS: usize = 20;
+
+/// Generous deadline for anything awaited: only a hang should reach it.
+const DEADLINE: Duration = Duration::from_secs(120);
 
 fn config(url: &str, data_dir: &std::path::Path) -> String {
     format!(
@@ -58,6 +64,32 @@ async fn wait_for_count(rx: &Receiver, want: usize, within: Duration) -> Vec<i64
     }
 }
 
+/// Waits until the agent has made `n` more collections than `from` and
+/// counted at least one failed send: the outage has then lasted `n`
+/// collections, however slowly the machine runs them.
+async fn wait_outage(agent: &AgentProc, from: usize, n: usize) -> usize {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let text = get_text(&agent.url("/metrics")).await;
+        let done = metric(
+            &text,
+            "vigil_agent_collections_total",
+            &[("collector", "system")],
+        )
+        .unwrap_or(0.0) as usize;
+        let failures = metric(&text, "vigil_agent_remote_write_failures_total", &[]).unwrap_or(0.0);
+        if done >= from + n && failures > 0.0 {
+            return done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} collections and {failures} failed sends during the outage",
+            done.saturating_sub(from)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_is_buffered_and_replayed_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -68,29 +100,29 @@ async fn outage_is_buffered_and_replayed_in_order() {
         &[],
     );
     agent.wait_healthy().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
-        !rx.timestamps(SERIES).is_empty(),
+        !wait_for_count(&rx, 1, DEADLINE).await.is_empty(),
         "nothing shipped while the receiver was up"
     );
 
     // Outage: first the receiver fails every request, then it is gone.
+    // The collections counted between the two timestamps all happened
+    // inside the outage.
     let outage_start = common_now_ms();
+    let c0 = collections(&agent).await as usize;
     rx.status.store(503, std::sync::atomic::Ordering::SeqCst);
-    tokio::time::sleep(OUTAGE / 2).await;
+    let c1 = wait_outage(&agent, c0, OUTAGE_COLLECTIONS / 2).await;
     rx.down().await;
-    tokio::time::sleep(OUTAGE / 2).await;
+    let c2 = wait_outage(&agent, c1, OUTAGE_COLLECTIONS / 2).await;
     let text = get_text(&agent.url("/metrics")).await;
     let buffered = metric(&text, "vigil_agent_buffer_samples", &[]).unwrap_or(0.0);
-    let failures = metric(&text, "vigil_agent_remote_write_failures_total", &[]).unwrap_or(0.0);
     assert!(buffered > 0.0, "nothing buffered during the outage");
-    assert!(failures > 0.0, "no failed sends counted during the outage");
     let outage_end = common_now_ms();
 
     rx.status.store(204, std::sync::atomic::Ordering::SeqCst);
     rx.up().await;
     let collected = collections(&agent).await as usize;
-    let ts = wait_for_count(&rx, collected, Duration::from_secs(30)).await;
+    let ts = wait_for_count(&rx, collected, DEADLINE).await;
     assert!(
         ts.len() >= collected,
         "{} of {collected} collections arrived after the outage",
@@ -101,10 +133,12 @@ async fn outage_is_buffered_and_replayed_in_order() {
         .iter()
         .filter(|t| **t >= outage_start && **t <= outage_end)
         .count();
-    let expected = OUTAGE.as_secs() as usize;
+    // Every collection counted during the outage arrived; one may be
+    // stamped just before `outage_start` (collected before, counted after).
+    let expected = c2 - c0;
     assert!(
-        during + 3 >= expected,
-        "only {during} samples collected during a {expected} s outage at a 1 s interval arrived"
+        during + 1 >= expected,
+        "only {during} of the {expected} samples collected during the outage arrived"
     );
 }
 
@@ -117,9 +151,10 @@ async fn buffer_survives_an_agent_restart_during_the_outage() {
 
     let mut first = AgentProc::spawn(&cfg, dir.path(), &[]);
     first.wait_healthy().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for_count(&rx, 1, DEADLINE).await;
     rx.status.store(503, std::sync::atomic::Ordering::SeqCst);
-    tokio::time::sleep(OUTAGE / 2).await;
+    let c0 = collections(&first).await as usize;
+    wait_outage(&first, c0, OUTAGE_COLLECTIONS / 2).await;
     let c1 = collections(&first).await as usize;
     first.terminate();
 
@@ -127,11 +162,11 @@ async fn buffer_survives_an_agent_restart_during_the_outage() {
     rx.down().await;
     let second = AgentProc::spawn(&cfg, dir.path(), &[]);
     second.wait_healthy().await;
-    tokio::time::sleep(OUTAGE / 2).await;
+    wait_outage(&second, 0, OUTAGE_COLLECTIONS / 2).await;
     rx.status.store(204, std::sync::atomic::Ordering::SeqCst);
     rx.up().await;
     let c2 = collections(&second).await as usize;
-    let ts = wait_for_count(&rx, c1 + c2, Duration::from_secs(30)).await;
+    let ts = wait_for_count(&rx, c1 + c2, DEADLINE).await;
     // One more collection may slip in between reading the first agent's
     // counter and its SIGTERM; nothing else may be extra or missing.
     assert!(

@@ -470,9 +470,11 @@ mod tests {
 
     #[test]
     fn zone_location_shifts_the_clock() {
-        if !Path::new("/usr/share/zoneinfo/Europe/Berlin").exists() {
-            return;
-        }
+        // tests/run.sh installs tzdata; without it this would prove nothing.
+        assert!(
+            Path::new("/usr/share/zoneinfo/Europe/Berlin").exists(),
+            "/usr/share/zoneinfo/Europe/Berlin is missing: apt-get install tzdata (tests/run.sh does)"
+        );
         let i = interval(
             "times:\n  - start_time: '09:00'\n    end_time: '10:00'\nlocation: Europe/Berlin\n",
         );

@@ -61,6 +61,13 @@ fn series() -> impl Strategy<Value = Vec<(i64, f64)>> {
     })
 }
 
+/// A cut point past the detector's warm-up (so at least one scored point
+/// lies before it), at fraction `cut` of the points that follow it.
+fn past_warm_up(len: usize, cut: f64) -> usize {
+    let warm = detector_cfg(0).min_points + 1;
+    warm + ((len.saturating_sub(warm) as f64) * cut) as usize
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
@@ -136,9 +143,13 @@ proptest! {
 
     #[test]
     fn detector_scores_are_finite_and_bounded(points in series(), seed in any::<u64>()) {
-        let mut d = StreamingDetector::new(detector_cfg(seed)).expect("valid");
+        let cfg = detector_cfg(seed);
+        let mut d = StreamingDetector::new(cfg.clone()).expect("valid");
+        let n = points.len();
+        let mut scored = 0;
         for (t, v) in points {
             if let Some(s) = d.push(t, v).expect("valid point") {
+                scored += 1;
                 prop_assert!(s.score.is_finite() && s.score > 0.0 && s.score <= 1.0);
                 prop_assert!((0.0..=100.0).contains(&s.score_percentile));
                 prop_assert_eq!(s.details.is_some(), s.is_anomaly);
@@ -149,31 +160,42 @@ proptest! {
                 }
             }
         }
+        // Every point after the warm-up is scored: the checks above ran.
+        prop_assert!(scored + cfg.min_points > n, "{scored} of {n} points scored");
     }
 
     #[test]
     fn no_look_ahead(points in series(), cut in 0.0f64..1.0, seed in any::<u64>()) {
-        let k = ((points.len() as f64) * cut) as usize;
+        // The prefix always reaches past the warm-up, so scores (not only
+        // `None`s) are compared.
+        let k = past_warm_up(points.len(), cut);
         let mut full = StreamingDetector::new(detector_cfg(seed)).expect("valid");
         let all: Vec<_> = points.iter().map(|&(t, v)| full.push(t, v).expect("valid")).collect();
         let mut prefix = StreamingDetector::new(detector_cfg(seed)).expect("valid");
         for (i, &(t, v)) in points[..k].iter().enumerate() {
             prop_assert_eq!(&prefix.push(t, v).expect("valid"), &all[i], "point {}", i);
         }
+        prop_assert!(all[..k].iter().any(Option::is_some), "no score in the first {k} points");
     }
 
     #[test]
     fn restored_detector_continues_identically(points in series(), cut in 0.0f64..1.0, seed in any::<u64>()) {
-        let k = ((points.len() as f64) * cut) as usize;
+        // Saved after the warm-up, so a trained model is persisted, with at
+        // least one point left to push after the restore.
+        let k = past_warm_up(points.len(), cut).min(points.len() - 1);
         let mut a = StreamingDetector::new(detector_cfg(seed)).expect("valid");
         for &(t, v) in &points[..k] {
             a.push(t, v).expect("valid");
         }
         let mut b = StreamingDetector::from_bytes(&a.to_bytes().expect("encode")).expect("decode");
         prop_assert_eq!(&a, &b);
+        let mut scored = 0;
         for &(t, v) in &points[k..] {
-            prop_assert_eq!(a.push(t, v).expect("valid"), b.push(t, v).expect("valid"));
+            let (x, y) = (a.push(t, v).expect("valid"), b.push(t, v).expect("valid"));
+            scored += usize::from(x.is_some());
+            prop_assert_eq!(x, y);
         }
+        prop_assert!(scored > 0, "no point scored after the restore");
     }
 
     #[test]

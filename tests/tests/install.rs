@@ -2,8 +2,8 @@
 //! would use them: install into a staging root (`DESTDIR`) with the real
 //! binaries, compare files and modes with `tests/fixtures/deploy/`, run it
 //! again and see nothing change, keep edited configuration, uninstall, purge;
-//! and `systemd-analyze verify` / `security --offline` on the units when
-//! systemd's tools are installed (Debian package `systemd`).
+//! and `systemd-analyze verify` / `security --offline` on the units
+//! (Debian package `systemd`, which tests/run.sh installs).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -741,19 +741,23 @@ fn analyze_root() -> tempfile::TempDir {
     root
 }
 
-fn systemd_analyze_available() -> bool {
-    Command::new("systemd-analyze")
+/// Fails the test loudly when systemd's tools are missing: tests/run.sh
+/// installs them (Debian package `systemd`), so a missing tool is a broken
+/// test machine, not a reason to pass.
+fn require_systemd_analyze() {
+    let ok = Command::new("systemd-analyze")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "systemd-analyze is not installed: apt-get install systemd (tests/run.sh does)"
+    );
 }
 
 #[test]
 fn units_pass_systemd_analyze_verify() {
-    if !systemd_analyze_available() {
-        println!("SKIPPED: systemd-analyze not installed (apt-get install systemd)");
-        return;
-    }
+    require_systemd_analyze();
     let root = analyze_root();
     let units: Vec<PathBuf> = ["vigil.service", "vigil-agent.service"]
         .iter()
@@ -778,10 +782,7 @@ fn units_pass_systemd_analyze_verify() {
 
 #[test]
 fn units_exposure_stays_low() {
-    if !systemd_analyze_available() {
-        println!("SKIPPED: systemd-analyze not installed (apt-get install systemd)");
-        return;
-    }
+    require_systemd_analyze();
     let root = analyze_root();
     // The scores deploy/README.md reports; a change that weakens a unit
     // must update the README (and justify it there).

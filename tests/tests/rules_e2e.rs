@@ -47,6 +47,46 @@ fn alert_state(c: &Collector) -> Option<(String, String)> {
     })
 }
 
+/// The rule group's completed iterations, from the collector's /metrics.
+fn iterations(c: &Collector) -> u64 {
+    let text = reqwest::blocking::get(c.url("/metrics"))
+        .and_then(|r| r.text())
+        .expect("metrics");
+    text.lines()
+        .filter(|l| l.starts_with("vigil_rule_group_iterations_total{") && l.contains(";e2e\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Waits until the group has completed `n` more iterations than now: every
+/// rule has then been evaluated over whatever was stored before the call.
+fn wait_iterations(c: &Collector, n: u64) {
+    let from = iterations(c);
+    wait_for("rule evaluations", Duration::from_secs(30), || {
+        (iterations(c) >= from + n).then_some(())
+    });
+}
+
+/// Raw samples of `selector` over the last `window_ms`, as (seconds, value).
+fn samples(c: &Collector, selector: &str, window_ms: i64) -> Vec<(f64, String)> {
+    let r: Value = reqwest::blocking::Client::new()
+        .get(c.url("/api/v1/query"))
+        .query(&[
+            ("query", format!("{selector}[{window_ms}ms]")),
+            ("time", format!("{:.3}", now_ms() as f64 / 1000.0)),
+        ])
+        .send()
+        .and_then(|r| r.json())
+        .expect("query");
+    r["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| Some((v[0].as_f64()?, v[1].as_str()?.to_string())))
+        .collect()
+}
+
 fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
@@ -92,9 +132,20 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
     let data = dir.path().join("data");
     let mut c = Collector::start_on(&data, port, &args).expect("collector starts");
 
-    // Below the threshold: nothing.
+    // Below the threshold: nothing, after evaluations that saw the value
+    // (the recording rule stored it, then two whole group iterations ran).
     push_depth(&c, 10.0);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(
+        "the rules to see the sample",
+        Duration::from_secs(30),
+        || {
+            let q = c
+                .get_json("/api/v1/query?query=job%3Aqueue_depth%3Amax")
+                .ok()?;
+            (q["data"]["result"][0]["value"][1] == "10").then_some(())
+        },
+    );
+    wait_iterations(&c, 2);
     assert_eq!(alert_state(&c), None);
 
     // Above it, kept fed: pending first, then firing after `for`.
@@ -135,8 +186,8 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
         .terminate(Duration::from_secs(30))
         .expect("graceful stop");
     feeder_stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let restart_ms = now_ms();
     let c = Collector::start_on(&data, port, &args).expect("collector restarts");
-    let restarted = Instant::now();
     let feeder = start_feeder(&c);
     let (_, restored_active_at) = wait_for("firing after restart", Duration::from_secs(30), || {
         alert_state(&c).filter(|(s, _)| s == "firing")
@@ -148,10 +199,32 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
         active_at.get(..19),
         "activeAt must survive a restart: {restored_active_at} vs {active_at}"
     );
+    // A restored firing alert does not wait its `for` again: counted in
+    // evaluations, not seconds. Waiting 4 s at a 1 s interval would take
+    // five (pending at the first, firing at the fifth); the restore fires
+    // it at the evaluation after the one that restored it.
+    let window = now_ms() - restart_ms;
+    let restart_s = restart_ms as f64 / 1000.0;
+    let first_firing = samples(
+        &c,
+        "ALERTS{alertname=\"QueueTooDeep\",alertstate=\"firing\"}",
+        window,
+    )
+    .into_iter()
+    .map(|(t, _)| t)
+    .filter(|t| *t > restart_s)
+    .fold(f64::INFINITY, f64::min);
     assert!(
-        restarted.elapsed() < Duration::from_secs(4),
-        "a restored firing alert must not wait its `for` again ({:?})",
-        restarted.elapsed()
+        first_firing.is_finite(),
+        "no ALERTS sample after the restart"
+    );
+    let evaluations = samples(&c, "job:queue_depth:max", window)
+        .into_iter()
+        .filter(|(t, _)| *t > restart_s && *t <= first_firing)
+        .count();
+    assert!(
+        (1..5).contains(&evaluations),
+        "fired at evaluation {evaluations} after the restart: the `for` was waited again"
     );
 
     // The recorded series and ALERTS are in the store.
@@ -167,23 +240,11 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
         .expect("query");
     assert_eq!(q["data"]["result"][0]["value"][1], "80", "{q}");
 
-    // The webhook receiver got one firing notification, before and after
-    // the restart together, with the rendered annotation.
-    std::thread::sleep(Duration::from_secs(3));
-    let firing: Vec<Value> = bodies
-        .lock()
-        .map(|b| {
-            b.iter()
-                .filter(|b| b["status"] == "firing")
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(
-        firing.len(),
-        1,
-        "exactly one firing notification: {firing:?}"
-    );
+    // The webhook receiver's firing notification has the rendered
+    // annotation. (That it stays the only one across the restart is
+    // checked at the end, once a later notification proves the group was
+    // flushed after the restart.)
+    let firing: Vec<Value> = firing_bodies(&bodies);
     let firing = &firing[0];
     assert_eq!(firing["version"], "4");
     assert_eq!(firing["alerts"][0]["labels"]["alertname"], "QueueTooDeep");
@@ -210,6 +271,14 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
     assert_eq!(
         rules_api["data"]["groups"][0]["rules"][1]["name"], "QueueTooDeep",
         "{rules_api}"
+    );
+    // The old rules keep evaluating (not merely listed), and the alert
+    // keeps its state.
+    wait_iterations(&c, 2);
+    assert_eq!(
+        alert_state(&c),
+        Some(("firing".to_string(), restored_active_at.clone())),
+        "the rejected reload left the running alert alone"
     );
     let metrics = reqwest::blocking::get(c.url("/metrics"))
         .expect("metrics")
@@ -245,4 +314,24 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
             .any(|b| b["status"] == "resolved")
             .then_some(())
     });
+    // The group was flushed after the restart (it sent the resolution), and
+    // the only firing notification is still the one from before it.
+    let firing = firing_bodies(&bodies);
+    assert_eq!(
+        firing.len(),
+        1,
+        "exactly one firing notification across the restart: {firing:?}"
+    );
+}
+
+fn firing_bodies(bodies: &std::sync::Mutex<Vec<Value>>) -> Vec<Value> {
+    bodies
+        .lock()
+        .map(|b| {
+            b.iter()
+                .filter(|b| b["status"] == "firing")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -37,9 +37,7 @@ fn strip(mut v: Value) -> Value {
 async fn webhook_body_matches_alertmanager() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cap = Capture::start().await;
-    let Some(am) = start_alertmanager(&config(&cap.url, "am"), dir.path()).await else {
-        return;
-    };
+    let am = start_alertmanager(&config(&cap.url, "am"), dir.path()).await;
     let vigil = start_vigil(&config(&cap.url, "vigil"), dir.path(), &[]).await;
 
     let start = chrono::Utc::now() - chrono::Duration::seconds(2);
