@@ -222,6 +222,7 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
         .into_iter()
         .filter(|(t, _)| *t > restart_s && *t <= first_firing)
         .count();
+    println!("restored alert fired at evaluation {evaluations} after the restart");
     assert!(
         (1..5).contains(&evaluations),
         "fired at evaluation {evaluations} after the restart: the `for` was waited again"
