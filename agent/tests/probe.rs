@@ -118,6 +118,7 @@ async fn probes_report_blackbox_series_for_http_and_https() {
     let config = format!(
         r#"
 interval: 1s
+remote_write: {{ url: "" }}
 system: {{ enabled: false }}
 llm: {{ enabled: false }}
 probes:
