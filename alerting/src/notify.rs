@@ -3,6 +3,7 @@
 //! integrations themselves, and template rendering with Alertmanager's
 //! helpers (`.Alerts.Firing`, `.CommonLabels.SortedPairs`, ...).
 
+pub mod common;
 pub mod discord;
 pub mod email;
 pub mod http;
@@ -478,6 +479,36 @@ impl Templates {
     ) -> Result<String, NotifyError> {
         self.render_html(field, text, d)
             .map_err(|e| NotifyError::permanent(format!("template {field}: {e}")))
+    }
+
+    /// A receiver field that may be left out: its own template, else
+    /// `default` (Alertmanager's default for that field).
+    pub fn field_or(
+        &self,
+        d: &NotificationData,
+        field: &str,
+        own: &Option<String>,
+        default: &str,
+    ) -> Result<String, NotifyError> {
+        self.field(d, field, own.as_deref().unwrap_or(default))
+    }
+
+    /// [`Templates::field_or`], HTML-escaping printed values when `html`
+    /// (Telegram's `HTML` parse mode, Pushover's `html`).
+    pub fn field_or_html(
+        &self,
+        d: &NotificationData,
+        field: &str,
+        own: &Option<String>,
+        default: &str,
+        html: bool,
+    ) -> Result<String, NotifyError> {
+        let text = own.as_deref().unwrap_or(default);
+        if html {
+            self.field_html(d, field, text)
+        } else {
+            self.field(d, field, text)
+        }
     }
 
     fn render_mode(

@@ -261,16 +261,11 @@ pub mod defaults {
 /// messages. `Err` carries the reason; the caller locates it.
 pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Result<(), String> {
     for o in &r.opsgenie_configs {
-        if o.api_key.is_some() && o.api_key_file.is_some() {
-            return Err("at most one of api_key & api_key_file must be configured".into());
-        }
-        if o.api_key.is_none()
-            && o.api_key_file.is_none()
-            && global.opsgenie_api_key.is_none()
-            && global.opsgenie_api_key_file.is_none()
-        {
-            return Err("no global OpsGenie API Key set".into());
-        }
+        check_api_key(
+            (&o.api_key, &o.api_key_file),
+            (&global.opsgenie_api_key, &global.opsgenie_api_key_file),
+            "no global OpsGenie API Key set",
+        )?;
         for resp in &o.responders {
             if resp.id.is_empty() && resp.username.is_empty() && resp.name.is_empty() {
                 return Err(format!(
@@ -295,16 +290,11 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
         if v.routing_key.is_empty() {
             return Err("missing Routing key in VictorOps config".into());
         }
-        if v.api_key.is_some() && v.api_key_file.is_some() {
-            return Err("at most one of api_key & api_key_file must be configured".into());
-        }
-        if v.api_key.is_none()
-            && v.api_key_file.is_none()
-            && global.victorops_api_key.is_none()
-            && global.victorops_api_key_file.is_none()
-        {
-            return Err("no global VictorOps API Key set".into());
-        }
+        check_api_key(
+            (&v.api_key, &v.api_key_file),
+            (&global.victorops_api_key, &global.victorops_api_key_file),
+            "no global VictorOps API Key set",
+        )?;
         const RESERVED: [&str; 7] = [
             "routing_key",
             "message_type",
@@ -324,10 +314,10 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
         check_http(v.http_config.as_ref())?;
     }
     for p in &r.pushover_configs {
-        if p.user_key.as_ref().is_none_or(|s| s.0.is_empty()) {
+        if blank(&p.user_key) {
             return Err("missing user key in Pushover config".into());
         }
-        if p.token.as_ref().is_none_or(|s| s.0.is_empty()) {
+        if blank(&p.token) {
             return Err("missing token in Pushover config".into());
         }
         check_http(p.http_config.as_ref())?;
@@ -360,9 +350,7 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
                     .into(),
             );
         }
-        if (s.sigv4.access_key.is_empty())
-            != s.sigv4.secret_key.as_ref().is_none_or(|k| k.0.is_empty())
-        {
+        if s.sigv4.access_key.is_empty() != blank(&s.sigv4.secret_key) {
             return Err(
                 "must provide a AWS SigV4 Access key and Secret Key if credentials are specified in the SNS config"
                     .into(),
@@ -378,7 +366,7 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
         check_http(s.http_config.as_ref())?;
     }
     for t in &r.telegram_configs {
-        if t.bot_token.as_ref().is_none_or(|s| s.0.is_empty()) {
+        if blank(&t.bot_token) {
             return Err("missing bot_token on telegram_config".into());
         }
         if t.chat_id == 0 {
@@ -402,16 +390,12 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
         check_http(d.http_config.as_ref())?;
     }
     for m in &r.msteams_configs {
+        at_most_one(&m.webhook_url, &m.webhook_url_file, "webhook_url")?;
         match (&m.webhook_url, &m.webhook_url_file) {
             (None, None) => {
                 return Err("one of webhook_url or webhook_url_file must be configured".into());
             }
-            (Some(_), Some(_)) => {
-                return Err(
-                    "at most one of webhook_url & webhook_url_file must be configured".into(),
-                );
-            }
-            (Some(u), None) => super::types::check_url(&u.0)?,
+            (Some(u), _) => super::types::check_url(&u.0)?,
             _ => {}
         }
         check_http(m.http_config.as_ref())?;
@@ -446,6 +430,39 @@ pub fn validate_extra(r: &super::ReceiverConfig, global: &GlobalConfig) -> Resul
         check_http(w.http_config.as_ref())?;
     }
     Ok(())
+}
+
+/// Alertmanager's rule for a secret given inline or as `<field>_file`:
+/// not both.
+fn at_most_one(inline: &Option<Secret>, file: &Option<PathBuf>, field: &str) -> Result<(), String> {
+    if inline.is_some() && file.is_some() {
+        return Err(format!(
+            "at most one of {field} & {field}_file must be configured"
+        ));
+    }
+    Ok(())
+}
+
+/// An API key (OpsGenie, VictorOps): at most one of `api_key` and
+/// `api_key_file`, and one of them here or under `global:`.
+fn check_api_key(
+    own: (&Option<Secret>, &Option<PathBuf>),
+    global: (&Option<Secret>, &Option<PathBuf>),
+    missing: &str,
+) -> Result<(), String> {
+    at_most_one(own.0, own.1, "api_key")?;
+    if [own, global]
+        .iter()
+        .all(|(inline, file)| inline.is_none() && file.is_none())
+    {
+        return Err(missing.into());
+    }
+    Ok(())
+}
+
+/// A secret left out or empty.
+fn blank(s: &Option<Secret>) -> bool {
+    s.as_ref().is_none_or(|s| s.0.is_empty())
 }
 
 fn check_http(h: Option<&HttpConfig>) -> Result<(), String> {

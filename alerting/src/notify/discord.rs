@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::http::{HttpClient, check_status, truncate_runes};
+use super::common::{at, first_secret, status_colour};
+use super::http::{HttpClient, truncate_runes};
 use super::{NotificationData, NotifyError, Templates};
 use crate::config::{DiscordConfig, GlobalConfig};
 
@@ -27,32 +28,19 @@ impl Discord {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
-            http,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
-        let url = self
-            .cfg
-            .webhook_url
-            .as_ref()
-            .map(|s| s.0.clone())
-            .ok_or_else(|| NotifyError::permanent("missing webhook_url"))?;
+        let url = first_secret(
+            &[at(&self.cfg.webhook_url, &None, "webhook_url")],
+            "missing webhook_url",
+        )?;
         let body = message(&self.cfg, d, tmpl)?;
-        let req = self
-            .http
-            .client
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
-        let (status, text) = self.http.send(req).await?;
-        check_status(status, &text, &[])
+        self.http.post_json_checked(url, &body, &[]).await
     }
 }
 
@@ -62,27 +50,21 @@ pub fn message(
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<Value, NotifyError> {
-    let title = tmpl.field(
+    let title = tmpl.field_or(
         d,
         "title",
-        cfg.title
-            .as_deref()
-            .unwrap_or(r#"{{ template "discord.default.title" . }}"#),
+        &cfg.title,
+        r#"{{ template "discord.default.title" . }}"#,
     )?;
-    let description = tmpl.field(
+    let description = tmpl.field_or(
         d,
         "message",
-        cfg.message
-            .as_deref()
-            .unwrap_or(r#"{{ template "discord.default.message" . }}"#),
+        &cfg.message,
+        r#"{{ template "discord.default.message" . }}"#,
     )?;
     let (title, _) = truncate_runes(&title, MAX_TITLE_RUNES);
     let (description, _) = truncate_runes(&description, MAX_DESCRIPTION_RUNES);
-    let colour = match d.status.as_str() {
-        "firing" => COLOUR_RED,
-        "resolved" => COLOUR_GREEN,
-        _ => COLOUR_GREY,
-    };
+    let colour = status_colour(d, COLOUR_RED, COLOUR_GREEN, COLOUR_GREY);
     Ok(json!({
         "content": "",
         "embeds": [{"title": title, "description": description, "color": colour}],

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use super::NotifyError;
-use crate::config::{HttpConfig, TlsConfig, read_secret_file, secret_value};
+use crate::config::{GlobalConfig, HttpConfig, TlsConfig, read_secret_file, secret_value};
 
 /// A client plus the settings of the headers every request carries.
 #[derive(Debug, Clone)]
@@ -67,6 +67,15 @@ impl HttpClient {
         })
     }
 
+    /// The client of a receiver: its own `http_config`, else the global one.
+    pub fn for_receiver(
+        own: Option<&HttpConfig>,
+        global: &GlobalConfig,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        Self::new(own.or(global.http_config.as_ref()), timeout)
+    }
+
     /// The auth and custom headers, with `*_file` secrets read now, per
     /// request, as Alertmanager does: a rotated file takes effect without a
     /// reload, and a missing one fails the send (retried), not the start.
@@ -120,35 +129,59 @@ impl HttpClient {
         Ok(headers)
     }
 
-    /// POSTs a JSON body. 2xx is success; 429 and 5xx and transport errors
-    /// are retried; other statuses are permanent failures.
+    /// POSTs a JSON body (configured headers, then `Content-Type`). 2xx is
+    /// success; 429 and 5xx and transport errors are retried; other
+    /// statuses are permanent failures.
     pub async fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
-        let resp = self
-            .client
-            .post(url)
-            .headers(self.headers()?)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| NotifyError::retryable(format!("request failed: {}", redact(&e))))?;
-        classify(resp).await
+        let req = self.client.post(url).headers(self.headers()?).json(body);
+        let (status, text) = execute(req).await?;
+        check_status(status, &text, &[429])
     }
-}
 
-impl HttpClient {
+    /// A request carrying `body` as JSON, `Content-Type` set before the
+    /// configured headers, the way the Alertmanager 0.25 notifiers build it.
+    pub fn json_request(
+        &self,
+        method: reqwest::Method,
+        url: impl reqwest::IntoUrl,
+        body: &serde_json::Value,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, url)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+    }
+
+    /// POSTs `body` as JSON with [`HttpClient::json_request`] and judges
+    /// the answer with [`check_status`].
+    pub async fn post_json_checked(
+        &self,
+        url: impl reqwest::IntoUrl,
+        body: &serde_json::Value,
+        retry_codes: &[u16],
+    ) -> Result<(), NotifyError> {
+        let req = self.json_request(reqwest::Method::POST, url, body);
+        let (status, text) = self.send(req).await?;
+        check_status(status, &text, retry_codes)
+    }
+
     /// Sends a request with the configured headers; returns the status and
     /// the first bytes of the answer. Transport errors are retried, as
     /// Alertmanager retries them.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, String), NotifyError> {
-        let resp = req
-            .headers(self.headers()?)
-            .send()
-            .await
-            .map_err(|e| NotifyError::retryable(format!("request failed: {}", redact(&e))))?;
-        let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
-        Ok((status, body))
+        execute(req.headers(self.headers()?)).await
     }
+}
+
+/// Sends a finished request; transport errors are retried.
+async fn execute(req: reqwest::RequestBuilder) -> Result<(u16, String), NotifyError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| NotifyError::retryable(format!("request failed: {}", redact(&e))))?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    Ok((status, body))
 }
 
 /// Alertmanager's `Retrier.Check`: 2xx succeeds; 5xx and the listed codes
@@ -224,22 +257,6 @@ pub fn truncate_bytes(s: &str, n: usize) -> (String, bool) {
         end -= 1;
     }
     (format!("{}…", &s[..end]), true)
-}
-
-/// Turns a response into success or a classified failure.
-pub async fn classify(resp: reqwest::Response) -> Result<(), NotifyError> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let body = resp.text().await.unwrap_or_default();
-    let body: String = body.chars().take(256).collect();
-    let msg = format!("unexpected status code {}: {body}", status.as_u16());
-    if status.is_server_error() || status.as_u16() == 429 {
-        Err(NotifyError::retryable(msg))
-    } else {
-        Err(NotifyError::permanent(msg))
-    }
 }
 
 /// Errors can embed URLs carrying secrets (Slack webhooks); drop them.

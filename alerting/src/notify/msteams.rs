@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::http::{HttpClient, check_status};
+use super::common::{at, first_secret, status_colour};
+use super::http::HttpClient;
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{GlobalConfig, MsteamsConfig, secret_value};
+use crate::config::{GlobalConfig, MsteamsConfig};
 
 const COLOUR_RED: &str = "8C1A1A";
 const COLOUR_GREEN: &str = "2DC72D";
@@ -26,32 +27,23 @@ impl Msteams {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
-            http,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
-        let url = secret_value(
-            self.cfg.webhook_url.as_ref(),
-            self.cfg.webhook_url_file.as_deref(),
-        )
-        .map_err(|e| NotifyError::retryable(format!("cannot read webhook_url_file: {e}")))?
-        .ok_or_else(|| NotifyError::permanent("missing webhook_url"))?;
+        let url = first_secret(
+            &[at(
+                &self.cfg.webhook_url,
+                &self.cfg.webhook_url_file,
+                "webhook_url_file",
+            )],
+            "missing webhook_url",
+        )?;
         let body = message(&self.cfg, d, tmpl)?;
-        let req = self
-            .http
-            .client
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
-        let (status, text) = self.http.send(req).await?;
-        check_status(status, &text, &[])
+        self.http.post_json_checked(url, &body, &[]).await
     }
 }
 
@@ -61,14 +53,8 @@ pub fn message(
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<Value, NotifyError> {
-    let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
-        tmpl.field(d, field, v.as_deref().unwrap_or(default))
-    };
-    let colour = match d.status.as_str() {
-        "firing" => COLOUR_RED,
-        "resolved" => COLOUR_GREEN,
-        _ => COLOUR_GREY,
-    };
+    let t = |field, v, default| tmpl.field_or(d, field, v, default);
+    let colour = status_colour(d, COLOUR_RED, COLOUR_GREEN, COLOUR_GREY);
     Ok(json!({
         "@context": "http://schema.org/extensions",
         "type": "MessageCard",

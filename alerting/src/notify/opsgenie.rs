@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use super::common::{api_url, at, first_secret};
 use super::http::{HttpClient, check_status, join_path, truncate_runes};
 use super::{NotificationData, NotifyError, Templates, group_key_hash};
-use crate::config::{GlobalConfig, OpsgenieConfig, defaults, secret_value};
+use crate::config::{GlobalConfig, OpsgenieConfig, defaults};
 
 const MAX_MESSAGE_RUNES: usize = 130;
 const MAX_DESCRIPTION_RUNES: usize = 15000;
@@ -34,48 +35,41 @@ impl Opsgenie {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
             global: global.clone(),
-            http,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     /// The API key, read when sending so a rotated file takes effect.
     fn api_key(&self) -> Result<String, NotifyError> {
-        let own = secret_value(self.cfg.api_key.as_ref(), self.cfg.api_key_file.as_deref())
-            .map_err(|e| NotifyError::retryable(format!("cannot read api_key_file: {e}")))?;
-        match own {
-            Some(k) => Ok(k),
-            None => secret_value(
-                self.global.opsgenie_api_key.as_ref(),
-                self.global.opsgenie_api_key_file.as_deref(),
-            )
-            .map_err(|e| NotifyError::retryable(format!("cannot read opsgenie_api_key_file: {e}")))?
-            .ok_or_else(|| NotifyError::permanent("no OpsGenie API key")),
-        }
+        let (c, g) = (&self.cfg, &self.global);
+        first_secret(
+            &[
+                at(&c.api_key, &c.api_key_file, "api_key_file"),
+                at(
+                    &g.opsgenie_api_key,
+                    &g.opsgenie_api_key_file,
+                    "opsgenie_api_key_file",
+                ),
+            ],
+            "no OpsGenie API key",
+        )
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
-        let base = self
-            .cfg
-            .api_url
-            .clone()
-            .or_else(|| self.global.opsgenie_api_url.clone())
-            .unwrap_or_else(|| defaults::OPSGENIE_API_URL.to_string());
+        let base = api_url(
+            &self.cfg.api_url,
+            &self.global.opsgenie_api_url,
+            defaults::OPSGENIE_API_URL,
+        );
         let key = tmpl.field(d, "api_key", &self.api_key()?)?;
         for call in calls(&self.cfg, &base, d, tmpl)? {
             let req = self
                 .http
-                .client
-                .request(call.method, call.url)
-                .header("Content-Type", "application/json")
-                .header("Authorization", format!("GenieKey {key}"))
-                .body(call.body.to_string());
+                .json_request(call.method, call.url, &call.body)
+                .header("Authorization", format!("GenieKey {key}"));
             let (status, body) = self.http.send(req).await?;
             check_status(status, &body, &[429])?;
         }
@@ -100,9 +94,7 @@ pub fn calls(
     tmpl: &Templates,
 ) -> Result<Vec<Call>, NotifyError> {
     let alias = group_key_hash(d);
-    let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
-        tmpl.field(d, field, v.as_deref().unwrap_or(default))
-    };
+    let t = |field, v, default| tmpl.field_or(d, field, v, default);
     let source = t(
         "source",
         &cfg.source,

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::common::{at, first_secret};
 use super::http::HttpClient;
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{GlobalConfig, PagerdutyConfig, secret_value};
+use crate::config::{GlobalConfig, PagerdutyConfig};
 
 pub struct Pagerduty {
     pub cfg: PagerdutyConfig,
@@ -23,32 +24,26 @@ impl Pagerduty {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let url = cfg
-            .url
-            .clone()
-            .unwrap_or_else(|| global.pagerduty_url.clone());
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
-            url,
-            http,
+            url: cfg
+                .url
+                .clone()
+                .unwrap_or_else(|| global.pagerduty_url.clone()),
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     /// The routing (or service) key; `*_file` forms are read when sending.
     fn routing_key(&self) -> Result<String, NotifyError> {
         let c = &self.cfg;
-        let key = secret_value(c.routing_key.as_ref(), c.routing_key_file.as_deref())
-            .map_err(|e| NotifyError::retryable(format!("cannot read routing_key_file: {e}")))?;
-        match key {
-            Some(k) => Ok(k),
-            None => secret_value(c.service_key.as_ref(), c.service_key_file.as_deref())
-                .map_err(|e| NotifyError::retryable(format!("cannot read service_key_file: {e}")))?
-                .ok_or_else(|| NotifyError::permanent("missing routing_key")),
-        }
+        first_secret(
+            &[
+                at(&c.routing_key, &c.routing_key_file, "routing_key_file"),
+                at(&c.service_key, &c.service_key_file, "service_key_file"),
+            ],
+            "missing routing_key",
+        )
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {

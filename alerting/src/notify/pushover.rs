@@ -24,13 +24,9 @@ impl Pushover {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
-            http,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
@@ -53,9 +49,7 @@ pub fn params(
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<String, NotifyError> {
-    let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
-        tmpl.field(d, field, v.as_deref().unwrap_or(default))
-    };
+    let t = |field, v, default| tmpl.field_or(d, field, v, default);
     let secret = |s: &Option<crate::config::Secret>| s.as_ref().map(|x| x.0.clone());
     let token = tmpl.field(d, "token", &secret(&cfg.token).unwrap_or_default())?;
     let user = tmpl.field(d, "user_key", &secret(&cfg.user_key).unwrap_or_default())?;
@@ -67,15 +61,13 @@ pub fn params(
         )?,
         MAX_TITLE_RUNES,
     );
-    let message_tmpl = cfg
-        .message
-        .as_deref()
-        .unwrap_or(r#"{{ template "pushover.default.message" . }}"#);
-    let message = if cfg.html {
-        tmpl.field_html(d, "message", message_tmpl)?
-    } else {
-        tmpl.field(d, "message", message_tmpl)?
-    };
+    let message = tmpl.field_or_html(
+        d,
+        "message",
+        &cfg.message,
+        r#"{{ template "pushover.default.message" . }}"#,
+        cfg.html,
+    )?;
     let (message, _) = truncate_runes(&message, MAX_MESSAGE_RUNES);
     let mut message = message.trim().to_string();
     if message.is_empty() {

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
+use super::common::{at, first_secret};
 use super::http::HttpClient;
 use super::{NotificationData, NotifyError, Templates, severity_colour};
-use crate::config::{GlobalConfig, SlackConfig, secret_value};
+use crate::config::{GlobalConfig, SlackConfig};
 
 pub struct Slack {
     pub cfg: SlackConfig,
@@ -20,30 +21,27 @@ impl Slack {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
             global: global.clone(),
-            http,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     /// The webhook URL; `*_file` forms are read when sending.
     fn url(&self) -> Result<String, NotifyError> {
-        let own = secret_value(self.cfg.api_url.as_ref(), self.cfg.api_url_file.as_deref())
-            .map_err(|e| NotifyError::retryable(format!("cannot read api_url_file: {e}")))?;
-        match own {
-            Some(u) => Ok(u),
-            None => secret_value(
-                self.global.slack_api_url.as_ref(),
-                self.global.slack_api_url_file.as_deref(),
-            )
-            .map_err(|e| NotifyError::retryable(format!("cannot read slack_api_url_file: {e}")))?
-            .ok_or_else(|| NotifyError::permanent("no Slack API URL")),
-        }
+        let (c, g) = (&self.cfg, &self.global);
+        first_secret(
+            &[
+                at(&c.api_url, &c.api_url_file, "api_url_file"),
+                at(
+                    &g.slack_api_url,
+                    &g.slack_api_url_file,
+                    "slack_api_url_file",
+                ),
+            ],
+            "no Slack API URL",
+        )
     }
 
     pub async fn notify(

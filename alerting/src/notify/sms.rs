@@ -25,13 +25,9 @@ pub struct SmsRequest {
 
 impl Sms {
     pub fn new(cfg: &SmsConfig, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
-            http,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
@@ -71,12 +67,11 @@ pub fn requests(
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<Vec<SmsRequest>, NotifyError> {
-    let message = tmpl.field(
+    let message = tmpl.field_or(
         d,
         "message",
-        cfg.message
-            .as_deref()
-            .unwrap_or(r#"{{ template "vigil.sms.message" . }}"#),
+        &cfg.message,
+        r#"{{ template "vigil.sms.message" . }}"#,
     )?;
     let (message, _) = truncate_runes(message.trim(), cfg.max_length);
     let mut out = Vec::new();

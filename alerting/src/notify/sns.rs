@@ -31,13 +31,9 @@ pub struct Credentials {
 
 impl Sns {
     pub fn new(cfg: &SnsConfig, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
-            http,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
@@ -102,9 +98,7 @@ pub fn publish_body(
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<String, NotifyError> {
-    let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
-        tmpl.field(d, field, v.as_deref().unwrap_or(default))
-    };
+    let t = |field, v, default| tmpl.field_or(d, field, v, default);
     let mut p: Vec<(String, String)> = vec![
         ("Action".into(), "Publish".into()),
         ("Version".into(), "2010-03-31".into()),

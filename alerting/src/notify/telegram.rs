@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::common::{api_url, at, first_secret};
 use super::http::{HttpClient, truncate_runes};
 use super::{NotificationData, NotifyError, Templates};
 use crate::config::{GlobalConfig, TelegramConfig, defaults};
@@ -27,37 +28,25 @@ impl Telegram {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
-        let base = cfg
-            .api_url
-            .clone()
-            .or_else(|| global.telegram_api_url.clone())
-            .unwrap_or_else(|| defaults::TELEGRAM_API_URL.to_string());
         Ok(Self {
             cfg: cfg.clone(),
-            base,
-            http,
+            base: api_url(
+                &cfg.api_url,
+                &global.telegram_api_url,
+                defaults::TELEGRAM_API_URL,
+            ),
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
-        let token = self
-            .cfg
-            .bot_token
-            .as_ref()
-            .map(|s| s.0.clone())
-            .ok_or_else(|| NotifyError::permanent("missing bot_token"))?;
+        let token = first_secret(
+            &[at(&self.cfg.bot_token, &None, "bot_token")],
+            "missing bot_token",
+        )?;
         let url = format!("{}/bot{token}/sendMessage", self.base.trim_end_matches('/'));
         let body = message(&self.cfg, d, tmpl)?;
-        let req = self
-            .http
-            .client
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
+        let req = self.http.json_request(reqwest::Method::POST, url, &body);
         // The URL carries the token: errors name only the status.
         let (status, text) = self.http.send(req).await?;
         let ok = serde_json::from_str::<Value>(&text)
@@ -81,15 +70,13 @@ pub fn message(
     tmpl: &Templates,
 ) -> Result<Value, NotifyError> {
     let parse_mode = cfg.parse_mode.clone().unwrap_or_else(|| "HTML".into());
-    let text = cfg
-        .message
-        .as_deref()
-        .unwrap_or(r#"{{ template "telegram.default.message" . }}"#);
-    let text = if parse_mode == "HTML" {
-        tmpl.field_html(d, "message", text)?
-    } else {
-        tmpl.field(d, "message", text)?
-    };
+    let text = tmpl.field_or_html(
+        d,
+        "message",
+        &cfg.message,
+        r#"{{ template "telegram.default.message" . }}"#,
+        parse_mode == "HTML",
+    )?;
     let (text, _) = truncate_runes(&text, MAX_MESSAGE_RUNES);
     let mut m = Map::new();
     m.insert("chat_id".into(), Value::String(cfg.chat_id.to_string()));

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::http::{HttpClient, check_status, join_path, truncate_runes};
+use super::common::{api_url, at, first_secret};
+use super::http::{HttpClient, join_path, truncate_runes};
 use super::{NotificationData, NotifyError, Templates, group_key_hash};
-use crate::config::{GlobalConfig, VictoropsConfig, defaults, secret_value};
+use crate::config::{GlobalConfig, VictoropsConfig, defaults};
 
 const MAX_STATE_MESSAGE_RUNES: usize = 20480;
 
@@ -24,53 +25,40 @@ impl Victorops {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
         Ok(Self {
             cfg: cfg.clone(),
             global: global.clone(),
-            http,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     /// The API key, read when sending so a rotated file takes effect.
     fn api_key(&self) -> Result<String, NotifyError> {
-        let own = secret_value(self.cfg.api_key.as_ref(), self.cfg.api_key_file.as_deref())
-            .map_err(|e| NotifyError::retryable(format!("cannot read api_key_file: {e}")))?;
-        match own {
-            Some(k) => Ok(k),
-            None => secret_value(
-                self.global.victorops_api_key.as_ref(),
-                self.global.victorops_api_key_file.as_deref(),
-            )
-            .map_err(|e| {
-                NotifyError::retryable(format!("cannot read victorops_api_key_file: {e}"))
-            })?
-            .ok_or_else(|| NotifyError::permanent("no VictorOps API key")),
-        }
+        let (c, g) = (&self.cfg, &self.global);
+        first_secret(
+            &[
+                at(&c.api_key, &c.api_key_file, "api_key_file"),
+                at(
+                    &g.victorops_api_key,
+                    &g.victorops_api_key_file,
+                    "victorops_api_key_file",
+                ),
+            ],
+            "no VictorOps API key",
+        )
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
-        let base = self
-            .cfg
-            .api_url
-            .clone()
-            .or_else(|| self.global.victorops_api_url.clone())
-            .unwrap_or_else(|| defaults::VICTOROPS_API_URL.to_string());
+        let base = api_url(
+            &self.cfg.api_url,
+            &self.global.victorops_api_url,
+            defaults::VICTOROPS_API_URL,
+        );
         let key = tmpl.field(d, "api_key", &self.api_key()?)?;
         let routing = tmpl.field(d, "routing_key", &self.cfg.routing_key)?;
         let url = join_path(&base, &format!("{key}/{routing}"))?;
         let body = message(&self.cfg, d, tmpl)?;
-        let req = self
-            .http
-            .client
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
-        let (status, text) = self.http.send(req).await?;
-        check_status(status, &text, &[])
+        self.http.post_json_checked(url, &body, &[]).await
     }
 }
 
@@ -80,9 +68,7 @@ pub fn message(
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<Value, NotifyError> {
-    let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
-        tmpl.field(d, field, v.as_deref().unwrap_or(default))
-    };
+    let t = |field, v, default| tmpl.field_or(d, field, v, default);
     let mut message_type = t("message_type", &cfg.message_type, "CRITICAL")?;
     if d.status == "resolved" {
         message_type = "RECOVERY".into();

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::http::{HttpClient, check_status, truncate_bytes};
+use super::common::api_url;
+use super::http::{HttpClient, truncate_bytes};
 use super::{NotificationData, NotifyError, Templates};
 use crate::config::{GlobalConfig, WebexConfig, defaults};
 
@@ -25,32 +26,16 @@ impl Webex {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
-        let url = cfg
-            .api_url
-            .clone()
-            .or_else(|| global.webex_api_url.clone())
-            .unwrap_or_else(|| defaults::WEBEX_API_URL.to_string());
         Ok(Self {
             cfg: cfg.clone(),
-            url,
-            http,
+            url: api_url(&cfg.api_url, &global.webex_api_url, defaults::WEBEX_API_URL),
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
         let body = message(&self.cfg, d, tmpl)?;
-        let req = self
-            .http
-            .client
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
-        let (status, text) = self.http.send(req).await?;
-        check_status(status, &text, &[])
+        self.http.post_json_checked(&self.url, &body, &[]).await
     }
 }
 
@@ -60,12 +45,11 @@ pub fn message(
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<Value, NotifyError> {
-    let text = tmpl.field(
+    let text = tmpl.field_or(
         d,
         "message",
-        cfg.message
-            .as_deref()
-            .unwrap_or(r#"{{ template "webex.default.message" . }}"#),
+        &cfg.message,
+        r#"{{ template "webex.default.message" . }}"#,
     )?;
     let (text, _) = truncate_bytes(&text, MAX_MESSAGE_BYTES);
     let room = tmpl.field(d, "room_id", &cfg.room_id)?;

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use super::common::{at, first_secret};
 use super::http::HttpClient;
 use super::{NotificationData, NotifyError};
-use crate::config::{GlobalConfig, WebhookConfig, secret_value};
+use crate::config::{GlobalConfig, WebhookConfig};
 
 pub struct Webhook {
     pub cfg: WebhookConfig,
@@ -19,18 +20,16 @@ impl Webhook {
     ) -> Result<Self, String> {
         Ok(Self {
             cfg: cfg.clone(),
-            http: HttpClient::new(
-                cfg.http_config.as_ref().or(global.http_config.as_ref()),
-                timeout,
-            )?,
+            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
         })
     }
 
     pub async fn notify(&self, data: &NotificationData) -> Result<(), NotifyError> {
         // url_file is read when sending, so a rotated URL needs no reload.
-        let url = secret_value(self.cfg.url.as_ref(), self.cfg.url_file.as_deref())
-            .map_err(|e| NotifyError::retryable(format!("cannot read url_file: {e}")))?
-            .ok_or_else(|| NotifyError::permanent("webhook without url"))?;
+        let url = first_secret(
+            &[at(&self.cfg.url, &self.cfg.url_file, "url_file")],
+            "webhook without url",
+        )?;
         self.http
             .post_json(&url, &message(data, self.cfg.max_alerts))
             .await

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use super::common::api_url;
 use super::http::{HttpClient, check_status, form_encode, join_path};
 use super::{NotificationData, NotifyError, Templates};
 use crate::config::{GlobalConfig, WechatConfig, defaults};
@@ -33,15 +34,12 @@ impl Wechat {
         global: &GlobalConfig,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let http = HttpClient::new(
-            cfg.http_config.as_ref().or(global.http_config.as_ref()),
-            timeout,
-        )?;
-        let base = cfg
-            .api_url
-            .clone()
-            .or_else(|| global.wechat_api_url.clone())
-            .unwrap_or_else(|| defaults::WECHAT_API_URL.to_string());
+        let http = HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?;
+        let base = api_url(
+            &cfg.api_url,
+            &global.wechat_api_url,
+            defaults::WECHAT_API_URL,
+        );
         let secret = cfg
             .api_secret
             .as_ref()
@@ -104,12 +102,7 @@ impl Wechat {
         let body = message(&self.cfg, d, tmpl)?;
         let mut url = join_path(&self.base, "message/send")?;
         url.set_query(Some(&form_encode(&[("access_token", token)])));
-        let req = self
-            .http
-            .client
-            .post(url)
-            .header("Content-Type", "application/json")
-            .body(body.to_string());
+        let req = self.http.json_request(reqwest::Method::POST, url, &body);
         let (status, text) = self.http.send(req).await?;
         check_status(status, &text, &[])?;
         let answer: Value = serde_json::from_str(&text)
@@ -140,9 +133,7 @@ pub fn message(
     d: &NotificationData,
     tmpl: &Templates,
 ) -> Result<Value, NotifyError> {
-    let t = |field: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
-        tmpl.field(d, field, v.as_deref().unwrap_or(default))
-    };
+    let t = |field, v, default| tmpl.field_or(d, field, v, default);
     let content = t(
         "message",
         &cfg.message,
