@@ -1,11 +1,68 @@
-//! What the receivers share beyond HTTP: secrets read at send time, the
-//! receiver-then-global-then-default choice of an API URL, and the
-//! firing/resolved choice of a colour.
+//! What the receivers share: the notifier built from a receiver's
+//! configuration, secrets read at send time, the receiver-then-global-
+//! then-default choice of an API URL, and the firing/resolved choice of a
+//! colour.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use super::http::HttpClient;
 use super::{NotificationData, NotifyError};
-use crate::config::{Secret, secret_value};
+use crate::config::{
+    DiscordConfig, GlobalConfig, HttpConfig, MsteamsConfig, OpsgenieConfig, PagerdutyConfig,
+    PushoverConfig, Secret, SlackConfig, SmsConfig, SnsConfig, TelegramConfig, VictoropsConfig,
+    WebexConfig, WebhookConfig, secret_value,
+};
+
+/// A receiver's configuration, as far as building its notifier goes.
+pub trait ReceiverConfig: Clone {
+    fn http_config(&self) -> Option<&HttpConfig>;
+}
+
+macro_rules! receiver_configs {
+    ($($t:ty),* $(,)?) => {
+        $(impl ReceiverConfig for $t {
+            fn http_config(&self) -> Option<&HttpConfig> {
+                self.http_config.as_ref()
+            }
+        })*
+    };
+}
+
+receiver_configs!(
+    DiscordConfig,
+    MsteamsConfig,
+    OpsgenieConfig,
+    PagerdutyConfig,
+    PushoverConfig,
+    SlackConfig,
+    SmsConfig,
+    SnsConfig,
+    TelegramConfig,
+    VictoropsConfig,
+    WebexConfig,
+    WebhookConfig,
+);
+
+/// A receiver's notifier: its configuration, the `global:` section it
+/// falls back on (API URLs and keys, read at send time), and the HTTP
+/// client from its own `http_config` or the global one. Each receiver
+/// module adds its `notify` to `Notifier<ItsConfig>`.
+pub struct Notifier<C> {
+    pub cfg: C,
+    pub(super) global: GlobalConfig,
+    pub(super) http: HttpClient,
+}
+
+impl<C: ReceiverConfig> Notifier<C> {
+    pub fn new(cfg: &C, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
+        Ok(Self {
+            cfg: cfg.clone(),
+            global: global.clone(),
+            http: HttpClient::for_receiver(cfg.http_config(), global, timeout)?,
+        })
+    }
+}
 
 /// One place a secret may come from: inline, a file, and the name of the
 /// file setting (for the error when it cannot be read).

@@ -2,14 +2,12 @@
 //! title and message, red while firing, green once resolved. 5xx is
 //! retried.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use super::common::{at, first_secret, status_colour};
-use super::http::{HttpClient, truncate_runes};
+use super::common::{Notifier, at, first_secret, status_colour};
+use super::http::truncate_runes;
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{DiscordConfig, GlobalConfig};
+use crate::config::DiscordConfig;
 
 const MAX_TITLE_RUNES: usize = 256;
 const MAX_DESCRIPTION_RUNES: usize = 4096;
@@ -17,23 +15,9 @@ const COLOUR_RED: u32 = 0x992D22;
 const COLOUR_GREEN: u32 = 0x2ECC71;
 const COLOUR_GREY: u32 = 0x95A5A6;
 
-pub struct Discord {
-    pub cfg: DiscordConfig,
-    http: HttpClient,
-}
+pub type Discord = Notifier<DiscordConfig>;
 
-impl Discord {
-    pub fn new(
-        cfg: &DiscordConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<DiscordConfig> {
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
         let url = first_secret(
             &[at(&self.cfg.webhook_url, &None, "webhook_url")],

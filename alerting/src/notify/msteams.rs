@@ -3,36 +3,19 @@
 //! colour red while firing and green once resolved. The webhook URL may
 //! come from a file, read when sending. 5xx is retried.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use super::common::{at, first_secret, status_colour};
-use super::http::HttpClient;
+use super::common::{Notifier, at, first_secret, status_colour};
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{GlobalConfig, MsteamsConfig};
+use crate::config::MsteamsConfig;
 
 const COLOUR_RED: &str = "8C1A1A";
 const COLOUR_GREEN: &str = "2DC72D";
 const COLOUR_GREY: &str = "808080";
 
-pub struct Msteams {
-    pub cfg: MsteamsConfig,
-    http: HttpClient,
-}
+pub type Msteams = Notifier<MsteamsConfig>;
 
-impl Msteams {
-    pub fn new(
-        cfg: &MsteamsConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<MsteamsConfig> {
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
         let url = first_secret(
             &[at(

@@ -3,23 +3,17 @@
 //! resolved group closes it. `update_alerts` also rewrites the message and
 //! description of an existing alert. Answers 5xx and 429 are retried.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value, json};
 
-use super::common::{api_url, at, first_secret};
-use super::http::{HttpClient, check_status, join_path, truncate_runes};
+use super::common::{Notifier, api_url, at, first_secret};
+use super::http::{check_status, join_path, truncate_runes};
 use super::{NotificationData, NotifyError, Templates, group_key_hash};
-use crate::config::{GlobalConfig, OpsgenieConfig, defaults};
+use crate::config::{OpsgenieConfig, defaults};
 
 const MAX_MESSAGE_RUNES: usize = 130;
 const MAX_DESCRIPTION_RUNES: usize = 15000;
 
-pub struct Opsgenie {
-    pub cfg: OpsgenieConfig,
-    global: GlobalConfig,
-    http: HttpClient,
-}
+pub type Opsgenie = Notifier<OpsgenieConfig>;
 
 /// One HTTP call of a notification.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,19 +23,7 @@ pub struct Call {
     pub body: Value,
 }
 
-impl Opsgenie {
-    pub fn new(
-        cfg: &OpsgenieConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            global: global.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<OpsgenieConfig> {
     /// The API key, read when sending so a rotated file takes effect.
     fn api_key(&self) -> Result<String, NotifyError> {
         let (c, g) = (&self.cfg, &self.global);

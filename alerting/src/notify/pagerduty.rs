@@ -3,37 +3,15 @@
 //! body is Alertmanager 0.25's (compared with the real one in
 //! tests/e2e/pagerduty.rs).
 
-use std::time::Duration;
-
 use sha2::{Digest, Sha256};
 
-use super::common::{at, first_secret};
-use super::http::HttpClient;
+use super::common::{Notifier, at, first_secret};
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{GlobalConfig, PagerdutyConfig};
+use crate::config::PagerdutyConfig;
 
-pub struct Pagerduty {
-    pub cfg: PagerdutyConfig,
-    url: String,
-    http: HttpClient,
-}
+pub type Pagerduty = Notifier<PagerdutyConfig>;
 
-impl Pagerduty {
-    pub fn new(
-        cfg: &PagerdutyConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            url: cfg
-                .url
-                .clone()
-                .unwrap_or_else(|| global.pagerduty_url.clone()),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<PagerdutyConfig> {
     /// The routing (or service) key; `*_file` forms are read when sending.
     fn routing_key(&self) -> Result<String, NotifyError> {
         let c = &self.cfg;
@@ -48,7 +26,8 @@ impl Pagerduty {
 
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
         let body = event(&self.cfg, &self.routing_key()?, d, tmpl)?;
-        self.http.post_json(&self.url, &body).await
+        let url = self.cfg.url.as_ref().unwrap_or(&self.global.pagerduty_url);
+        self.http.post_json(url, &body).await
     }
 }
 

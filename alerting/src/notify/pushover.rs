@@ -3,33 +3,18 @@
 //! query string and an empty body. Title, message and URL are cut to
 //! Pushover's limits. 5xx is retried.
 
-use std::time::Duration;
-
-use super::http::{HttpClient, check_status, form_encode, truncate_runes};
+use super::common::Notifier;
+use super::http::{check_status, form_encode, truncate_runes};
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{GlobalConfig, PushoverConfig, defaults};
+use crate::config::{PushoverConfig, defaults};
 
 const MAX_TITLE_RUNES: usize = 250;
 const MAX_MESSAGE_RUNES: usize = 1024;
 const MAX_URL_RUNES: usize = 512;
 
-pub struct Pushover {
-    pub cfg: PushoverConfig,
-    http: HttpClient,
-}
+pub type Pushover = Notifier<PushoverConfig>;
 
-impl Pushover {
-    pub fn new(
-        cfg: &PushoverConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<PushoverConfig> {
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
         let query = params(&self.cfg, d, tmpl)?;
         let url = format!("{}?{query}", defaults::PUSHOVER_API_URL);

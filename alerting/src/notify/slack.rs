@@ -2,32 +2,13 @@
 //! coloured by severity, with the alert name, value, severity, time and
 //! summary as fields unless the configuration gives its own fields.
 
-use std::time::Duration;
-
-use super::common::{at, first_secret};
-use super::http::HttpClient;
+use super::common::{Notifier, at, first_secret};
 use super::{NotificationData, NotifyError, Templates, severity_colour};
-use crate::config::{GlobalConfig, SlackConfig};
+use crate::config::SlackConfig;
 
-pub struct Slack {
-    pub cfg: SlackConfig,
-    global: GlobalConfig,
-    http: HttpClient,
-}
+pub type Slack = Notifier<SlackConfig>;
 
-impl Slack {
-    pub fn new(
-        cfg: &SlackConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            global: global.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<SlackConfig> {
     /// The webhook URL; `*_file` forms are read when sending.
     fn url(&self) -> Result<String, NotifyError> {
         let (c, g) = (&self.cfg, &self.global);

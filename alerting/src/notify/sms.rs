@@ -4,16 +4,12 @@
 //! marking a cut), sent as a form `to=…&message=…` or through a `body`
 //! template that sees `.To` and `.Message`. 5xx and 429 are retried.
 
-use std::time::Duration;
-
-use super::http::{HttpClient, check_status, form_encode, truncate_runes};
+use super::common::Notifier;
+use super::http::{check_status, form_encode, truncate_runes};
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{GlobalConfig, SmsConfig};
+use crate::config::SmsConfig;
 
-pub struct Sms {
-    pub cfg: SmsConfig,
-    http: HttpClient,
-}
+pub type Sms = Notifier<SmsConfig>;
 
 /// One request to the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,14 +19,7 @@ pub struct SmsRequest {
     pub body: String,
 }
 
-impl Sms {
-    pub fn new(cfg: &SmsConfig, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<SmsConfig> {
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
         for r in requests(&self.cfg, d, tmpl)? {
             let method = reqwest::Method::from_bytes(self.cfg.method.as_bytes())

@@ -4,22 +4,18 @@
 //! to 1600 characters). Credentials come from `sigv4` or the standard
 //! `AWS_*` environment variables. 5xx is retried.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::http::{HttpClient, check_status, form_encode, truncate_bytes, truncate_runes};
+use super::common::Notifier;
+use super::http::{check_status, form_encode, truncate_bytes, truncate_runes};
 use super::{NotificationData, NotifyError, Templates, group_key_hash};
-use crate::config::{GlobalConfig, SnsConfig};
+use crate::config::SnsConfig;
 
 const MAX_SMS_RUNES: usize = 1600;
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
-pub struct Sns {
-    pub cfg: SnsConfig,
-    http: HttpClient,
-}
+pub type Sns = Notifier<SnsConfig>;
 
 /// What signs a request.
 #[derive(Clone)]
@@ -29,14 +25,7 @@ pub struct Credentials {
     pub session_token: Option<String>,
 }
 
-impl Sns {
-    pub fn new(cfg: &SnsConfig, global: &GlobalConfig, timeout: Duration) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<SnsConfig> {
     fn credentials(&self) -> Result<Credentials, NotifyError> {
         if let Some(secret) = &self.cfg.sigv4.secret_key
             && !self.cfg.sigv4.access_key.is_empty()

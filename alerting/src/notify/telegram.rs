@@ -4,47 +4,30 @@
 //! default) the message template escapes what it prints, as Go's
 //! `html/template` does. Every failure is retried, as Alertmanager does.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value};
 
-use super::common::{api_url, at, first_secret};
-use super::http::{HttpClient, truncate_runes};
+use super::common::{Notifier, api_url, at, first_secret};
+use super::http::truncate_runes;
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{GlobalConfig, TelegramConfig, defaults};
+use crate::config::{TelegramConfig, defaults};
 
 /// Telegram refuses longer messages.
 const MAX_MESSAGE_RUNES: usize = 4096;
 
-pub struct Telegram {
-    pub cfg: TelegramConfig,
-    base: String,
-    http: HttpClient,
-}
+pub type Telegram = Notifier<TelegramConfig>;
 
-impl Telegram {
-    pub fn new(
-        cfg: &TelegramConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            base: api_url(
-                &cfg.api_url,
-                &global.telegram_api_url,
-                defaults::TELEGRAM_API_URL,
-            ),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<TelegramConfig> {
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
         let token = first_secret(
             &[at(&self.cfg.bot_token, &None, "bot_token")],
             "missing bot_token",
         )?;
-        let url = format!("{}/bot{token}/sendMessage", self.base.trim_end_matches('/'));
+        let base = api_url(
+            &self.cfg.api_url,
+            &self.global.telegram_api_url,
+            defaults::TELEGRAM_API_URL,
+        );
+        let url = format!("{}/bot{token}/sendMessage", base.trim_end_matches('/'));
         let body = message(&self.cfg, d, tmpl)?;
         let req = self.http.json_request(reqwest::Method::POST, url, &body);
         // The URL carries the token: errors name only the status.

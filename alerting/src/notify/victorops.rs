@@ -2,36 +2,18 @@
 //! it: one JSON POST to `api_url + api_key/routing_key`, `entity_id` the
 //! group key's hash, `RECOVERY` once the group resolves. 5xx is retried.
 
-use std::time::Duration;
-
 use serde_json::{Map, Value};
 
-use super::common::{api_url, at, first_secret};
-use super::http::{HttpClient, join_path, truncate_runes};
+use super::common::{Notifier, api_url, at, first_secret};
+use super::http::{join_path, truncate_runes};
 use super::{NotificationData, NotifyError, Templates, group_key_hash};
-use crate::config::{GlobalConfig, VictoropsConfig, defaults};
+use crate::config::{VictoropsConfig, defaults};
 
 const MAX_STATE_MESSAGE_RUNES: usize = 20480;
 
-pub struct Victorops {
-    pub cfg: VictoropsConfig,
-    global: GlobalConfig,
-    http: HttpClient,
-}
+pub type Victorops = Notifier<VictoropsConfig>;
 
-impl Victorops {
-    pub fn new(
-        cfg: &VictoropsConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            global: global.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<VictoropsConfig> {
     /// The API key, read when sending so a rotated file takes effect.
     fn api_key(&self) -> Result<String, NotifyError> {
         let (c, g) = (&self.cfg, &self.global);

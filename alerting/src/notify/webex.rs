@@ -2,40 +2,27 @@
 //! room and a markdown message, authorised by `http_config.authorization`.
 //! 5xx is retried.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use super::common::api_url;
-use super::http::{HttpClient, truncate_bytes};
+use super::common::{Notifier, api_url};
+use super::http::truncate_bytes;
 use super::{NotificationData, NotifyError, Templates};
-use crate::config::{GlobalConfig, WebexConfig, defaults};
+use crate::config::{WebexConfig, defaults};
 
 /// Webex refuses messages over 7439 bytes.
 const MAX_MESSAGE_BYTES: usize = 7439;
 
-pub struct Webex {
-    pub cfg: WebexConfig,
-    url: String,
-    http: HttpClient,
-}
+pub type Webex = Notifier<WebexConfig>;
 
-impl Webex {
-    pub fn new(
-        cfg: &WebexConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            url: api_url(&cfg.api_url, &global.webex_api_url, defaults::WEBEX_API_URL),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<WebexConfig> {
     pub async fn notify(&self, d: &NotificationData, tmpl: &Templates) -> Result<(), NotifyError> {
         let body = message(&self.cfg, d, tmpl)?;
-        self.http.post_json_checked(&self.url, &body, &[]).await
+        let url = api_url(
+            &self.cfg.api_url,
+            &self.global.webex_api_url,
+            defaults::WEBEX_API_URL,
+        );
+        self.http.post_json_checked(url, &body, &[]).await
     }
 }
 

@@ -1,29 +1,12 @@
 //! Webhook integration: Alertmanager's v4 JSON message, POSTed as is.
 
-use std::time::Duration;
-
-use super::common::{at, first_secret};
-use super::http::HttpClient;
+use super::common::{Notifier, at, first_secret};
 use super::{NotificationData, NotifyError};
-use crate::config::{GlobalConfig, WebhookConfig};
+use crate::config::WebhookConfig;
 
-pub struct Webhook {
-    pub cfg: WebhookConfig,
-    http: HttpClient,
-}
+pub type Webhook = Notifier<WebhookConfig>;
 
-impl Webhook {
-    pub fn new(
-        cfg: &WebhookConfig,
-        global: &GlobalConfig,
-        timeout: Duration,
-    ) -> Result<Self, String> {
-        Ok(Self {
-            cfg: cfg.clone(),
-            http: HttpClient::for_receiver(cfg.http_config.as_ref(), global, timeout)?,
-        })
-    }
-
+impl Notifier<WebhookConfig> {
     pub async fn notify(&self, data: &NotificationData) -> Result<(), NotifyError> {
         // url_file is read when sending, so a rotated URL needs no reload.
         let url = first_secret(
