@@ -6,6 +6,7 @@
 use sha2::{Digest, Sha256};
 
 use super::common::{Notifier, at, first_secret};
+use super::http::truncate_runes;
 use super::{NotificationData, NotifyError, Templates};
 use crate::config::PagerdutyConfig;
 
@@ -60,13 +61,8 @@ pub fn event(
     tmpl: &Templates,
 ) -> Result<serde_json::Value, NotifyError> {
     use serde_json::{Map, Value};
-    let render = |name: &str, text: &str| -> Result<String, NotifyError> {
-        tmpl.render(name, text, d)
-            .map_err(|e| NotifyError::permanent(format!("template {name}: {e}")))
-    };
-    let r = |name: &str, v: &Option<String>, default: &str| -> Result<String, NotifyError> {
-        render(name, v.as_deref().unwrap_or(default))
-    };
+    let render = |name: &str, text: &str| tmpl.field(d, name, text);
+    let r = |name: &str, v: &Option<String>, default: &str| tmpl.field_or(d, name, v, default);
     let dedup_key = hex::encode(Sha256::digest(d.group_key.as_bytes()));
     let action = if d.status == "firing" {
         "trigger"
@@ -78,7 +74,7 @@ pub fn event(
         &cfg.description,
         r#"{{ template "pagerduty.default.description" . }}"#,
     )?;
-    let summary = truncate_chars(&description, MAX_SUMMARY_CHARS);
+    let summary = truncate_runes(&description, MAX_SUMMARY_CHARS).0;
     let mut details = Map::new();
     for (k, v) in DEFAULT_DETAILS {
         if !cfg.details.contains_key(k) {
@@ -159,17 +155,6 @@ pub fn event(
         ev["links"] = Value::Array(links);
     }
     Ok(ev)
-}
-
-/// Alertmanager's `TruncateInRunes`: at most `n` characters, the last one
-/// an ellipsis when something was cut.
-fn truncate_chars(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]
