@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
+use vigil_template::funcs::query_escape;
+
 use super::NotifyError;
 use crate::config::{GlobalConfig, HttpConfig, TlsConfig, read_secret_file, secret_value};
 
@@ -208,21 +210,6 @@ pub fn form_encode(pairs: &[(&str, String)]) -> String {
         .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
         .collect::<Vec<_>>()
         .join("&")
-}
-
-/// Go's `url.QueryEscape`.
-pub fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Appends `suffix` to the path of `base` the way Alertmanager does
