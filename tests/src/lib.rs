@@ -249,3 +249,27 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// The `ExecStart=` of a systemd unit installed under `dest`
+/// (`dest/lib/systemd/system/<unit>`), split into words, with the absolute
+/// paths it names moved under `dest` (and `/var/lib/...` under `state`), so
+/// the command can run as the unit would, without systemd.
+pub fn unit_exec_start(dest: &Path, unit: &str, state: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dest.join("lib/systemd/system").join(unit))
+        .unwrap_or_else(|e| panic!("installed unit {unit}: {e}"));
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap_or_else(|| panic!("{unit} has ExecStart="));
+    line.split_whitespace()
+        .map(|w| {
+            if let Some(rest) = w.strip_prefix("/var/lib/") {
+                state.join(rest).to_string_lossy().into_owned()
+            } else if let Some(rest) = w.strip_prefix('/') {
+                dest.join(rest).to_string_lossy().into_owned()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect()
+}

@@ -7,12 +7,14 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vigil_e2e::{Proc, binary, free_port, wait_ready, workspace_root};
+use vigil_e2e::{
+    Proc, binary, free_port, unit_exec_start as exec_start, wait_ready, workspace_root,
+};
 
 /// Alerts that report the state of this shared test machine rather than a
 /// configuration mistake: its CPU, memory and disks are busy with other
@@ -30,28 +32,6 @@ fn machine_state(alertname: &str) -> bool {
                 | "VigilDataDiskFillingUp"
                 | "Watchdog"
         )
-}
-
-/// The `ExecStart=` of an installed unit with the paths it names moved under
-/// `dest` (`/var/lib/...` under `state`).
-fn exec_start(dest: &Path, unit: &str, state: &Path) -> Vec<String> {
-    let text =
-        fs::read_to_string(dest.join("lib/systemd/system").join(unit)).expect("installed unit");
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .unwrap_or_else(|| panic!("{unit} has ExecStart="));
-    line.split_whitespace()
-        .map(|w| {
-            if let Some(rest) = w.strip_prefix("/var/lib/") {
-                state.join(rest).to_string_lossy().into_owned()
-            } else if let Some(rest) = w.strip_prefix('/') {
-                dest.join(rest).to_string_lossy().into_owned()
-            } else {
-                w.to_string()
-            }
-        })
-        .collect()
 }
 
 fn query(http: &reqwest::blocking::Client, base: &str, q: &str) -> Vec<Value> {

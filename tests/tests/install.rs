@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use vigil_e2e::{binary, workspace_root};
+use vigil_e2e::{binary, unit_exec_start as exec_start, workspace_root};
 
 /// The directory holding both real binaries, as `--bin-dir` takes it.
 fn bin_dir() -> PathBuf {
@@ -270,29 +270,6 @@ fn install_refuses_bad_arguments() {
         0,
         "nothing written"
     );
-}
-
-/// The `ExecStart=` of an installed unit, split into words, with the
-/// absolute paths it names moved under `dest` (and the state directory to
-/// `state`), so the command can run as the unit would, without systemd.
-fn exec_start(dest: &Path, unit: &str, state: &Path) -> Vec<String> {
-    let text =
-        fs::read_to_string(dest.join("lib/systemd/system").join(unit)).expect("installed unit");
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .unwrap_or_else(|| panic!("{unit} has ExecStart="));
-    line.split_whitespace()
-        .map(|w| {
-            if let Some(rest) = w.strip_prefix("/var/lib/") {
-                state.join(rest).to_string_lossy().into_owned()
-            } else if let Some(rest) = w.strip_prefix('/') {
-                dest.join(rest).to_string_lossy().into_owned()
-            } else {
-                w.to_string()
-            }
-        })
-        .collect()
 }
 
 /// The installed binaries start on the installed configuration with the
