@@ -23,13 +23,9 @@ async fn start_agent() -> (String, CancellationToken, tokio::task::JoinHandle<()
     };
     cfg.remote_write.url = String::new();
     cfg.system.enabled = false;
-    cfg.llm.prices.insert(
-        "gpt-4o".into(),
-        ModelPrice {
-            input: 2.5,
-            output: 10.0,
-        },
-    );
+    cfg.llm
+        .prices
+        .insert("gpt-4o".into(), ModelPrice::new(2.5, 10.0));
     let token = CancellationToken::new();
     let t = token.clone();
     let h = tokio::spawn(async move {
@@ -354,22 +350,30 @@ async fn usage_events_over_http() {
         Some(1.0)
     );
     assert_eq!(
-        metric(
+        common::sum(
             &text,
             "llm_tokens_total",
             &[pm[0], pm[1], ("type", "input")]
         ),
-        Some(2010.0)
+        2010.0
     );
     assert_eq!(
-        metric(
+        common::sum(
             &text,
             "llm_tokens_total",
             &[pm[0], pm[1], ("type", "output")]
         ),
-        Some(1001.0)
+        1001.0
     );
-    let cost = metric(&text, "llm_cost_usd_total", &pm).expect("cost");
+    // The first event's tenant is a label of its own; the others have none.
+    let acme = metric(
+        &text,
+        "llm_cost_usd_total",
+        &[pm[0], pm[1], ("tenant", "acme")],
+    )
+    .expect("acme's cost");
+    assert!((acme - (2000.0 * 2.5 + 1000.0 * 10.0) / 1e6).abs() < 1e-9);
+    let cost = common::sum(&text, "llm_cost_usd_total", &pm);
     assert!(
         (cost - (2010.0 * 2.5 + 1001.0 * 10.0) / 1e6).abs() < 1e-9,
         "cost {cost}"
