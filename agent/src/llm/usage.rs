@@ -625,5 +625,26 @@ mod tests {
             prop_assert!((got - d).abs() <= 1e-12 * d.max(1.0), "{got} vs {d}");
             prop_assert_eq!(ev.status, "ok");
         }
+
+        /// Cached input and reasoning are parts of input and output: an
+        /// event carrying parts is accepted exactly when each part fits in
+        /// its total, and without part prices its cost is the plain
+        /// input/output cost (a part is never priced twice).
+        #[test]
+        fn parts_fit_their_totals_and_are_priced_once(inp in 0u64..100_000, cached in 0u64..100_000, out in 0u64..100_000, reasoning in 0u64..100_000) {
+            let body = serde_json::json!({"provider": "p", "model": "m", "input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out, "reasoning_output_tokens": reasoning});
+            let parsed = parse_body(body.to_string().as_bytes()).expect("json");
+            let r = parsed.into_iter().next().expect("one");
+            prop_assert_eq!(r.is_ok(), cached <= inp && reasoning <= out, "{:?}", r);
+            let plain = ModelPrice::new(2.5, 10.0);
+            let c = plain.cost(inp, cached.min(inp), out, reasoning.min(out));
+            let want = (inp as f64 * 2.5 + out as f64 * 10.0) / 1e6;
+            prop_assert!((c - want).abs() <= 1e-9 * want.max(1.0), "{c} vs {want}");
+            let discounted = ModelPrice { cached_input: Some(0.5), reasoning: Some(12.0), ..plain };
+            let d = discounted.cost(inp, cached.min(inp), out, reasoning.min(out));
+            let want = ((inp - cached.min(inp)) as f64 * 2.5 + cached.min(inp) as f64 * 0.5
+                + (out - reasoning.min(out)) as f64 * 10.0 + reasoning.min(out) as f64 * 12.0) / 1e6;
+            prop_assert!((d - want).abs() <= 1e-9 * want.max(1.0), "{d} vs {want}");
+        }
     }
 }
