@@ -272,6 +272,76 @@ pub fn slo_generate(spec: &std::path::Path) -> i32 {
     }
 }
 
+/// A report period's end: `now`, RFC 3339, Unix seconds, or `-DURATION`
+/// before now.
+pub fn parse_report_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now_ms);
+    }
+    if let Some(ago) = s.strip_prefix('-').filter(|d| {
+        d.starts_with(|c: char| c.is_ascii_digit()) && d.contains(|c: char| c.is_ascii_alphabetic())
+    }) {
+        return crate::params::parse_duration_param(ago)
+            .map(|d| now_ms - d)
+            .map_err(|e| format!("{s:?}: {e}"));
+    }
+    crate::params::parse_time(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `vigil report`: the report over `[from, to]` from the API at `url`, on
+/// stdout. Exit code 1 when the period or the API is unusable; sections
+/// the API cannot answer are listed in the report itself.
+pub fn report(
+    url: &str,
+    token_file: Option<&std::path::Path>,
+    from: &str,
+    to: &str,
+    format: &str,
+) -> i32 {
+    let fail = |e: String| {
+        eprintln!("vigil report: {e}");
+        1
+    };
+    let now = crate::params::now_ms();
+    let (from_ms, to_ms) = match (parse_report_time(from, now), parse_report_time(to, now)) {
+        (Ok(f), Ok(t)) if f < t => (f, t),
+        (Ok(_), Ok(_)) => return fail("--from must be before --to".into()),
+        (Err(e), _) => return fail(format!("--from {e}")),
+        (_, Err(e)) => return fail(format!("--to {e}")),
+    };
+    let format = match format.parse::<crate::report::Format>() {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let token = match token_file.map(std::fs::read_to_string).transpose() {
+        Ok(t) => t.map(|t| t.trim().to_string()),
+        Err(e) => return fail(format!("--token-file: {e}")),
+    };
+    let source = match crate::report::source::HttpSource::new(
+        url,
+        token,
+        std::time::Duration::from_secs(120),
+    ) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    // A source that answers nothing at all is a wrong URL, not an empty
+    // period.
+    if let Err(e) = crate::report::Source::instant(&source, "vector(1)", to_ms) {
+        return fail(e);
+    }
+    let r = crate::report::build(&source, from_ms, to_ms);
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(crate::report::render(&r, format).as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => 0,
+        Err(e) => fail(format!("writing the report: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,6 +154,8 @@ pub struct Config {
     /// Liveness of the agents that push: `up` and
     /// `vigil_agent_last_push_timestamp_seconds` per agent.
     pub agents: AgentsConfig,
+    /// Reports: the scheduled digest by email and Slack.
+    pub reports: crate::report::digest::ReportsConfig,
 }
 
 /// How pushing agents are watched (see `collector/src/agents.rs`).
@@ -240,6 +242,7 @@ impl Default for Config {
             remote_write: Vec::new(),
             llm: crate::budget::LlmConfig::default(),
             agents: AgentsConfig::default(),
+            reports: Default::default(),
         }
     }
 }
@@ -402,6 +405,10 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         self.llm.validate()?;
+        if let Some(d) = &self.reports.digest {
+            d.time_of_day()?;
+            d.weekday()?;
+        }
         if self.query.max_concurrency == 0 {
             return Err("query.max_concurrency must be at least 1".into());
         }

@@ -50,6 +50,8 @@ pub enum ServeError {
     Alerting(#[from] vigil_alerting::Error),
     #[error("{0}")]
     Remote(String),
+    #[error("{0}")]
+    Reports(String),
 }
 
 /// Everything a request handler needs.
@@ -73,6 +75,8 @@ pub struct App {
     pub cardinality: crate::cardinality::Cardinality,
     /// Liveness of the pushing agents (`up`, `AgentDown`).
     pub agents: Arc<crate::agents::Liveness>,
+    /// The scheduled report digest's deliveries.
+    pub digests: Arc<crate::report::digest::DigestMetrics>,
 }
 
 impl App {
@@ -103,6 +107,11 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     let tokens = Arc::new(crate::auth::Tokens::load(&cfg.auth)?);
     let (rule_set, anomaly_set) = load_rules(&cfg).map_err(ServeError::Rules)?;
     let alerting_cfg = load_alerting_config(&cfg).map_err(ServeError::AlertingConfig)?;
+    if let Some(digest) = &cfg.reports.digest {
+        digest
+            .validate(&alerting_cfg)
+            .map_err(ServeError::Reports)?;
+    }
     let forwarder =
         crate::forward::Forwarder::open(&cfg).map_err(|e| ServeError::Remote(e.to_string()))?;
     let opts = vigil_tsdb::Options {
@@ -210,6 +219,7 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     ));
     Ok(Arc::new(App {
         agents,
+        digests: Default::default(),
         query_slots: Arc::new(Semaphore::new(cfg.query.max_concurrency)),
         cardinality: crate::cardinality::Cardinality::new(cfg.series_limits()),
         cfg,
@@ -406,6 +416,7 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
     app.anomaly.render_metrics(&mut out);
     app.alerting.render_metrics(&mut out);
     app.agents.render_metrics(&mut out);
+    app.digests.render(&mut out);
     telemetry::render_data_dir_filesystem(&mut out, &app.cfg.data_dir);
     (
         [(
@@ -451,6 +462,16 @@ pub async fn run(
             Arc::new(app.queryable()),
             Arc::new(crate::pipeline::StoreAppender(app.db.clone())),
             app.cfg.rules.evaluation_interval.0,
+            shutdown.clone(),
+        ));
+    }
+    if let Some(digest) = app.cfg.reports.digest.clone() {
+        tokio::spawn(crate::report::digest::run(
+            digest,
+            app.alerting.clone(),
+            app.engine.clone(),
+            Arc::new(app.queryable()),
+            app.digests.clone(),
             shutdown.clone(),
         ));
     }
