@@ -308,6 +308,15 @@ impl State {
                     let decision =
                         needs_update(prev, &firing, &resolved, integ.send_resolved(), repeat, now);
                     if decision == Decision::Skip {
+                        // A group's first flush finding its alerts already
+                        // logged: a peer sent them (counted like a held
+                        // notification dropped after waiting).
+                        if opts.cluster.is_some()
+                            && !group.has_flushed
+                            && prev.is_some_and(|e| !e.firing.is_empty())
+                        {
+                            out.deduplicated += 1;
+                        }
                         continue;
                     }
                     let send: Vec<Alert> = kept

@@ -303,6 +303,25 @@ impl Alerting {
             }
         };
         self.metrics.render(&g, out);
+        if let Some(c) = self.cluster.get() {
+            use std::fmt::Write as _;
+            let w = c.wait();
+            let _ = write!(
+                out,
+                "# HELP vigil_cluster_members Live members of the alerting cluster, this one included.\n\
+                 # TYPE vigil_cluster_members gauge\nvigil_cluster_members {}\n\
+                 # HELP vigil_cluster_position This member's position (it waits position x peer_timeout before notifying).\n\
+                 # TYPE vigil_cluster_position gauge\nvigil_cluster_position {}\n\
+                 # HELP vigil_cluster_ready 1 once the cluster has settled.\n\
+                 # TYPE vigil_cluster_ready gauge\nvigil_cluster_ready {}\n\
+                 # HELP vigil_cluster_notifications_deduplicated_total Notifications this member did not send because the shared notification log showed a peer had (at a group's first flush, or after waiting its turn).\n\
+                 # TYPE vigil_cluster_notifications_deduplicated_total counter\nvigil_cluster_notifications_deduplicated_total {}\n",
+                c.members().len(),
+                w.position,
+                u8::from(w.ready),
+                self.deduplicated.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
     }
 
     /// The cluster this instance belongs to, if any.

@@ -154,6 +154,9 @@ pub struct Config {
     /// Liveness of the agents that push: `up` and
     /// `vigil_agent_last_push_timestamp_seconds` per agent.
     pub agents: AgentsConfig,
+    /// The alerting cluster, from the `--cluster-*` flags (not in the file).
+    #[serde(skip)]
+    pub cluster: Option<vigil_cluster::ClusterOptions>,
 }
 
 /// How pushing agents are watched (see `collector/src/agents.rs`).
@@ -240,6 +243,7 @@ impl Default for Config {
             remote_write: Vec::new(),
             llm: crate::budget::LlmConfig::default(),
             agents: AgentsConfig::default(),
+            cluster: None,
         }
     }
 }

@@ -40,7 +40,10 @@
 //! # Ok(()) }
 //! ```
 
+mod args;
 mod transport;
+
+pub use args::{ClusterArgs, DEFAULT_PORT};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
