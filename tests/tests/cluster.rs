@@ -5,7 +5,8 @@
 //! * the same alert posted to all three is delivered once;
 //! * after `kill -9` of the member that sends first, a new alert is still
 //!   delivered once;
-//! * a silence created on one member mutes on another;
+//! * a silence created with `amtool` on one member mutes on another;
+//! * `amtool cluster show` and the UI's `/status` list the members;
 //! * a member cut off from gossip (the hidden `--cluster.test-block-file`
 //!   drops its packets) and the rest both send: nothing is lost;
 //! * the killed member restarts from its data directory, does not send
@@ -148,9 +149,20 @@ fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn rfc3339(offset_secs: i64) -> String {
-    let t = chrono::Utc::now() + chrono::Duration::seconds(offset_secs);
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Runs Alertmanager's `amtool` (Debian `prometheus-alertmanager`, installed
+/// by tests/run.sh) against a member; its standard output.
+fn amtool(m: &Member, args: &[&str]) -> String {
+    let out = std::process::Command::new("amtool")
+        .arg(format!("--alertmanager.url={}", m.c.url("")))
+        .args(args)
+        .output()
+        .expect("amtool must be installed (apt-get install prometheus-alertmanager)");
+    assert!(
+        out.status.success(),
+        "amtool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -209,6 +221,20 @@ fn three_members_page_once_share_silences_and_fail_open() {
         assert_eq!(own["address"], format!("127.0.0.1:{}", m.gossip));
     }
 
+    // amtool reads the same status.
+    let shown = amtool(all[0], &["cluster", "show", "-o", "json"]);
+    let shown: Value = serde_json::from_str(&shown).expect("amtool prints JSON");
+    assert_eq!(shown["status"], "ready");
+    assert_eq!(shown["peers"].as_array().map(Vec::len), Some(3));
+    // So does the UI's /status page.
+    let page = reqwest::blocking::get(all[1].c.url("/status"))
+        .and_then(|r| r.text())
+        .expect("/status page");
+    assert!(page.contains("<h2>Cluster</h2>"), "{page}");
+    for n in &names {
+        assert!(page.contains(n.as_str()), "{n} missing from /status");
+    }
+
     // --- the same alert posted to all three arrives once.
     let before = dedup(&all);
     for m in &all {
@@ -254,26 +280,21 @@ fn three_members_page_once_share_silences_and_fail_open() {
 
     // --- a silence created on one member mutes on the other.
     let (a, b) = (rest[0], rest[1]);
-    let silence = json!({
-        "matchers": [
-            {"name": "alertname", "value": "Mute", "isRegex": false, "isEqual": true},
-            {"name": "instance", "value": "x", "isRegex": false, "isEqual": true}
+    // amtool, as an operator would, against one member.
+    let id = amtool(
+        a,
+        &[
+            "silence",
+            "add",
+            "alertname=Mute",
+            "instance=x",
+            "--comment=cluster test",
+            "--duration=1h",
         ],
-        "startsAt": rfc3339(0),
-        "endsAt": rfc3339(3600),
-        "createdBy": "e2e",
-        "comment": "cluster test"
-    });
-    let created: Value = reqwest::blocking::Client::new()
-        .post(a.c.url("/api/v2/silences"))
-        .json(&silence)
-        .send()
-        .and_then(|r| r.json())
-        .expect("create silence");
-    let id = created["silenceID"]
-        .as_str()
-        .expect("silence id")
-        .to_string();
+    )
+    .trim()
+    .to_string();
+    assert_eq!(id.len(), 36, "amtool prints the new silence's ID: {id}");
     poll("the silence reaching the other member", || {
         let s = get(b, &format!("/api/v2/silence/{id}"));
         (s["status"]["state"] == "active").then_some(())
