@@ -315,11 +315,14 @@ impl Alerting {
                  # HELP vigil_cluster_ready 1 once the cluster has settled.\n\
                  # TYPE vigil_cluster_ready gauge\nvigil_cluster_ready {}\n\
                  # HELP vigil_cluster_notifications_deduplicated_total Notifications this member did not send because the shared notification log showed a peer had (at a group's first flush, or after waiting its turn).\n\
-                 # TYPE vigil_cluster_notifications_deduplicated_total counter\nvigil_cluster_notifications_deduplicated_total {}\n",
+                 # TYPE vigil_cluster_notifications_deduplicated_total counter\nvigil_cluster_notifications_deduplicated_total {}\n\
+                 # HELP vigil_cluster_oversized_entries_total Silences or log entries too large to gossip (peers do not see them).\n\
+                 # TYPE vigil_cluster_oversized_entries_total counter\nvigil_cluster_oversized_entries_total {}\n",
                 c.members().len(),
                 w.position,
                 u8::from(w.ready),
                 self.deduplicated.load(std::sync::atomic::Ordering::Relaxed),
+                c.oversized(),
             );
         }
     }

@@ -165,6 +165,9 @@ pub struct Wait {
     pub ready: bool,
 }
 
+/// Largest value gossiped; well under a UDP datagram (65,507 bytes).
+pub const MAX_VALUE_BYTES: usize = 32 * 1024;
+
 enum Op {
     Set(String, String),
     Delete(String),
@@ -180,6 +183,7 @@ pub struct Cluster {
     ready: AtomicBool,
     handle: tokio::sync::Mutex<Option<ChitchatHandle>>,
     kinds: HashMap<&'static str, Arc<dyn Replicated>>,
+    oversized: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -256,6 +260,7 @@ impl Cluster {
             ready: AtomicBool::new(peer_count_hint == 0),
             handle: tokio::sync::Mutex::new(Some(handle)),
             kinds: by_kind,
+            oversized: Default::default(),
         });
         info!(name = %name, listen = %me.opts.listen, advertise = %advertise, peers = ?me.opts.peers, "cluster member started");
         tokio::spawn(Arc::clone(&me).publish_loop(ops_rx, shutdown.clone()));
@@ -286,9 +291,27 @@ impl Cluster {
         self.advertise
     }
 
-    /// Publishes (or replaces) an entry of a kind from this member.
+    /// Publishes (or replaces) an entry of a kind from this member. An
+    /// entry larger than [`MAX_VALUE_BYTES`] is not gossiped (logged and
+    /// counted): one value that does not fit a datagram would stall every
+    /// later change of this member, since deltas go out in version order.
     pub fn publish(&self, kind: &str, key: &str, value: String) {
+        if value.len() > MAX_VALUE_BYTES {
+            self.oversized.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                kind,
+                key,
+                bytes = value.len(),
+                "entry too large to gossip; peers will not see it"
+            );
+            return;
+        }
         let _ = self.ops.send(Op::Set(format!("{kind}/{key}"), value));
+    }
+
+    /// Entries not gossiped because they were too large.
+    pub fn oversized(&self) -> u64 {
+        self.oversized.load(Ordering::Relaxed)
     }
 
     /// Stops publishing an entry (after local garbage collection).
