@@ -292,11 +292,14 @@ async fn post_silence(State(a): State<Arc<Alerting>>, body: axum::body::Bytes) -
         Ok(list) => {
             let id = list.last().map(|s| s.id.clone()).unwrap_or_default();
             let writes = list
-                .into_iter()
-                .map(|s| Write::PutSilence(Box::new(s)))
+                .iter()
+                .map(|s| Write::PutSilence(Box::new(s.clone())))
                 .collect();
             if let Err(e) = a.store.write(writes).await {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+            for s in &list {
+                a.publish_silence(s);
             }
             Json(json!({"silenceID": id})).into_response()
         }
@@ -321,9 +324,14 @@ async fn delete_silence(State(a): State<Arc<Alerting>>, Path(id): Path<String>) 
     let res = a.state.lock().silences.expire(&id, now);
     match res {
         Ok(s) => {
-            if let Err(e) = a.store.write(vec![Write::PutSilence(Box::new(s))]).await {
+            if let Err(e) = a
+                .store
+                .write(vec![Write::PutSilence(Box::new(s.clone()))])
+                .await
+            {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
             }
+            a.publish_silence(&s);
             // Expiring a silence may release alerts; flush them on schedule.
             a.wake.notify_one();
             StatusCode::OK.into_response()
@@ -350,11 +358,20 @@ async fn get_receivers(State(a): State<Arc<Alerting>>) -> Response {
 /// as `versionInfo.version` (the version amtool checks).
 pub const ALERTMANAGER_API_VERSION: &str = "0.25.0";
 
+/// Alertmanager's `clusterStatus`: this member's name, `ready` or
+/// `settling`, and every live member (itself included); `disabled` alone.
+pub fn cluster_status(a: &Alerting) -> Value {
+    match a.cluster() {
+        Some(c) => serde_json::to_value(c.status()).unwrap_or(Value::Null),
+        None => json!({"name": "", "peers": [], "status": "disabled"}),
+    }
+}
+
 async fn get_status(State(a): State<Arc<Alerting>>) -> Response {
     let original = a.runtime.read().cfg.original.clone();
     let uptime = format_go_time(&a.started);
     Json(json!({
-        "cluster": {"name": "", "peers": [], "status": "disabled"},
+        "cluster": cluster_status(&a),
         "config": {"original": original},
         "uptime": uptime,
         // amtool compares `version` with its own and warns on every call

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod nflog;
 pub mod notify;
 pub mod outbox;
+pub mod replicate;
 pub mod route;
 pub mod silence;
 pub mod store;
@@ -49,7 +50,7 @@ use tracing::{error, info};
 pub use alert::PostableAlert;
 pub use config::{AlertingConfig, ConfigError, Summary, check_config, load_config, parse_config};
 
-use dispatch::{FlushOptions, Runtime, State};
+use dispatch::{ClusterWait, FlushOptions, Runtime, State};
 use metrics::{Gauges, Metrics};
 use outbox::{Outbox, RetryPolicy};
 use silence::Silences;
@@ -71,6 +72,8 @@ pub enum Error {
     },
     #[error("invalid alerts: {0}")]
     InvalidAlerts(String),
+    #[error(transparent)]
+    Cluster(#[from] vigil_cluster::Error),
 }
 
 /// Settings that are not part of the Alertmanager file.
@@ -92,6 +95,9 @@ pub struct AlertingOptions {
     pub retention: Duration,
     /// How often resolved alerts and old entries are removed.
     pub gc_interval: Duration,
+    /// Join a cluster of peers sharing silences and the notification log
+    /// (`--cluster.*`); `None` runs alone.
+    pub cluster: Option<vigil_cluster::ClusterOptions>,
 }
 
 impl Default for AlertingOptions {
@@ -105,6 +111,7 @@ impl Default for AlertingOptions {
             give_up_after: Duration::from_secs(3600),
             retention: Duration::from_secs(120 * 3600),
             gc_interval: Duration::from_secs(60),
+            cluster: None,
         }
     }
 }
@@ -119,6 +126,9 @@ pub struct Alerting {
     opts: AlertingOptions,
     wake: Notify,
     started: chrono::DateTime<Utc>,
+    cluster: std::sync::OnceLock<Arc<vigil_cluster::Cluster>>,
+    /// Held notifications a peer had already sent.
+    deduplicated: std::sync::atomic::AtomicU64,
 }
 
 impl Alerting {
@@ -174,7 +184,32 @@ impl Alerting {
             opts,
             wake: Notify::new(),
             started: now,
+            cluster: std::sync::OnceLock::new(),
+            deduplicated: Default::default(),
         });
+        // The cluster is joined before the dispatcher runs, so restored
+        // alerts already wait for this member's turn.
+        if let Some(copts) = me.opts.cluster.clone() {
+            let cluster =
+                vigil_cluster::Cluster::start(copts, replicate::kinds(&me), shutdown.clone())
+                    .await?;
+            let _ = me.cluster.set(cluster);
+            me.publish_all();
+            let weak = Arc::downgrade(&me);
+            outbox.on_delivered(Box::new(move |batch| {
+                let Some(a) = weak.upgrade() else { return };
+                for e in batch {
+                    if let Some(entry) = &e.nflog {
+                        let key = nflog::NflogKey {
+                            receiver: e.receiver.clone(),
+                            integration: e.integration.clone(),
+                            group_key: e.data.group_key.clone(),
+                        };
+                        a.publish_nflog(&key, entry);
+                    }
+                }
+            }));
+        }
         tokio::spawn(outbox.run(shutdown.clone()));
         tokio::spawn(Arc::clone(&me).dispatch_loop(shutdown.clone()));
         tokio::spawn(Arc::clone(&me).gc_loop(shutdown));
@@ -268,6 +303,33 @@ impl Alerting {
             }
         };
         self.metrics.render(&g, out);
+        if let Some(c) = self.cluster.get() {
+            use std::fmt::Write as _;
+            let w = c.wait();
+            let _ = write!(
+                out,
+                "# HELP vigil_cluster_members Live members of the alerting cluster, this one included.\n\
+                 # TYPE vigil_cluster_members gauge\nvigil_cluster_members {}\n\
+                 # HELP vigil_cluster_position This member's position (it waits position x peer_timeout before notifying).\n\
+                 # TYPE vigil_cluster_position gauge\nvigil_cluster_position {}\n\
+                 # HELP vigil_cluster_ready 1 once the cluster has settled.\n\
+                 # TYPE vigil_cluster_ready gauge\nvigil_cluster_ready {}\n\
+                 # HELP vigil_cluster_notifications_deduplicated_total Notifications this member did not send because the shared notification log showed a peer had (at a group's first flush, or after waiting its turn).\n\
+                 # TYPE vigil_cluster_notifications_deduplicated_total counter\nvigil_cluster_notifications_deduplicated_total {}\n\
+                 # HELP vigil_cluster_oversized_entries_total Silences or log entries too large to gossip (peers do not see them).\n\
+                 # TYPE vigil_cluster_oversized_entries_total counter\nvigil_cluster_oversized_entries_total {}\n",
+                c.members().len(),
+                w.position,
+                u8::from(w.ready),
+                self.deduplicated.load(std::sync::atomic::Ordering::Relaxed),
+                c.oversized(),
+            );
+        }
+    }
+
+    /// The cluster this instance belongs to, if any.
+    pub fn cluster(&self) -> Option<&Arc<vigil_cluster::Cluster>> {
+        self.cluster.get()
     }
 
     /// The configuration currently running.
@@ -280,24 +342,62 @@ impl Alerting {
             external_url: self.opts.external_url.clone(),
             give_up_after: chrono::Duration::from_std(self.opts.give_up_after)
                 .unwrap_or(chrono::Duration::hours(1)),
+            cluster: None,
         };
+        let mut opts = opts;
         loop {
+            opts.cluster = self.cluster.get().map(|c| {
+                let w = c.wait();
+                ClusterWait {
+                    delay: w.delay,
+                    ready: w.ready,
+                }
+            });
             let out = {
                 let mut st = self.state.lock();
                 let mut next_id = || self.outbox.next_id();
                 st.flush_due(Utc::now(), tokio::time::Instant::now(), &mut next_id, &opts)
             };
+            if out.deduplicated > 0 {
+                self.deduplicated.fetch_add(
+                    out.deduplicated as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tracing::debug!(
+                    notifications = out.deduplicated,
+                    "a peer already sent these notifications"
+                );
+            }
             if !out.writes.is_empty() {
                 // Commit the log and the outbox rows before any attempt.
                 match self.store.write(out.writes).await {
-                    Ok(()) => self.outbox.enqueue(out.notifications),
+                    Ok(()) => {
+                        self.outbox.enqueue(out.notifications);
+                        for (k, e) in &out.logged {
+                            self.publish_nflog(k, e);
+                        }
+                    }
                     Err(e) => error!(error = %e, "cannot persist notifications; they are not sent"),
                 }
             }
-            let next = self.state.lock().next_flush();
-            let sleep = next
+            let (next, held) = {
+                let st = self.state.lock();
+                let next = match (st.next_flush(), st.next_deferred()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                (next, !st.deferred.is_empty())
+            };
+            let mut sleep = next
                 .map(|t| t.saturating_duration_since(tokio::time::Instant::now()))
                 .unwrap_or(Duration::from_secs(3600));
+            // Held notifications wait for the cluster to settle, which
+            // nothing wakes this loop for: look again shortly.
+            if held && opts.cluster.is_some_and(|w| !w.ready) {
+                sleep = sleep
+                    .max(Duration::from_millis(200))
+                    .min(Duration::from_millis(200));
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
@@ -315,6 +415,7 @@ impl Alerting {
                 _ = tokio::time::sleep(self.opts.gc_interval) => {}
             }
             let writes = self.state.lock().gc(Utc::now(), retention, retention);
+            self.unpublish(&writes);
             self.store.write_later(writes);
         }
     }

@@ -43,6 +43,10 @@ pub struct OutboxEntry {
     /// Held back by a rate limit; folded into a digest when due.
     #[serde(default)]
     pub digest: bool,
+    /// The notification log entry this notification carries out; a
+    /// cluster shares it with the peers once delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nflog: Option<crate::nflog::NflogEntry>,
 }
 
 impl OutboxEntry {
@@ -65,6 +69,7 @@ impl OutboxEntry {
             next_attempt: now,
             last_error: None,
             digest: false,
+            nflog: None,
         }
     }
 }
@@ -96,8 +101,12 @@ struct Inner {
     sent: HashMap<String, VecDeque<DateTime<Utc>>>,
 }
 
+/// Called with the entries of each delivered notification.
+pub type DeliveredHook = Box<dyn Fn(&[OutboxEntry]) + Send + Sync>;
+
 /// The outbox; shared by the dispatcher (enqueue) and its delivery loop.
 pub struct Outbox {
+    delivered: std::sync::OnceLock<DeliveredHook>,
     inner: Mutex<Inner>,
     wake: Notify,
     next_id: AtomicU64,
@@ -124,6 +133,7 @@ impl Outbox {
         }
         let pending = loaded.into_iter().map(|e| (e.id, e)).collect();
         Arc::new(Self {
+            delivered: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 pending,
                 ..Default::default()
@@ -135,6 +145,11 @@ impl Outbox {
             runtime,
             metrics,
         })
+    }
+
+    /// Sets what runs after each successful delivery (once).
+    pub fn on_delivered(&self, hook: DeliveredHook) {
+        let _ = self.delivered.set(hook);
     }
 
     pub fn next_id(&self) -> u64 {
@@ -339,6 +354,9 @@ impl Outbox {
                     for e in &batch {
                         inner.pending.remove(&e.id);
                         writes.push(Write::DeleteOutbox(e.id));
+                    }
+                    if let Some(hook) = self.delivered.get() {
+                        hook(&batch);
                     }
                 }
                 Err(err) => {

@@ -156,6 +156,9 @@ pub struct Config {
     pub agents: AgentsConfig,
     /// Reports: the scheduled digest by email and Slack.
     pub reports: crate::report::digest::ReportsConfig,
+    /// The alerting cluster, from the `--cluster-*` flags (not in the file).
+    #[serde(skip)]
+    pub cluster: Option<vigil_cluster::ClusterOptions>,
 }
 
 /// How pushing agents are watched (see `collector/src/agents.rs`).
@@ -243,6 +246,7 @@ impl Default for Config {
             llm: crate::budget::LlmConfig::default(),
             agents: AgentsConfig::default(),
             reports: Default::default(),
+            cluster: None,
         }
     }
 }

@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the collector.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check configuration or rule files without starting.
     Check {
         #[command(subcommand)]
@@ -128,6 +128,9 @@ struct ServeArgs {
     /// Alertmanager configuration file.
     #[arg(long)]
     alerting_config: Option<PathBuf>,
+    /// HA: peers that share silences and the notification log.
+    #[command(flatten)]
+    cluster: vigil_cluster::ClusterArgs,
 }
 
 #[derive(Subcommand)]
@@ -163,7 +166,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             vigil_log::init(cli.log_level, cli.log_format);
-            match serve(args) {
+            match serve(*args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // One record, on stderr like every log line: printing
@@ -221,6 +224,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = args.alerting_config {
         cfg.alerting_config = Some(path);
     }
+    cfg.cluster = args.cluster.options().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -150,6 +150,7 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         vigil_alerting::AlertingOptions {
             external_url: cfg.external_url(),
             data_dir: cfg.data_dir.join("alerting"),
+            cluster: cfg.cluster.clone(),
             ..vigil_alerting::AlertingOptions::default()
         },
         shutdown.clone(),

@@ -62,15 +62,20 @@ fn alert(pairs: &[(&str, &str)], c: &Clock, ends: Option<DateTime<Utc>>) -> Aler
 }
 
 fn flush(st: &mut State, c: &Clock, ids: &mut u64) -> Vec<OutboxEntry> {
+    flush_in(st, c, ids, None).notifications
+}
+
+fn flush_in(st: &mut State, c: &Clock, ids: &mut u64, cluster: Option<ClusterWait>) -> FlushOutput {
     let opts = FlushOptions {
         external_url: "http://vigil".into(),
         give_up_after: chrono::Duration::hours(1),
+        cluster,
     };
     let mut next = || {
         *ids += 1;
         *ids
     };
-    st.flush_due(c.wall, c.mono, &mut next, &opts).notifications
+    st.flush_due(c.wall, c.mono, &mut next, &opts)
 }
 
 fn names(n: &OutboxEntry) -> Vec<String> {
@@ -347,4 +352,113 @@ fn escalating_repeat_interval_doubles_up_to_its_cap() {
     }
     // First notification after group_wait, then repeats after 2, 4, 8, 8 s.
     assert_eq!(sent_at, vec![1, 3, 7, 15, 23]);
+}
+
+fn second_in_line() -> Option<ClusterWait> {
+    Some(ClusterWait {
+        // Shorter than the repeat interval (10s), as peer_timeout is.
+        delay: Duration::from_secs(5),
+        ready: true,
+    })
+}
+
+#[test]
+fn cluster_member_waits_its_position_then_skips_what_a_peer_sent() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    st.put(alert(&[("alertname", "Cpu")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    let out = flush_in(&mut st, &c, &mut ids, second_in_line());
+    assert!(
+        out.notifications.is_empty(),
+        "position 1 waits 1 x peer_timeout"
+    );
+    assert!(out.writes.is_empty(), "nothing logged while waiting");
+    assert_eq!(st.next_deferred(), Some(c.mono + Duration::from_secs(5)));
+
+    // The first member sent it; its log entry arrives by gossip.
+    let key = st.deferred.keys().next().cloned().expect("one held");
+    let peer_entry = NflogEntry {
+        firing: st.deferred[&key].pending.firing.clone(),
+        resolved: BTreeSet::new(),
+        timestamp: c.wall,
+        repeats: 0,
+    };
+    st.nflog.insert(key.clone(), peer_entry.clone());
+    c.advance(Duration::from_secs(4));
+    assert!(
+        flush_in(&mut st, &c, &mut ids, second_in_line())
+            .notifications
+            .is_empty()
+    );
+    c.advance(Duration::from_secs(1));
+    let out = flush_in(&mut st, &c, &mut ids, second_in_line());
+    assert!(out.notifications.is_empty(), "the peer already notified");
+    assert_eq!(out.deduplicated, 1);
+    assert!(st.deferred.is_empty());
+    assert_eq!(st.nflog[&key], peer_entry, "the peer's entry stays");
+}
+
+#[test]
+fn cluster_member_sends_when_no_peer_did() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    st.put(alert(&[("alertname", "Cpu")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    assert!(
+        flush_in(&mut st, &c, &mut ids, second_in_line())
+            .notifications
+            .is_empty()
+    );
+    // group_interval (2s) flushes come and go: the held one keeps its time.
+    for _ in 0..2 {
+        c.advance(Duration::from_secs(2));
+        assert!(
+            flush_in(&mut st, &c, &mut ids, second_in_line())
+                .notifications
+                .is_empty()
+        );
+    }
+    c.advance(Duration::from_secs(1));
+    let out = flush_in(&mut st, &c, &mut ids, second_in_line());
+    assert_eq!(out.notifications.len(), 1, "the peer ahead is gone: send");
+    let entry = out.notifications[0]
+        .nflog
+        .clone()
+        .expect("carries its log entry");
+    assert_eq!(entry.timestamp, c.wall);
+    assert_eq!(out.deduplicated, 0);
+}
+
+#[test]
+fn cluster_first_member_sends_at_once_but_not_while_settling() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    st.put(alert(&[("alertname", "Cpu")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    let settling = Some(ClusterWait {
+        delay: Duration::ZERO,
+        ready: false,
+    });
+    assert!(
+        flush_in(&mut st, &c, &mut ids, settling)
+            .notifications
+            .is_empty()
+    );
+    c.advance(Duration::from_secs(30));
+    assert!(
+        flush_in(&mut st, &c, &mut ids, settling)
+            .notifications
+            .is_empty()
+    );
+    let ready = Some(ClusterWait {
+        delay: Duration::ZERO,
+        ready: true,
+    });
+    let out = flush_in(&mut st, &c, &mut ids, ready);
+    assert_eq!(out.notifications.len(), 1, "settled: position 0 sends");
+    // Alone in the cluster (a partition): position 0, no wait.
+    st.put(alert(&[("alertname", "Disk")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    assert_eq!(
+        flush_in(&mut st, &c, &mut ids, ready).notifications.len(),
+        1
+    );
 }
