@@ -25,6 +25,8 @@ pub mod alert;
 pub mod api;
 pub mod config;
 pub mod dispatch;
+pub mod escalation;
+pub mod incident;
 pub mod inhibit;
 pub mod matchers;
 pub mod metrics;
@@ -50,6 +52,9 @@ pub use alert::PostableAlert;
 pub use config::{AlertingConfig, ConfigError, Summary, check_config, load_config, parse_config};
 
 use dispatch::{FlushOptions, Runtime, State};
+use escalation::EscalationRule;
+use incident::IncidentBook;
+use incident::service::check_escalations;
 use metrics::{Gauges, Metrics};
 use outbox::{Outbox, RetryPolicy};
 use silence::Silences;
@@ -92,6 +97,14 @@ pub struct AlertingOptions {
     pub retention: Duration,
     /// How often resolved alerts and old entries are removed.
     pub gc_interval: Duration,
+    /// Incidents that ended longer ago than this are removed.
+    pub incident_retention: Duration,
+    /// How often open incidents are checked for escalation and for an
+    /// alert that resolved without a new update.
+    pub incident_check_interval: Duration,
+    /// Escalation rules (Vigil's `alerting.escalations`), already checked
+    /// against this configuration's receivers.
+    pub escalations: Vec<EscalationRule>,
 }
 
 impl Default for AlertingOptions {
@@ -105,6 +118,9 @@ impl Default for AlertingOptions {
             give_up_after: Duration::from_secs(3600),
             retention: Duration::from_secs(120 * 3600),
             gc_interval: Duration::from_secs(60),
+            incident_retention: Duration::from_secs(90 * 86_400),
+            incident_check_interval: Duration::from_secs(1),
+            escalations: Vec::new(),
         }
     }
 }
@@ -119,6 +135,10 @@ pub struct Alerting {
     opts: AlertingOptions,
     wake: Notify,
     started: chrono::DateTime<Utc>,
+    /// The incident history (never locked while `state` is held by the
+    /// same thread in the other order: take `state` first, or only one).
+    incidents: Arc<Mutex<IncidentBook>>,
+    escalations: RwLock<Vec<EscalationRule>>,
 }
 
 impl Alerting {
@@ -135,8 +155,10 @@ impl Alerting {
         })?;
         let rt = Arc::new(Runtime::new(cfg, opts.notify_timeout).map_err(Error::Invalid)?);
         let (store, loaded) = Store::open(&opts.data_dir.join("alerting.db"))?;
+        check_escalations(&rt, &opts.escalations).map_err(Error::Invalid)?;
         let runtime = Arc::new(RwLock::new(Arc::clone(&rt)));
         let metrics = Arc::new(Metrics::default());
+        let incidents = Arc::new(Mutex::new(IncidentBook::load(loaded.incidents)));
         let policy = RetryPolicy {
             initial_backoff: opts.retry_initial_backoff,
             max_backoff: opts.retry_max_backoff,
@@ -148,6 +170,7 @@ impl Alerting {
             policy,
             Arc::clone(&runtime),
             Arc::clone(&metrics),
+            Arc::clone(&incidents),
         );
         let mut state = State::new(
             Arc::clone(&rt),
@@ -163,9 +186,13 @@ impl Alerting {
         info!(
             alerts = restored,
             pending_notifications = outbox.pending_len(),
+            incidents = incidents.lock().len(),
             "alerting started"
         );
+        let escalations = RwLock::new(opts.escalations.clone());
         let me = Arc::new(Alerting {
+            incidents,
+            escalations,
             state: Mutex::new(state),
             runtime,
             store,
@@ -177,6 +204,7 @@ impl Alerting {
         });
         tokio::spawn(outbox.run(shutdown.clone()));
         tokio::spawn(Arc::clone(&me).dispatch_loop(shutdown.clone()));
+        tokio::spawn(Arc::clone(&me).incident_loop(shutdown.clone()));
         tokio::spawn(Arc::clone(&me).gc_loop(shutdown));
         Ok(me)
     }
@@ -189,18 +217,40 @@ impl Alerting {
     /// Adds alerts (from the rule engine). Invalid alerts are counted and
     /// reported; valid ones in the same batch are still accepted.
     pub async fn push(&self, alerts: Vec<PostableAlert>) -> Result<(), Error> {
+        let n = alerts.len();
+        self.push_with_values(
+            alerts
+                .into_iter()
+                .zip(std::iter::repeat_n(None, n))
+                .collect(),
+        )
+        .await
+    }
+
+    /// Adds alerts with the value each carries (Vigil's rule and anomaly
+    /// alerts: their expression's value), kept as the incident's peak.
+    pub async fn push_with_values(
+        &self,
+        alerts: Vec<(PostableAlert, Option<f64>)>,
+    ) -> Result<(), Error> {
         let now = Utc::now();
         let now_i = tokio::time::Instant::now();
         let mut errors = Vec::new();
         let mut writes = Vec::new();
+        let mut observed = Vec::new();
         {
             let resolve_timeout = self.runtime.read().resolve_timeout;
             let mut st = self.state.lock();
-            for p in alerts {
+            for (p, value) in alerts {
                 match alert::Alert::from_postable(p, now, resolve_timeout) {
                     Ok(a) => {
                         self.metrics.alert_received(a.status_at(now));
+                        let new_episode = st
+                            .alerts
+                            .get(&a.fingerprint)
+                            .is_none_or(|old| old.resolved_at(now));
                         let stored = st.put(a, now, now_i);
+                        observed.push((stored.clone(), new_episode, value));
                         writes.push(Write::PutAlert(Box::new(stored)));
                     }
                     Err(e) => {
@@ -208,6 +258,12 @@ impl Alerting {
                         errors.push(e);
                     }
                 }
+            }
+        }
+        if !observed.is_empty() {
+            let mut book = self.incidents.lock();
+            for (a, new_episode, value) in &observed {
+                writes.extend(book.observe(a, *new_episode, *value, now));
             }
         }
         if !writes.is_empty() {
@@ -223,7 +279,21 @@ impl Alerting {
 
     /// Swaps in a new configuration; on error the running one stays.
     pub async fn reload(&self, cfg: AlertingConfig) -> Result<(), Error> {
+        let escalations = self.escalations.read().clone();
+        self.reload_with_escalations(cfg, escalations).await
+    }
+
+    /// Swaps in a new configuration and escalation rules together; on
+    /// error (a rule naming a receiver the configuration lacks) both of the
+    /// running ones stay.
+    pub async fn reload_with_escalations(
+        &self,
+        cfg: AlertingConfig,
+        escalations: Vec<EscalationRule>,
+    ) -> Result<(), Error> {
         let rt = Arc::new(Runtime::new(cfg, self.opts.notify_timeout).map_err(Error::Invalid)?);
+        check_escalations(&rt, &escalations).map_err(Error::Invalid)?;
+        *self.escalations.write() = escalations;
         *self.runtime.write() = Arc::clone(&rt);
         {
             let mut st = self.state.lock();
@@ -282,8 +352,10 @@ impl Alerting {
                 .unwrap_or(chrono::Duration::hours(1)),
         };
         loop {
+            let acks = self.incidents.lock().ack_views();
             let out = {
                 let mut st = self.state.lock();
+                st.acks = acks;
                 let mut next_id = || self.outbox.next_id();
                 st.flush_due(Utc::now(), tokio::time::Instant::now(), &mut next_id, &opts)
             };
@@ -314,7 +386,11 @@ impl Alerting {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(self.opts.gc_interval) => {}
             }
-            let writes = self.state.lock().gc(Utc::now(), retention, retention);
+            let now = Utc::now();
+            let mut writes = self.state.lock().gc(now, retention, retention);
+            let incident_retention = chrono::Duration::from_std(self.opts.incident_retention)
+                .unwrap_or(chrono::Duration::days(90));
+            writes.extend(self.incidents.lock().gc(now, incident_retention));
             self.store.write_later(writes);
         }
     }
