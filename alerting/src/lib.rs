@@ -11,6 +11,10 @@
 //! PagerDuty), with retries and backoff. Alerts, silences, the log and the
 //! outbox live in `alerting.db` and survive restarts and `kill -9`.
 //!
+//! Beyond Alertmanager, every alert episode is kept as an incident
+//! ([`incident`]): its notifications and their outcome, acknowledgements
+//! (which stop its repeats), escalations ([`escalation`]) and notes.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), vigil_alerting::Error> {
 //! use vigil_alerting::{Alerting, AlertingConfig, AlertingOptions};
