@@ -259,3 +259,169 @@ impl Alerting {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::PostableAlert;
+    use crate::{AlertingOptions, parse_config};
+
+    const AM: &str = "route:\n  receiver: team\nreceivers:\n  - name: team\n  - name: manager\n";
+
+    fn labels(name: &str) -> crate::matchers::LabelSet {
+        [("alertname", name), ("severity", "page")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    async fn start(dir: &std::path::Path) -> Arc<Alerting> {
+        let cfg = parse_config(AM, "am.yml").expect("valid");
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            escalations: Vec<crate::escalation::EscalationConfig>,
+        }
+        let doc: Doc = serde_saphyr::from_str(
+            "escalations:\n  - matchers: ['severity=\"page\"']\n    after: 15m\n    receiver: manager\n",
+        )
+        .expect("parses");
+        let escalations =
+            crate::escalation::build(&doc.escalations, &cfg, "vigil.yml").expect("valid rules");
+        Alerting::start(
+            cfg,
+            AlertingOptions {
+                data_dir: dir.to_path_buf(),
+                escalations,
+                // Checks run only when the test calls them.
+                incident_check_interval: Duration::from_secs(3600),
+                ..Default::default()
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .expect("alerting starts")
+    }
+
+    async fn fire(a: &Alerting, name: &str, start: DateTime<Utc>, value: f64) {
+        a.push_with_values(vec![(
+            PostableAlert {
+                labels: labels(name),
+                starts_at: Some(start),
+                // Explicit end far ahead: firing for the whole test.
+                ends_at: Some(start + chrono::Duration::hours(2)),
+                ..Default::default()
+            },
+            Some(value),
+        )])
+        .await
+        .expect("accepted");
+    }
+
+    fn find(a: &Alerting, name: &str) -> Incident {
+        a.incidents(&IncidentFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .into_iter()
+        .find(|i| i.labels["alertname"] == name)
+        .expect("incident")
+    }
+
+    #[tokio::test]
+    async fn escalates_once_when_due_unless_acknowledged_and_closes_resolved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = start(dir.path()).await;
+        let t0 = Utc::now();
+        fire(&a, "Quiet", t0, 1.0).await;
+        fire(&a, "Loud", t0, 2.0).await;
+        fire(&a, "Loud", t0, 5.0).await;
+        let quiet = find(&a, "Quiet");
+        a.ack(
+            &crate::matchers::fingerprint_hex(quiet.fingerprint),
+            "ann",
+            "",
+        )
+        .await
+        .expect("acked");
+        // Not yet due.
+        a.check_incidents(t0 + chrono::Duration::minutes(14)).await;
+        assert!(find(&a, "Loud").escalations.is_empty());
+        // Due: the unacknowledged one escalates, once.
+        for m in [16, 17, 30] {
+            a.check_incidents(t0 + chrono::Duration::minutes(m)).await;
+        }
+        let loud = find(&a, "Loud");
+        assert_eq!(loud.escalations.len(), 1, "{loud:?}");
+        assert_eq!(loud.escalations[0].receiver, "manager");
+        assert_eq!(loud.escalations[0].after, "15m");
+        assert_eq!(loud.peak_value, Some(5.0));
+        assert!(
+            find(&a, "Quiet").escalations.is_empty(),
+            "an acked alert escalated"
+        );
+        // The alert ends: its incident closes at the end time.
+        let end = Utc::now();
+        a.push(vec![PostableAlert {
+            labels: labels("Loud"),
+            starts_at: Some(t0),
+            ends_at: Some(end),
+            ..Default::default()
+        }])
+        .await
+        .expect("accepted");
+        assert_eq!(find(&a, "Loud").ends_at, Some(end));
+        a.check_incidents(Utc::now()).await;
+        assert_eq!(find(&a, "Loud").ends_at, Some(end), "closed once");
+        // An alert whose end time passes without a new update: the check
+        // closes its incident at that end.
+        a.check_incidents(t0 + chrono::Duration::hours(3)).await;
+        assert_eq!(
+            find(&a, "Quiet").ends_at,
+            Some(t0 + chrono::Duration::hours(2))
+        );
+        // A resolved alert cannot be acknowledged; an unknown one is unknown.
+        let fp = crate::matchers::fingerprint_hex(loud.fingerprint);
+        assert!(matches!(
+            a.ack(&fp, "ann", "").await,
+            Err(IncidentError::Resolved(_))
+        ));
+        assert!(matches!(
+            a.ack("00000000000000ff", "ann", "").await,
+            Err(IncidentError::UnknownAlert(_))
+        ));
+        assert!(matches!(
+            a.ack("xyz", "ann", "").await,
+            Err(IncidentError::Invalid(_))
+        ));
+        assert!(matches!(
+            a.add_note(&loud.id, " ", "t").await,
+            Err(IncidentError::Invalid(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_escalation_receiver_is_refused_on_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = start(dir.path()).await;
+        let without_manager = parse_config(
+            "route:\n  receiver: team\nreceivers:\n  - name: team\n",
+            "am.yml",
+        )
+        .expect("valid");
+        let rules = a.escalation_rules();
+        assert!(
+            a.reload_with_escalations(without_manager, rules)
+                .await
+                .is_err()
+        );
+        assert_eq!(a.escalation_rules().len(), 1, "the running rules stay");
+        assert!(
+            a.config()
+                .receivers
+                .iter()
+                .any(|r| r.name.value == "manager")
+        );
+    }
+}
