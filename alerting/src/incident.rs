@@ -239,6 +239,12 @@ impl IncidentBook {
         self.by_id.len()
     }
 
+    /// (open, closed) incidents.
+    pub fn counts(&self) -> (usize, usize) {
+        let open = self.by_id.values().filter(|i| i.is_open()).count();
+        (open, self.by_id.len() - open)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }

@@ -342,6 +342,15 @@ impl Alerting {
             }
         };
         self.metrics.render(&g, out);
+        let (open, closed) = self.incidents.lock().counts();
+        use std::fmt::Write as _;
+        let _ = write!(
+            out,
+            "# HELP vigil_incidents Alert episodes kept in the incident history, by state.\n\
+             # TYPE vigil_incidents gauge\n\
+             vigil_incidents{{state=\"open\"}} {open}\n\
+             vigil_incidents{{state=\"closed\"}} {closed}\n"
+        );
     }
 
     /// The configuration currently running.
