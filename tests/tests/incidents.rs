@@ -254,10 +254,11 @@ fn acknowledge_escalate_and_remember() {
     assert_eq!(body["data"]["acknowledged"], true, "{body}");
     assert_eq!(body["data"]["acks"][0]["author"], "ann", "{body}");
 
-    // Let a notification that was in flight at the ack land: one more
-    // repeat of the other alert means a flush has run since.
+    // Let a notification that was in flight at the ack land: two more
+    // repeats of the other alert mean a whole repeat interval of flushes
+    // has run since.
     let clock = |n: usize| received(&team, "EscalateMe").len() >= n;
-    let settled = received(&team, "EscalateMe").len() + 1;
+    let settled = received(&team, "EscalateMe").len() + 2;
     wait_for("a repeat after the ack", Duration::from_secs(30), || {
         clock(settled).then_some(())
     });
