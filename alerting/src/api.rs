@@ -33,6 +33,7 @@ pub fn router(a: Arc<Alerting>) -> axum::Router {
         .route("/api/v2/receivers", get(get_receivers))
         .route("/api/v2/status", get(get_status))
         .route("/api/v2/alerts/", post(post_alerts))
+        .merge(crate::incident::api::routes())
         .with_state(a)
 }
 
@@ -66,7 +67,7 @@ fn url_decode(s: &str) -> String {
 }
 
 /// Query parameters as (name, value) pairs; names may repeat.
-fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
     q.as_deref()
         .unwrap_or("")
         .split('&')

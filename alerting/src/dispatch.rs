@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::alert::{Alert, notification_order};
 use crate::config::AlertingConfig;
+use crate::incident::AckView;
 use crate::inhibit::{InhibitRule, Inhibitor};
 use crate::matchers::{LabelSet, fingerprint};
 use crate::nflog::{Decision, NflogEntry, NflogKey, effective_repeat, needs_update};
@@ -141,6 +142,9 @@ pub struct State {
     pub nflog: HashMap<NflogKey, NflogEntry>,
     /// Notifications waiting for this member's turn in a cluster.
     pub deferred: HashMap<NflogKey, Deferred>,
+    /// Acknowledged episodes per fingerprint (a snapshot of the incident
+    /// book, refreshed before each flush).
+    pub acks: HashMap<u64, AckView>,
 }
 
 impl State {
@@ -154,6 +158,7 @@ impl State {
             groups: HashMap::new(),
             nflog,
             deferred: HashMap::new(),
+            acks: HashMap::new(),
         }
     }
 
@@ -319,10 +324,22 @@ impl State {
                         }
                         continue;
                     }
+                    // Acknowledged alerts are not repeated: a repeat of a
+                    // group whose firing alerts are all acknowledged is
+                    // skipped (a change, such as a new alert or a
+                    // resolution, still notifies).
+                    if decision == Decision::Repeat
+                        && kept
+                            .iter()
+                            .filter(|a| !a.resolved_at(now))
+                            .all(|a| self.acks.get(&a.fingerprint).is_some_and(|v| v.open))
+                    {
+                        continue;
+                    }
                     let send: Vec<Alert> = kept
                         .iter()
                         .filter(|a| integ.send_resolved() || !a.resolved_at(now))
-                        .map(|a| (*a).clone())
+                        .map(|a| with_ack(a, self.acks.get(&a.fingerprint), now))
                         .collect();
                     // Only resolved alerts and send_resolved off: the log
                     // records them, nothing is sent.
@@ -529,6 +546,29 @@ impl State {
             .collect();
         (inhibited, self.silences.silenced_by(labels, now))
     }
+}
+
+/// Annotation names that show an acknowledgement in notifications (added
+/// to the notification only: the alert's labels, fingerprint and stored
+/// annotations do not change).
+pub const ACK_BY: &str = "vigil_acknowledged_by";
+pub const ACK_AT: &str = "vigil_acknowledged_at";
+pub const ACK_COMMENT: &str = "vigil_acknowledgement";
+
+/// The alert as a notification carries it: with the ack of its current
+/// episode shown in annotations. A resolved alert still shows the ack of
+/// the episode that just ended; a firing one only an open episode's.
+fn with_ack(a: &Alert, ack: Option<&AckView>, now: DateTime<Utc>) -> Alert {
+    let mut a = a.clone();
+    if let Some(v) = ack.filter(|v| v.open || a.resolved_at(now)) {
+        a.annotations.insert(ACK_BY.into(), v.author.clone());
+        a.annotations
+            .insert(ACK_AT.into(), crate::alert::format_go_time(&v.at));
+        if !v.comment.is_empty() {
+            a.annotations.insert(ACK_COMMENT.into(), v.comment.clone());
+        }
+    }
+    a
 }
 
 /// Settings a flush needs from the options.

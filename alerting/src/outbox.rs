@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::dispatch::Runtime;
+use crate::incident::IncidentBook;
 use crate::metrics::Metrics;
 use crate::nflog::IntegrationId;
 use crate::notify::{NotificationData, NotifyError};
@@ -114,6 +115,9 @@ pub struct Outbox {
     policy: RetryPolicy,
     runtime: Arc<RwLock<Arc<Runtime>>>,
     metrics: Arc<Metrics>,
+    /// Where each final outcome is recorded, on the incidents of the
+    /// alerts a notification carried.
+    incidents: Arc<Mutex<IncidentBook>>,
 }
 
 impl Outbox {
@@ -123,8 +127,12 @@ impl Outbox {
         policy: RetryPolicy,
         runtime: Arc<RwLock<Arc<Runtime>>>,
         metrics: Arc<Metrics>,
+        incidents: Arc<Mutex<IncidentBook>>,
     ) -> Arc<Self> {
-        let next = loaded.iter().map(|e| e.id).max().unwrap_or(0) + 1;
+        // Ids stay above those recorded on incidents too, so a notification
+        // after a restart never reuses the id of one already in a history.
+        let recorded = incidents.lock().max_notification_id();
+        let next = loaded.iter().map(|e| e.id).max().unwrap_or(0).max(recorded) + 1;
         if !loaded.is_empty() {
             info!(
                 pending = loaded.len(),
@@ -144,6 +152,7 @@ impl Outbox {
             policy,
             runtime,
             metrics,
+            incidents,
         })
     }
 
@@ -342,6 +351,8 @@ impl Outbox {
         };
         let now = Utc::now();
         let mut writes = Vec::new();
+        // Final outcomes to record on incidents: (entry, ok, error, attempts).
+        let mut outcomes: Vec<(OutboxEntry, bool, Option<String>, u32)> = Vec::new();
         {
             let mut inner = self.inner.lock();
             for e in &batch {
@@ -354,6 +365,7 @@ impl Outbox {
                     for e in &batch {
                         inner.pending.remove(&e.id);
                         writes.push(Write::DeleteOutbox(e.id));
+                        outcomes.push((e.clone(), true, None, e.attempts + 1));
                     }
                     if let Some(hook) = self.delivered.get() {
                         hook(&batch);
@@ -376,11 +388,23 @@ impl Outbox {
                         } else {
                             error!(receiver = %p.receiver, integration = %p.integration, attempts = p.attempts, error = %err, "notification failed; giving up");
                             self.metrics.failed(&p.receiver, &kind);
+                            outcomes.push((
+                                p.clone(),
+                                false,
+                                Some(err.message.clone()),
+                                p.attempts,
+                            ));
                             inner.pending.remove(&e.id);
                             writes.push(Write::DeleteOutbox(e.id));
                         }
                     }
                 }
+            }
+        }
+        if !outcomes.is_empty() {
+            let mut book = self.incidents.lock();
+            for (e, ok, err, attempts) in &outcomes {
+                writes.extend(book.record_delivery(e, *ok, err.as_deref(), *attempts, now));
             }
         }
         if let Err(e) = self.store.write(writes).await {

@@ -140,7 +140,22 @@ fn check_config(path: &std::path::Path) -> i32 {
             }
         }
     } else {
-        match Config::load(path) {
+        // The escalation rules name receivers of the Alertmanager file, so
+        // they are checked against it, as `vigil serve` does at start.
+        let loaded = Config::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| {
+                if cfg.alerting.escalations.is_empty() {
+                    return Ok(cfg);
+                }
+                let am = match &cfg.alerting_config {
+                    Some(p) => vigil_alerting::load_config(p).map_err(|e| e.to_string())?,
+                    None => vigil_alerting::AlertingConfig::default_config(),
+                };
+                cfg.escalations(&am)?;
+                Ok(cfg)
+            });
+        match loaded {
             Ok(_) => {
                 println!(
                     "  SUCCESS: {} is a valid Vigil configuration",

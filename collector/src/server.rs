@@ -112,6 +112,9 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
             .validate(&alerting_cfg)
             .map_err(ServeError::Reports)?;
     }
+    let escalations = cfg
+        .escalations(&alerting_cfg)
+        .map_err(ServeError::AlertingConfig)?;
     let forwarder =
         crate::forward::Forwarder::open(&cfg).map_err(|e| ServeError::Remote(e.to_string()))?;
     let opts = vigil_tsdb::Options {
@@ -151,6 +154,8 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
             external_url: cfg.external_url(),
             data_dir: cfg.data_dir.join("alerting"),
             cluster: cfg.cluster.clone(),
+            escalations,
+            incident_retention: cfg.alerting.incident_retention.0,
             ..vigil_alerting::AlertingOptions::default()
         },
         shutdown.clone(),
@@ -598,7 +603,19 @@ impl App {
                 return Err(reasons.join("\n"));
             }
         };
-        if let Err(e) = self.alerting.reload(alerting_cfg).await {
+        let escalations = match self.cfg.escalations(&alerting_cfg) {
+            Ok(e) => e,
+            Err(e) => {
+                self.reloads.failure();
+                tracing::error!(problem = %e, "escalation rules rejected");
+                return Err(e);
+            }
+        };
+        if let Err(e) = self
+            .alerting
+            .reload_with_escalations(alerting_cfg, escalations)
+            .await
+        {
             self.reloads.failure();
             tracing::error!(error = %e, "alerting configuration rejected");
             return Err(e.to_string());

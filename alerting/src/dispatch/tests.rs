@@ -461,4 +461,107 @@ fn cluster_first_member_sends_at_once_but_not_while_settling() {
         flush_in(&mut st, &c, &mut ids, ready).notifications.len(),
         1
     );
+#[test]
+fn acknowledged_group_does_not_repeat_but_changes_and_resolution_notify() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    let a = alert(&[("alertname", "Cpu"), ("instance", "a")], &c, None);
+    let fp_a = a.fingerprint;
+    st.put(a, c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    assert_eq!(flush(&mut st, &c, &mut ids).len(), 1, "first notification");
+    // Acknowledged: the repeat after repeat_interval does not go out.
+    let ack = AckView {
+        open: true,
+        author: "ann".into(),
+        comment: "looking".into(),
+        at: c.wall,
+    };
+    st.acks.insert(fp_a, ack.clone());
+    for _ in 0..10 {
+        c.advance(Duration::from_secs(2));
+        assert!(
+            flush(&mut st, &c, &mut ids).is_empty(),
+            "an acknowledged alert repeated"
+        );
+    }
+    // Without the ack it would have repeated by now.
+    st.acks.clear();
+    assert_eq!(
+        flush_after(&mut st, &mut c, &mut ids).len(),
+        1,
+        "repeats unacked"
+    );
+    st.acks.insert(fp_a, ack);
+    // A new alert in the group still notifies, and shows the ack on the
+    // acknowledged one only (labels and fingerprint unchanged).
+    st.put(
+        alert(&[("alertname", "Cpu"), ("instance", "b")], &c, None),
+        c.wall,
+        c.mono,
+    );
+    let n = flush_after(&mut st, &mut c, &mut ids);
+    assert_eq!(n.len(), 1, "a new alert notifies");
+    let shown = &n[0].data.alerts;
+    assert_eq!(names(&n[0]), vec!["a:firing", "b:firing"]);
+    assert_eq!(
+        shown[0].annotations.get(ACK_BY).map(String::as_str),
+        Some("ann")
+    );
+    assert_eq!(
+        shown[0].annotations.get(ACK_COMMENT).map(String::as_str),
+        Some("looking")
+    );
+    assert_eq!(shown[0].fingerprint, crate::matchers::fingerprint_hex(fp_a));
+    assert!(!shown[0].labels.contains_key(ACK_BY));
+    assert!(!shown[1].annotations.contains_key(ACK_BY));
+    assert!(
+        !st.alerts[&fp_a].annotations.contains_key(ACK_BY),
+        "the stored alert is unchanged"
+    );
+    // Both acknowledged: no repeats. The resolution still goes out, with
+    // the ack (the episode has ended: the view is closed now).
+    let fp_b = crate::matchers::fingerprint(
+        &[("alertname", "Cpu"), ("instance", "b")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    st.acks.insert(
+        fp_b,
+        AckView {
+            open: true,
+            author: "bob".into(),
+            comment: String::new(),
+            at: c.wall,
+        },
+    );
+    for _ in 0..8 {
+        c.advance(Duration::from_secs(2));
+        assert!(flush(&mut st, &c, &mut ids).is_empty());
+    }
+    let end = c.wall;
+    st.put(
+        alert(&[("alertname", "Cpu"), ("instance", "a")], &c, Some(end)),
+        c.wall,
+        c.mono,
+    );
+    if let Some(v) = st.acks.get_mut(&fp_a) {
+        v.open = false;
+    }
+    let n = flush_after(&mut st, &mut c, &mut ids);
+    assert_eq!(n.len(), 1, "the resolution goes out");
+    assert_eq!(names(&n[0]), vec!["a:resolved", "b:firing"]);
+    assert_eq!(
+        n[0].data.alerts[0]
+            .annotations
+            .get(ACK_BY)
+            .map(String::as_str),
+        Some("ann")
+    );
+}
+
+/// Flushes after the group interval.
+fn flush_after(st: &mut State, c: &mut Clock, ids: &mut u64) -> Vec<OutboxEntry> {
+    c.advance(Duration::from_secs(2));
+    flush(st, c, ids)
 }
