@@ -70,6 +70,12 @@ pub struct DetectorConfig {
     /// (default 0 = off). Capped at half the window (a shift must be judged
     /// against at least as many points as it has lasted).
     pub rebaseline_after: usize,
+    /// Seasonal gate: for a series whose level the time of day explains
+    /// (see [`seasonal`](Self::seasonal)), a point whose differences from
+    /// yesterday (and last week, once in the model) all lie within this
+    /// many robust σ of their usual value is not anomalous: the series did
+    /// the same thing at this time before (0 = off).
+    pub seasonal_gate: f64,
 }
 
 impl Default for DetectorConfig {
@@ -91,6 +97,7 @@ impl Default for DetectorConfig {
             confirm_m: 1,
             seasonal: true,
             rebaseline_after: 0,
+            seasonal_gate: 0.0,
         }
     }
 }
@@ -119,6 +126,11 @@ impl DetectorConfig {
         if self.rebaseline_after == 1 {
             return Err(Error::Config(
                 "rebaseline_after must be 0 (off) or at least 2 points".into(),
+            ));
+        }
+        if !(self.seasonal_gate.is_finite() && self.seasonal_gate >= 0.0) {
+            return Err(Error::Config(
+                "seasonal_gate must be a finite number >= 0".into(),
             ));
         }
         if !self.score_z.is_finite() {

@@ -558,11 +558,16 @@ impl StreamingDetector {
             if masked.contains(&day) || self.points.len() < 2 {
                 continue;
             }
-            let mut diffs: Vec<f64> = self.points.iter().map(|p| p.features[day]).collect();
-            let mut levels: Vec<f64> = self.points.iter().map(|p| p.values[series]).collect();
-            let (_, diff_mad) = median_mad(&mut diffs);
-            let (_, level_mad) = median_mad(&mut levels);
-            if diff_mad < 0.5 * level_mad {
+            // Mean absolute deviations from the median: not the MAD, since a
+            // day/night series spends more than half its time at one level
+            // and the MAD of its values is that level's noise, blind to the
+            // daily swing; not the standard deviation either, which one
+            // anomalous day in the window (a missing peak: large differences
+            // from yesterday for hours) inflates enough to unmask the levels
+            // just after it.
+            let diffs = mean_abs_deviation(self.points.iter().map(|p| p.features[day]));
+            let levels = mean_abs_deviation(self.points.iter().map(|p| p.values[series]));
+            if diffs < 0.5 * levels {
                 // value, ma5, ma15 of this series.
                 masked.extend([series * per, series * per + 2, series * per + 3]);
             }
@@ -659,7 +664,8 @@ impl StreamingDetector {
         // While warming up (no z-score yet) nothing is anomalous.
         let candidate = model.forest.is_outlier(score)
             && score_z.is_some_and(|z| z >= self.cfg.score_z)
-            && score_percentile >= self.cfg.min_score_percentile;
+            && score_percentile >= self.cfg.min_score_percentile
+            && !self.season_explains(model, &z);
         let candidates = (candidates << 1) | u64::from(candidate);
         let span = self.cfg.confirm_m.min(64) as u32;
         let mask = if span == 64 {
@@ -675,6 +681,7 @@ impl StreamingDetector {
                     < self.cfg.suppression.as_millis()
             });
         let details = is_anomaly.then(|| self.explain(&z, values));
+
         let verdict = Score {
             timestamp_ms: ts_ms,
             score,
@@ -686,6 +693,31 @@ impl StreamingDetector {
             details,
         };
         (verdict, candidates)
+    }
+
+    /// The seasonal gate: whether every series is one whose level the time
+    /// of day explains (its level features are masked) and whose point lies
+    /// within `seasonal_gate` robust σ of its usual difference from
+    /// yesterday and from last week (those of the two the model uses). Such
+    /// a point repeats what the series did at this time before: a daily
+    /// jump, not an anomaly, however steep.
+    fn season_explains(&self, model: &Model, z: &[f64]) -> bool {
+        let gate = self.cfg.seasonal_gate;
+        if gate <= 0.0 || self.seasonal.is_empty() {
+            return false;
+        }
+        let plain = self.extractor.n_features();
+        let per = SERIES_FEATURES.len();
+        (0..self.seasonal.len()).all(|series| {
+            if !model.masked.contains(&(series * per)) {
+                return false;
+            }
+            let first = plain + series * SEASONAL_FEATURES.len();
+            let used: Vec<usize> = (first..first + SEASONAL_FEATURES.len())
+                .filter(|j| !model.masked.contains(j))
+                .collect();
+            !used.is_empty() && used.iter().all(|&j| z[j].abs() <= gate)
+        })
     }
 
     /// The series a feature (by row index) describes: series features and
@@ -811,6 +843,16 @@ impl StreamingDetector {
         }
         Ok(())
     }
+}
+
+/// Mean absolute deviation from the median.
+fn mean_abs_deviation(xs: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = xs.collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    let median = percentile(&mut v, 50.0);
+    v.iter().map(|x| (x - median).abs()).sum::<f64>() / v.len() as f64
 }
 
 #[derive(Serialize, Deserialize)]

@@ -31,23 +31,29 @@ fn grid() -> Vec<(String, DetectorConfig)> {
     let mut out = Vec::new();
     for seasonal in [false, true] {
         for (confirm_n, confirm_m) in [(1, 1), (2, 3)] {
-            for rebaseline_after in [0, 12, 48] {
+            for rebaseline_after in [0, 48] {
                 for score_z in [4.0, 5.0] {
                     for min_score_percentile in [99.5, 99.9] {
-                        let cfg = DetectorConfig {
-                            seasonal,
-                            confirm_n,
-                            confirm_m,
-                            rebaseline_after,
-                            score_z,
-                            min_score_percentile,
-                            ..DetectorConfig::default()
-                        };
-                        let name = format!(
-                            "seasonal={} confirm={confirm_n}/{confirm_m} rebaseline={rebaseline_after} z={score_z} pct={min_score_percentile}",
-                            u8::from(seasonal)
-                        );
-                        out.push((name, cfg));
+                        for seasonal_gate in [0.0, 3.0] {
+                            if !seasonal && seasonal_gate > 0.0 {
+                                continue; // the gate needs the seasonal features
+                            }
+                            let cfg = DetectorConfig {
+                                seasonal,
+                                confirm_n,
+                                confirm_m,
+                                rebaseline_after,
+                                score_z,
+                                min_score_percentile,
+                                seasonal_gate,
+                                ..DetectorConfig::default()
+                            };
+                            let name = format!(
+                                "seasonal={} gate={seasonal_gate} confirm={confirm_n}/{confirm_m} rebaseline={rebaseline_after} z={score_z} pct={min_score_percentile}",
+                                u8::from(seasonal)
+                            );
+                            out.push((name, cfg));
+                        }
                     }
                 }
             }
