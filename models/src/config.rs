@@ -76,6 +76,11 @@ pub struct DetectorConfig {
     /// many robust σ of their usual value is not anomalous: the series did
     /// the same thing at this time before (0 = off).
     pub seasonal_gate: f64,
+    /// Recurrence gate: a point is not anomalous when some point of the
+    /// window lies within this share of the point's own distance from the
+    /// window's median (in robustly scaled features, calendar features left
+    /// out): the series did this before, recently (0 = off).
+    pub recurrence: f64,
 }
 
 impl Default for DetectorConfig {
@@ -98,6 +103,7 @@ impl Default for DetectorConfig {
             seasonal: true,
             rebaseline_after: 0,
             seasonal_gate: 0.0,
+            recurrence: 0.0,
         }
     }
 }
@@ -132,6 +138,9 @@ impl DetectorConfig {
             return Err(Error::Config(
                 "seasonal_gate must be a finite number >= 0".into(),
             ));
+        }
+        if !(self.recurrence.is_finite() && (0.0..1.0).contains(&self.recurrence)) {
+            return Err(Error::Config("recurrence must be in [0, 1)".into()));
         }
         if !self.score_z.is_finite() {
             return Err(Error::Config("score_z must be a finite number".into()));

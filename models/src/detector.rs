@@ -665,7 +665,8 @@ impl StreamingDetector {
         let candidate = model.forest.is_outlier(score)
             && score_z.is_some_and(|z| z >= self.cfg.score_z)
             && score_percentile >= self.cfg.min_score_percentile
-            && !self.season_explains(model, &z);
+            && !self.season_explains(model, &z)
+            && (self.in_episode(ts_ms) || !self.recurs(model, &z));
         let candidates = (candidates << 1) | u64::from(candidate);
         let span = self.cfg.confirm_m.min(64) as u32;
         let mask = if span == 64 {
@@ -675,11 +676,7 @@ impl StreamingDetector {
         };
         let is_anomaly =
             candidate && (candidates & mask).count_ones() as usize >= self.cfg.confirm_n;
-        let suppressed = is_anomaly
-            && self.last_anomaly_ms.is_some_and(|last| {
-                u128::try_from(ts_ms.saturating_sub(last)).unwrap_or(0)
-                    < self.cfg.suppression.as_millis()
-            });
+        let suppressed = is_anomaly && self.in_episode(ts_ms);
         let details = is_anomaly.then(|| self.explain(&z, values));
 
         let verdict = Score {
@@ -717,6 +714,43 @@ impl StreamingDetector {
                 .filter(|j| !model.masked.contains(j))
                 .collect();
             !used.is_empty() && used.iter().all(|&j| z[j].abs() <= gate)
+        })
+    }
+
+    /// Whether a point at `ts_ms` falls within `suppression` of the last
+    /// anomalous point: the same episode.
+    fn in_episode(&self, ts_ms: i64) -> bool {
+        self.last_anomaly_ms.is_some_and(|last| {
+            u128::try_from(ts_ms.saturating_sub(last)).unwrap_or(0)
+                < self.cfg.suppression.as_millis()
+        })
+    }
+
+    /// The recurrence gate: whether some stored point lies within
+    /// `recurrence` times the point's own distance from the window's median
+    /// (robustly scaled features; calendar and masked features left out).
+    /// A burst this series has had before, in the window, is its behaviour,
+    /// not news. Only computed for points that passed the score tests, and
+    /// not inside an episode: a lasting anomaly keeps being one (its own
+    /// earlier points must not explain it away), so an anomaly rule's alert
+    /// stays firing while it lasts.
+    fn recurs(&self, model: &Model, z: &[f64]) -> bool {
+        let share = self.cfg.recurrence;
+        if share <= 0.0 {
+            return false;
+        }
+        let used: Vec<usize> = (0..z.len())
+            .filter(|&j| model.extrapolate[j] && !model.masked.contains(&j))
+            .collect();
+        let norm2: f64 = used.iter().map(|&j| z[j] * z[j]).sum();
+        let bound = share * share * norm2;
+        let mut scaled = Vec::with_capacity(z.len());
+        self.points.iter().any(|p| {
+            model.scaler.transform_into(&p.features, &mut scaled);
+            used.iter()
+                .map(|&j| (scaled[j] - z[j]) * (scaled[j] - z[j]))
+                .sum::<f64>()
+                <= bound
         })
     }
 

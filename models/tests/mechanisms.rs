@@ -333,6 +333,9 @@ fn existing_rule_settings_still_parse_and_new_ones_validate() {
         r#"{"confirm_n":1,"confirm_m":65}"#,
         r#"{"rebaseline_after":1}"#,
         r#"{"seasonal":"yes"}"#,
+        r#"{"seasonal_gate":-1}"#,
+        r#"{"recurrence":1.0}"#,
+        r#"{"recurrence":-0.1}"#,
     ] {
         assert!(DetectorConfig::from_json(bad).is_err(), "{bad} accepted");
     }
@@ -406,14 +409,16 @@ fn daily_jumps_pass_the_seasonal_gate_and_a_jump_at_the_wrong_time_does_not() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
-    /// The seasonal gate only filters: scores are the same with and without
-    /// it, and every point it leaves anomalous is anomalous without it.
+    /// The seasonal and recurrence gates only filter: scores are the same
+    /// with and without them, and every point they leave anomalous is
+    /// anomalous without them.
     #[test]
-    fn the_seasonal_gate_only_filters(
+    fn the_gates_only_filter(
         bumps in prop::collection::vec((0i64..720, -60.0f64..60.0, 1i64..30), 0..8),
         offset in 0i64..288,
         seed in any::<u64>(),
-        gate in 0.5f64..6.0,
+        gate in prop_oneof![Just(0.0), 0.5f64..6.0],
+        recurrence in prop_oneof![Just(0.0), 0.01f64..0.9],
         m in 1usize..4,
     ) {
         let points: Vec<(i64, f64)> = (0..720)
@@ -428,7 +433,7 @@ proptest! {
             .collect();
         let plain = DetectorConfig { confirm_n: 1.max(m - 1), confirm_m: m, ..small(seed) };
         let (_, open) = run(plain.clone(), &points);
-        let (_, gated) = run(DetectorConfig { seasonal_gate: gate, ..plain }, &points);
+        let (_, gated) = run(DetectorConfig { seasonal_gate: gate, recurrence, ..plain }, &points);
         for (a, b) in open.iter().zip(&gated) {
             let (Some(a), Some(b)) = (a, b) else {
                 prop_assert_eq!(a.is_some(), b.is_some());
@@ -439,4 +444,98 @@ proptest! {
             prop_assert!(!b.is_anomaly || a.is_anomaly, "gated anomaly at {}", b.timestamp_ms);
         }
     }
+}
+
+#[test]
+fn a_recurring_spike_passes_the_recurrence_gate_and_a_larger_burst_does_not() {
+    // A quiet series with the same spike (to 50 for one point) every
+    // eight hours, and on the last day a burst to 150.
+    let big = 4 * 288 + 100..4 * 288 + 112;
+    let points: Vec<(i64, f64)> = (0..5 * 288)
+        .map(|i| {
+            let v = if big.contains(&i) {
+                150.0
+            } else if i % 96 == 60 {
+                50.0
+            } else {
+                5.0
+            };
+            (i * FIVE_MINUTES, v + hashed_noise(i))
+        })
+        .collect();
+    let cfg = DetectorConfig {
+        recurrence: 0.25,
+        seasonal: false,
+        score_z: 4.0,
+        ..base(7)
+    };
+    let (_, scores) = run(cfg.clone(), &points);
+    let flagged = anomalies(&scores);
+    // Spikes like those already in the window are not news...
+    let repeats: Vec<usize> = flagged
+        .iter()
+        .copied()
+        .filter(|&i| (2 * 288..big.start).contains(&(i as i64)))
+        .collect();
+    assert_eq!(repeats, Vec::<usize>::new(), "all: {flagged:?}");
+    // ...a burst three times as high is (and so may be its end, a drop
+    // from a level the series never had).
+    assert!(
+        flagged.iter().any(|&i| big.contains(&(i as i64))),
+        "all: {flagged:?}"
+    );
+    // Without the gate the same detector scores the same points the same,
+    // and (with this seed) alarms on one of the repeats.
+    let (_, open) = run(
+        DetectorConfig {
+            recurrence: 0.0,
+            ..cfg
+        },
+        &points,
+    );
+    for (a, b) in open.iter().zip(&scores) {
+        assert_eq!(a.as_ref().map(|s| s.score), b.as_ref().map(|s| s.score));
+    }
+    assert!(
+        anomalies(&open)
+            .iter()
+            .any(|&i| (2 * 288..big.start).contains(&(i as i64))),
+        "the ungated detector is quiet too: the test shows nothing"
+    );
+}
+
+#[test]
+fn a_lasting_outlier_stays_anomalous_under_the_recurrence_gate() {
+    // The collector keeps an anomaly rule's alert firing while the points
+    // stay anomalous: the episode's own earlier points must not explain
+    // its later ones away.
+    let outlier = 600..640;
+    let points: Vec<(i64, f64)> = (0..700)
+        .map(|i| {
+            let v = if outlier.contains(&i) { 25.0 } else { 0.2 };
+            (i * MINUTE, v + 0.1 * hashed_noise(i))
+        })
+        .collect();
+    // As the collector's episode test configures its rule.
+    let open = DetectorConfig {
+        seasonal: false,
+        score_z: 4.0,
+        min_score_percentile: 80.0,
+        ..base(3)
+    };
+    let gated = DetectorConfig {
+        recurrence: 0.25,
+        ..open.clone()
+    };
+    let in_outlier = |scores: &[Option<Score>]| -> Vec<usize> {
+        anomalies(scores)
+            .into_iter()
+            .filter(|&i| outlier.contains(&(i as i64)))
+            .collect()
+    };
+    let (_, a) = run(open, &points);
+    let (_, b) = run(gated, &points);
+    let (a, b) = (in_outlier(&a), in_outlier(&b));
+    assert!(a.len() > 1, "{a:?}");
+    assert_eq!(a, b);
 }
