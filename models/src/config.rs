@@ -42,8 +42,8 @@ pub struct DetectorConfig {
     /// scores reaches this value (default 5). Larger is less sensitive.
     pub score_z: f64,
     /// A point is anomalous only when its score's percentile rank in the
-    /// score history is at least this (0–100; default 99.9: with the default
-    /// window of 1000, a score higher than all but about one of the last
+    /// score history is at least this (0–100; default 99.5: with the default
+    /// window of 1000, a score higher than all but about five of the last
     /// thousand).
     pub min_score_percentile: f64,
     /// Score percentile (0–100, within the history) above which an anomaly
@@ -74,12 +74,14 @@ pub struct DetectorConfig {
     /// (see [`seasonal`](Self::seasonal)), a point whose differences from
     /// yesterday (and last week, once in the model) all lie within this
     /// many robust σ of their usual value is not anomalous: the series did
-    /// the same thing at this time before (0 = off).
+    /// the same thing at this time before (default 0 = off: with the
+    /// recurrence gate on it changed nothing on the tuning series).
     pub seasonal_gate: f64,
     /// Recurrence gate: a point is not anomalous when some point of the
     /// window lies within this share of the point's own distance from the
     /// window's median (in robustly scaled features, calendar features left
-    /// out): the series did this before, recently (0 = off).
+    /// out): the series did this before, recently (default 0.25; 0 = off).
+    /// Not applied within an episode, so a lasting anomaly stays one.
     pub recurrence: f64,
 }
 
@@ -95,7 +97,7 @@ impl Default for DetectorConfig {
             seed: 42,
             suppression: Duration::from_secs(30 * 60),
             score_z: 5.0,
-            min_score_percentile: 99.9,
+            min_score_percentile: 99.5,
             warning_percentile: 95.0,
             critical_percentile: 99.0,
             confirm_n: 1,
@@ -103,7 +105,7 @@ impl Default for DetectorConfig {
             seasonal: true,
             rebaseline_after: 0,
             seasonal_gate: 0.0,
-            recurrence: 0.0,
+            recurrence: 0.25,
         }
     }
 }

@@ -67,13 +67,25 @@
 //!    scored: with the defaults, from point 201 on;
 //! 3. its score ranks at or above
 //!    [`min_score_percentile`](DetectorConfig::min_score_percentile) of that
-//!    history (default 99.9: the alarm is for scores this series has rarely
+//!    history (default 99.5: the alarm is for scores this series has rarely
 //!    produced, which keeps noisy and heavy-tailed series quiet). With a
 //!    confirmation span M the rank is taken against the history before the
 //!    last M − 1 scores, so the points of one episode do not raise the bar
 //!    for each other;
-//! 4. with confirmation N of M, at least N of the last M scored points
-//!    (this one included) passed 1–3.
+//! 4. the seasonal gate ([`seasonal_gate`](DetectorConfig::seasonal_gate))
+//!    does not explain it: for a series whose level the time of day
+//!    explains, differences from yesterday and last week within that many
+//!    robust σ make a point ordinary, however steep its daily jump;
+//! 5. the recurrence gate ([`recurrence`](DetectorConfig::recurrence)) does
+//!    not explain it: no stored point lies within that share of the
+//!    point's own distance from the window's median (a burst the series
+//!    has had recently is not news). Not applied within an episode, so a
+//!    lasting anomaly stays anomalous;
+//! 6. with confirmation N of M, at least N of the last M scored points
+//!    (this one included) passed 1–5.
+//!
+//! The gates only remove anomalies: scores, history and models are the
+//! same with them on or off.
 //!
 //! The defaults were chosen by leave-one-out cross-validation over the NAB
 //! tuning series among a small grid of round values (see the crate's

@@ -72,6 +72,10 @@ fn small(seed: u64) -> DetectorConfig {
         score_z: 2.0,
         min_score_percentile: 90.0,
         rebaseline_after: 0,
+        // Off, so the confirmation's property holds exactly: the gate's
+        // episode exemption makes a point's test depend on earlier
+        // decisions, and so on N. Tests of the gate turn it on.
+        recurrence: 0.0,
         seed,
         ..DetectorConfig::default()
     }
@@ -108,7 +112,10 @@ proptest! {
     /// Every mechanism on at once keeps the detector causal and restorable.
     #[test]
     fn all_mechanisms_stay_causal_and_persist(points in series(), cut in 0.0f64..1.0, seed in any::<u64>()) {
-        let cfg = DetectorConfig { confirm_n: 2, confirm_m: 3, rebaseline_after: 6, seasonal: true, ..small(seed) };
+        let cfg = DetectorConfig {
+            confirm_n: 2, confirm_m: 3, rebaseline_after: 6, seasonal: true,
+            seasonal_gate: 3.0, recurrence: 0.25, ..small(seed)
+        };
         let k = ((points.len() as f64) * cut) as usize;
         let (_, all) = run(cfg.clone(), &points);
         let (prefix, head) = run(cfg, &points[..k]);
@@ -281,9 +288,12 @@ fn confirmation_delays_an_episode_to_its_nth_point() {
             (i * MINUTE, v)
         })
         .collect();
+    // Without the recurrence gate, whose episode exemption makes a point's
+    // test depend on earlier decisions (and so on N).
     let lenient = DetectorConfig {
         min_score_percentile: 99.0,
         confirm_m: 3,
+        recurrence: 0.0,
         ..base(3)
     };
     let plain = anomalies(&run(lenient.clone(), &points).1);
