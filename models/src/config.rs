@@ -212,6 +212,14 @@ mod tests {
         assert_eq!(cfg.min_points, 100);
         assert_eq!(cfg.window, 1000);
         assert_eq!(cfg.suppression, Duration::from_secs(1800));
+        // Chosen by the leave-one-out cross-validation (models/README.md);
+        // change them only with a new run of `nab_bench --cv`.
+        assert_eq!(cfg.score_z, 5.0);
+        assert_eq!(cfg.min_score_percentile, 99.5);
+        assert_eq!(cfg.recurrence, 0.25);
+        assert_eq!(cfg.seasonal_gate, 0.0);
+        assert!(cfg.seasonal);
+        assert_eq!((cfg.confirm_n, cfg.confirm_m), (1, 1));
     }
 
     #[test]
