@@ -690,7 +690,6 @@ impl StreamingDetector {
             candidate && (candidates & mask).count_ones() as usize >= self.cfg.confirm_n;
         let suppressed = is_anomaly && self.in_episode(ts_ms);
         let details = is_anomaly.then(|| self.explain(&z, values));
-
         let verdict = Score {
             timestamp_ms: ts_ms,
             score,
