@@ -461,6 +461,8 @@ fn cluster_first_member_sends_at_once_but_not_while_settling() {
         flush_in(&mut st, &c, &mut ids, ready).notifications.len(),
         1
     );
+}
+
 #[test]
 fn acknowledged_group_does_not_repeat_but_changes_and_resolution_notify() {
     let (mut st, mut c, mut ids) = setup(CFG);
