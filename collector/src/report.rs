@@ -37,6 +37,50 @@ pub trait Source {
     }
 }
 
+/// A source with the alerting store's incident history beside it.
+pub struct WithIncidents<'a> {
+    pub inner: &'a dyn Source,
+    pub incidents: Vec<Incident>,
+}
+
+impl Source for WithIncidents<'_> {
+    fn instant(&self, expr: &str, at_ms: i64) -> Result<Vec<(Labels, f64)>, String> {
+        self.inner.instant(expr, at_ms)
+    }
+    fn range(
+        &self,
+        expr: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Matrix, String> {
+        self.inner.range(expr, start_ms, end_ms, step_ms)
+    }
+    fn incidents(&self, _from_ms: i64, _to_ms: i64) -> Result<Option<Vec<Incident>>, String> {
+        Ok(Some(self.incidents.clone()))
+    }
+}
+
+/// The report's view of the alerting store's incidents: the episodes
+/// active in the period that are incidents (not the watchdog), with the
+/// first acknowledgement.
+pub fn from_store(list: &[vigil_alerting::incident::Incident]) -> Vec<Incident> {
+    list.iter()
+        .filter(|i| {
+            i.labels.get("alertname").map(String::as_str) != Some("Watchdog")
+                && i.labels.get("severity").map(String::as_str) != Some("none")
+        })
+        .map(|i| Incident {
+            alertname: i.labels.get("alertname").cloned().unwrap_or_default(),
+            severity: i.labels.get("severity").cloned().unwrap_or_default(),
+            labels: i.labels.clone(),
+            start_ms: i.starts_at.timestamp_millis(),
+            end_ms: i.ends_at.map(|t| t.timestamp_millis()),
+            acknowledged_ms: i.acks.iter().map(|a| a.at.timestamp_millis()).min(),
+        })
+        .collect()
+}
+
 /// One alert episode: from firing to resolution.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Incident {

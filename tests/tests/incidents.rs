@@ -396,6 +396,48 @@ fn acknowledge_escalate_and_remember() {
         sent.iter().filter(|n| n["receiver"] == "team").count() >= 5,
         "its repeats are recorded: {escalate}"
     );
+    // `vigil report` reads this history: the acknowledgement's time gives
+    // AckMe's time to acknowledge (and the mean over the one acked).
+    let token_file = c.data_dir.join("admin.token");
+    std::fs::write(&token_file, ADMIN).expect("token file");
+    let out = std::process::Command::new(vigil_e2e::binary("vigil").expect("vigil"))
+        .args([
+            "report",
+            "--url",
+            &c.url(""),
+            "--format",
+            "json",
+            "--from",
+            "-1h",
+        ])
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .expect("vigil report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        report["incidents"]["history"], "alerting store",
+        "{report:#}"
+    );
+    assert_eq!(report["incidents"]["count"], 3, "{report:#}");
+    assert_eq!(report["incidents"]["acknowledged"], 1, "{report:#}");
+    let ms = |v: &Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("time"))
+            .expect("RFC 3339")
+            .timestamp_millis()
+    };
+    let tta = (ms(&ackme["acks"][0]["at"]) - ms(&ackme["startsAt"])) as f64 / 1000.0;
+    assert_eq!(
+        report["incidents"]["mtta_seconds"].as_f64(),
+        Some(tta),
+        "{report:#}"
+    );
+
     // Newest first, filters and limits.
     let starts: Vec<String> = list
         .iter()

@@ -101,7 +101,7 @@ fn report_matches_hand_computed_figures_and_the_digest_is_delivered() {
     std::fs::write(
         dir.path().join("am.yml"),
         format!(
-            "route:\n  receiver: digest\nreceivers:\n  - name: digest\n    email_configs:\n      - to: sre@example.org\n        from: vigil@example.org\n        smarthost: 127.0.0.1:{smtp_port}\n        require_tls: false\n    slack_configs:\n      - api_url: http://127.0.0.1:{slack_port}/slack\n        channel: '#sre'\n  - name: broken\n    slack_configs:\n      - api_url: http://127.0.0.1:{dead_port}/slack\n"
+            "route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n  - name: digest\n    email_configs:\n      - to: sre@example.org\n        from: vigil@example.org\n        smarthost: 127.0.0.1:{smtp_port}\n        require_tls: false\n    slack_configs:\n      - api_url: http://127.0.0.1:{slack_port}/slack\n        channel: '#sre'\n  - name: broken\n    slack_configs:\n      - api_url: http://127.0.0.1:{dead_port}/slack\n"
         ),
     )
     .expect("write am.yml");
@@ -180,6 +180,46 @@ fn report_matches_hand_computed_figures_and_the_digest_is_delivered() {
         ],
         &firing(from, None, to),
     );
+    // The same episodes as the alerting store keeps them (the incident
+    // history `vigil report` reads from a collector): posted as
+    // Alertmanager clients post them, firing then resolved.
+    let iso = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .expect("time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let post_alert = |labels: serde_json::Value, starts: i64, ends: Option<i64>| {
+        let mut a = serde_json::json!({"labels": labels, "startsAt": iso(starts)});
+        if let Some(e) = ends {
+            a["endsAt"] = iso(e).into();
+        }
+        let r = reqwest::blocking::Client::new()
+            .post(c.url("/api/v2/alerts"))
+            .json(&serde_json::json!([a]))
+            .send()
+            .expect("post alert");
+        assert!(r.status().is_success(), "{}", r.status());
+    };
+    let high = serde_json::json!({"alertname": "HighErrorRate", "severity": "page", "job": "api"});
+    for (start, end) in [(10, 20), (40, 45)] {
+        post_alert(high.clone(), from + start * min, None);
+        post_alert(
+            high.clone(),
+            from + start * min,
+            Some(from + end * min + STEP),
+        );
+    }
+    post_alert(
+        serde_json::json!({"alertname": "DiskFull", "severity": "warning", "instance": "db1"}),
+        from + 50 * min,
+        None,
+    );
+    post_alert(
+        serde_json::json!({"alertname": "Watchdog", "severity": "none"}),
+        from,
+        None,
+    );
+
     // A target down from 30m to 32m15s (the first `up 1` after the outage).
     write(
         &c,
@@ -256,6 +296,7 @@ fn report_matches_hand_computed_figures_and_the_digest_is_delivered() {
     let json: serde_json::Value = serde_json::from_str(&run("json")).expect("JSON report");
     assert_eq!(json["errors"], serde_json::json!([]), "{json:#}");
     let inc = &json["incidents"];
+    assert_eq!(inc["history"], "alerting store", "{inc:#}");
     assert_eq!(inc["count"], 3, "{inc:#}");
     assert_eq!(inc["resolved"], 2, "{inc:#}");
     // (615 s + 315 s) / 2.

@@ -188,19 +188,31 @@ impl DigestMetrics {
 /// times. Returns the failures (`receiver/integration: reason`).
 pub async fn send(
     cfg: &DigestConfig,
-    alerting: &AlertingConfig,
+    alerting: &vigil_alerting::Alerting,
     engine: Arc<Engine>,
     storage: Arc<dyn Queryable + Send + Sync>,
     from_ms: i64,
     to_ms: i64,
     metrics: &DigestMetrics,
 ) -> Vec<String> {
+    let receivers = &alerting.config();
+    let filter = vigil_alerting::incident::IncidentFilter {
+        from: chrono::DateTime::from_timestamp_millis(from_ms),
+        to: chrono::DateTime::from_timestamp_millis(to_ms),
+        limit: usize::MAX,
+        ..Default::default()
+    };
+    let incidents = super::from_store(&alerting.incidents(&filter));
     let report = match tokio::task::spawn_blocking(move || {
         let source = EngineSource {
             engine: &engine,
             storage: storage.as_ref(),
         };
-        super::build(&source, from_ms, to_ms)
+        let with_history = super::WithIncidents {
+            inner: &source,
+            incidents,
+        };
+        super::build(&with_history, from_ms, to_ms)
     })
     .await
     {
@@ -224,7 +236,7 @@ pub async fn send(
     let timeout = Duration::from_secs(30);
     let mut failures = Vec::new();
     for name in &cfg.receivers {
-        let Some(r) = alerting.receivers.iter().find(|r| &r.name.value == name) else {
+        let Some(r) = receivers.receivers.iter().find(|r| &r.name.value == name) else {
             failures.push(format!(
                 "{name}: no longer a receiver of the Alertmanager configuration"
             ));
@@ -232,7 +244,7 @@ pub async fn send(
             continue;
         };
         for (i, e) in r.email_configs.iter().enumerate() {
-            let outcome = match Email::new(e, &alerting.global, timeout) {
+            let outcome = match Email::new(e, &receivers.global, timeout) {
                 Ok(email) => {
                     retry(|| email.send_document(&subject, markdown.clone(), html.clone())).await
                 }
@@ -247,7 +259,7 @@ pub async fn send(
         }
         for (i, s) in r.slack_configs.iter().enumerate() {
             let text = format!("*{subject}*\n```\n{markdown}\n```");
-            let outcome = match Slack::new(s, &alerting.global, timeout) {
+            let outcome = match Slack::new(s, &receivers.global, timeout) {
                 Ok(slack) => retry(|| slack.post_document(&text)).await,
                 Err(e) => Err(e),
             };
@@ -333,7 +345,7 @@ pub async fn run(
         let from_ms = to_ms - cfg.period().as_millis() as i64;
         let failures = send(
             &cfg,
-            &alerting.config(),
+            &alerting,
             engine.clone(),
             storage.clone(),
             from_ms,

@@ -164,7 +164,88 @@ fn parse_metric(m: &serde_json::Value) -> Labels {
     )
 }
 
+fn rfc3339_ms(v: &serde_json::Value) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// An incident as `GET /api/vigil/v1/incidents` shows it.
+fn parse_incident(v: &serde_json::Value) -> Option<vigil_alerting::incident::Incident> {
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(v["labels"].clone()).ok()?;
+    let at =
+        |v: &serde_json::Value| rfc3339_ms(v).and_then(chrono::DateTime::from_timestamp_millis);
+    let starts_at = at(&v["startsAt"])?;
+    Some(vigil_alerting::incident::Incident {
+        id: v["id"].as_str()?.to_string(),
+        fingerprint: 0,
+        labels,
+        annotations: Default::default(),
+        starts_at,
+        ends_at: at(&v["endsAt"]),
+        peak_value: v["peakValue"].as_f64(),
+        notifications: Vec::new(),
+        notifications_dropped: 0,
+        acks: v["acks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                Some(vigil_alerting::incident::Ack {
+                    id: a["id"].as_str()?.to_string(),
+                    author: a["author"].as_str().unwrap_or_default().to_string(),
+                    comment: a["comment"].as_str().unwrap_or_default().to_string(),
+                    at: at(&a["at"])?,
+                })
+            })
+            .collect(),
+        escalations: Vec::new(),
+        notes: Vec::new(),
+        updated_at: starts_at,
+    })
+}
+
 impl Source for HttpSource {
+    /// A Vigil collector's incident history; `None` from an API without
+    /// one (Prometheus answers 404).
+    fn incidents(&self, from_ms: i64, to_ms: i64) -> Result<Option<Vec<super::Incident>>, String> {
+        let url = format!(
+            "{}/api/vigil/v1/incidents?start={:.3}&end={:.3}&limit=10000",
+            self.base,
+            from_ms as f64 / 1000.0,
+            to_ms as f64 / 1000.0
+        );
+        self.runtime.block_on(async {
+            let mut req = self.client.get(&url);
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            let status = resp.status();
+            let body: serde_json::Value = resp
+                .json()
+                .await
+                .map_err(|e| format!("{url}: HTTP {status}, not a JSON answer: {e}"))?;
+            if body["status"] != "success" {
+                return Err(format!(
+                    "{url}: HTTP {status}: {}",
+                    body["error"].as_str().unwrap_or("request failed")
+                ));
+            }
+            let list: Vec<_> = body["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| parse_incident(v).ok_or_else(|| format!("{url}: malformed incident {v}")))
+                .collect::<Result<_, _>>()?;
+            Ok(Some(super::from_store(&list)))
+        })
+    }
+
     fn instant(&self, expr: &str, at_ms: i64) -> Result<Vec<(Labels, f64)>, String> {
         let data = self.get(
             "/api/v1/query",
