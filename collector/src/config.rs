@@ -154,6 +154,32 @@ pub struct Config {
     /// Liveness of the agents that push: `up` and
     /// `vigil_agent_last_push_timestamp_seconds` per agent.
     pub agents: AgentsConfig,
+    /// OTLP/gRPC beside `POST /v1/metrics` (see `collector/src/otlp.rs`).
+    pub otlp: OtlpConfig,
+}
+
+/// OTLP/gRPC (`MetricsService/Export`, gzip or not), with the same
+/// translation, limits and ingest tokens as `POST /v1/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// Serve OTLP/gRPC. Default true; without `grpc_listen`, off when `tls`
+    /// is set (gRPC is served in plain HTTP/2 only).
+    pub grpc: bool,
+    /// Address of the gRPC listener (plain HTTP/2). Default: the `listen`
+    /// address with port 4317; when that default is taken the collector
+    /// logs an error and serves HTTP only, while an address set here must
+    /// bind or the collector does not start.
+    pub grpc_listen: Option<SocketAddr>,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            grpc: true,
+            grpc_listen: None,
+        }
+    }
 }
 
 /// How pushing agents are watched (see `collector/src/agents.rs`).
@@ -240,6 +266,7 @@ impl Default for Config {
             remote_write: Vec::new(),
             llm: crate::budget::LlmConfig::default(),
             agents: AgentsConfig::default(),
+            otlp: OtlpConfig::default(),
         }
     }
 }

@@ -62,10 +62,14 @@ pub fn response(warning: Option<String>) -> ExportMetricsServiceResponse {
 
 /// 200: everything stored.
 pub fn accepted(format: Format, warning: Option<String>) -> Answer {
-    let resp = response(warning);
-    let body = match format {
-        Format::Protobuf => resp.encode_to_vec(),
-        Format::Json => serde_json::to_vec(&resp).unwrap_or_else(|_| b"{}".to_vec()),
+    let body = match (format, warning) {
+        (Format::Protobuf, warning) => response(warning).encode_to_vec(),
+        // Written by hand: the generated serde mapping writes an absent
+        // `partialSuccess` as null, where proto3 JSON leaves it out.
+        (Format::Json, None) => b"{}".to_vec(),
+        (Format::Json, Some(m)) => serde_json::json!({"partialSuccess": {"errorMessage": m}})
+            .to_string()
+            .into_bytes(),
     };
     Answer {
         status: 200,
