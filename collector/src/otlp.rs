@@ -367,3 +367,104 @@ impl vigil_otlp::grpc::Handler for GrpcHandler {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_otlp::Family;
+    use vigil_wire::remote_write::MetricType;
+
+    fn sink() -> SampleSink {
+        SampleSink {
+            limits: LabelLimits::default(),
+            now: 1_000,
+            series: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    const FAMILY: Family<'static> = Family {
+        name: "lat_seconds",
+        otlp_name: "lat",
+        help: "Latency",
+        unit: "seconds",
+        kind: MetricType::Histogram,
+    };
+
+    fn get(s: &SampleSink, name: &str, le: Option<&str>) -> Option<(i64, f64)> {
+        s.series
+            .iter()
+            .find(|(l, _)| l.metric_name() == Some(name) && l.get("le") == le)
+            .map(|(_, v)| (v[0].timestamp_ms, v[0].value))
+    }
+
+    #[test]
+    fn histogram_buckets_become_cumulative_and_inf_is_the_count() {
+        let mut s = sink();
+        let labels = Labels::from_pairs([("job", "svc")]);
+        s.histogram(HistogramPoint {
+            family: FAMILY,
+            labels,
+            bounds: &[0.1, 1.0],
+            counts: &[1, 2, 4],
+            sum: 9.5,
+            count: 7,
+            delta: false,
+            time_ms: 5_000,
+        })
+        .expect("stored");
+        assert_eq!(
+            get(&s, "lat_seconds_bucket", Some("0.1")),
+            Some((5_000, 1.0))
+        );
+        assert_eq!(get(&s, "lat_seconds_bucket", Some("1")), Some((5_000, 3.0)));
+        assert_eq!(
+            get(&s, "lat_seconds_bucket", Some("+Inf")),
+            Some((5_000, 7.0))
+        );
+        assert_eq!(get(&s, "lat_seconds_sum", None), Some((5_000, 9.5)));
+        assert_eq!(get(&s, "lat_seconds_count", None), Some((5_000, 7.0)));
+        assert_eq!(s.metadata["lat_seconds"].unit, "seconds");
+    }
+
+    #[test]
+    fn delta_bad_and_unlabellable_points_store_nothing() {
+        let mut s = sink();
+        let point = |delta, counts: &'static [u64], labels| HistogramPoint {
+            family: FAMILY,
+            labels,
+            bounds: &[1.0],
+            counts,
+            sum: 1.0,
+            count: 1,
+            delta,
+            time_ms: 0,
+        };
+        let e = s.histogram(point(true, &[1, 0], Labels::empty()));
+        assert!(matches!(e, Err(PointError::Delta)));
+        let e = s.histogram(point(false, &[1], Labels::empty()));
+        assert!(matches!(e, Err(PointError::BadHistogram { .. })));
+        // An attribute named like the metric-name label.
+        let e = s.histogram(point(
+            false,
+            &[1, 0],
+            Labels::from_pairs([("__name__", "x")]),
+        ));
+        assert!(matches!(e, Err(PointError::Labels(_))));
+        assert!(s.series.is_empty() && s.metadata.is_empty());
+        // A point without a time gets the request's.
+        s.value(ValuePoint {
+            family: Family {
+                kind: MetricType::Gauge,
+                ..FAMILY
+            },
+            suffix: "",
+            labels: Labels::empty(),
+            value: 2.0,
+            delta: false,
+            time_ms: 0,
+        })
+        .expect("stored");
+        assert_eq!(get(&s, "lat_seconds", None), Some((1_000, 2.0)));
+    }
+}

@@ -653,4 +653,163 @@ mod tests {
             prop_assert!(l.is_empty() || vigil_wire::labels::is_valid_label_name(&l), "{l:?}");
         }
     }
+
+    /// Checks what reaches a sink: valid names, valid labels.
+    #[derive(Default)]
+    struct Checking {
+        points: u64,
+    }
+
+    impl Sink for Checking {
+        type Error = String;
+        fn reason(_: &String) -> &'static str {
+            "test"
+        }
+        fn value(&mut self, p: ValuePoint<'_>) -> Result<(), String> {
+            let name = format!("{}{}", p.family.name, p.suffix);
+            assert!(vigil_wire::labels::is_valid_metric_name(&name), "{name:?}");
+            for l in p.labels.iter() {
+                assert!(
+                    vigil_wire::labels::is_valid_label_name(&l.name),
+                    "{:?}",
+                    l.name
+                );
+            }
+            self.points += 1;
+            if p.value.is_nan() {
+                return Err("NaN".into());
+            }
+            Ok(())
+        }
+        fn histogram(&mut self, p: HistogramPoint<'_>) -> Result<(), String> {
+            assert!(vigil_wire::labels::is_valid_metric_name(p.family.name));
+            for l in p.labels.iter() {
+                assert!(
+                    vigil_wire::labels::is_valid_label_name(&l.name),
+                    "{:?}",
+                    l.name
+                );
+            }
+            self.points += 1;
+            if p.counts.len() != p.bounds.len() + 1 {
+                return Err("bad".into());
+            }
+            Ok(())
+        }
+    }
+
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::metrics::v1 as pb;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    fn kv() -> impl Strategy<Value = KeyValue> {
+        ("\\PC{0,12}", "\\PC{0,8}", any::<i64>(), any::<bool>()).prop_map(|(k, s, i, str_value)| {
+            KeyValue {
+                key: k,
+                value: Some(AnyValue {
+                    value: Some(if str_value {
+                        any_value::Value::StringValue(s)
+                    } else {
+                        any_value::Value::IntValue(i)
+                    }),
+                }),
+                ..Default::default()
+            }
+        })
+    }
+
+    fn metric() -> impl Strategy<Value = pb::Metric> {
+        (
+            "\\PC{0,20}",
+            "\\PC{0,6}",
+            0..5u8,
+            proptest::collection::vec(kv(), 0..4),
+            proptest::collection::vec(any::<f64>(), 0..4),
+            proptest::collection::vec(0..10u64, 0..5),
+            any::<f64>(),
+            0..3i32,
+            any::<bool>(),
+        )
+            .prop_map(
+                |(name, unit, kind, attributes, bounds, counts, v, temporality, mono)| {
+                    let data = match kind {
+                        0 => metric::Data::Gauge(pb::Gauge {
+                            data_points: vec![pb::NumberDataPoint {
+                                attributes,
+                                value: Some(number_data_point::Value::AsDouble(v)),
+                                ..Default::default()
+                            }],
+                        }),
+                        1 => metric::Data::Sum(pb::Sum {
+                            data_points: vec![pb::NumberDataPoint {
+                                attributes,
+                                value: Some(number_data_point::Value::AsDouble(v)),
+                                time_unix_nano: u64::MAX,
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: temporality,
+                            is_monotonic: mono,
+                        }),
+                        2 => metric::Data::Histogram(pb::Histogram {
+                            data_points: vec![pb::HistogramDataPoint {
+                                attributes,
+                                count: counts.iter().sum(),
+                                sum: Some(v),
+                                bucket_counts: counts,
+                                explicit_bounds: bounds,
+                                ..Default::default()
+                            }],
+                            aggregation_temporality: temporality,
+                        }),
+                        3 => metric::Data::Summary(pb::Summary {
+                            data_points: vec![pb::SummaryDataPoint {
+                                attributes,
+                                sum: v,
+                                count: 3,
+                                quantile_values: bounds
+                                    .iter()
+                                    .map(|q| pb::summary_data_point::ValueAtQuantile {
+                                        quantile: *q,
+                                        value: v,
+                                    })
+                                    .collect(),
+                                ..Default::default()
+                            }],
+                        }),
+                        _ => metric::Data::ExponentialHistogram(pb::ExponentialHistogram {
+                            data_points: vec![pb::ExponentialHistogramDataPoint::default()],
+                            aggregation_temporality: temporality,
+                        }),
+                    };
+                    pb::Metric {
+                        name,
+                        unit,
+                        data: Some(data),
+                        ..Default::default()
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        // Any request the decoder can produce: no panic, every name and
+        // label valid, every point either accepted or refused.
+        #[test]
+        fn translation_never_panics_and_accounts_for_every_point(
+            resource in proptest::collection::vec(kv(), 0..4),
+            metrics in proptest::collection::vec(metric(), 0..6),
+        ) {
+            let total = metrics.len() as u64;
+            let req = ExportMetricsServiceRequest {
+                resource_metrics: vec![pb::ResourceMetrics {
+                    resource: Some(Resource { attributes: resource, ..Default::default() }),
+                    scope_metrics: vec![pb::ScopeMetrics { metrics, ..Default::default() }],
+                    ..Default::default()
+                }],
+            };
+            let mut sink = Checking::default();
+            let out = translate(&req, &mut sink);
+            prop_assert_eq!(out.accepted + out.rejected, total);
+        }
+    }
 }
