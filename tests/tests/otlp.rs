@@ -441,3 +441,43 @@ fn python_sdk_exports_to_the_agent_over_grpc_and_http_gzip() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The gRPC port: a configured address that is taken stops the start with
+/// the address named; the default 4317 gives way (the collector serves
+/// HTTP) when something else holds it.
+#[test]
+fn a_taken_grpc_port_fails_when_configured_and_gives_way_by_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind(("127.0.0.1", free_port())).expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let cfg = dir.path().join("vigil.yml");
+    std::fs::write(&cfg, format!("otlp:\n  grpc_listen: {addr}\n")).expect("config");
+    let out = Command::new(binary("vigil").expect("vigil"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .expect("vigil runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started with a taken gRPC port: {stderr}"
+    );
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+
+    // Holding 4317 (unless another process already does): the default
+    // gives way and HTTP OTLP still works.
+    let _hold = std::net::TcpListener::bind("127.0.0.1:4317");
+    let c = Collector::start(&dir.path().join("data2"), &[]).expect("collector starts");
+    let (status, text) = post(
+        &c,
+        "application/json",
+        None,
+        br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"up.ish","gauge":{"dataPoints":[{"asInt":"1"}]}}]}]}]}"#
+            .to_vec(),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(value(&c, "up_ish"), Some(1.0));
+}
