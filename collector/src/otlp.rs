@@ -16,7 +16,8 @@
 //! `INVALID_ARGUMENT`) whose details carry `rejected_data_points`; the
 //! accepted points of that request are stored, as remote_write's are.
 //! Exemplars are not stored: their points are, and the answer's
-//! `partial_success` says so.
+//! `partial_success` says so. A point flagged `FLAG_NO_RECORDED_VALUE`
+//! writes stale markers, as Prometheus does.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -111,7 +112,14 @@ impl Sink for SampleSink {
         let labels = self.labels(format!("{}{}", p.family.name, p.suffix), &p.labels)?;
         self.meta(&p.family);
         let ts = self.time(p.time_ms);
-        self.push(vec![(labels, p.value)], ts);
+        // A point without a recorded value ends its series: a stale
+        // marker, as Prometheus writes it.
+        let v = if p.no_value {
+            vigil_wire::stale_nan()
+        } else {
+            p.value
+        };
+        self.push(vec![(labels, v)], ts);
         Ok(())
     }
 
@@ -119,7 +127,7 @@ impl Sink for SampleSink {
         if p.delta {
             return Err(PointError::Delta);
         }
-        if p.counts.len() != p.bounds.len() + 1 {
+        if p.counts.len() != p.bounds.len() + 1 && !p.no_value {
             return Err(PointError::BadHistogram {
                 counts: p.counts.len(),
                 bounds: p.bounds.len(),
@@ -130,8 +138,10 @@ impl Sink for SampleSink {
         // OTLP counts per bucket; Prometheus's buckets are cumulative, and
         // +Inf is the point's count.
         let mut cumulative: u64 = 0;
-        for (bound, n) in p.bounds.iter().zip(p.counts) {
-            cumulative = cumulative.saturating_add(*n);
+        for (i, bound) in p.bounds.iter().enumerate() {
+            // (Counts are checked above, except for a point without a
+            // recorded value, whose counts mean nothing.)
+            cumulative = cumulative.saturating_add(p.counts.get(i).copied().unwrap_or(0));
             let mut l = p.labels.clone();
             l.set("le", vigil_wire::exposition::format_value(*bound));
             all.push((
@@ -147,6 +157,11 @@ impl Sink for SampleSink {
             self.labels(format!("{name}_count"), &p.labels)?,
             p.count as f64,
         ));
+        if p.no_value {
+            for (_, v) in &mut all {
+                *v = vigil_wire::stale_nan();
+            }
+        }
         self.meta(&p.family);
         let ts = self.time(p.time_ms);
         self.push(all, ts);
@@ -411,6 +426,7 @@ mod tests {
             count: 7,
             delta: false,
             time_ms: 5_000,
+            no_value: false,
         })
         .expect("stored");
         assert_eq!(
@@ -439,6 +455,7 @@ mod tests {
             count: 1,
             delta,
             time_ms: 0,
+            no_value: false,
         };
         let e = s.histogram(point(true, &[1, 0], Labels::empty()));
         assert!(matches!(e, Err(PointError::Delta)));
@@ -463,8 +480,26 @@ mod tests {
             value: 2.0,
             delta: false,
             time_ms: 0,
+            no_value: false,
         })
         .expect("stored");
         assert_eq!(get(&s, "lat_seconds", None), Some((1_000, 2.0)));
+        // A point without a recorded value is a stale marker in each series.
+        s.histogram(HistogramPoint {
+            no_value: true,
+            time_ms: 2_000,
+            ..point(false, &[], Labels::from_pairs([("job", "gone")]))
+        })
+        .expect("stale markers");
+        let gone: Vec<_> = s
+            .series
+            .iter()
+            .filter(|(l, _)| l.get("job") == Some("gone"))
+            .collect();
+        assert_eq!(gone.len(), 4, "bucket le=1, +Inf, sum, count");
+        assert!(
+            gone.iter()
+                .all(|(_, v)| v[0].timestamp_ms == 2_000 && vigil_wire::is_stale_nan(v[0].value))
+        );
     }
 }

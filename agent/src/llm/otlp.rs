@@ -33,6 +33,11 @@ impl<F: Fn(&UpdateError)> Sink for AggregatorSink<'_, F> {
     }
 
     fn value(&mut self, p: ValuePoint<'_>) -> Result<(), UpdateError> {
+        // A point without a recorded value (a series that ended) changes
+        // no aggregate.
+        if p.no_value {
+            return Ok(());
+        }
         self.agg
             .value(
                 p.family.name,
@@ -47,6 +52,9 @@ impl<F: Fn(&UpdateError)> Sink for AggregatorSink<'_, F> {
     }
 
     fn histogram(&mut self, p: HistogramPoint<'_>) -> Result<(), UpdateError> {
+        if p.no_value {
+            return Ok(());
+        }
         let name = p.family.name;
         let source = genai::is_source(name).then(|| p.labels.clone());
         let (sum, count) = self

@@ -106,6 +106,9 @@ pub struct ValuePoint<'a> {
     pub delta: bool,
     /// Milliseconds since the epoch; 0 when the point carries no time.
     pub time_ms: i64,
+    /// OTLP's `FLAG_NO_RECORDED_VALUE`: the series ended (Prometheus writes
+    /// a stale marker); `value` means nothing.
+    pub no_value: bool,
 }
 
 /// One explicit-bucket histogram point.
@@ -121,6 +124,9 @@ pub struct HistogramPoint<'a> {
     pub count: u64,
     pub delta: bool,
     pub time_ms: i64,
+    /// `FLAG_NO_RECORDED_VALUE`, as for [`ValuePoint::no_value`]; the
+    /// counts mean nothing.
+    pub no_value: bool,
 }
 
 /// Where translated points go.
@@ -352,6 +358,11 @@ fn number(v: Option<&number_data_point::Value>) -> f64 {
     }
 }
 
+/// OTLP's `DataPointFlags.FLAG_NO_RECORDED_VALUE`.
+fn no_value(flags: u32) -> bool {
+    flags & 1 != 0
+}
+
 fn ms(nanos: u64) -> i64 {
     i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
 }
@@ -439,6 +450,7 @@ fn target_info<S: Sink>(
         value: 1.0,
         delta: false,
         time_ms,
+        no_value: false,
     });
     if let Err(e) = r {
         out.reject(0, S::reason(&e), format!("target_info: {e}"));
@@ -476,6 +488,7 @@ fn translate_metric<S: Sink>(
                     value: number(p.value.as_ref()),
                     delta: false,
                     time_ms: ms(p.time_unix_nano),
+                    no_value: no_value(p.flags),
                 });
                 apply(r, out);
             }
@@ -504,6 +517,7 @@ fn translate_metric<S: Sink>(
                     value: number(p.value.as_ref()),
                     delta,
                     time_ms: ms(p.time_unix_nano),
+                    no_value: no_value(p.flags),
                 });
                 apply(r, out);
             }
@@ -536,6 +550,7 @@ fn translate_metric<S: Sink>(
                     count: p.count,
                     delta,
                     time_ms: ms(p.time_unix_nano),
+                    no_value: no_value(p.flags),
                 });
                 apply(r, out);
             }
@@ -564,6 +579,7 @@ fn translate_metric<S: Sink>(
                             value: q.value,
                             delta: false,
                             time_ms,
+                            no_value: no_value(p.flags),
                         })
                     });
                 }
@@ -576,6 +592,7 @@ fn translate_metric<S: Sink>(
                             value,
                             delta: false,
                             time_ms,
+                            no_value: no_value(p.flags),
                         })
                     });
                 }
