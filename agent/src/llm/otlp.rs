@@ -57,7 +57,7 @@ impl<F: Fn(&UpdateError)> Sink for AggregatorSink<'_, F> {
         }
         let name = p.family.name;
         let source = genai::is_source(name).then(|| p.labels.clone());
-        let (sum, count) = self
+        let increase = self
             .agg
             .histogram(
                 name,
@@ -71,7 +71,11 @@ impl<F: Fn(&UpdateError)> Sink for AggregatorSink<'_, F> {
             )
             .inspect_err(|e| (self.on_refused)(e))?;
         if let Some(labels) = source {
-            for e in genai::derive(self.agg, name, &labels, sum, count, self.pricing) {
+            let point = genai::Point {
+                bounds: p.bounds,
+                increase: &increase,
+            };
+            for e in genai::derive(self.agg, name, &labels, &point, self.pricing) {
                 (self.on_refused)(&e);
             }
         }

@@ -456,6 +456,7 @@ fn outgoing(a: Alert, external_labels: &Labels, generator_url: &str) -> Outgoing
         }
     }
     OutgoingAlert {
+        value: Some(a.value),
         labels,
         annotations: a.annotations.into_iter().collect(),
         starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
