@@ -87,6 +87,8 @@ pub struct Config {
     pub redis: Vec<RedisConfig>,
     /// LLM usage: the OTLP receiver and the usage-event endpoint.
     pub llm: LlmConfig,
+    /// OTLP/gRPC beside `POST /v1/metrics` (served when `llm.enabled`).
+    pub otlp: OtlpConfig,
     /// Prometheus endpoints of the platform to scrape.
     pub scrape: Vec<ScrapeConfig>,
     /// HTTP(S) endpoints probed with blackbox_exporter's metric names.
@@ -154,10 +156,34 @@ impl Default for Config {
             postgres: Vec::new(),
             redis: Vec::new(),
             llm: LlmConfig::default(),
+            otlp: OtlpConfig::default(),
             scrape: Vec::new(),
             probes: Vec::new(),
             cgroups: crate::cgroup::CgroupConfig::default(),
             tls: None,
+        }
+    }
+}
+
+/// OTLP/gRPC (`MetricsService/Export`, gzip or not): the same exports as
+/// `POST /v1/metrics`, into the same LLM aggregates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Serve OTLP/gRPC. Default true (when `llm.enabled`).
+    pub grpc: bool,
+    /// Address of the gRPC listener (plain HTTP/2: `tls` covers the HTTP
+    /// listener only). Default: the `listen` address with port 4317; when
+    /// that default is taken the agent logs an error and serves HTTP only,
+    /// while an address set here must bind or the agent does not start.
+    pub grpc_listen: Option<SocketAddr>,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            grpc: true,
+            grpc_listen: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The agent's HTTP server: `/metrics`, `/-/healthy`, and the two LLM doors
-//! (`POST /v1/metrics` for OTLP/HTTP in protobuf or JSON, `POST
-//! /v1/llm/usage` for usage events).
+//! (`POST /v1/metrics` for OTLP/HTTP in protobuf or JSON, gzip or not, and
+//! the same exports over OTLP/gRPC; `POST /v1/llm/usage` for usage events).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,16 +11,12 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use prost::Message;
 
 use crate::llm::LlmState;
 use crate::pipeline::Pipeline;
 
 /// Largest request body accepted (OTLP batches, usage arrays).
-const MAX_BODY: usize = 16 << 20;
+pub(crate) const MAX_BODY: usize = 16 << 20;
 
 #[derive(Clone)]
 struct AppState {
@@ -54,127 +50,85 @@ async fn metrics(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
-fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
+fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn answer(a: vigil_otlp::answer::Answer) -> Response {
+    (
+        StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_REQUEST),
+        [(header::CONTENT_TYPE, a.content_type)],
+        a.body,
+    )
+        .into_response()
 }
 
 async fn otlp_metrics(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(enc) = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        && !enc.eq_ignore_ascii_case("identity")
-    {
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported Content-Encoding {enc:?}; send uncompressed OTLP"),
-        )
-            .into_response();
-    }
-    let ct = content_type(&headers);
-    let json = match ct.as_str() {
-        "application/x-protobuf" | "application/protobuf" => false,
-        "application/json" => true,
-        other => {
+    let decoded = vigil_otlp::decode::decode_http(
+        header(&headers, header::CONTENT_TYPE),
+        header(&headers, header::CONTENT_ENCODING),
+        &body,
+        MAX_BODY,
+    );
+    let (format, req) = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(error = %e, "bad OTLP request");
             return (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("unsupported Content-Type {other:?}; use application/x-protobuf or application/json"),
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST),
+                format!("{e}\n"),
             )
                 .into_response();
         }
     };
-    let req: Result<ExportMetricsServiceRequest, String> = if json {
-        serde_json::from_slice(&body).map_err(|e| format!("invalid OTLP JSON: {e}"))
-    } else {
-        ExportMetricsServiceRequest::decode(body.as_ref())
-            .map_err(|e| format!("invalid OTLP protobuf: {e}"))
-    };
-    let req = match req {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(error = %e, "bad OTLP request");
-            return (StatusCode::BAD_REQUEST, e).into_response();
+    match export(&st.llm, &req) {
+        Ok(warning) => answer(vigil_otlp::answer::accepted(format, warning)),
+        Err((message, rejected)) => {
+            answer(vigil_otlp::answer::refused(format, 400, &message, rejected))
         }
-    };
-    let outcome = st.llm.ingest_otlp(&req);
-    st.llm
-        .stats
-        .otlp_points_accepted
-        .fetch_add(outcome.accepted, Ordering::Relaxed);
-    st.llm
-        .stats
-        .otlp_points_rejected
-        .fetch_add(outcome.rejected, Ordering::Relaxed);
-    st.llm.otlp_refusals(&outcome);
-    // Something refused: 400, as OTLP/HTTP answers a request it cannot take
-    // whole (a `google.rpc.Status` naming what and why); the accepted points
-    // are kept, as remote_write's partial writes are.
-    if outcome.rejected > 0 {
-        let message = format!(
-            "{} data points accepted, {} refused: {}",
-            outcome.accepted,
-            outcome.rejected,
-            outcome.errors.join("; ")
-        );
-        tracing::debug!(%message, "OTLP request partly refused");
-        let status = RpcStatus {
-            code: 3, // INVALID_ARGUMENT
-            message,
-        };
-        return if json {
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "application/json")],
-                serde_json::json!({"code": status.code, "message": status.message}).to_string(),
-            )
-                .into_response()
-        } else {
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "application/x-protobuf")],
-                status.encode_to_vec(),
-            )
-                .into_response()
-        };
-    }
-    // Exemplars only: the points are kept, the warning says what was not.
-    let resp = ExportMetricsServiceResponse {
-        partial_success: (outcome.exemplars_dropped > 0).then(|| ExportMetricsPartialSuccess {
-            rejected_data_points: 0,
-            error_message: format!(
-                "{} exemplars not kept: Vigil stores no exemplars (their data points were accepted)",
-                outcome.exemplars_dropped
-            ),
-        }),
-    };
-    if json {
-        let body = serde_json::to_vec(&resp).unwrap_or_else(|_| b"{}".to_vec());
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-    } else {
-        (
-            [(header::CONTENT_TYPE, "application/x-protobuf")],
-            resp.encode_to_vec(),
-        )
-            .into_response()
     }
 }
 
-/// `google.rpc.Status`, the body of an OTLP/HTTP error answer.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
+/// Takes one export (HTTP or gRPC): `Ok` with the partial-success warning
+/// when everything was kept, `Err` with the message and the refused count
+/// when anything was refused (the accepted points are kept).
+pub(crate) fn export(
+    llm: &LlmState,
+    req: &vigil_otlp::ExportMetricsServiceRequest,
+) -> Result<Option<String>, (String, u64)> {
+    let outcome = llm.ingest_otlp(req);
+    llm.stats
+        .otlp_points_accepted
+        .fetch_add(outcome.accepted, Ordering::Relaxed);
+    llm.stats
+        .otlp_points_rejected
+        .fetch_add(outcome.rejected, Ordering::Relaxed);
+    llm.otlp_refusals(&outcome);
+    if outcome.rejected > 0 {
+        let message = outcome.refusal_message();
+        tracing::debug!(%message, "OTLP request partly refused");
+        return Err((message, outcome.rejected));
+    }
+    Ok(outcome.exemplar_warning())
+}
+
+/// OTLP/gRPC exports into the same aggregates as `POST /v1/metrics`.
+pub(crate) struct GrpcHandler(pub Arc<LlmState>);
+
+impl vigil_otlp::grpc::Handler for GrpcHandler {
+    fn export(
+        self: Arc<Self>,
+        req: vigil_otlp::ExportMetricsServiceRequest,
+        _ctx: vigil_otlp::grpc::CallContext,
+    ) -> vigil_otlp::grpc::ExportFuture {
+        let result = export(&self.0, &req);
+        Box::pin(async move {
+            match result {
+                Ok(warning) => Ok(vigil_otlp::answer::response(warning)),
+                Err((message, rejected)) => Err(vigil_otlp::grpc::refusal(&message, rejected)),
+            }
+        })
+    }
 }
 
 async fn usage(State(st): State<AppState>, body: Bytes) -> Response {

@@ -138,6 +138,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
             addr: config.listen,
             source,
         })?;
+    let grpc_listener = if config.llm.enabled && config.otlp.grpc {
+        vigil_otlp::grpc::bind(config.otlp.grpc_listen, config.listen, "otlp.grpc_listen")
+            .await
+            .map_err(|(addr, source)| AgentError::Listen { addr, source })?
+    } else {
+        None
+    };
     let shipping = !config.remote_write.url.is_empty();
     let buffer = if shipping {
         let dir = config.data_dir.join("buffer");
@@ -252,6 +259,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
 
     let local = listener.local_addr().map_err(AgentError::Serve)?;
     tracing::info!(address = %local, tls = tls.is_some(), "vigil-agent listening");
+    let grpc = match grpc_listener {
+        Some(l) => {
+            let addr = l.local_addr().map_err(AgentError::Serve)?;
+            tracing::info!(address = %addr, "vigil-agent serving OTLP/gRPC");
+            let handler = std::sync::Arc::new(http::GrpcHandler(llm_state.clone()));
+            let stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                vigil_otlp::grpc::serve(l, handler, http::MAX_BODY, async move {
+                    stop.cancelled().await
+                })
+                .await
+            }))
+        }
+        None => None,
+    };
     let app = http::router(pipeline.clone(), llm_state, config.llm.enabled);
     let server_shutdown = shutdown.clone();
     let server = match tls {
@@ -285,6 +307,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         tracing::error!(error = %e, "shipper task failed");
     }
     pipeline.sync_buffer();
+    if let Some(g) = grpc {
+        match g.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "OTLP/gRPC server failed"),
+            Err(e) => tracing::error!(error = %e, "OTLP/gRPC server task failed"),
+        }
+    }
     match server.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(AgentError::Serve(e)),

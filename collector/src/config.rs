@@ -165,6 +165,8 @@ pub struct Config {
     /// The file this configuration was read from (for error messages).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// OTLP/gRPC beside `POST /v1/metrics` (see `collector/src/otlp.rs`).
+    pub otlp: OtlpConfig,
 }
 
 /// `alerting:` in `vigil.yml` (see `alerting/README.md`, "Incidents,
@@ -206,6 +208,30 @@ impl Config {
     ) -> Result<Vec<vigil_alerting::escalation::EscalationRule>, String> {
         vigil_alerting::escalation::build(&self.alerting.escalations, am, &self.source_name())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// OTLP/gRPC (`MetricsService/Export`, gzip or not), with the same
+/// translation, limits and ingest tokens as `POST /v1/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// Serve OTLP/gRPC. Default true; without `grpc_listen`, off when `tls`
+    /// is set (gRPC is served in plain HTTP/2 only).
+    pub grpc: bool,
+    /// Address of the gRPC listener (plain HTTP/2). Default: the `listen`
+    /// address with port 4317; when that default is taken the collector
+    /// logs an error and serves HTTP only, while an address set here must
+    /// bind or the collector does not start.
+    pub grpc_listen: Option<SocketAddr>,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            grpc: true,
+            grpc_listen: None,
+        }
     }
 }
 
@@ -297,6 +323,7 @@ impl Default for Config {
             cluster: None,
             alerting: AlertingSection::default(),
             source: None,
+            otlp: OtlpConfig::default(),
         }
     }
 }

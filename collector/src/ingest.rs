@@ -356,12 +356,12 @@ fn budget(
 }
 
 /// What the store made of a validated request.
-enum Stored {
+pub(crate) enum Stored {
     Ok(AppendOutcome, Option<Arc<str>>),
     Failed(String),
 }
 
-fn store(
+pub(crate) fn store(
     app: &App,
     batch: Vec<SeriesSamples>,
     metadata: Vec<(String, MetricMeta)>,

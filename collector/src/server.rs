@@ -251,6 +251,7 @@ pub fn router(app: Arc<App>) -> Router {
     let body_limit = DefaultBodyLimit::max(app.cfg.limits.max_body_bytes.0 as usize);
     let ingest = Router::new()
         .route("/api/v1/write", post(ingest::remote_write))
+        .route("/v1/metrics", post(crate::otlp::http))
         .route("/api/v1/import/prometheus", post(ingest::import_prometheus))
         .layer(body_limit);
     let read = Router::new()
@@ -455,6 +456,33 @@ pub async fn run(
         })?;
     let local = listener.local_addr().map_err(ServeError::Http)?;
     tracing::info!(addr = %local, data_dir = %app.cfg.data_dir.display(), "vigil collector listening");
+    let otlp = &app.cfg.otlp;
+    let grpc_listener = if !otlp.grpc {
+        None
+    } else if app.cfg.tls.is_some() && otlp.grpc_listen.is_none() {
+        tracing::info!(
+            "OTLP/gRPC not served: it has no TLS and `tls` is set; set otlp.grpc_listen to serve it in plain HTTP/2 (behind a TLS-terminating proxy)"
+        );
+        None
+    } else {
+        vigil_otlp::grpc::bind(otlp.grpc_listen, listen, "otlp.grpc_listen")
+            .await
+            .map_err(|(addr, source)| ServeError::Listen { addr, source })?
+    };
+    let grpc = match grpc_listener {
+        Some(l) => {
+            let addr = l.local_addr().map_err(ServeError::Http)?;
+            tracing::info!(%addr, "serving OTLP/gRPC");
+            let handler = Arc::new(crate::otlp::GrpcHandler(app.clone()));
+            let max = app.cfg.limits.max_decompressed_bytes.0 as usize;
+            let stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                vigil_otlp::grpc::serve(l, handler, max, async move { stop.cancelled().await })
+                    .await
+            }))
+        }
+        None => None,
+    };
 
     let maintenance = tokio::spawn(maintenance_loop(app.clone(), shutdown.clone()));
     let reloader = tokio::spawn(reload_loop(app.clone(), reload.clone(), shutdown.clone()));
@@ -510,6 +538,13 @@ pub async fn run(
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     app.ready.store(false, Ordering::Relaxed);
+    if let Some(g) = grpc {
+        match g.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "OTLP/gRPC server failed"),
+            Err(e) => tracing::error!(error = %e, "OTLP/gRPC server task failed"),
+        }
+    }
     let _ = maintenance.await;
     let _ = reloader.await;
     let _ = evaluator.await;

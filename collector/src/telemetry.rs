@@ -14,6 +14,8 @@ use vigil_wire::exposition::format_value;
 pub struct Telemetry {
     pub write_requests_total: AtomicU64,
     pub import_requests_total: AtomicU64,
+    /// OTLP exports received (HTTP and gRPC).
+    pub otlp_requests_total: AtomicU64,
     /// Requests refused before touching the store, by reason.
     pub requests_rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Samples refused, by reason (validation here, plus the store's).
@@ -92,6 +94,12 @@ impl Telemetry {
             "vigil_import_requests_total",
             "Text-exposition import requests received.",
             self.import_requests_total.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "vigil_otlp_requests_total",
+            "OTLP metrics exports received (OTLP/HTTP and OTLP/gRPC).",
+            self.otlp_requests_total.load(Ordering::Relaxed),
         );
         labelled_counter(
             out,
