@@ -261,6 +261,24 @@ impl IncidentBook {
             .and_then(|id| self.by_id.get(id))
     }
 
+    /// The incident of `fp` whose episode started within `tolerance` of
+    /// `start`: the same episode as a cluster peer saw it (each member
+    /// evaluates the rules itself, so starts differ by an evaluation).
+    pub fn episode_near(
+        &self,
+        fp: u64,
+        start: DateTime<Utc>,
+        tolerance: chrono::Duration,
+    ) -> Option<&Incident> {
+        self.by_fp
+            .get(&fp)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|i| (i.starts_at - start).abs() <= tolerance)
+            .min_by_key(|i| (i.starts_at - start).abs())
+    }
+
     fn open_id(&self, fp: u64) -> Option<String> {
         self.latest(fp)
             .filter(|i| i.is_open())

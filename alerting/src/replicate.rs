@@ -1,13 +1,22 @@
 //! Sharing alerting state with the peers of a cluster (`vigil-cluster`).
 //!
-//! Two kinds of state are replicated, each with a merge that is
+//! Four kinds of state are replicated, each with a merge that is
 //! idempotent and convergent, so gossip may deliver versions in any order
 //! and any number of times:
 //!
-//! | kind | key | value | newest wins by |
+//! | kind | key | value | merge |
 //! |---|---|---|---|
-//! | `silence` | silence ID | the stored silence (JSON) | `updated_at`, then content |
-//! | `nflog` | 32 hex digits of SHA-256 of the log key | `[key, entry]` as stored | `timestamp`, then content |
+//! | `silence` | silence ID | the stored silence (JSON) | newest `updated_at`, then content |
+//! | `nflog` | 32 hex digits of SHA-256 of the log key | `[key, entry]` as stored | newest `timestamp`, then content |
+//! | `ack` | ack ID | fingerprint, episode start, the ack | added once by ID to the same episode |
+//! | `note` | note ID | fingerprint, episode start, the note | added once by ID to the same episode |
+//!
+//! Acks and notes find their incident by fingerprint and an episode start
+//! within [`EPISODE_TOLERANCE`] of the sender's (each member evaluates the
+//! rules itself, so its episode starts an evaluation or two apart). An ack
+//! for an alert this member does not hold yet is applied by a later full
+//! merge (every push-pull interval), so a peer's ack stops this member's
+//! repeats too.
 //!
 //! Entries older than the retention are refused, so a peer that has not
 //! yet garbage-collected one cannot bring it back. Accepted values are
@@ -35,12 +44,74 @@ pub const SILENCE: &str = "silence";
 /// Kind name of notification log entries.
 pub const NFLOG: &str = "nflog";
 
+/// Kind name of acknowledgements.
+pub const ACK: &str = "ack";
+/// Kind name of incident notes.
+pub const NOTE: &str = "note";
+/// How far apart two members' starts of one episode may be.
+pub const EPISODE_TOLERANCE: chrono::Duration = chrono::Duration::minutes(5);
+
 /// The replicated kinds, bound to one alerting instance.
 pub fn kinds(a: &Arc<Alerting>) -> Vec<Arc<dyn Replicated>> {
     vec![
         Arc::new(SilenceKind(Arc::downgrade(a))),
         Arc::new(NflogKind(Arc::downgrade(a))),
+        Arc::new(AckKind(Arc::downgrade(a))),
+        Arc::new(NoteKind(Arc::downgrade(a))),
     ]
+}
+
+/// An ack or a note as gossiped: the episode it belongs to and the item.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EpisodeItem<T> {
+    fingerprint: u64,
+    #[serde(with = "crate::alert::go_time")]
+    episode_start: chrono::DateTime<Utc>,
+    item: T,
+}
+
+struct AckKind(Weak<Alerting>);
+
+impl Replicated for AckKind {
+    fn kind(&self) -> &'static str {
+        ACK
+    }
+
+    fn merge(&self, key: &str, value: &str) -> Merge {
+        let Some(a) = self.0.upgrade() else {
+            return Merge::Unchanged;
+        };
+        match serde_json::from_str::<EpisodeItem<crate::incident::Ack>>(value) {
+            Ok(e) if e.item.id == key => a.merge_ack(e),
+            Ok(_) => Merge::Unchanged,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an unreadable acknowledgement from a peer");
+                Merge::Unchanged
+            }
+        }
+    }
+}
+
+struct NoteKind(Weak<Alerting>);
+
+impl Replicated for NoteKind {
+    fn kind(&self) -> &'static str {
+        NOTE
+    }
+
+    fn merge(&self, key: &str, value: &str) -> Merge {
+        let Some(a) = self.0.upgrade() else {
+            return Merge::Unchanged;
+        };
+        match serde_json::from_str::<EpisodeItem<crate::incident::Note>>(value) {
+            Ok(e) if e.item.id == key => a.merge_note(e),
+            Ok(_) => Merge::Unchanged,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring an unreadable incident note from a peer");
+                Merge::Unchanged
+            }
+        }
+    }
 }
 
 /// The gossip key of a log entry (log keys hold arbitrary group keys).
@@ -131,6 +202,97 @@ impl Alerting {
         Merge::Changed
     }
 
+    /// Merges a peer's acknowledgement into the same episode here: its
+    /// incident, or the alert's open episode when this member has not
+    /// recorded one yet. Nothing happens for an alert not held (yet) or
+    /// resolved here.
+    fn merge_ack(&self, e: EpisodeItem<crate::incident::Ack>) -> Merge {
+        let now = Utc::now();
+        let alert = self.state.lock().alerts.get(&e.fingerprint).cloned();
+        let writes = {
+            let mut book = self.incidents.lock();
+            match book.episode_near(e.fingerprint, e.episode_start, EPISODE_TOLERANCE) {
+                Some(i) if i.acks.iter().any(|a| a.id == e.item.id) => return Merge::Unchanged,
+                Some(i) => {
+                    let id = i.id.clone();
+                    book.apply_ack(&id, e.item, now)
+                        .ok()
+                        .flatten()
+                        .into_iter()
+                        .collect()
+                }
+                None => match alert {
+                    Some(alert)
+                        if !alert.resolved_at(now)
+                            && (alert.starts_at - e.episode_start).abs() <= EPISODE_TOLERANCE =>
+                    {
+                        match book.ack(&alert, e.item, now) {
+                            Ok((_, w)) => w,
+                            Err(_) => return Merge::Unchanged,
+                        }
+                    }
+                    _ => return Merge::Unchanged,
+                },
+            }
+        };
+        if writes.is_empty() {
+            return Merge::Unchanged;
+        }
+        tracing::debug!(
+            fingerprint = e.fingerprint,
+            "acknowledgement merged from a peer"
+        );
+        self.store.write_later(writes);
+        Merge::Changed
+    }
+
+    /// Merges a peer's note into the same episode here.
+    fn merge_note(&self, e: EpisodeItem<crate::incident::Note>) -> Merge {
+        let now = Utc::now();
+        let writes: Vec<Write> = {
+            let mut book = self.incidents.lock();
+            match book.episode_near(e.fingerprint, e.episode_start, EPISODE_TOLERANCE) {
+                Some(i) if i.notes.iter().any(|n| n.id == e.item.id) => return Merge::Unchanged,
+                Some(i) => {
+                    let id = i.id.clone();
+                    book.apply_note(&id, e.item, now)
+                        .ok()
+                        .flatten()
+                        .into_iter()
+                        .collect()
+                }
+                None => return Merge::Unchanged,
+            }
+        };
+        if writes.is_empty() {
+            return Merge::Unchanged;
+        }
+        self.store.write_later(writes);
+        Merge::Changed
+    }
+
+    /// Shares an acknowledgement or a note made on this member.
+    pub(crate) fn publish_episode_item<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        fingerprint: u64,
+        episode_start: chrono::DateTime<Utc>,
+        item: &T,
+    ) {
+        let Some(c) = self.cluster.get() else {
+            return;
+        };
+        let e = EpisodeItem {
+            fingerprint,
+            episode_start,
+            item,
+        };
+        if let Ok(v) = serde_json::to_string(&e) {
+            c.publish(kind, id, v);
+        }
+    }
+
     /// Shares a silence this member created or changed.
     pub(crate) fn publish_silence(&self, s: &Silence) {
         if let (Some(c), Ok(v)) = (self.cluster.get(), serde_json::to_string(s)) {
@@ -163,6 +325,23 @@ impl Alerting {
         }
         for (k, e) in &log {
             self.publish_nflog(k, e);
+        }
+        // Acks and notes of the open episodes (closed ones no longer
+        // change what is sent; their history stays with each member).
+        let open: Vec<crate::incident::Incident> = {
+            let book = self.incidents.lock();
+            book.open()
+                .iter()
+                .filter_map(|o| book.get(&o.id).cloned())
+                .collect()
+        };
+        for i in &open {
+            for a in &i.acks {
+                self.publish_episode_item(ACK, &a.id, i.fingerprint, i.starts_at, a);
+            }
+            for n in &i.notes {
+                self.publish_episode_item(NOTE, &n.id, i.fingerprint, i.starts_at, n);
+            }
         }
     }
 

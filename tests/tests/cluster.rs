@@ -5,6 +5,7 @@
 //! * the same alert posted to all three is delivered once;
 //! * after `kill -9` of the member that sends first, a new alert is still
 //!   delivered once;
+//! * an acknowledgement made on one member reaches the others' incidents;
 //! * a silence created with `amtool` on one member mutes on another;
 //! * `amtool cluster show` and the UI's `/status` list the members;
 //! * a member cut off from gossip (the hidden `--cluster.test-block-file`
@@ -256,6 +257,31 @@ fn three_members_page_once_share_silences_and_fail_open() {
         bodies.lock().expect("bodies")
     );
     assert_eq!(dedup(&all) - before, 2.0);
+
+    // --- an acknowledgement on one member reaches the others' incident
+    // history (so whichever member sends next skips the repeats).
+    let fingerprint = poll("ClusterOnce held by the first member", || {
+        get(all[0], "/api/v2/alerts")
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "ClusterOnce")
+            .and_then(|a| a["fingerprint"].as_str().map(str::to_string))
+    });
+    let r = reqwest::blocking::Client::new()
+        .post(all[0].c.url("/api/vigil/v1/alerts/ack"))
+        .json(&json!({"fingerprint": fingerprint, "author": "ann", "comment": "on it"}))
+        .send()
+        .expect("ack");
+    assert!(r.status().is_success(), "ack: {}", r.status());
+    for m in &all[1..] {
+        poll("the acknowledgement reaching a peer", || {
+            let list = get(m, "/api/vigil/v1/incidents");
+            let acked = list["data"].as_array()?.iter().find(|i| {
+                i["labels"]["alertname"] == "ClusterOnce" && i["acks"][0]["author"] == "ann"
+            })?;
+            (acked["acks"][0]["comment"] == "on it").then_some(())
+        });
+    }
 
     // --- kill -9 the member that sends first (lowest name); a new alert
     // still arrives once.

@@ -91,8 +91,17 @@ impl Alerting {
             comment: comment.trim().to_string(),
             at: now,
         };
-        let (id, writes) = self.incidents.lock().ack(&alert, ack, now)?;
+        let (id, writes) = self.incidents.lock().ack(&alert, ack.clone(), now)?;
         self.persist(writes).await?;
+        if let Some(i) = self.incident(&id) {
+            self.publish_episode_item(
+                crate::replicate::ACK,
+                &ack.id,
+                i.fingerprint,
+                i.starts_at,
+                &ack,
+            );
+        }
         info!(incident = %id, %author, "alert acknowledged");
         self.incident(&id).ok_or(IncidentError::UnknownIncident(id))
     }
@@ -116,7 +125,16 @@ impl Alerting {
             text: required("text", text)?,
             at: Utc::now(),
         };
-        self.apply_note(incident, note).await?;
+        self.apply_note(incident, note.clone()).await?;
+        if let Some(i) = self.incident(incident) {
+            self.publish_episode_item(
+                crate::replicate::NOTE,
+                &note.id,
+                i.fingerprint,
+                i.starts_at,
+                &note,
+            );
+        }
         self.incident(incident)
             .ok_or_else(|| IncidentError::UnknownIncident(incident.to_string()))
     }
