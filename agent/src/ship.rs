@@ -116,6 +116,10 @@ pub fn shipper(
             min_backoff: cfg.min_backoff.0,
             max_backoff: cfg.max_backoff.0,
             max_records_per_send: MAX_RECORDS_PER_SEND,
+            // One request at a time: an agent's few samples per collection
+            // never build a backlog worth parallel requests.
+            min_shards: 1,
+            max_shards: 1,
         },
         notify: destination.notify.clone(),
         name: destination.name.clone(),
