@@ -142,6 +142,9 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Path to an Alertmanager configuration file, taken unchanged.
     pub alerting_config: Option<PathBuf>,
+    /// External Alertmanagers that also receive every alert the rules
+    /// raise (Prometheus's `alerting.alertmanagers`).
+    pub alerting: crate::notifier::AlertingSection,
     pub auth: AuthConfig,
     /// Serve HTTPS instead of HTTP.
     pub tls: Option<TlsConfig>,
@@ -240,6 +243,7 @@ impl Default for Config {
             remote_write: Vec::new(),
             llm: crate::budget::LlmConfig::default(),
             agents: AgentsConfig::default(),
+            alerting: Default::default(),
         }
     }
 }
@@ -418,6 +422,7 @@ impl Config {
             );
         }
         crate::remote::validate(&self.remote_write, self.rules.remote_query.as_ref())?;
+        self.alerting.validate()?;
         for name in self.limits.max_series_per_metric_overrides.keys() {
             if !vigil_wire::labels::is_valid_metric_name(name) {
                 return Err(format!(

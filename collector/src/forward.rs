@@ -482,20 +482,27 @@ impl CommitObserver for Forwarder {
 }
 
 /// The collector's remote endpoints as the server holds them: forwarding
-/// queues and the remote rule-query client's metrics.
+/// queues, the remote rule-query client's metrics and the external
+/// Alertmanagers.
 #[derive(Default)]
 pub struct Remote {
     pub forwarder: Option<Arc<Forwarder>>,
     pub query: Option<(String, Arc<crate::remote_query::RemoteQueryMetrics>)>,
+    pub notifier: Option<Arc<crate::notifier::Notifier>>,
 }
 
 impl Remote {
-    /// Starts the forwarding senders.
+    /// Starts the forwarding senders and the Alertmanager notifier.
     pub fn start(&self, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
-        self.forwarder
+        let mut tasks = self
+            .forwarder
             .as_ref()
             .map(|f| f.start(shutdown))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(n) = &self.notifier {
+            tasks.push(tokio::spawn(n.clone().run(shutdown.child_token())));
+        }
+        tasks
     }
 
     /// Waits for the senders to stop and flushes the queues (shutdown).
@@ -516,6 +523,9 @@ impl Remote {
         }
         if let Some((url, m)) = &self.query {
             m.render(url, out);
+        }
+        if let Some(n) = &self.notifier {
+            n.render_metrics(out);
         }
     }
 }

@@ -105,6 +105,7 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     let alerting_cfg = load_alerting_config(&cfg).map_err(ServeError::AlertingConfig)?;
     let forwarder =
         crate::forward::Forwarder::open(&cfg).map_err(|e| ServeError::Remote(e.to_string()))?;
+    let notifier = crate::notifier::Notifier::new(&cfg.alerting).map_err(ServeError::Remote)?;
     let opts = vigil_tsdb::Options {
         commit_observer: forwarder
             .clone()
@@ -166,9 +167,12 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         engine.clone(),
         rule_storage,
         Arc::new(crate::pipeline::StoreAppender(db.clone())),
-        Arc::new(crate::pipeline::AlertingSender {
-            alerting: alerting.clone(),
-            runtime: tokio::runtime::Handle::current(),
+        Arc::new(crate::notifier::FanoutSender {
+            inner: Arc::new(crate::pipeline::AlertingSender {
+                alerting: alerting.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+            notifier: notifier.clone(),
         }),
         vigil_rules::ManagerOptions {
             external_labels,
@@ -187,9 +191,12 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         engine.clone(),
         Arc::new(TsdbQueryable(db.clone())),
         Arc::new(crate::pipeline::StoreAppender(db.clone())),
-        Arc::new(crate::pipeline::AlertingSender {
-            alerting: alerting.clone(),
-            runtime: tokio::runtime::Handle::current(),
+        Arc::new(crate::notifier::FanoutSender {
+            inner: Arc::new(crate::pipeline::AlertingSender {
+                alerting: alerting.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+            notifier: notifier.clone(),
         }),
         crate::anomaly::AnomalyOptions {
             models_dir: cfg.data_dir.join("models"),
@@ -226,6 +233,7 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         remote: crate::forward::Remote {
             forwarder,
             query: remote_query,
+            notifier,
         },
     }))
 }
