@@ -335,7 +335,8 @@ impl Notifier {
     /// The `vigil_alertmanager_notifications_*` families.
     pub fn render_metrics(&self, out: &mut String) {
         let p = "vigil_alertmanager_notifications";
-        let per: [(&str, &str, &str, fn(&Target) -> f64); 2] = [
+        type Get = fn(&Target) -> f64;
+        let per: [(&str, &str, &str, Get); 2] = [
             (
                 "sent_total",
                 "counter",
