@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use vigil_agent::config::{Config, Overrides};
 
@@ -40,10 +40,64 @@ struct Args {
     /// Output format of log messages: logfmt or json.
     #[arg(long = "log.format", default_value = "logfmt")]
     log_format: vigil_log::Format,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks files without running the agent.
+    Check {
+        #[command(subcommand)]
+        what: Check,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Check {
+    /// Loads and validates a configuration file: exit status 0 when the
+    /// agent would start with it, 1 with the file, line and reason when not.
+    Config { file: PathBuf },
+}
+
+/// `vigil-agent check config FILE`.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(c) => {
+            let destinations = c.destinations();
+            println!(
+                "{}: OK ({} remote_write destination{}, {} scrape job{})",
+                file.display(),
+                destinations.len(),
+                if destinations.len() == 1 { "" } else { "s" },
+                c.scrape.len(),
+                if c.scrape.len() == 1 { "" } else { "s" },
+            );
+            ExitCode::SUCCESS
+        }
+        // Read and parse errors name the file already.
+        Err(
+            e @ (vigil_agent::config::ConfigError::Read { .. }
+            | vigil_agent::config::ConfigError::Parse { .. }),
+        ) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Check {
+        what: Check::Config { file },
+    }) = &args.command
+    {
+        return check_config(file);
+    }
     vigil_log::init(args.log_level, args.log_format);
     match real_main(args) {
         Ok(()) => ExitCode::SUCCESS,
