@@ -43,6 +43,33 @@ use crate::config::Config;
 use crate::family::{Family, now_ms};
 use crate::pipeline::Pipeline;
 
+/// Outcome of the last configuration load (start or SIGHUP), for
+/// `vigil_agent_config_last_reload_successful` and
+/// `vigil_agent_config_last_reload_success_timestamp_seconds` (after
+/// Prometheus's `prometheus_config_*`). Process-wide: it outlives the
+/// [`run`] a reload replaces.
+#[derive(Debug)]
+pub struct ReloadStatus {
+    pub successful: std::sync::atomic::AtomicBool,
+    pub last_success_ms: std::sync::atomic::AtomicU64,
+}
+
+pub static RELOAD_STATUS: ReloadStatus = ReloadStatus {
+    successful: std::sync::atomic::AtomicBool::new(true),
+    last_success_ms: std::sync::atomic::AtomicU64::new(0),
+};
+
+impl ReloadStatus {
+    pub fn record(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        self.successful.store(ok, Ordering::Relaxed);
+        if ok {
+            self.last_success_ms
+                .store(u64::try_from(now_ms()).unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Why the agent could not start or stopped with an error.
 #[derive(Debug, Error)]
 pub enum AgentError {

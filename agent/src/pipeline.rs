@@ -262,6 +262,23 @@ impl Pipeline {
                 out.push(f);
             }
         }
+        let reload = &crate::RELOAD_STATUS;
+        out.push(Family::single(
+            "vigil_agent_config_last_reload_successful",
+            "Whether the last configuration load (start or SIGHUP) succeeded.",
+            MetricType::Gauge,
+            if reload.successful.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
+        ));
+        out.push(Family::single(
+            "vigil_agent_config_last_reload_success_timestamp_seconds",
+            "Time of the last successful configuration load.",
+            MetricType::Gauge,
+            get(&reload.last_success_ms) / 1000.0,
+        ));
         let mut dur = Family::gauge(
             "vigil_agent_collection_duration_seconds",
             "Duration of the last collection, per collector.",
