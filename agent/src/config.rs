@@ -75,8 +75,15 @@ pub struct Config {
     /// Prometheus's `external_labels`), e.g. `{datacenter: eu-1}`. A `job` or
     /// `instance` here takes precedence over the settings above.
     pub external_labels: BTreeMap<String, String>,
-    /// Where and how samples are pushed.
+    /// Where and how samples are pushed: one destination, its buffer under
+    /// `<data_dir>/buffer`. Leave it unset when `remote_writes` is used.
     pub remote_write: RemoteWriteConfig,
+    /// Several destinations (e.g. the two collectors of an HA pair), each
+    /// with its own `name` and its own on-disk buffer under
+    /// `<data_dir>/remote_write/<name>`, drained by its own sender: one
+    /// destination being down neither blocks nor loses another's samples.
+    /// Replaces `remote_write`; setting both is refused. Default: empty.
+    pub remote_writes: Vec<RemoteWriteConfig>,
     /// The bounded on-disk buffer that holds samples until they are sent.
     pub buffer: BufferConfig,
     /// The host collector (CPU, memory, filesystems, disks, network, PSI).
@@ -114,7 +121,7 @@ pub struct ListenerTlsConfig {
 }
 
 /// A client's `tls_config`, as in Prometheus's remote_write configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientTlsConfig {
     /// PEM CA bundle that is the *only* trust anchor for the receiver's
@@ -151,6 +158,7 @@ impl Default for Config {
             instance: None,
             external_labels: BTreeMap::new(),
             remote_write: RemoteWriteConfig::default(),
+            remote_writes: Vec::new(),
             buffer: BufferConfig::default(),
             system: SystemConfig::default(),
             postgres: Vec::new(),
@@ -167,7 +175,7 @@ impl Default for Config {
 
 /// OTLP/gRPC (`MetricsService/Export`, gzip or not): the same exports as
 /// `POST /v1/metrics`, into the same LLM aggregates.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpConfig {
     /// Serve OTLP/gRPC. Default true (when `llm.enabled`).
@@ -188,10 +196,16 @@ impl Default for OtlpConfig {
     }
 }
 
-/// remote_write 1.0 shipping.
-#[derive(Debug, Clone, Deserialize)]
+/// remote_write 1.0 shipping to one destination.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemoteWriteConfig {
+    /// Names the destination in the `remote_name` label of the
+    /// `vigil_agent_*` shipping metrics, in logs and in its buffer directory
+    /// (`<data_dir>/remote_write/<name>`). Required and unique in
+    /// `remote_writes` (letters, digits, `_`, `-`, `.`); `default` for the
+    /// single `remote_write` block unless set.
+    pub name: Option<String>,
     /// Receiver URL; an empty string disables shipping (the agent then only
     /// serves `/metrics`). Default `http://127.0.0.1:9800/api/v1/write`.
     pub url: String,
@@ -219,6 +233,7 @@ pub struct RemoteWriteConfig {
 impl Default for RemoteWriteConfig {
     fn default() -> Self {
         Self {
+            name: None,
             url: "http://127.0.0.1:9800/api/v1/write".into(),
             timeout: Duration::from_secs(10).into(),
             max_samples_per_send: 2000,
@@ -554,6 +569,37 @@ pub struct ScrapeConfig {
     pub bearer_token_file: Option<PathBuf>,
 }
 
+impl RemoteWriteConfig {
+    fn validate(&self, what: &str) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.max_samples_per_send == 0 {
+            return bad(format!("{what}.max_samples_per_send must be at least 1"));
+        }
+        if self.min_backoff.0 > self.max_backoff.0 {
+            return bad(format!("{what}.min_backoff must not exceed max_backoff"));
+        }
+        if let Some(t) = &self.tls_config
+            && t.cert_file.is_some() != t.key_file.is_some()
+        {
+            return bad(format!(
+                "{what}.tls_config: cert_file and key_file must be set together"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One destination the agent ships to, resolved from `remote_write` or
+/// `remote_writes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Destination {
+    /// The `remote_name` label and log name.
+    pub name: String,
+    /// Where its on-disk buffer lives.
+    pub buffer_dir: PathBuf,
+    pub config: RemoteWriteConfig,
+}
+
 fn default_metrics_path() -> String {
     "/metrics".into()
 }
@@ -607,6 +653,9 @@ impl Config {
             self.listen = l;
         }
         if let Some(u) = o.remote_write {
+            // The flag names the one destination to ship to: it replaces
+            // a `remote_writes` list too.
+            self.remote_writes.clear();
             self.remote_write.url = u;
         }
         if let Some(d) = o.data_dir {
@@ -648,18 +697,40 @@ impl Config {
         if self.buffer.max_bytes < self.buffer.segment_bytes {
             return bad("buffer.max_bytes must be at least buffer.segment_bytes".into());
         }
-        if self.remote_write.max_samples_per_send == 0 {
-            return bad("remote_write.max_samples_per_send must be at least 1".into());
-        }
-        if self.remote_write.min_backoff.0 > self.remote_write.max_backoff.0 {
-            return bad("remote_write.min_backoff must not exceed max_backoff".into());
-        }
-        if let Some(t) = &self.remote_write.tls_config
-            && t.cert_file.is_some() != t.key_file.is_some()
-        {
+        if !self.remote_writes.is_empty() && self.remote_write != RemoteWriteConfig::default() {
             return bad(
-                "remote_write.tls_config: cert_file and key_file must be set together".into(),
+                "remote_write and remote_writes are both set: list every destination in remote_writes".into(),
             );
+        }
+        if self.remote_writes.is_empty() {
+            self.remote_write.validate("remote_write")?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, rw) in self.remote_writes.iter().enumerate() {
+            let what = format!("remote_writes[{i}]");
+            rw.validate(&what)?;
+            let Some(name) = &rw.name else {
+                return bad(format!(
+                    "{what}: name is required (it names the destination's buffer directory)"
+                ));
+            };
+            if name.is_empty()
+                || name == "."
+                || name == ".."
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return bad(format!(
+                    "{what}: name {name:?} must be letters, digits, '_', '-' or '.'"
+                ));
+            }
+            if !names.insert(name.as_str()) {
+                return bad(format!("{what}: name {name:?} is used twice"));
+            }
+            if rw.url.is_empty() {
+                return bad(format!("{what}: url is empty"));
+            }
         }
         for (i, p) in self.postgres.iter().enumerate() {
             if p.dsn.trim().is_empty() {
@@ -726,6 +797,39 @@ impl Config {
 }
 
 impl Config {
+    /// The destinations to ship to: every `remote_writes` entry, each
+    /// buffered under `<data_dir>/remote_write/<name>`, or else the single
+    /// `remote_write` block buffered under `<data_dir>/buffer` (where it
+    /// always was, so an upgrade keeps what is buffered). Empty when
+    /// shipping is disabled (`remote_write.url: ""`).
+    pub fn destinations(&self) -> Vec<Destination> {
+        if self.remote_writes.is_empty() {
+            if self.remote_write.url.is_empty() {
+                return Vec::new();
+            }
+            return vec![Destination {
+                name: self
+                    .remote_write
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                buffer_dir: self.data_dir.join("buffer"),
+                config: self.remote_write.clone(),
+            }];
+        }
+        self.remote_writes
+            .iter()
+            .map(|rw| {
+                let name = rw.name.clone().unwrap_or_default();
+                Destination {
+                    buffer_dir: self.data_dir.join("remote_write").join(&name),
+                    name,
+                    config: rw.clone(),
+                }
+            })
+            .collect()
+    }
+
     /// The `job` and `instance` of the agent's own series: `external_labels`
     /// first, then the `job`/`instance` settings, then the defaults
     /// (`vigil-agent`, the host name).
@@ -786,6 +890,70 @@ pub fn read_secret(file: Option<&Path>, env: Option<&str>) -> Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_destination_keeps_its_buffer_where_it_was() {
+        let c = Config::from_yaml("data_dir: /d\nremote_write:\n  url: http://x/api/v1/write\n")
+            .expect("valid");
+        let d = c.destinations();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].name, "default");
+        assert_eq!(d[0].buffer_dir, PathBuf::from("/d/buffer"));
+        let off = Config::from_yaml("remote_write:\n  url: \"\"\n").expect("valid");
+        assert!(off.destinations().is_empty());
+    }
+
+    #[test]
+    fn several_destinations_each_get_a_named_buffer() {
+        let c = Config::from_yaml(
+            "data_dir: /d\nremote_writes:\n  - name: a\n    url: http://a/w\n  - name: b\n    url: http://b/w\n    max_samples_per_send: 10\n",
+        )
+        .expect("valid");
+        let d = c.destinations();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].buffer_dir, PathBuf::from("/d/remote_write/a"));
+        assert_eq!(d[1].buffer_dir, PathBuf::from("/d/remote_write/b"));
+        assert_eq!(d[1].config.max_samples_per_send, 10);
+        // The flag names one destination and replaces the list.
+        let mut c = c;
+        c.apply_overrides(Overrides {
+            remote_write: Some("http://c/w".into()),
+            ..Overrides::default()
+        });
+        c.validate().expect("valid");
+        assert_eq!(c.destinations().len(), 1);
+        assert_eq!(c.destinations()[0].config.url, "http://c/w");
+    }
+
+    #[test]
+    fn bad_destination_lists_are_refused() {
+        for (yaml, why) in [
+            ("remote_writes:\n  - url: http://a/w\n", "name is required"),
+            (
+                "remote_writes:\n  - name: a\n    url: http://a/w\n  - name: a\n    url: http://b/w\n",
+                "used twice",
+            ),
+            (
+                "remote_writes:\n  - name: ../x\n    url: http://a/w\n",
+                "must be letters",
+            ),
+            (
+                "remote_writes:\n  - name: a\n    url: \"\"\n",
+                "url is empty",
+            ),
+            (
+                "remote_write:\n  url: http://x/w\nremote_writes:\n  - name: a\n    url: http://a/w\n",
+                "both set",
+            ),
+            (
+                "remote_writes:\n  - name: a\n    url: http://a/w\n    max_samples_per_send: 0\n",
+                "remote_writes[0].max_samples_per_send",
+            ),
+        ] {
+            let e = Config::from_yaml(yaml).expect_err(yaml).to_string();
+            assert!(e.contains(why), "{yaml}: {e}");
+        }
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -43,6 +43,33 @@ use crate::config::Config;
 use crate::family::{Family, now_ms};
 use crate::pipeline::Pipeline;
 
+/// Outcome of the last configuration load (start or SIGHUP), for
+/// `vigil_agent_config_last_reload_successful` and
+/// `vigil_agent_config_last_reload_success_timestamp_seconds` (after
+/// Prometheus's `prometheus_config_*`). Process-wide: it outlives the
+/// [`run`] a reload replaces.
+#[derive(Debug)]
+pub struct ReloadStatus {
+    pub successful: std::sync::atomic::AtomicBool,
+    pub last_success_ms: std::sync::atomic::AtomicU64,
+}
+
+pub static RELOAD_STATUS: ReloadStatus = ReloadStatus {
+    successful: std::sync::atomic::AtomicBool::new(true),
+    last_success_ms: std::sync::atomic::AtomicU64::new(0),
+};
+
+impl ReloadStatus {
+    pub fn record(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        self.successful.store(ok, Ordering::Relaxed);
+        if ok {
+            self.last_success_ms
+                .store(u64::try_from(now_ms()).unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Why the agent could not start or stopped with an error.
 #[derive(Debug, Error)]
 pub enum AgentError {
@@ -145,28 +172,41 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
     } else {
         None
     };
-    let shipping = !config.remote_write.url.is_empty();
-    let buffer = if shipping {
-        let dir = config.data_dir.join("buffer");
-        let b =
-            buffer::DiskBuffer::open(&dir, config.buffer.max_bytes, config.buffer.segment_bytes)?;
+    let mut destinations = Vec::new();
+    for d in config.destinations() {
+        let b = buffer::DiskBuffer::open(
+            &d.buffer_dir,
+            config.buffer.max_bytes,
+            config.buffer.segment_bytes,
+        )?;
         if b.pending_records() > 0 {
             tracing::info!(
+                remote_name = %d.name,
                 records = b.pending_records(),
                 samples = b.pending_samples(),
                 "replaying data buffered by a previous run"
             );
         }
-        Some(b)
-    } else {
+        destinations.push((d, b));
+    }
+    if destinations.is_empty() {
         tracing::info!("remote_write.url is empty: shipping disabled, serving /metrics only");
-        None
-    };
+    } else if !config.remote_writes.is_empty() {
+        warn_orphaned_buffer(
+            &config.data_dir.join("buffer"),
+            config.buffer.max_bytes,
+            config.buffer.segment_bytes,
+        );
+    }
     let llm_state = Arc::new(llm::LlmState::new(&config.llm));
     let identity = config.identity();
     tracing::info!(job = %identity.0, instance = %identity.1, "series of the agent's own collectors carry these labels");
+    let shipping: Vec<config::Destination> = destinations.iter().map(|(d, _)| d.clone()).collect();
     let pipeline = Arc::new(Pipeline::new(
-        buffer,
+        destinations
+            .into_iter()
+            .map(|(d, b)| pipeline::Destination::new(d.name, d.config.url, b))
+            .collect(),
         config.external_labels.clone(),
         identity.clone(),
         llm_state.clone(),
@@ -250,12 +290,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         child.clone(),
     ));
 
-    let shipper = if shipping {
-        let s = ship::shipper(&config.remote_write, &identity, pipeline.clone())?;
-        Some(tokio::spawn(s.run(shutdown.child_token())))
-    } else {
-        None
-    };
+    let mut shippers = Vec::new();
+    for (d, dest) in shipping.iter().zip(pipeline.destinations()) {
+        let s = ship::shipper(&d.config, &identity, dest.clone())?;
+        tracing::info!(remote_name = %d.name, url = %d.config.url, buffer = %d.buffer_dir.display(), "shipping with remote_write");
+        shippers.push(tokio::spawn(s.run(shutdown.child_token())));
+    }
 
     let local = listener.local_addr().map_err(AgentError::Serve)?;
     tracing::info!(address = %local, tls = tls.is_some(), "vigil-agent listening");
@@ -301,10 +341,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
             tracing::error!(error = %e, "collector task failed");
         }
     }
-    if let Some(s) = shipper
-        && let Err(e) = s.await
-    {
-        tracing::error!(error = %e, "shipper task failed");
+    for s in shippers {
+        if let Err(e) = s.await {
+            tracing::error!(error = %e, "shipper task failed");
+        }
     }
     pipeline.sync_buffer();
     if let Some(g) = grpc {
@@ -321,4 +361,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
     }
     tracing::info!("vigil-agent stopped");
     Ok(())
+}
+
+/// Warns when the single-destination buffer directory still holds unsent
+/// data after the configuration moved to `remote_writes`: no destination
+/// ships it, and saying so beats losing it quietly.
+fn warn_orphaned_buffer(dir: &std::path::Path, max_bytes: u64, segment_bytes: u64) {
+    if !dir.is_dir() {
+        return;
+    }
+    match buffer::DiskBuffer::open(dir, max_bytes, segment_bytes) {
+        Ok(b) if b.pending_records() > 0 => tracing::warn!(
+            dir = %dir.display(),
+            samples = b.pending_samples(),
+            "remote_writes is configured, so unsent data left in the single-destination buffer is not shipped; ship it with the old configuration or delete the directory"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot check the single-destination buffer for unsent data")
+        }
+    }
 }

@@ -1,12 +1,13 @@
 //! `vigil-agent`: parses flags, loads the config, starts logging, and runs
-//! the agent until SIGTERM or SIGINT.
+//! the agent until SIGTERM or SIGINT; SIGHUP reloads the configuration (a
+//! refused one leaves the running one in place).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use vigil_agent::config::{Config, Overrides};
 
@@ -40,10 +41,64 @@ struct Args {
     /// Output format of log messages: logfmt or json.
     #[arg(long = "log.format", default_value = "logfmt")]
     log_format: vigil_log::Format,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks files without running the agent.
+    Check {
+        #[command(subcommand)]
+        what: Check,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Check {
+    /// Loads and validates a configuration file: exit status 0 when the
+    /// agent would start with it, 1 with the file, line and reason when not.
+    Config { file: PathBuf },
+}
+
+/// `vigil-agent check config FILE`.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::load(file) {
+        Ok(c) => {
+            let destinations = c.destinations();
+            println!(
+                "{}: OK ({} remote_write destination{}, {} scrape job{})",
+                file.display(),
+                destinations.len(),
+                if destinations.len() == 1 { "" } else { "s" },
+                c.scrape.len(),
+                if c.scrape.len() == 1 { "" } else { "s" },
+            );
+            ExitCode::SUCCESS
+        }
+        // Read and parse errors name the file already.
+        Err(
+            e @ (vigil_agent::config::ConfigError::Read { .. }
+            | vigil_agent::config::ConfigError::Parse { .. }),
+        ) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Check {
+        what: Check::Config { file },
+    }) = &args.command
+    {
+        return check_config(file);
+    }
     vigil_log::init(args.log_level, args.log_format);
     match real_main(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -54,19 +109,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main(args: Args) -> anyhow::Result<()> {
-    let mut config = match &args.config {
+/// The configuration the flags and the file give: defaults < file < flags.
+fn load_config(file: Option<&std::path::Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    let mut config = match file {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    config.apply_overrides(Overrides {
+    config.apply_overrides(overrides.clone());
+    config.validate()?;
+    Ok(config)
+}
+
+fn real_main(args: Args) -> anyhow::Result<()> {
+    let overrides = Overrides {
         listen: args.listen,
         remote_write: args.remote_write,
         postgres: args.postgres,
         redis: args.redis,
         data_dir: args.data_dir,
-    });
-    config.validate()?;
+    };
+    let file = args.config;
+    let mut config = load_config(file.as_deref(), &overrides)?;
+    vigil_agent::RELOAD_STATUS.record(true);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -79,10 +143,52 @@ fn real_main(args: Args) -> anyhow::Result<()> {
             wait_for_signal().await;
             signals.cancel();
         });
-        tokio::spawn(ignore_hangup());
-        vigil_agent::run(config, shutdown).await
-    })?;
-    Ok(())
+        let mut hangups = hangups();
+        loop {
+            // One run per configuration: a reload stops this one as a
+            // SIGTERM would (collections flushed into the buffers, an
+            // in-flight send finished) and starts the next on the same
+            // buffers, so nothing collected is lost.
+            let run = shutdown.child_token();
+            let mut agent = tokio::spawn(vigil_agent::run(config.clone(), run.clone()));
+            let next = loop {
+                tokio::select! {
+                    r = &mut agent => {
+                        return match r {
+                            Ok(r) => r.map_err(anyhow::Error::from),
+                            Err(e) => Err(anyhow::anyhow!("agent task failed: {e}")),
+                        };
+                    }
+                    Some(()) = hangups.recv() => {
+                        match load_config(file.as_deref(), &overrides) {
+                            Ok(c) => break c,
+                            Err(e) => {
+                                vigil_agent::RELOAD_STATUS.record(false);
+                                tracing::error!(
+                                    "SIGHUP: configuration refused, the running one stays: {}",
+                                    vigil_log::chain(e.as_ref())
+                                );
+                            }
+                        }
+                    }
+                }
+            };
+            tracing::info!(
+                "SIGHUP: configuration valid; restarting the collectors and senders with it"
+            );
+            run.cancel();
+            match agent.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(e) => return Err(anyhow::anyhow!("agent task failed: {e}")),
+            }
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            vigil_agent::RELOAD_STATUS.record(true);
+            config = next;
+        }
+    })
 }
 
 async fn wait_for_signal() {
@@ -104,17 +210,22 @@ async fn wait_for_signal() {
     }
 }
 
-/// SIGHUP would terminate the process by default; the agent has no hot
-/// reload yet, so it says so instead of dying (systemd's ExecReload sends
-/// SIGHUP).
-async fn ignore_hangup() {
+/// SIGHUP (systemd's `ExecReload`, `kill -HUP`): each one asks for the
+/// configuration to be reloaded.
+fn hangups() -> tokio::sync::mpsc::Receiver<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    while hup.recv().await.is_some() {
-        tracing::warn!(
-            "SIGHUP received: configuration reload is not supported; restart vigil-agent to apply changes"
-        );
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    // A reload already pending covers this one too.
+                    let _ = tx.try_send(());
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP; configuration reload disabled"),
     }
+    rx
 }

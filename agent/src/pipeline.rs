@@ -1,7 +1,11 @@
 //! Where collected data goes: the latest snapshot of every collector (for
-//! `/metrics`) and, when shipping is on, the on-disk buffer (for
-//! remote_write). Also the agent's own counters (`vigil_agent_*`), each
-//! updated in the one place that also logs the event.
+//! `/metrics`) and, when shipping is on, the on-disk buffer of every
+//! remote_write destination (each drained by its own sender, so one
+//! destination being down neither blocks nor loses another's samples).
+//! Also the agent's own counters (`vigil_agent_*`), each updated in the one
+//! place that also logs the event; the shipping ones carry the
+//! destination's `remote_name` and `url`, as Prometheus labels its
+//! `prometheus_remote_storage_*`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,12 +28,6 @@ pub const SELF_SOURCE: &str = "agent";
 #[derive(Debug, Default)]
 pub struct SelfStats {
     pub samples_collected: AtomicU64,
-    pub samples_sent: AtomicU64,
-    pub requests_sent: AtomicU64,
-    pub send_failures: AtomicU64,
-    pub samples_rejected: AtomicU64,
-    pub buffer_write_failures: AtomicU64,
-    pub last_send_ms: AtomicU64,
     collection_seconds: Mutex<BTreeMap<String, (f64, u64)>>,
 }
 
@@ -42,17 +40,50 @@ impl SelfStats {
     }
 }
 
+/// The counters of one destination.
+#[derive(Debug, Default)]
+pub struct ShipStats {
+    pub samples_sent: AtomicU64,
+    pub requests_sent: AtomicU64,
+    pub send_failures: AtomicU64,
+    pub samples_rejected: AtomicU64,
+    pub buffer_write_failures: AtomicU64,
+    pub last_send_ms: AtomicU64,
+}
+
+/// One remote_write destination: its buffer, the signal that wakes its
+/// sender, and its counters.
+pub struct Destination {
+    pub name: String,
+    pub url: String,
+    pub buffer: Arc<Mutex<DiskBuffer>>,
+    /// Wakes the sender when new data is buffered.
+    pub notify: Arc<Notify>,
+    pub stats: ShipStats,
+}
+
+impl Destination {
+    pub fn new(name: String, url: String, buffer: DiskBuffer) -> Self {
+        Self {
+            name,
+            url,
+            buffer: Arc::new(Mutex::new(buffer)),
+            notify: Arc::new(Notify::new()),
+            stats: ShipStats::default(),
+        }
+    }
+}
+
 /// The hub collectors publish into.
 pub struct Pipeline {
     latest: Mutex<BTreeMap<String, Arc<Vec<Family>>>>,
-    /// Shared with the shipper ([`crate::ship`]), which drains it.
-    buffer: Option<Arc<Mutex<DiskBuffer>>>,
+    /// Every destination's buffer, each drained by its own sender
+    /// ([`crate::ship`]); empty when shipping is off.
+    destinations: Vec<Arc<Destination>>,
     external_labels: BTreeMap<String, String>,
     /// `job` and `instance` of the agent's own series, added to shipped
     /// series that do not carry their own (scraped targets do).
     identity: Vec<(String, String)>,
-    /// Wakes the shipper when new data is buffered.
-    pub notify: Arc<Notify>,
     pub stats: SelfStats,
     llm: Arc<LlmState>,
 }
@@ -61,17 +92,16 @@ impl Pipeline {
     /// `identity` is the agent's (`job`, `instance`), see
     /// [`crate::config::Config::identity`].
     pub fn new(
-        buffer: Option<DiskBuffer>,
+        destinations: Vec<Destination>,
         external_labels: BTreeMap<String, String>,
         identity: (String, String),
         llm: Arc<LlmState>,
     ) -> Self {
         Self {
             latest: Mutex::new(BTreeMap::new()),
-            buffer: buffer.map(|b| Arc::new(Mutex::new(b))),
+            destinations: destinations.into_iter().map(Arc::new).collect(),
             external_labels,
             identity: vec![("job".into(), identity.0), ("instance".into(), identity.1)],
-            notify: Arc::new(Notify::new()),
             stats: SelfStats::default(),
             llm,
         }
@@ -81,7 +111,7 @@ impl Pipeline {
     /// `/metrics` and appended to the send buffer.
     pub fn publish(&self, source: &str, timestamp_ms: i64, mut families: Vec<Family>) {
         add_labels(&mut families, &self.external_labels);
-        if let Some(buf) = &self.buffer {
+        if !self.destinations.is_empty() {
             let (mut req, n) = to_write_request(&families, timestamp_ms);
             // Only on what is shipped: /metrics is scraped, and the scraper
             // adds its own job and instance.
@@ -89,18 +119,19 @@ impl Pipeline {
             if n > 0 {
                 let body = encode_write_request(&req);
                 let samples = u32::try_from(n).unwrap_or(u32::MAX);
-                match buf.lock().append(&body, samples) {
-                    Ok(_) => {
-                        self.stats
-                            .samples_collected
-                            .fetch_add(n as u64, Ordering::Relaxed);
-                        self.notify.notify_one();
-                    }
-                    Err(e) => {
-                        self.stats
-                            .buffer_write_failures
-                            .fetch_add(n as u64, Ordering::Relaxed);
-                        tracing::error!(error = %e, source, samples = n, "cannot write to the send buffer; samples lost");
+                self.stats
+                    .samples_collected
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                for d in &self.destinations {
+                    let appended = d.buffer.lock().append(&body, samples);
+                    match appended {
+                        Ok(_) => d.notify.notify_one(),
+                        Err(e) => {
+                            d.stats
+                                .buffer_write_failures
+                                .fetch_add(n as u64, Ordering::Relaxed);
+                            tracing::error!(error = %e, source, remote_name = %d.name, samples = n, "cannot write to the send buffer; samples lost for this destination");
+                        }
                     }
                 }
             }
@@ -129,17 +160,17 @@ impl Pipeline {
         render_text(stored.chain(live.iter()))
     }
 
-    /// The send buffer, for the shipper; `None` when shipping is off.
-    pub fn queue(&self) -> Option<Arc<Mutex<DiskBuffer>>> {
-        self.buffer.clone()
+    /// The destinations, for their senders; empty when shipping is off.
+    pub fn destinations(&self) -> &[Arc<Destination>] {
+        &self.destinations
     }
 
-    /// Flushes the buffer's active segment to stable storage.
+    /// Flushes the buffers' active segments to stable storage.
     pub fn sync_buffer(&self) {
-        if let Some(b) = &self.buffer
-            && let Err(e) = b.lock().sync()
-        {
-            tracing::warn!(error = %e, "syncing the send buffer failed");
+        for d in &self.destinations {
+            if let Err(e) = d.buffer.lock().sync() {
+                tracing::warn!(error = %e, remote_name = %d.name, "syncing the send buffer failed");
+            }
         }
     }
 
@@ -147,77 +178,107 @@ impl Pipeline {
     pub fn self_families(&self) -> Vec<Family> {
         let s = &self.stats;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let mut out = vec![
-            Family::single(
-                "vigil_agent_samples_collected_total",
-                "Samples collected and handed to the send buffer.",
-                MetricType::Counter,
-                get(&s.samples_collected),
-            ),
-            Family::single(
+        let mut out = vec![Family::single(
+            "vigil_agent_samples_collected_total",
+            "Samples collected and handed to the send buffers.",
+            MetricType::Counter,
+            get(&s.samples_collected),
+        )];
+        type Get = fn(&Destination) -> f64;
+        let per_destination: [(&str, &str, MetricType, Get); 10] = [
+            (
                 "vigil_agent_samples_sent_total",
                 "Samples accepted by the remote_write receiver.",
                 MetricType::Counter,
-                get(&s.samples_sent),
+                |d| d.stats.samples_sent.load(Ordering::Relaxed) as f64,
             ),
-            Family::single(
+            (
                 "vigil_agent_remote_write_requests_total",
                 "remote_write requests accepted by the receiver.",
                 MetricType::Counter,
-                get(&s.requests_sent),
+                |d| d.stats.requests_sent.load(Ordering::Relaxed) as f64,
             ),
-            Family::single(
+            (
                 "vigil_agent_remote_write_failures_total",
                 "remote_write requests that failed and were retried (5xx, 429, network errors).",
                 MetricType::Counter,
-                get(&s.send_failures),
+                |d| d.stats.send_failures.load(Ordering::Relaxed) as f64,
             ),
-            Family::single(
+            (
                 "vigil_agent_samples_rejected_total",
                 "Samples dropped because the receiver refused them with a 4xx status other than 429.",
                 MetricType::Counter,
-                get(&s.samples_rejected),
+                |d| d.stats.samples_rejected.load(Ordering::Relaxed) as f64,
             ),
-            Family::single(
+            (
                 "vigil_agent_buffer_write_failures_total",
                 "Samples lost because the send buffer could not be written.",
                 MetricType::Counter,
-                get(&s.buffer_write_failures),
+                |d| d.stats.buffer_write_failures.load(Ordering::Relaxed) as f64,
             ),
-            Family::single(
+            (
                 "vigil_agent_last_send_timestamp_seconds",
                 "Time of the last accepted remote_write request.",
                 MetricType::Gauge,
-                get(&s.last_send_ms) / 1000.0,
+                |d| d.stats.last_send_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             ),
-        ];
-        if let Some(b) = &self.buffer {
-            let b = b.lock();
-            out.push(Family::single(
+            (
                 "vigil_agent_buffer_bytes",
                 "Bytes of unsent data in the on-disk buffer.",
                 MetricType::Gauge,
-                b.pending_bytes() as f64,
-            ));
-            out.push(Family::single(
+                |d| d.buffer.lock().pending_bytes() as f64,
+            ),
+            (
                 "vigil_agent_buffer_disk_bytes",
                 "Bytes of buffer segment files on disk.",
                 MetricType::Gauge,
-                b.disk_bytes() as f64,
-            ));
-            out.push(Family::single(
+                |d| d.buffer.lock().disk_bytes() as f64,
+            ),
+            (
                 "vigil_agent_buffer_samples",
                 "Unsent samples in the on-disk buffer.",
                 MetricType::Gauge,
-                b.pending_samples() as f64,
-            ));
-            out.push(Family::single(
+                |d| d.buffer.lock().pending_samples() as f64,
+            ),
+            (
                 "vigil_agent_buffer_dropped_samples_total",
                 "Samples dropped, oldest first, because the on-disk buffer was full.",
                 MetricType::Counter,
-                b.dropped_samples() as f64,
-            ));
+                |d| d.buffer.lock().dropped_samples() as f64,
+            ),
+        ];
+        if !self.destinations.is_empty() {
+            for (name, help, kind, get) in per_destination {
+                let mut f = match kind {
+                    MetricType::Counter => Family::counter(name, help),
+                    _ => Family::gauge(name, help),
+                };
+                for d in &self.destinations {
+                    f.push(
+                        &[("remote_name", d.name.as_str()), ("url", d.url.as_str())],
+                        get(d),
+                    );
+                }
+                out.push(f);
+            }
         }
+        let reload = &crate::RELOAD_STATUS;
+        out.push(Family::single(
+            "vigil_agent_config_last_reload_successful",
+            "Whether the last configuration load (start or SIGHUP) succeeded.",
+            MetricType::Gauge,
+            if reload.successful.load(Ordering::Relaxed) {
+                1.0
+            } else {
+                0.0
+            },
+        ));
+        out.push(Family::single(
+            "vigil_agent_config_last_reload_success_timestamp_seconds",
+            "Time of the last successful configuration load.",
+            MetricType::Gauge,
+            get(&reload.last_success_ms) / 1000.0,
+        ));
         let mut dur = Family::gauge(
             "vigil_agent_collection_duration_seconds",
             "Duration of the last collection, per collector.",

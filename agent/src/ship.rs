@@ -1,8 +1,8 @@
 //! Shipping: the agent's remote_write sender is the shared queue's
 //! [`vigil_queue::Shipper`] (the collector's remote_write forwarding uses
-//! the same), draining the pipeline's disk buffer; this module only maps the
-//! agent's `remote_write` configuration onto it and its outcomes onto the
-//! agent's own counters.
+//! the same), one per destination, each draining that destination's own
+//! disk buffer; this module only maps a destination's configuration onto it
+//! and its outcomes onto the destination's counters.
 //!
 //! A batch is acknowledged (removed from the buffer) only after the receiver
 //! accepted it (2xx) or refused it for good (a 4xx other than 429, counted
@@ -23,7 +23,7 @@ use vigil_wire::identity;
 
 use crate::config::RemoteWriteConfig;
 use crate::family::now_ms;
-use crate::pipeline::Pipeline;
+use crate::pipeline::Destination;
 
 /// Records merged into one request at most.
 const MAX_RECORDS_PER_SEND: usize = 512;
@@ -31,20 +31,19 @@ const MAX_RECORDS_PER_SEND: usize = 512;
 /// Why the sender could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
-    #[error("remote_write: {0}")]
-    Client(#[from] ClientError),
-    #[error("remote_write: shipping is disabled (remote_write.url is empty)")]
-    Disabled,
+    #[error("remote_write {name:?}: {source}")]
+    Client { name: String, source: ClientError },
 }
 
-/// Feeds the shipper's outcomes into the agent's `vigil_agent_*` counters.
+/// Feeds the shipper's outcomes into the destination's `vigil_agent_*`
+/// counters.
 struct AgentObserver {
-    pipeline: Arc<Pipeline>,
+    destination: Arc<Destination>,
 }
 
 impl ShipObserver for AgentObserver {
     fn sent(&self, samples: u64, _bytes: u64, _highest_ts_ms: Option<i64>, _took: Duration) {
-        let s = &self.pipeline.stats;
+        let s = &self.destination.stats;
         s.samples_sent.fetch_add(samples, Ordering::Relaxed);
         s.requests_sent.fetch_add(1, Ordering::Relaxed);
         s.last_send_ms
@@ -53,7 +52,7 @@ impl ShipObserver for AgentObserver {
 
     fn failed(&self, samples: u64, _reason: &str) {
         // The shipper logs the reason.
-        self.pipeline
+        self.destination
             .stats
             .samples_rejected
             .fetch_add(samples, Ordering::Relaxed);
@@ -61,7 +60,7 @@ impl ShipObserver for AgentObserver {
 
     fn retried(&self, _samples: u64, _reason: &str) {
         // Counted per request, as the metric's help says.
-        self.pipeline
+        self.destination
             .stats
             .send_failures
             .fetch_add(1, Ordering::Relaxed);
@@ -96,17 +95,20 @@ pub fn http_options(cfg: &RemoteWriteConfig, identity: &(String, String)) -> Htt
     }
 }
 
-/// The remote_write sender draining the pipeline's buffer; run it with
+/// The remote_write sender draining one destination's buffer; run it with
 /// [`Shipper::run`]. Fails on unreadable credential or certificate files.
 pub fn shipper(
     cfg: &RemoteWriteConfig,
     identity: &(String, String),
-    pipeline: Arc<Pipeline>,
+    destination: Arc<Destination>,
 ) -> Result<Shipper, ShipError> {
-    let queue = pipeline.queue().ok_or(ShipError::Disabled)?;
-    let http = HttpClient::new(&http_options(cfg, identity))?;
+    let http =
+        HttpClient::new(&http_options(cfg, identity)).map_err(|source| ShipError::Client {
+            name: destination.name.clone(),
+            source,
+        })?;
     Ok(Shipper {
-        queue,
+        queue: destination.buffer.clone(),
         client: RemoteWriteClient::new(http, cfg.url.clone()),
         opts: ShipOptions {
             max_samples_per_send: cfg.max_samples_per_send,
@@ -114,13 +116,15 @@ pub fn shipper(
             min_backoff: cfg.min_backoff.0,
             max_backoff: cfg.max_backoff.0,
             max_records_per_send: MAX_RECORDS_PER_SEND,
+            // One request at a time: an agent's few samples per collection
+            // never build a backlog worth parallel requests.
+            min_shards: 1,
+            max_shards: 1,
         },
-        observer: Arc::new(AgentObserver {
-            pipeline: pipeline.clone(),
-        }),
+        notify: destination.notify.clone(),
+        name: destination.name.clone(),
+        observer: Arc::new(AgentObserver { destination }),
         // External labels are added when data enters the buffer.
         transform: None,
-        notify: pipeline.notify.clone(),
-        name: "agent".into(),
     })
 }

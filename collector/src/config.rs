@@ -180,6 +180,18 @@ pub struct AlertingSection {
     pub escalations: Vec<vigil_alerting::escalation::EscalationConfig>,
     /// Incidents that ended longer ago than this are deleted (default 90d).
     pub incident_retention: PromDuration,
+    /// External Alertmanagers that also receive every alert the rules
+    /// raise (Prometheus's `alerting.alertmanagers`).
+    pub alertmanagers: Vec<crate::notifier::AlertmanagerConfig>,
+}
+
+impl AlertingSection {
+    /// The external Alertmanagers, as the notifier takes them.
+    pub fn external(&self) -> crate::notifier::AlertmanagersSection {
+        crate::notifier::AlertmanagersSection {
+            alertmanagers: self.alertmanagers.clone(),
+        }
+    }
 }
 
 impl Default for AlertingSection {
@@ -187,6 +199,7 @@ impl Default for AlertingSection {
         Self {
             escalations: Vec::new(),
             incident_retention: PromDuration(Duration::from_secs(90 * 86_400)),
+            alertmanagers: Vec::new(),
         }
     }
 }
@@ -511,6 +524,7 @@ impl Config {
             );
         }
         crate::remote::validate(&self.remote_write, self.rules.remote_query.as_ref())?;
+        self.alerting.external().validate()?;
         for name in self.limits.max_series_per_metric_overrides.keys() {
             if !vigil_wire::labels::is_valid_metric_name(name) {
                 return Err(format!(

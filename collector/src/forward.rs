@@ -11,7 +11,9 @@
 //! its own [`DiskBuffer`] under `<data_dir>/remote_write/<name>/`, bounded
 //! by `queue_config.max_bytes` (oldest data dropped and counted when
 //! full), drained by a [`Shipper`] that survives receiver outages and
-//! restarts (`kill -9` included) with at-least-once delivery.
+//! restarts (`kill -9` included) with at-least-once delivery, in up to
+//! `queue_config.max_shards` parallel requests (series partitioned by hash,
+//! the count following the backlog; see [`vigil_queue::ship`]).
 //! External labels and `write_relabel_configs` are applied when sending,
 //! so a configuration change applies to data already queued.
 
@@ -53,6 +55,8 @@ pub struct QueueMetrics {
     pub highest_enqueued_ms: AtomicI64,
     pub highest_sent_ms: AtomicI64,
     pub enqueue_failures: AtomicU64,
+    /// Shards of the batch sent last.
+    pub shards: AtomicU64,
 }
 
 impl ShipObserver for QueueMetrics {
@@ -74,6 +78,10 @@ impl ShipObserver for QueueMetrics {
     fn retried(&self, samples: u64, _reason: &str) {
         self.retried.fetch_add(samples, Ordering::Relaxed);
     }
+
+    fn shards(&self, shards: usize) {
+        self.shards.store(shards as u64, Ordering::Relaxed);
+    }
 }
 
 /// One destination: its queue, its sender (until started) and metrics.
@@ -84,6 +92,8 @@ pub struct Queue {
     notify: Arc<Notify>,
     pub metrics: Arc<QueueMetrics>,
     max_bytes: u64,
+    min_shards: usize,
+    max_shards: usize,
     shipper: Mutex<Option<Shipper>>,
 }
 
@@ -200,7 +210,25 @@ impl Forwarder {
     /// The `vigil_remote_storage_*` families.
     pub fn render_metrics(&self, out: &mut String) {
         type Get = fn(&Queue, &QueueMetrics, &DiskBuffer) -> f64;
-        let families: [(&str, &str, &str, Get); 12] = [
+        let families: [(&str, &str, &str, Get); 15] = [
+            (
+                "vigil_remote_storage_shards",
+                "gauge",
+                "Parallel requests (shards) of the batch sent last.",
+                |_, m, _| m.shards.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "vigil_remote_storage_shards_max",
+                "gauge",
+                "queue_config.max_shards.",
+                |q, _, _| q.max_shards as f64,
+            ),
+            (
+                "vigil_remote_storage_shards_min",
+                "gauge",
+                "queue_config.min_shards.",
+                |q, _, _| q.min_shards as f64,
+            ),
             (
                 "vigil_remote_storage_samples_total",
                 "counter",
@@ -371,6 +399,8 @@ fn open_queue(
             batch_send_deadline: q.batch_send_deadline.0,
             min_backoff: q.min_backoff.0,
             max_backoff: q.max_backoff.0,
+            min_shards: q.min_shards(),
+            max_shards: q.max_shards(),
             ..ShipOptions::default()
         },
         observer: metrics.clone(),
@@ -386,6 +416,8 @@ fn open_queue(
         notify,
         metrics,
         max_bytes: q.max_bytes.0,
+        min_shards: q.min_shards(),
+        max_shards: q.max_shards(),
         shipper: Mutex::new(Some(shipper)),
     })
 }
@@ -450,20 +482,27 @@ impl CommitObserver for Forwarder {
 }
 
 /// The collector's remote endpoints as the server holds them: forwarding
-/// queues and the remote rule-query client's metrics.
+/// queues, the remote rule-query client's metrics and the external
+/// Alertmanagers.
 #[derive(Default)]
 pub struct Remote {
     pub forwarder: Option<Arc<Forwarder>>,
     pub query: Option<(String, Arc<crate::remote_query::RemoteQueryMetrics>)>,
+    pub notifier: Option<Arc<crate::notifier::Notifier>>,
 }
 
 impl Remote {
-    /// Starts the forwarding senders.
+    /// Starts the forwarding senders and the Alertmanager notifier.
     pub fn start(&self, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
-        self.forwarder
+        let mut tasks = self
+            .forwarder
             .as_ref()
             .map(|f| f.start(shutdown))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(n) = &self.notifier {
+            tasks.push(tokio::spawn(n.clone().run(shutdown.child_token())));
+        }
+        tasks
     }
 
     /// Waits for the senders to stop and flushes the queues (shutdown).
@@ -484,6 +523,9 @@ impl Remote {
         }
         if let Some((url, m)) = &self.query {
             m.render(url, out);
+        }
+        if let Some(n) = &self.notifier {
+            n.render_metrics(out);
         }
     }
 }

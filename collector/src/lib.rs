@@ -20,6 +20,7 @@ pub mod budget;
 pub mod cardinality;
 pub mod cli;
 pub mod forward;
+pub mod notifier;
 pub mod otlp;
 pub mod pipeline;
 pub mod remote;

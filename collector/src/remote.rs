@@ -169,10 +169,15 @@ pub struct QueueConfig {
     pub batch_send_deadline: PromDuration,
     pub min_backoff: PromDuration,
     pub max_backoff: PromDuration,
-    /// Accepted for compatibility with Prometheus configurations. Vigil
-    /// sends one request at a time per destination, in queue order.
+    /// Most parallel requests. Each batch is sent with one shard per
+    /// `max_samples_per_send` samples waiting in the queue, clamped to
+    /// `[min_shards, max_shards]`; series are partitioned by a hash of their
+    /// labels, so each stays in time order. Default 50, as Prometheus.
     pub max_shards: Option<usize>,
+    /// Fewest parallel requests. Default 1.
     pub min_shards: Option<usize>,
+    /// Accepted for compatibility with Prometheus configurations and
+    /// ignored: the queue is on disk, bounded by `max_bytes`.
     pub capacity: Option<usize>,
     /// Vigil: the most unsent data kept on disk for this destination; when
     /// full, the oldest data is dropped and counted in
@@ -180,6 +185,21 @@ pub struct QueueConfig {
     pub max_bytes: ByteSize,
     /// Vigil: size of one queue segment file.
     pub segment_bytes: ByteSize,
+}
+
+/// Prometheus's default `queue_config.max_shards`.
+pub const DEFAULT_MAX_SHARDS: usize = 50;
+
+impl QueueConfig {
+    /// `max_shards`, or Prometheus's default.
+    pub fn max_shards(&self) -> usize {
+        self.max_shards.unwrap_or(DEFAULT_MAX_SHARDS)
+    }
+
+    /// `min_shards`, or 1.
+    pub fn min_shards(&self) -> usize {
+        self.min_shards.unwrap_or(1)
+    }
 }
 
 impl Default for QueueConfig {
@@ -423,9 +443,14 @@ pub fn validate(
                 "{what}: queue_config.min_backoff must not exceed max_backoff"
             ));
         }
-        if q.max_shards == Some(0) {
+        if q.max_shards == Some(0) || q.min_shards == Some(0) {
             return Err(format!(
-                "{what}: queue_config.max_shards must be at least 1"
+                "{what}: queue_config.max_shards and min_shards must be at least 1"
+            ));
+        }
+        if q.min_shards.unwrap_or(1) > q.max_shards() {
+            return Err(format!(
+                "{what}: queue_config.min_shards must not exceed max_shards"
             ));
         }
         if q.segment_bytes.0 == 0 || q.max_bytes.0 < q.segment_bytes.0 {

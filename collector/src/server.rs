@@ -117,6 +117,8 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         .map_err(ServeError::AlertingConfig)?;
     let forwarder =
         crate::forward::Forwarder::open(&cfg).map_err(|e| ServeError::Remote(e.to_string()))?;
+    let notifier =
+        crate::notifier::Notifier::new(&cfg.alerting.external()).map_err(ServeError::Remote)?;
     let opts = vigil_tsdb::Options {
         commit_observer: forwarder
             .clone()
@@ -181,9 +183,12 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         engine.clone(),
         rule_storage,
         Arc::new(crate::pipeline::StoreAppender(db.clone())),
-        Arc::new(crate::pipeline::AlertingSender {
-            alerting: alerting.clone(),
-            runtime: tokio::runtime::Handle::current(),
+        Arc::new(crate::notifier::FanoutSender {
+            inner: Arc::new(crate::pipeline::AlertingSender {
+                alerting: alerting.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+            notifier: notifier.clone(),
         }),
         vigil_rules::ManagerOptions {
             external_labels,
@@ -202,9 +207,12 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         engine.clone(),
         Arc::new(TsdbQueryable(db.clone())),
         Arc::new(crate::pipeline::StoreAppender(db.clone())),
-        Arc::new(crate::pipeline::AlertingSender {
-            alerting: alerting.clone(),
-            runtime: tokio::runtime::Handle::current(),
+        Arc::new(crate::notifier::FanoutSender {
+            inner: Arc::new(crate::pipeline::AlertingSender {
+                alerting: alerting.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
+            notifier: notifier.clone(),
         }),
         crate::anomaly::AnomalyOptions {
             models_dir: cfg.data_dir.join("models"),
@@ -242,6 +250,7 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         remote: crate::forward::Remote {
             forwarder,
             query: remote_query,
+            notifier,
         },
     }))
 }

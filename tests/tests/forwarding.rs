@@ -1,12 +1,16 @@
-//! Scale-out through the real Prometheus 2.42:
+//! Scale-out through the real Prometheus 2.42 and VictoriaMetrics 1.79
+//! (Debian's `prometheus` and `victoria-metrics`):
 //!
 //! * remote_write forwarding: samples pushed to `vigil serve` arrive in a
-//!   Prometheus started with `--web.enable-remote-write-receiver`, also
-//!   those acknowledged while Prometheus was down and Vigil was then killed
-//!   with SIGKILL — each exactly once, none refused as out of order;
+//!   Prometheus started with `--web.enable-remote-write-receiver`, and in a
+//!   single-node VictoriaMetrics (no deduplication, so a sample sent twice
+//!   would be counted twice), also those acknowledged while the receiver
+//!   was down and Vigil was then killed with SIGKILL — each exactly once,
+//!   none refused as out of order; against VictoriaMetrics with at least 4
+//!   parallel shards;
 //! * rules against a remote query API: Vigil evaluates a recording rule and
-//!   alerting rules on data that exists only in Prometheus; a remote
-//!   execution error shows in the rule's health.
+//!   alerting rules on data that exists only in Prometheus (or only in
+//!   VictoriaMetrics); a remote execution error shows in the rule's health.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,6 +23,57 @@ use vigil_e2e::{
 use vigil_wire::remote_write::encode_write_request;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
+const VICTORIA_METRICS: &str = "/usr/bin/victoria-metrics";
+
+/// A real remote_write receiver with a Prometheus-compatible query API.
+#[derive(Clone, Copy, Debug)]
+enum Receiver {
+    Prometheus,
+    VictoriaMetrics,
+}
+
+impl Receiver {
+    /// Starts it on `port` with its data under `dir` (the same directory
+    /// again after a stop: the data is kept).
+    fn start(self, dir: &Path, port: u16) -> Proc {
+        match self {
+            Receiver::Prometheus => start_prometheus(dir, port),
+            Receiver::VictoriaMetrics => start_victoria_metrics(dir, port),
+        }
+    }
+}
+
+/// Single-node VictoriaMetrics: no deduplication (the default), no query
+/// latency offset and no result cache, so counts are exact as soon as the
+/// data is searchable.
+fn start_victoria_metrics(dir: &Path, port: u16) -> Proc {
+    assert!(
+        Path::new(VICTORIA_METRICS).exists(),
+        "{VICTORIA_METRICS} is missing: install the Debian package `victoria-metrics` (tests/run.sh does)"
+    );
+    let p = Proc::spawn(
+        "victoria-metrics",
+        Command::new(VICTORIA_METRICS)
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.join("vm-data").display()
+            ))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=1y")
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache")
+            .arg("-loggerLevel=ERROR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+    .expect("victoria-metrics starts");
+    wait_ready(
+        &format!("http://127.0.0.1:{port}/health"),
+        Duration::from_secs(30),
+    )
+    .expect("victoria-metrics ready");
+    p
+}
 
 fn start_prometheus(dir: &Path, port: u16) -> Proc {
     assert!(
@@ -118,16 +173,40 @@ fn push(vigil: &Collector, phase: &str, start_ms: i64, n: usize) -> usize {
 
 #[test]
 fn forwarding_survives_a_receiver_outage_and_kill_9_exactly_once() {
+    outage_and_kill_9(Receiver::Prometheus, "");
+}
+
+#[test]
+fn forwarding_to_victoria_metrics_in_shards_survives_an_outage_and_kill_9_exactly_once() {
+    let (vigil, _dir) = outage_and_kill_9(
+        Receiver::VictoriaMetrics,
+        "      min_shards: 4\n      max_shards: 8\n",
+    );
+    // Every batch went out in four to eight parallel shards.
+    let shards = self_metric(&vigil, "vigil_remote_storage_shards{").unwrap_or(0.0);
+    assert!((4.0..=8.0).contains(&shards), "shards in use: {shards}");
+    assert_eq!(
+        self_metric(&vigil, "vigil_remote_storage_shards_max{"),
+        Some(8.0)
+    );
+}
+
+/// Pushes three phases to Vigil, forwarding to `receiver`: one while it is
+/// up, one while it is down followed by a `kill -9` of Vigil, one after
+/// Vigil's restart; then the receiver comes back and must hold every
+/// sample exactly once. `queue_extra` adds `queue_config` keys. Returns the
+/// restarted Vigil (and its directory) for further checks.
+fn outage_and_kill_9(receiver: Receiver, queue_extra: &str) -> (Collector, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let prom_port = free_port();
     let prom_base = format!("http://127.0.0.1:{prom_port}");
-    let mut prom = start_prometheus(dir.path(), prom_port);
+    let mut prom = receiver.start(dir.path(), prom_port);
 
     let cfg = dir.path().join("vigil.yml");
     std::fs::write(
         &cfg,
         format!(
-            "external_labels:\n  replica: r1\nremote_write:\n  - url: {prom_base}/api/v1/write\n    name: prom\n    write_relabel_configs:\n      - regex: secret_.*\n        action: labeldrop\n      - source_labels: [phase]\n        regex: ignored\n        action: drop\n    queue_config:\n      max_samples_per_send: 40\n      batch_send_deadline: 100ms\n      min_backoff: 50ms\n      max_backoff: 500ms\n"
+            "external_labels:\n  replica: r1\nremote_write:\n  - url: {prom_base}/api/v1/write\n    name: prom\n    write_relabel_configs:\n      - regex: secret_.*\n        action: labeldrop\n      - source_labels: [phase]\n        regex: ignored\n        action: drop\n    queue_config:\n      max_samples_per_send: 40\n      batch_send_deadline: 100ms\n      min_backoff: 50ms\n      max_backoff: 500ms\n{queue_extra}"
         ),
     )
     .expect("write vigil.yml");
@@ -176,8 +255,8 @@ fn forwarding_survives_a_receiver_outage_and_kill_9_exactly_once() {
     // Phase 3: more data after the restart, still no receiver.
     let n3 = push(&vigil, "three", base + 120_000, 20);
 
-    // Prometheus comes back on the same data directory.
-    let _prom = start_prometheus(dir.path(), prom_port);
+    // The receiver comes back on the same data directory.
+    let _prom = receiver.start(dir.path(), prom_port);
     for (phase, n) in [("one", n1), ("two", n2), ("three", n3)] {
         wait_until(
             &format!("phase {phase} in Prometheus"),
@@ -207,14 +286,42 @@ fn forwarding_survives_a_receiver_outage_and_kill_9_exactly_once() {
     for (phase, n) in [("one", n1), ("two", n2), ("three", n3)] {
         assert_eq!(total(phase), Some(n as f64), "phase {phase}");
     }
+    // Per series too, and every series whole (sharding keeps each series
+    // in one request stream).
+    for inst in ["a", "b", "c"] {
+        let q = format!("count_over_time(fwd_test{{instance=\"{inst}\",replica=\"r1\"}}[1h])");
+        let v = query(&prom_base, &q);
+        let per_phase: usize = v["data"]["result"]
+            .as_array()
+            .expect("result")
+            .iter()
+            .map(|r| {
+                r["value"][1]
+                    .as_str()
+                    .and_then(|x| x.parse::<f64>().ok())
+                    .unwrap_or(0.0) as usize
+            })
+            .sum();
+        assert_eq!(per_phase, (n1 + n2 + n3) / 3, "instance {inst}: {v}");
+    }
+    (vigil, dir)
 }
 
 #[test]
 fn rules_evaluate_against_prometheus_as_the_remote_query_api() {
+    remote_query_rules(Receiver::Prometheus);
+}
+
+#[test]
+fn rules_evaluate_against_victoria_metrics_as_the_remote_query_api() {
+    remote_query_rules(Receiver::VictoriaMetrics);
+}
+
+fn remote_query_rules(receiver: Receiver) {
     let dir = tempfile::tempdir().expect("tempdir");
     let prom_port = free_port();
     let prom_base = format!("http://127.0.0.1:{prom_port}");
-    let _prom = start_prometheus(dir.path(), prom_port);
+    let _prom = receiver.start(dir.path(), prom_port);
     // Data only in Prometheus.
     let now = now_ms();
     for (inst, v) in [("a", 5.0), ("b", 1.0)] {
@@ -304,7 +411,12 @@ fn rules_evaluate_against_prometheus_as_the_remote_query_api() {
         .expect("ManyToMany listed");
     assert_eq!(broken["health"], "err", "{broken}");
     let err = broken["lastError"].as_str().unwrap_or_default();
-    assert!(err.contains("many-to-many"), "{err}");
+    // Each names the duplicate series its own way.
+    let says = match receiver {
+        Receiver::Prometheus => "many-to-many",
+        Receiver::VictoriaMetrics => "duplicate",
+    };
+    assert!(err.contains(says), "{err}");
     let ok = rules
         .iter()
         .find(|r| r["name"] == "job:remote_only_metric:sum")

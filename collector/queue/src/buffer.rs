@@ -27,7 +27,9 @@
 //!   of the batch being sent, then u32 LE, how many of its parts the
 //!   receiver already took. Written before a batch is sent, so a restart re-sends exactly the
 //!   same batch (same records, same parts) instead of a larger one; see
-//!   [`DiskBuffer::set_inflight`]. Stale once `ack` reaches it.
+//!   [`DiskBuffer::set_inflight`]. Stale once `ack` reaches it. A batch
+//!   sent in `k > 1` shards appends u32 LE `k` and `k` u32 LE, the parts
+//!   each shard delivered.
 //!
 //! A record is durable once `write` returns (it reached the OS), so a
 //! `kill -9` loses nothing; a torn record at the end of a segment (power
@@ -96,11 +98,59 @@ pub struct Record {
 
 /// A batch a sender started: records `first..=last`, of whose parts the
 /// first `parts_done` were delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Inflight {
     pub first: u64,
     pub last: u64,
     pub parts_done: u32,
+    /// When the batch is sent in several shards (each shard's parts in
+    /// order, the shards in parallel): how many parts of each shard were
+    /// delivered; `parts_done` is then their sum. Empty for one shard.
+    pub shard_parts_done: Vec<u32>,
+}
+
+fn encode_inflight(i: &Inflight) -> Vec<u8> {
+    let mut b = Vec::with_capacity(24 + 4 * i.shard_parts_done.len());
+    b.extend_from_slice(&i.first.to_le_bytes());
+    b.extend_from_slice(&i.last.to_le_bytes());
+    b.extend_from_slice(&i.parts_done.to_le_bytes());
+    if !i.shard_parts_done.is_empty() {
+        let k = u32::try_from(i.shard_parts_done.len()).unwrap_or(u32::MAX);
+        b.extend_from_slice(&k.to_le_bytes());
+        for d in &i.shard_parts_done {
+            b.extend_from_slice(&d.to_le_bytes());
+        }
+    }
+    b
+}
+
+/// `None` for a malformed file: the batch is then not resumed (sent again
+/// as a new batch: at least once, never lost).
+fn decode_inflight(b: &[u8]) -> Option<Inflight> {
+    let u64_at = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b.get(i..i + 8)?);
+        Some(u64::from_le_bytes(a))
+    };
+    let u32_at = |i: usize| {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(b.get(i..i + 4)?);
+        Some(u32::from_le_bytes(a))
+    };
+    let mut out = Inflight {
+        first: u64_at(0)?,
+        last: u64_at(8)?,
+        parts_done: u32_at(16)?,
+        shard_parts_done: Vec::new(),
+    };
+    if b.len() > 20 {
+        let k = u32_at(20)? as usize;
+        if b.len() != 24 + 4 * k {
+            return None;
+        }
+        out.shard_parts_done = (0..k).map(|j| u32_at(24 + 4 * j)).collect::<Option<_>>()?;
+    }
+    Some(out)
 }
 
 /// The on-disk buffer. Not thread-safe by itself; callers wrap it in a
@@ -157,19 +207,7 @@ impl DiskBuffer {
         };
         let inflight_path = dir.join(INFLIGHT_FILE);
         let inflight = match fs::read(&inflight_path) {
-            Ok(b) if b.len() == 20 => {
-                let u64_at = |i: usize| {
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(&b[i..i + 8]);
-                    u64::from_le_bytes(a)
-                };
-                let parts = u32::from_le_bytes([b[16], b[17], b[18], b[19]]);
-                Some(Inflight {
-                    first: u64_at(0),
-                    last: u64_at(8),
-                    parts_done: parts,
-                })
-            }
+            Ok(b) if b.len() >= 20 => decode_inflight(&b),
             Ok(_) => None,
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&inflight_path)(e)),
@@ -421,9 +459,12 @@ impl DiskBuffer {
     /// covers it, or when its first records were dropped for space (the
     /// batch is then no longer the same, so it is not resumed).
     pub fn inflight(&self) -> Option<Inflight> {
-        self.inflight.filter(|i| {
-            i.last > self.acked && self.pending.front().is_some_and(|r| r.seq == i.first)
-        })
+        self.inflight
+            .as_ref()
+            .filter(|i| {
+                i.last > self.acked && self.pending.front().is_some_and(|r| r.seq == i.first)
+            })
+            .cloned()
     }
 
     /// Records that the batch of records `first..=last` is being sent and
@@ -434,13 +475,10 @@ impl DiskBuffer {
     /// never older samples mixed with new ones, which Prometheus refuses
     /// whole as out of order.
     pub fn set_inflight(&mut self, batch: Inflight) -> Result<(), BufferError> {
-        if self.inflight == Some(batch) {
+        if self.inflight.as_ref() == Some(&batch) {
             return Ok(());
         }
-        let mut b = [0u8; 20];
-        b[..8].copy_from_slice(&batch.first.to_le_bytes());
-        b[8..16].copy_from_slice(&batch.last.to_le_bytes());
-        b[16..].copy_from_slice(&batch.parts_done.to_le_bytes());
+        let b = encode_inflight(&batch);
         let tmp = self.dir.join("inflight.tmp");
         fs::write(&tmp, b).map_err(io_err(&tmp))?;
         let dst = self.dir.join(INFLIGHT_FILE);

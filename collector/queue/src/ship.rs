@@ -10,6 +10,20 @@
 //! restarts. Before each send the batch is recorded as in flight in the
 //! buffer, so after a crash exactly the same parts are re-sent (at least
 //! once, never a reshuffled batch a receiver would refuse as out of order).
+//!
+//! # Shards
+//!
+//! Between `min_shards` and `max_shards` requests are in flight at once, as
+//! in Prometheus's queue manager; Vigil's rule is simpler and documented:
+//! each batch is sent with one shard per `max_samples_per_send` samples
+//! waiting in the queue, clamped to `[min_shards, max_shards]` — a backlog
+//! (after an outage, or a receiver slower than the input) scales up, a
+//! queue that keeps up sends one request at a time. A batch's series are
+//! partitioned by a hash of their labels ([`shard_request`]), so a series
+//! always travels in one shard, its parts in order; the next batch starts
+//! when every shard of this one is done, so each series stays in time order
+//! at the receiver. Each shard's progress is recorded in the in-flight
+//! record, so a crash resumes every shard at its own next part.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -144,6 +158,48 @@ pub fn split_request(req: WriteRequest, max_samples: usize) -> Vec<WriteRequest>
     parts
 }
 
+/// FNV-1a over a series' label pairs: stable across builds, platforms and
+/// restarts (a resumed batch must partition exactly as before).
+pub fn series_hash(labels: &[vigil_wire::remote_write::Label]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for l in labels {
+        for b in l
+            .name
+            .bytes()
+            .chain([0xff])
+            .chain(l.value.bytes())
+            .chain([0xfe])
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Partitions a request into `shards` requests by [`series_hash`]: every
+/// series in exactly one, its samples in their order. Metadata travels with
+/// the first shard. Deterministic.
+pub fn shard_request(req: WriteRequest, shards: usize) -> Vec<WriteRequest> {
+    let n = shards.max(1);
+    let mut out: Vec<WriteRequest> = (0..n).map(|_| WriteRequest::default()).collect();
+    out[0].metadata = req.metadata;
+    for ts in req.timeseries {
+        let i = (series_hash(&ts.labels) % n as u64) as usize;
+        out[i].timeseries.push(ts);
+    }
+    out
+}
+
+/// The shard count for a backlog of `pending` samples: one shard per
+/// `max_samples_per_send`, clamped to `[min_shards, max_shards]`.
+pub fn desired_shards(pending: u64, opts: &ShipOptions) -> usize {
+    let per = opts.max_samples_per_send.max(1) as u64;
+    let want = usize::try_from(pending.div_ceil(per)).unwrap_or(usize::MAX);
+    let max = opts.max_shards.max(1);
+    want.clamp(opts.min_shards.clamp(1, max), max)
+}
+
 /// Posts remote_write 1.0 bodies to one URL.
 #[derive(Debug, Clone)]
 pub struct RemoteWriteClient {
@@ -215,8 +271,12 @@ pub struct ShipOptions {
     pub batch_send_deadline: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
-    /// Records read (and merged) per batch at most.
+    /// Records read (and merged) per batch and shard at most.
     pub max_records_per_send: usize,
+    /// Fewest parallel requests (`queue_config.min_shards`), at least 1.
+    pub min_shards: usize,
+    /// Most parallel requests (`queue_config.max_shards`), at least 1.
+    pub max_shards: usize,
 }
 
 impl Default for ShipOptions {
@@ -227,6 +287,8 @@ impl Default for ShipOptions {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             max_records_per_send: 512,
+            min_shards: 1,
+            max_shards: 1,
         }
     }
 }
@@ -240,6 +302,8 @@ pub trait ShipObserver: Send + Sync {
     fn failed(&self, samples: u64, reason: &str);
     /// A part will be retried.
     fn retried(&self, samples: u64, reason: &str);
+    /// A batch is being sent with `shards` parallel shards.
+    fn shards(&self, _shards: usize) {}
 }
 
 /// Rewrites a merged batch before it is split and sent (external labels,
@@ -265,25 +329,40 @@ struct Batch {
     last: u64,
     samples: u64,
     records: Vec<Record>,
-    parts_done: u32,
+    /// Parts each shard already delivered (a resumed batch); its length is
+    /// the shard count.
+    done: Vec<u32>,
     resumed: bool,
 }
 
 impl Shipper {
     fn next_batch(&self) -> Result<Option<Batch>, crate::BufferError> {
         let q = self.queue.lock();
-        let (records, parts_done, resumed) = match q.inflight() {
+        let (records, done, resumed) = match q.inflight() {
             Some(Inflight {
-                last, parts_done, ..
-            }) => (q.peek_through(last)?, parts_done, true),
-            None => (
-                q.peek(
-                    self.opts.max_records_per_send,
-                    self.opts.max_samples_per_send,
-                )?,
-                0,
-                false,
-            ),
+                last,
+                parts_done,
+                shard_parts_done,
+                ..
+            }) => {
+                let done = if shard_parts_done.is_empty() {
+                    vec![parts_done]
+                } else {
+                    shard_parts_done
+                };
+                (q.peek_through(last)?, done, true)
+            }
+            None => {
+                let shards = desired_shards(q.pending_samples(), &self.opts);
+                (
+                    q.peek(
+                        self.opts.max_records_per_send.saturating_mul(shards),
+                        self.opts.max_samples_per_send.saturating_mul(shards),
+                    )?,
+                    vec![0; shards],
+                    false,
+                )
+            }
         };
         drop(q);
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
@@ -293,7 +372,7 @@ impl Shipper {
             first: first.seq,
             last: last.seq,
             samples: records.iter().map(|r| u64::from(r.samples)).sum(),
-            parts_done,
+            done,
             resumed,
             records,
         }))
@@ -349,31 +428,138 @@ impl Shipper {
         }
     }
 
-    /// Sends every remaining part of a batch and acknowledges it. Returns
-    /// false when shutdown interrupted it (the batch stays queued).
+    /// Sends every remaining part of a batch, its shards in parallel, and
+    /// acknowledges it. Returns false when shutdown interrupted it (the
+    /// batch stays queued, each shard's progress recorded).
     async fn send_batch(&self, batch: Batch, shutdown: &CancellationToken) -> bool {
         let mut req = merge_records(&batch.records);
         drop(batch.records);
         if let Some(t) = &self.transform {
             t(&mut req);
         }
-        let parts = split_request(req, self.opts.max_samples_per_send);
-        let mut done = batch.parts_done as usize;
-        let mark = |done: usize| {
-            let rec = Inflight {
-                first: batch.first,
-                last: batch.last,
-                parts_done: u32::try_from(done).unwrap_or(u32::MAX),
-            };
-            if let Err(e) = self.queue.lock().set_inflight(rec) {
-                // Without the mark a crash may re-send a larger batch; the
-                // data itself is still safe.
-                tracing::warn!(queue = %self.name, error = %e, "recording the batch in flight failed");
-            }
-        };
-        if done < parts.len() {
-            mark(done);
+        let shards = batch.done.len().max(1);
+        self.observer.shards(shards);
+        let parts: Vec<Vec<WriteRequest>> = shard_request(req, shards)
+            .into_iter()
+            .map(|r| split_request(r, self.opts.max_samples_per_send))
+            .collect();
+        let progress = Arc::new(Mutex::new(Progress {
+            first: batch.first,
+            last: batch.last,
+            done: batch.done.clone(),
+        }));
+        let remaining = parts
+            .iter()
+            .zip(&batch.done)
+            .any(|(p, d)| (*d as usize) < p.len());
+        if remaining {
+            progress.lock().record(&self.queue, &self.name);
         }
+        let mut all_done = true;
+        if shards == 1 {
+            let ctx = self.shard_ctx(0, progress.clone(), shutdown.clone());
+            let done = batch.done[0] as usize;
+            all_done = ctx
+                .run(parts.into_iter().next().unwrap_or_default(), done)
+                .await;
+        } else {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, shard_parts) in parts.into_iter().enumerate() {
+                let done = batch.done.get(i).copied().unwrap_or(0) as usize;
+                if done >= shard_parts.len() {
+                    continue;
+                }
+                let ctx = self.shard_ctx(i, progress.clone(), shutdown.clone());
+                set.spawn(ctx.run(shard_parts, done));
+            }
+            while let Some(r) = set.join_next().await {
+                match r {
+                    Ok(true) => {}
+                    Ok(false) => all_done = false,
+                    Err(e) => {
+                        tracing::error!(queue = %self.name, error = %e, "remote_write shard task failed");
+                        all_done = false;
+                    }
+                }
+            }
+        }
+        if !all_done {
+            // Shutdown (or a failed task): the batch stays queued and
+            // resumes from the recorded progress.
+            return false;
+        }
+        if let Err(e) = self.queue.lock().ack(batch.last) {
+            tracing::error!(queue = %self.name, error = %e, "acknowledging sent data in the queue failed");
+        }
+        true
+    }
+
+    fn shard_ctx(
+        &self,
+        shard: usize,
+        progress: Arc<Mutex<Progress>>,
+        shutdown: CancellationToken,
+    ) -> ShardCtx {
+        ShardCtx {
+            shard,
+            client: self.client.clone(),
+            observer: self.observer.clone(),
+            queue: self.queue.clone(),
+            progress,
+            shutdown,
+            name: self.name.clone(),
+            min_backoff: self.opts.min_backoff,
+            max_backoff: self.opts.max_backoff,
+        }
+    }
+}
+
+/// Per-shard progress of the batch being sent, mirrored to the buffer's
+/// in-flight record after every accepted part.
+struct Progress {
+    first: u64,
+    last: u64,
+    done: Vec<u32>,
+}
+
+impl Progress {
+    fn record(&self, queue: &Mutex<DiskBuffer>, name: &str) {
+        let rec = Inflight {
+            first: self.first,
+            last: self.last,
+            parts_done: self.done.iter().sum(),
+            // One shard keeps the original 20-byte record.
+            shard_parts_done: if self.done.len() > 1 {
+                self.done.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        if let Err(e) = queue.lock().set_inflight(rec) {
+            // Without the mark a crash may re-send a larger batch; the
+            // data itself is still safe.
+            tracing::warn!(queue = %name, error = %e, "recording the batch in flight failed");
+        }
+    }
+}
+
+/// What one shard needs to send its parts of a batch.
+struct ShardCtx {
+    shard: usize,
+    client: RemoteWriteClient,
+    observer: Arc<dyn ShipObserver>,
+    queue: Arc<Mutex<DiskBuffer>>,
+    progress: Arc<Mutex<Progress>>,
+    shutdown: CancellationToken,
+    name: String,
+    min_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl ShardCtx {
+    /// Sends `parts[done..]` in order, retrying each until it is accepted
+    /// or refused for good. False when shutdown interrupted it.
+    async fn run(self, parts: Vec<WriteRequest>, mut done: usize) -> bool {
         let mut attempt: u32 = 0;
         while done < parts.len() {
             let part = &parts[done];
@@ -389,41 +575,39 @@ impl Shipper {
             match self.client.send(body).await {
                 Outcome::Sent => {
                     if attempt > 0 {
-                        tracing::info!(queue = %self.name, after_attempts = attempt + 1, "remote_write receiver reachable again");
+                        tracing::info!(queue = %self.name, shard = self.shard, after_attempts = attempt + 1, "remote_write receiver reachable again");
                     }
                     attempt = 0;
                     self.observer
                         .sent(samples, bytes, highest, started.elapsed());
-                    done += 1;
                 }
                 Outcome::Rejected(reason) => {
                     attempt = 0;
-                    tracing::error!(queue = %self.name, %reason, samples, "remote_write receiver refused the batch; dropped");
+                    tracing::error!(queue = %self.name, shard = self.shard, %reason, samples, "remote_write receiver refused the batch; dropped");
                     self.observer.failed(samples, &reason);
-                    done += 1;
                 }
                 Outcome::Retry(reason) => {
                     self.observer.retried(samples, &reason);
-                    let delay = backoff(attempt, self.opts.min_backoff, self.opts.max_backoff);
+                    let delay = backoff(attempt, self.min_backoff, self.max_backoff);
                     // Log the first failure and then every 10th, so a long
                     // outage does not flood the journal.
                     if attempt.is_multiple_of(10) {
-                        tracing::warn!(queue = %self.name, %reason, attempt = attempt + 1, retry_in = ?delay, "remote_write failed; data kept in the queue");
+                        tracing::warn!(queue = %self.name, shard = self.shard, %reason, attempt = attempt + 1, retry_in = ?delay, "remote_write failed; data kept in the queue");
                     }
                     attempt = attempt.saturating_add(1);
                     tokio::select! {
-                        _ = shutdown.cancelled() => return false,
+                        _ = self.shutdown.cancelled() => return false,
                         _ = tokio::time::sleep(delay) => {}
                     }
                     continue;
                 }
             }
-            if done < parts.len() {
-                mark(done);
+            done += 1;
+            let mut p = self.progress.lock();
+            if let Some(d) = p.done.get_mut(self.shard) {
+                *d = u32::try_from(done).unwrap_or(u32::MAX);
             }
-        }
-        if let Err(e) = self.queue.lock().ack(batch.last) {
-            tracing::error!(queue = %self.name, error = %e, "acknowledging sent data in the queue failed");
+            p.record(&self.queue, &self.name);
         }
         true
     }
@@ -522,5 +706,49 @@ mod tests {
         assert_eq!(split_request(req.clone(), 2), parts, "deterministic");
         assert_eq!(split_request(req, 1000).len(), 1);
         assert!(split_request(WriteRequest::default(), 10).is_empty());
+    }
+
+    #[test]
+    fn shards_keep_each_series_whole_and_deterministic() {
+        let req = WriteRequest {
+            timeseries: (0..40)
+                .map(|i| series(&format!("s{i}"), &[1, 2, 3]))
+                .collect(),
+            metadata: vec![],
+        };
+        let shards = shard_request(req.clone(), 4);
+        assert_eq!(shards.len(), 4);
+        assert!(shards.iter().all(|s| !s.timeseries.is_empty()), "spread");
+        let mut names: Vec<String> = shards
+            .iter()
+            .flat_map(|s| s.timeseries.iter().map(|t| t.labels[0].value.clone()))
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+        want.sort();
+        assert_eq!(names, want, "every series exactly once");
+        assert_eq!(shard_request(req.clone(), 4), shards, "deterministic");
+        assert_eq!(shard_request(req, 1).len(), 1);
+    }
+
+    #[test]
+    fn shard_count_follows_the_backlog_within_bounds() {
+        let opts = ShipOptions {
+            max_samples_per_send: 100,
+            min_shards: 2,
+            max_shards: 8,
+            ..ShipOptions::default()
+        };
+        assert_eq!(desired_shards(0, &opts), 2);
+        assert_eq!(desired_shards(350, &opts), 4);
+        assert_eq!(desired_shards(1_000_000, &opts), 8);
+        let one = ShipOptions::default();
+        assert_eq!(desired_shards(1_000_000, &one), 1);
+        let odd = ShipOptions {
+            min_shards: 10,
+            max_shards: 3,
+            ..ShipOptions::default()
+        };
+        assert_eq!(desired_shards(0, &odd), 3, "min above max is capped");
     }
 }

@@ -200,12 +200,13 @@ fn inflight_batch_survives_a_restart_until_acknowledged() {
         first: a,
         last: b,
         parts_done: 1,
+        shard_parts_done: Vec::new(),
     };
-    buf.set_inflight(rec).expect("mark");
+    buf.set_inflight(rec.clone()).expect("mark");
     buf.append(b"c", 1).expect("append after the batch was cut");
     drop(buf);
     let mut buf = DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
-    assert_eq!(buf.inflight(), Some(rec));
+    assert_eq!(buf.inflight(), Some(rec.clone()));
     let again: Vec<Vec<u8>> = buf
         .peek_through(rec.last)
         .expect("peek")
@@ -226,6 +227,28 @@ fn inflight_batch_survives_a_restart_until_acknowledged() {
 }
 
 #[test]
+fn sharded_inflight_progress_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut buf = DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("open");
+    let a = buf.append(b"a", 1).expect("append");
+    let rec = Inflight {
+        first: a,
+        last: a,
+        parts_done: 5,
+        shard_parts_done: vec![2, 0, 3],
+    };
+    buf.set_inflight(rec.clone()).expect("mark");
+    drop(buf);
+    let buf = DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
+    assert_eq!(buf.inflight(), Some(rec));
+    // A truncated record is not resumed.
+    std::fs::write(dir.path().join("inflight"), [0u8; 27]).expect("write");
+    drop(buf);
+    let buf = DiskBuffer::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
+    assert_eq!(buf.inflight(), None);
+}
+
+#[test]
 fn inflight_batch_is_forgotten_when_its_records_are_dropped_for_space() {
     let dir = tempfile::tempdir().expect("tempdir");
     let max = record_size(100) * 2;
@@ -235,6 +258,7 @@ fn inflight_batch_is_forgotten_when_its_records_are_dropped_for_space() {
         first: a,
         last: a,
         parts_done: 0,
+        shard_parts_done: Vec::new(),
     })
     .expect("mark");
     buf.append(&[2u8; 100], 5).expect("append");
