@@ -124,18 +124,8 @@ impl Snapshot {
         end_ms: i64,
     ) -> Result<Vec<SeriesData>, Error> {
         let mut out = Vec::new();
-        let conn = self.conn.lock();
-        for (id, labels) in &self.series {
-            if !matches_all(matchers, labels) {
-                continue;
-            }
-            let mut samples = Vec::new();
-            store::read_samples(&conn, *id, start_ms, end_ms, &mut samples)?;
-            if let Some(head) = self.heads.get(id) {
-                let lo = head.partition_point(|s| s.timestamp_ms < start_ms);
-                let hi = head.partition_point(|s| s.timestamp_ms <= end_ms);
-                samples.extend_from_slice(&head[lo..hi]);
-            }
+        for (id, labels) in self.matching(matchers) {
+            let samples = self.read(id, start_ms, end_ms)?;
             if !samples.is_empty() {
                 out.push(SeriesData {
                     labels: labels.clone(),
@@ -143,8 +133,32 @@ impl Snapshot {
                 });
             }
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)
+    }
+
+    /// Ids and labels of the series matching all `matchers`, in label
+    /// order, whether or not they have samples in a given range.
+    pub fn matching(&self, matchers: &[Matcher]) -> Vec<(u32, &Labels)> {
+        let mut out: Vec<(u32, &Labels)> = self
+            .series
+            .iter()
+            .filter(|(_, l)| matches_all(matchers, l))
+            .map(|(id, l)| (*id, l))
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(b.1));
+        out
+    }
+
+    /// The samples of series `id` in `[start_ms, end_ms]`, in time order.
+    pub fn read(&self, id: u32, start_ms: i64, end_ms: i64) -> Result<Vec<Sample>, Error> {
+        let mut samples = Vec::new();
+        store::read_samples(&self.conn.lock(), id, start_ms, end_ms, &mut samples)?;
+        if let Some(head) = self.heads.get(&id) {
+            let lo = head.partition_point(|s| s.timestamp_ms < start_ms);
+            let hi = head.partition_point(|s| s.timestamp_ms <= end_ms);
+            samples.extend_from_slice(&head[lo..hi]);
+        }
+        Ok(samples)
     }
 }
 
