@@ -21,13 +21,14 @@ use vigil_alerting::silence::{PostableSilence, Silences};
 use vigil_rules::OutgoingAlert;
 use vigil_rules::backtest::rfc3339;
 
-/// Silences stored by the serve that owns `data_dir` (its `alerting.db`,
+/// Silences stored by the serve that owns `data_dir` (its
+/// `alerting/alerting.db`,
 /// read-only), plus those in `file` (a JSON array as `POST
 /// /api/v2/silences` takes them, `startsAt`/`endsAt` required).
 pub fn load_silences(data_dir: Option<&Path>, file: Option<&Path>) -> anyhow::Result<Silences> {
     let mut list = Vec::new();
     if let Some(dir) = data_dir {
-        let db = dir.join("alerting.db");
+        let db = dir.join("alerting").join("alerting.db");
         if db.is_file() {
             list = vigil_alerting::store::read_silences(&db)
                 .with_context(|| format!("reading silences from {}", db.display()))?;

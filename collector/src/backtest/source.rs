@@ -23,8 +23,20 @@ pub struct SnapshotSource {
     cache: Mutex<HashMap<u32, (i64, i64, Arc<Vec<Sample>>)>>,
 }
 
+/// The store inside a `vigil serve` data directory (`DIR/tsdb`), or `dir`
+/// itself when it is a store's own directory.
+pub fn tsdb_dir(dir: &Path) -> std::path::PathBuf {
+    let nested = dir.join("tsdb");
+    if nested.join(vigil_tsdb::DB_FILE).is_file() || !dir.join(vigil_tsdb::DB_FILE).is_file() {
+        nested
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 impl SnapshotSource {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let dir = &tsdb_dir(dir);
         let snap =
             Snapshot::open(dir).with_context(|| format!("reading {}", dir.display()))?;
         Ok(Self {
@@ -102,12 +114,14 @@ pub fn backfill(dir: &Path, recorded: &[(Labels, Vec<Sample>)]) -> anyhow::Resul
         retention: std::time::Duration::from_secs(10 * 365 * 86_400),
         ..vigil_tsdb::Options::default()
     };
+    let user_dir = dir.display().to_string();
+    let dir = &tsdb_dir(dir);
     let db = match vigil_tsdb::Db::open(dir, opts) {
         Ok(db) => db,
-        Err(vigil_tsdb::Error::Locked(d)) => anyhow::bail!(
-            "backfill refused: {d} is in use by a running `vigil serve`. Writing beside it \
+        Err(vigil_tsdb::Error::Locked(_)) => anyhow::bail!(
+            "backfill refused: {user_dir} is in use by a running `vigil serve`. Writing beside it \
              is unsafe (two writers, each trusting its own in-memory index). Stop serve, run \
-             `vigil backtest --data-dir {d} --backfill ...` again, then start serve; or run \
+             `vigil backtest --data-dir {user_dir} --backfill ...` again, then start serve; or run \
              without --backfill, which only reads (safe while serve runs)"
         ),
         Err(e) => return Err(e).with_context(|| format!("opening {} for backfill", dir.display())),
