@@ -66,8 +66,7 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
         return Ok(now_ms);
     }
     if let Some(rel) = s.strip_prefix("now-").or_else(|| s.strip_prefix('-')) {
-        let d = crate::config::parse_duration(rel)
-            .map_err(|e| format!("time {s:?}: {e}"))?;
+        let d = crate::config::parse_duration(rel).map_err(|e| format!("time {s:?}: {e}"))?;
         return Ok(now_ms - d.as_millis() as i64);
     }
     if let Ok(secs) = s.parse::<f64>()
@@ -77,9 +76,7 @@ pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_millis())
-        .map_err(|e| {
-            format!("time {s:?}: not RFC 3339, Unix seconds, `now` or `-DURATION`: {e}")
-        })
+        .map_err(|e| format!("time {s:?}: not RFC 3339, Unix seconds, `now` or `-DURATION`: {e}"))
 }
 
 /// A finite value as a JSON number, anything else as Prometheus's string.
@@ -214,7 +211,10 @@ fn run_inner(args: Args) -> anyhow::Result<i32> {
     }
     out.flush()?;
     if args.backfill {
-        let dir = args.data_dir.as_deref().context("backfill needs --data-dir")?;
+        let dir = args
+            .data_dir
+            .as_deref()
+            .context("backfill needs --data-dir")?;
         // Close the read snapshot first: the writer below needs the lock
         // and a snapshot would keep SQLite's WAL from checkpointing.
         drop(storage);

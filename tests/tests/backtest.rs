@@ -191,7 +191,11 @@ fn promtool_test(rules_file: &str, trans: &[(i64, String, String, String)]) -> S
             if state == "resolved" {
                 continue;
             }
-            let sev = if rule == "LoadHigh" { ",severity=\"page\"" } else { "" };
+            let sev = if rule == "LoadHigh" {
+                ",severity=\"page\""
+            } else {
+                ""
+            };
             exp.push_str(&format!(
                 "          - labels: 'ALERTS{{alertname=\"{rule}\",alertstate=\"{state}\",instance=\"{inst}\"{sev}}}'\n            value: 1\n"
             ));
@@ -227,7 +231,14 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
     // 1. Over the data directory, while serve holds it.
     let dd = data.display().to_string();
     let (code, lines, err) = backtest(&[
-        "--data-dir", &dd, "--rule-file", &rules, "--from", &from, "--to", &to,
+        "--data-dir",
+        &dd,
+        "--rule-file",
+        &rules,
+        "--from",
+        &from,
+        "--to",
+        &to,
     ]);
     assert_eq!(code, 0, "{err}");
     let got = transitions(&lines, base);
@@ -241,7 +252,8 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
     ];
     for e in expect_some {
         assert!(
-            got.iter().any(|g| (g.0, g.1.as_str(), g.2.as_str(), g.3.as_str()) == e),
+            got.iter()
+                .any(|g| (g.0, g.1.as_str(), g.2.as_str(), g.3.as_str()) == e),
             "{e:?} missing from {got:#?}"
         );
     }
@@ -264,10 +276,21 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
     let prom = Prometheus::start(dir.path()).expect("prometheus");
     push(&prom.url("/api/v1/write"), base);
     let (code, lines, err) = backtest(&[
-        "--url", &prom.base, "--rule-file", &rules, "--from", &from, "--to", &to,
+        "--url",
+        &prom.base,
+        "--rule-file",
+        &rules,
+        "--from",
+        &from,
+        "--to",
+        &to,
     ]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(transitions(&lines, base), got, "--url and --data-dir differ");
+    assert_eq!(
+        transitions(&lines, base),
+        got,
+        "--url and --data-dir differ"
+    );
 
     // 3. Notifications: group_wait 30s, a silence on instance b.
     let am = write(
@@ -285,16 +308,29 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
         ),
     );
     let (code, lines, err) = backtest(&[
-        "--data-dir", &dd, "--rule-file", &rules, "--from", &from, "--to", &to,
-        "--alerting-config", &am, "--silences", &silences,
+        "--data-dir",
+        &dd,
+        "--rule-file",
+        &rules,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--alerting-config",
+        &am,
+        "--silences",
+        &silences,
     ]);
     assert_eq!(code, 0, "{err}");
-    let notes: Vec<&Value> = lines.iter().filter(|l| l.get("notification").is_some()).collect();
+    let notes: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("notification").is_some())
+        .collect();
     assert!(!notes.is_empty(), "no notifications: {err}");
     let about = |n: &Value, rule: &str| {
-        n["notification"]["groupKey"]
-            .as_str()
-            .is_some_and(|k| k.contains(&format!("alertname=\"{rule}\"")) && k.contains("instance=\"a\""))
+        n["notification"]["groupKey"].as_str().is_some_and(|k| {
+            k.contains(&format!("alertname=\"{rule}\"")) && k.contains("instance=\"a\"")
+        })
     };
     let high: Vec<&&Value> = notes.iter().filter(|n| about(n, "LoadHigh")).collect();
     // Fired at minute 25; the group waits group_wait (30s) before its first flush.
@@ -306,7 +342,8 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
     assert_eq!(first["notification"]["status"], "firing");
     assert_eq!(first["notification"]["receiver"], "team");
     assert!(
-        high.iter().any(|n| n["notification"]["status"] == "resolved"),
+        high.iter()
+            .any(|n| n["notification"]["status"] == "resolved"),
         "resolved notification missing: {high:#?}"
     );
     assert!(
@@ -324,7 +361,14 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
         "groups:\n  - name: an\n    interval: 1m\n    rules:\n      - anomaly: LoadAnomaly\n        expr: load{instance=\"a\"}\n        training_window: 15m\n        model:\n          min_points: 10\n",
     );
     let (code, lines, err) = backtest(&[
-        "--data-dir", &dd, "--rule-file", &anomaly, "--from", &rfc(base + 15 * MIN), "--to", &to,
+        "--data-dir",
+        &dd,
+        "--rule-file",
+        &anomaly,
+        "--from",
+        &rfc(base + 15 * MIN),
+        "--to",
+        &to,
     ]);
     assert_eq!(code, 0, "{err}");
     let scores: Vec<&Value> = lines.iter().filter(|l| l.get("score").is_some()).collect();
@@ -344,8 +388,16 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
         "the jump at minute 20 is flagged: {flagged:?}"
     );
     let (_, only, _) = backtest(&[
-        "--data-dir", &dd, "--rule-file", &anomaly, "--from", &rfc(base + 15 * MIN), "--to", &to,
-        "--scores", "flagged",
+        "--data-dir",
+        &dd,
+        "--rule-file",
+        &anomaly,
+        "--from",
+        &rfc(base + 15 * MIN),
+        "--to",
+        &to,
+        "--scores",
+        "flagged",
     ]);
     let only_flagged: Vec<i64> = only
         .iter()
@@ -359,15 +411,37 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
 
     // 5. Backfill: refused while serve holds the directory...
     let (code, _, err) = backtest(&[
-        "--data-dir", &dd, "--rule-file", &rules, "--from", &from, "--to", &to, "--backfill",
+        "--data-dir",
+        &dd,
+        "--rule-file",
+        &rules,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--backfill",
     ]);
     assert_ne!(code, 0);
-    assert!(err.contains("backfill refused") && err.contains("running `vigil serve`"), "{err}");
+    assert!(
+        err.contains("backfill refused") && err.contains("running `vigil serve`"),
+        "{err}"
+    );
     // ...and written once it is stopped: a rule over the backfilled series
     // alone fires exactly as the rule over the recording did.
-    serve.proc.terminate(Duration::from_secs(30)).expect("stop serve");
+    serve
+        .proc
+        .terminate(Duration::from_secs(30))
+        .expect("stop serve");
     let (code, _, err) = backtest(&[
-        "--data-dir", &dd, "--rule-file", &rules, "--from", &from, "--to", &to, "--backfill",
+        "--data-dir",
+        &dd,
+        "--rule-file",
+        &rules,
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--backfill",
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("samples of 2 series written"), "{err}");
@@ -377,7 +451,14 @@ fn backtest_matches_promtool_and_prometheus_and_simulates_notifications() {
         "groups:\n  - name: bt\n    interval: 1m\n    rules:\n      - alert: LoadHigh\n        expr: instance:load:max > 50\n        for: 5m\n        keep_firing_for: 3m\n        labels:\n          severity: page\n",
     );
     let (code, lines, err) = backtest(&[
-        "--data-dir", &dd, "--rule-file", &only_alert, "--from", &from, "--to", &to,
+        "--data-dir",
+        &dd,
+        "--rule-file",
+        &only_alert,
+        "--from",
+        &from,
+        "--to",
+        &to,
     ]);
     assert_eq!(code, 0, "{err}");
     let high_only: Vec<_> = got.iter().filter(|t| t.1 == "LoadHigh").cloned().collect();

@@ -51,9 +51,9 @@ use promql_parser::parser::Expr;
 use vigil_promql::{Engine, MemStorage, QueryContext, Queryable, SeriesData, StorageError};
 use vigil_wire::{Labels, Matcher, Sample, stale_nan};
 
+use crate::OutgoingAlert;
 use crate::alerting::{AlertState, AlertingRule};
 use crate::file::{GroupSpec, RuleKind, RuleSet, RuleSpec};
-use crate::OutgoingAlert;
 use crate::group::{generator_url, outgoing};
 
 /// Storage that evaluates a whole range query where the data lives (a
@@ -212,10 +212,11 @@ impl Queryable for Overlay {
         f: &mut dyn FnMut(SeriesData) -> bool,
     ) -> Result<(), StorageError> {
         let mut go_on = true;
-        self.base.select_each(matchers, start_ms, end_ms, &mut |s| {
-            go_on = f(s);
-            go_on
-        })?;
+        self.base
+            .select_each(matchers, start_ms, end_ms, &mut |s| {
+                go_on = f(s);
+                go_on
+            })?;
         if go_on {
             for s in self.written.read().select(matchers, start_ms, end_ms)? {
                 if !f(s) {

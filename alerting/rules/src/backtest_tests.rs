@@ -25,7 +25,10 @@ fn rules(text: &str) -> RuleSet {
 fn series(name: &str, inst: &str, values: &[(i64, f64)]) -> (Labels, Vec<Sample>) {
     (
         Labels::from_pairs([("__name__", name), ("instance", inst)]),
-        values.iter().map(|&(m, v)| Sample::new(m * MIN, v)).collect(),
+        values
+            .iter()
+            .map(|&(m, v)| Sample::new(m * MIN, v))
+            .collect(),
     )
 }
 
@@ -34,7 +37,13 @@ fn run_on(data: MemStorage, text: &str, from: i64, to: i64) -> Report {
     let mut opts = Options::new(from * MIN, to * MIN);
     opts.collect_sent = true;
     opts.collect_recorded = true;
-    run(&rules(text), &Arc::new(Engine::default()), storage, None, &opts)
+    run(
+        &rules(text),
+        &Arc::new(Engine::default()),
+        storage,
+        None,
+        &opts,
+    )
 }
 
 fn seen(r: &Report) -> Vec<(i64, String, &'static str)> {
@@ -90,7 +99,8 @@ fn a_gap_longer_than_the_lookback_resolves_and_stale_markers_end_series_at_once(
     w.push((11, f64::from_bits(vigil_wire::STALE_NAN_BITS)));
     let (l, s) = series("up_ish", "b", &w);
     data.add(l, s);
-    let text = "groups:\n  - name: g\n    rules:\n      - alert: Present\n        expr: up_ish == 1\n";
+    let text =
+        "groups:\n  - name: g\n    rules:\n      - alert: Present\n        expr: up_ish == 1\n";
     let r = run_on(data, text, 0, 40);
     assert_eq!(
         seen(&r),
@@ -188,12 +198,20 @@ fn stepwise(data: &MemStorage, text: &str, from: i64, to: i64) -> Vec<(i64, Stri
         }
         for (k, s) in &now {
             if states.get(k) != Some(s) {
-                out.push((m, k.1.get("instance").unwrap_or("").to_string(), s.as_str().to_string()));
+                out.push((
+                    m,
+                    k.1.get("instance").unwrap_or("").to_string(),
+                    s.as_str().to_string(),
+                ));
             }
         }
         for k in states.keys() {
             if !now.contains_key(k) {
-                out.push((m, k.1.get("instance").unwrap_or("").to_string(), "resolved".into()));
+                out.push((
+                    m,
+                    k.1.get("instance").unwrap_or("").to_string(),
+                    "resolved".into(),
+                ));
             }
         }
         states = now;

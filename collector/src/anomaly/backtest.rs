@@ -17,11 +17,11 @@ use vigil_rules::OutgoingAlert;
 use vigil_rules::backtest::{Options, RangeQuery, RuleError, State, Transition, rfc3339};
 use vigil_wire::Labels;
 
+use super::AnomalyRule;
 use super::manager::{
     AnomalyOptions, AnomalyRuleSet, DEFAULT_TRAINING_WINDOW, duration_ms, expand, template_data,
 };
 use super::state::{self, Verdict};
-use super::AnomalyRule;
 
 /// One scored point.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +123,9 @@ pub fn run(
             };
             for series in matrix {
                 if let Err(e) = one_series(rule, &series, opts, step, &aopts, &mut report) {
-                    report.errors.push(err(format!("series {}: {e}", series.labels)));
+                    report
+                        .errors
+                        .push(err(format!("series {}: {e}", series.labels)));
                 }
             }
         }
@@ -205,8 +207,8 @@ fn one_series(
         };
         let verdict = match &score {
             Some(s) if s.is_anomaly => {
-                let suppressed = s.suppressed
-                    || last_anomaly.is_some_and(|a| a < t && t - a < suppression_ms);
+                let suppressed =
+                    s.suppressed || last_anomaly.is_some_and(|a| a < t && t - a < suppression_ms);
                 last_anomaly = Some(t);
                 if suppressed {
                     Verdict::StillAnomalous
@@ -227,7 +229,11 @@ fn one_series(
                 value,
                 score: s.score,
                 anomaly: s.is_anomaly,
-                severity: if s.is_anomaly { s.severity.as_str() } else { "none" },
+                severity: if s.is_anomaly {
+                    s.severity.as_str()
+                } else {
+                    "none"
+                },
             });
         }
         let before = alert.as_ref().and_then(|a| a.active_state());
@@ -235,7 +241,16 @@ fn one_series(
             .as_ref()
             .filter(|a| a.active_state().is_some())
             .and_then(|a| a.labels.get("severity").map(str::to_string));
-        let fresh = || content(rule, &labels, value, score.as_ref(), kept_severity.as_deref(), aopts);
+        let fresh = || {
+            content(
+                rule,
+                &labels,
+                value,
+                score.as_ref(),
+                kept_severity.as_deref(),
+                aopts,
+            )
+        };
         alert = state::step(alert.take(), verdict, t, for_ms, fresh);
         if let Some(a) = alert.as_mut()
             && a.active_state().is_some()
@@ -250,13 +265,11 @@ fn one_series(
                 Some(_) => (State::Firing, alert.as_ref()),
                 None => (State::Resolved, alert.as_ref()),
             };
-            let alert_labels = shown
-                .map(|a| a.labels.clone())
-                .unwrap_or_else(|| {
-                    let mut l = labels.clone();
-                    l.set("alertname", rule.anomaly.clone());
-                    l
-                });
+            let alert_labels = shown.map(|a| a.labels.clone()).unwrap_or_else(|| {
+                let mut l = labels.clone();
+                l.set("alertname", rule.anomaly.clone());
+                l
+            });
             report.transitions.push(Transition {
                 time_ms: t,
                 rule: rule.anomaly.clone(),

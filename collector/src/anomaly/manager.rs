@@ -1187,7 +1187,11 @@ fn rule_json(r: &RuleState) -> Json {
     Json::Object(o)
 }
 
-pub(super) fn template_data(series: &Labels, opts: &AnomalyOptions, value: f64) -> serde_json::Value {
+pub(super) fn template_data(
+    series: &Labels,
+    opts: &AnomalyOptions,
+    value: f64,
+) -> serde_json::Value {
     let labels: serde_json::Map<String, serde_json::Value> = series
         .iter()
         .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))

@@ -36,8 +36,8 @@ pub fn load_silences(data_dir: Option<&Path>, file: Option<&Path>) -> anyhow::Re
     }
     let mut silences = Silences::load(list);
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let posted: Vec<PostableSilence> = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a JSON array of silences", path.display()))?;
         for (i, p) in posted.into_iter().enumerate() {
@@ -116,7 +116,11 @@ pub fn simulate(
         flush_until(&mut st, t - 1, &mut out);
         if t - last_gc >= 60_000 {
             // As serve's periodic gc: resolved alerts leave the store.
-            st.gc(wall(t), chrono::Duration::hours(120), chrono::Duration::hours(120));
+            st.gc(
+                wall(t),
+                chrono::Duration::hours(120),
+                chrono::Duration::hours(120),
+            );
             last_gc = t;
         }
         while i < sent.len() && sent[i].0 == t {

@@ -33,7 +33,10 @@ impl RemoteApi {
             .timeout(Duration::from_secs(600))
             .build()
             .context("building the HTTP client")?;
-        let base = url.trim_end_matches('/').trim_end_matches("/api/v1").to_string();
+        let base = url
+            .trim_end_matches('/')
+            .trim_end_matches("/api/v1")
+            .to_string();
         let api = Self {
             base,
             client,

@@ -37,8 +37,7 @@ pub fn tsdb_dir(dir: &Path) -> std::path::PathBuf {
 impl SnapshotSource {
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         let dir = &tsdb_dir(dir);
-        let snap =
-            Snapshot::open(dir).with_context(|| format!("reading {}", dir.display()))?;
+        let snap = Snapshot::open(dir).with_context(|| format!("reading {}", dir.display()))?;
         Ok(Self {
             snap,
             cache: Mutex::new(HashMap::new()),

@@ -178,7 +178,9 @@ mod tests {
         let db = Db::open(dir.path(), opts).expect("open");
         let labels = Labels::from_pairs([("__name__", "m"), ("i", "1")]);
         let now = 1_700_000_000_000i64;
-        let samples: Vec<Sample> = (0..25).map(|i| Sample::new(now + i * 1000, i as f64)).collect();
+        let samples: Vec<Sample> = (0..25)
+            .map(|i| Sample::new(now + i * 1000, i as f64))
+            .collect();
         db.append(
             vec![SeriesSamples {
                 labels: labels.clone(),
