@@ -52,7 +52,7 @@ use vigil_promql::{Engine, MemStorage, QueryContext, Queryable, SeriesData, Stor
 use vigil_wire::{Labels, Matcher, Sample, stale_nan};
 
 use crate::OutgoingAlert;
-use crate::alerting::{AlertState, AlertingRule};
+use crate::alerting::{ALERTS_FOR_STATE_METRIC, ALERTS_METRIC, AlertState, AlertingRule};
 use crate::file::{GroupSpec, RuleKind, RuleSet, RuleSpec};
 use crate::group::{generator_url, outgoing};
 
@@ -324,6 +324,15 @@ pub fn run(
         names: RwLock::new(HashSet::new()),
     });
     let mut report = Report::default();
+    // ALERTS / ALERTS_FOR_STATE are kept for later rules only when some
+    // rule reads them: for rules that fire often they are most of what a
+    // backtest would otherwise hold in memory.
+    let mut write_alerts = false;
+    for rule in rules.groups.iter().flat_map(|g| &g.rules) {
+        selectors(&rule.expr, &mut |name| {
+            write_alerts |= name.is_none_or(|n| n == ALERTS_METRIC || n == ALERTS_FOR_STATE_METRIC);
+        });
+    }
     // (time, group, rule) orders transitions printed for one time.
     let mut keyed: Vec<((i64, usize, usize), Transition)> = Vec::new();
     for (gi, group) in rules.groups.iter().enumerate() {
@@ -338,6 +347,7 @@ pub fn run(
                 opts,
                 group,
                 interval,
+                write_alerts,
                 report: &mut report,
             };
             match ctx.rule(rule, &ts) {
@@ -366,6 +376,8 @@ struct RuleCtx<'a> {
     opts: &'a Options,
     group: &'a GroupSpec,
     interval: Duration,
+    /// Whether `ALERTS`/`ALERTS_FOR_STATE` go into the overlay.
+    write_alerts: bool,
     report: &'a mut Report,
 }
 
@@ -485,8 +497,9 @@ impl RuleCtx<'_> {
     ) -> Result<Vec<Transition>, String> {
         let mut ar = AlertingRule::new(rule.clone());
         // ALERTS and ALERTS_FOR_STATE are written from the first
-        // evaluation: a backtest starts with nothing to restore.
-        ar.restored = true;
+        // evaluation (a backtest starts with nothing to restore), when a
+        // rule reads them.
+        ar.restored = self.write_alerts;
         let ext = crate::template::labels_value(&self.opts.external_labels);
         let tenv = crate::alerting::TemplateEnv {
             external_labels: &ext,

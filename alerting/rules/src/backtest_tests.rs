@@ -255,3 +255,30 @@ fn range_evaluation_matches_the_step_by_step_group() {
     assert!(!want.is_empty());
     assert_eq!(sort(got), sort(want));
 }
+
+#[test]
+fn alerts_series_feed_later_rules_that_read_them() {
+    let mut data = MemStorage::new();
+    let v: Vec<(i64, f64)> = (0..=30)
+        .map(|m| (m, if (5..10).contains(&m) { 9.0 } else { 1.0 }))
+        .collect();
+    let (l, s) = series("x", "a", &v);
+    data.add(l, s);
+    let text = "groups:\n  - name: g\n    rules:\n      - alert: High\n        expr: x > 5\n      - alert: HighSeen\n        expr: ALERTS{alertname=\"High\", alertstate=\"firing\"}\n";
+    let r = run_on(data, text, 0, 30);
+    let seen: Vec<(i64, String, &str)> = r
+        .transitions
+        .iter()
+        .map(|t| (t.time_ms / MIN, t.rule.clone(), t.state.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (5, "High".into(), "firing"),
+            (5, "HighSeen".into(), "firing"),
+            // ALERTS goes stale at 10, so HighSeen resolves at once.
+            (10, "High".into(), "resolved"),
+            (10, "HighSeen".into(), "resolved"),
+        ]
+    );
+}

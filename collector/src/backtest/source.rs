@@ -20,8 +20,11 @@ use vigil_wire::{Labels, Matcher, Sample};
 pub struct SnapshotSource {
     snap: Snapshot,
     /// Per series id: the range read so far and its samples.
-    cache: Mutex<HashMap<u32, (i64, i64, Arc<Vec<Sample>>)>>,
+    cache: Mutex<HashMap<u32, Cached>>,
 }
+
+/// `(start, end, samples)` of one series' cached read.
+type Cached = (i64, i64, Arc<Vec<Sample>>);
 
 /// The store inside a `vigil serve` data directory (`DIR/tsdb`), or `dir`
 /// itself when it is a store's own directory.
