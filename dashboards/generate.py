@@ -3,8 +3,8 @@
 definitions below.
 
 The JSON files are committed, so Grafana and the tests need nothing but
-them; this script exists so that the five dashboards share one layout, one
-set of variables and one datasource convention instead of five hand-edited
+them; this script exists so that the dashboards share one layout, one
+set of variables and one datasource convention instead of hand-edited
 copies drifting apart. Edit the definitions here, run
 
     python3 dashboards/generate.py          # rewrite the JSON files
@@ -393,8 +393,8 @@ def llm():
                 [(f"sum({req})", "requests/s")], "reqps"), 6, 4)
     L.add(panel("stat", "Error rate", "Share of calls that did not end ok (errors, timeouts, 429s); the rule pack warns above 1%.",
                 [(f"sum({err}) / sum({req})", "errors")], "percentunit", min=0, thresholds=[(0.01, "orange"), (0.05, "red")]), 6, 4)
-    L.add(panel("stat", "Tokens", "Input + output tokens per second.",
-                [(f"sum(rate(llm_tokens_total{{{s}}}[$__rate_interval]))", "tokens/s")], "short"), 6, 4)
+    L.add(panel("stat", "Tokens", "Input + output tokens per second (cached input and reasoning are parts of them).",
+                [(f'sum(rate(llm_tokens_total{{type=~"input|output",{s}}}[$__rate_interval]))', "tokens/s")], "short"), 6, 4)
     L.add(panel("stat", "Cost over the range", "US dollars spent in the dashboard's time range, from the agent's price table.",
                 [(range_total("llm_cost_usd_total", s), "USD")], "currencyUSD"), 6, 4)
     L.row("Requests and errors")
@@ -433,6 +433,43 @@ def llm():
     L.add(panel("table", "Unpriced models", "Calls to models missing from the agent's price table (their cost is not counted).",
                 [target("A", f"({range_total('llm_unpriced_requests_total', s, 'provider, model')}) > 0", instant=True)],
                 "short"), 12, 8)
+    st = s + ',tenant=~"$tenant"'
+    L.row("Tenants and budgets")
+    L.add(panel("bargauge", "Cost by tenant over the range",
+                "US dollars per tenant in the dashboard's time range. The agent keeps the top tenants by cost (llm.top_tenants) apart; "
+                "the others are summed as tenant \"other\"; calls without a tenant have an empty one.",
+                [target("A", f"sort_desc({range_total('llm_cost_usd_total', st, 'tenant')})", "{{tenant}}", instant=True)],
+                "currencyUSD"), 12, 8)
+    L.add(panel("timeseries", "Cost per hour by tenant", "Spend rate per tenant in US dollars per hour.",
+                [(f"sum by (tenant) (rate(llm_cost_usd_total{{{st}}}[$__rate_interval])) * 3600", "{{tenant}}")],
+                "currencyUSD", min=0), 12, 8)
+    L.add(panel("table", "Budgets this month",
+                "Per budget of the collector's llm.budgets: the monthly budget, the spend since the first of the month (UTC) "
+                "and the spend forecast for the whole month at this month's pace.",
+                [target("A", "max by (budget) (llm_budget_usd)", instant=True),
+                 target("B", "max by (budget) (llm_spend_month_to_date_usd)", instant=True),
+                 target("C", "max by (budget) (llm_spend_forecast_month_usd)", instant=True)],
+                "currencyUSD"), 12, 8)
+    L.add(panel("bargauge", "Budget used",
+                "Month-to-date spend as a share of each budget; the rule pack pages at 100% and warns when the forecast passes it.",
+                [target("A", "sort_desc(max by (budget) (llm_spend_month_to_date_usd) / max by (budget) (llm_budget_usd))", "{{budget}}", instant=True)],
+                "percentunit", min=0, max=1, thresholds=[(0.8, "orange"), (1, "red")]), 12, 8)
+    L.row("Prompt cache, reasoning and time to first token")
+    L.add(panel("timeseries", "Prompt cache hit ratio",
+                "Share of input tokens read from the prompt cache (cached_input / input) per model; cached tokens cost a fraction of input.",
+                [(f'sum by (provider, model) (rate(llm_tokens_total{{type="cached_input",{st}}}[$__rate_interval]))'
+                  f' / sum by (provider, model) (rate(llm_tokens_total{{type="input",{st}}}[$__rate_interval]))', "{{provider}}/{{model}}")],
+                "percentunit", min=0, max=1), 12, 8)
+    L.add(panel("timeseries", "Cached input and reasoning tokens",
+                "Tokens per second read from the prompt cache (part of input) and spent reasoning (part of output), per model.",
+                [(f'sum by (provider, model, type) (rate(llm_tokens_total{{type=~"cached_input|reasoning",{st}}}[$__rate_interval]))',
+                  "{{provider}}/{{model}} {{type}}")], "short", min=0), 12, 8)
+    ttft = f"rate(llm_time_to_first_token_seconds_bucket{{{s}}}[$__rate_interval])"
+    L.add(panel("timeseries", "Time to first token (p50, p95)",
+                "How long streamed calls wait for their first token or chunk, all selected models.",
+                [(f"histogram_quantile({q}, sum by (le) ({ttft}))", f"p{int(q * 100)}") for q in (0.5, 0.95)], "s", min=0), 12, 8)
+    L.add(panel("timeseries", "p95 time to first token by model", "95th percentile of the time to first token per provider and model.",
+                [(f"histogram_quantile(0.95, sum by (le, provider, model) ({ttft}))", "{{provider}}/{{model}}")], "s", min=0), 12, 8)
     return dashboard(
         "vigil-llm", "Vigil / LLM usage",
         "LLM calls from usage events and OpenTelemetry GenAI metrics: requests, errors and 429s, latency, tokens, cost per model, queue depth.",
@@ -440,8 +477,140 @@ def llm():
         [var_query("job", "Job", "label_values(llm_requests_total, job)"),
          var_query("instance", "Instance", 'label_values(llm_requests_total{job=~"$job"}, instance)'),
          var_query("provider", "Provider", 'label_values(llm_requests_total{instance=~"$instance"}, provider)'),
-         var_query("model", "Model", 'label_values(llm_requests_total{instance=~"$instance",provider=~"$provider"}, model)')],
+         var_query("model", "Model", 'label_values(llm_requests_total{instance=~"$instance",provider=~"$provider"}, model)'),
+         var_query("tenant", "Tenant", 'label_values(llm_cost_usd_total{instance=~"$instance"}, tenant)')],
         L, refresh="1m", time_from="now-24h")
+
+
+# ------------------------------------------------------------------- agents
+def agents():
+    s = 'instance=~"$instance",job=~"$job"'
+    a = s + ',agent=~"$agent"'
+    t = s + ',tool=~"$tool"'
+    runs = f'rate(llm_agent_requests_total{{operation="invoke_agent",{a}}}[$__rate_interval])'
+    failed_runs = f'rate(llm_agent_requests_total{{operation="invoke_agent",status!="ok",{a}}}[$__rate_interval])'
+    calls = f"rate(llm_tool_calls_total{{{t}}}[$__rate_interval])"
+    failed_calls = f'rate(llm_tool_calls_total{{status!="ok",{t}}}[$__rate_interval])'
+    L = Layout()
+    L.row("Overview")
+    L.add(panel("stat", "Agent runs", "invoke_agent operations per second, all selected agents.",
+                [(f"sum({runs})", "runs/s")], "reqps"), 6, 4)
+    L.add(panel("stat", "Failed runs", "Share of agent runs that ended in an error; the rule pack warns above 5%.",
+                [(f"(sum({failed_runs}) or vector(0)) / sum({runs})", "failed")], "percentunit", min=0,
+                thresholds=[(0.05, "orange")]), 6, 4)
+    L.add(panel("stat", "Tool calls", "execute_tool operations per second, all selected tools.",
+                [(f"sum({calls})", "calls/s")], "reqps"), 6, 4)
+    L.add(panel("stat", "Failed tool calls", "Share of tool calls that failed; the rule pack warns above 10%.",
+                [(f"(sum({failed_calls}) or vector(0)) / sum({calls})", "failed")], "percentunit", min=0,
+                thresholds=[(0.1, "orange"), (0.25, "red")]), 6, 4)
+    L.row("Agents")
+    L.add(panel("timeseries", "Agent operations by agent and status",
+                "Operations per second by agent name, operation (invoke_agent, create_agent, and the model calls an agent made) and status. "
+                "Agents past the agent's top_agents are \"other\".",
+                [(f"sum by (agent, operation, status) (rate(llm_agent_requests_total{{{a}}}[$__rate_interval]))",
+                  "{{agent}} {{operation}} {{status}}")], "reqps", min=0), 12, 8)
+    L.add(panel("timeseries", "Agent run duration (p95)", "95th percentile of the invoke_agent duration per agent.",
+                [(f'histogram_quantile(0.95, sum by (le, agent) (rate(llm_agent_duration_seconds_bucket{{operation="invoke_agent",{a}}}[$__rate_interval])))',
+                  "{{agent}}")], "s", min=0), 12, 8)
+    L.add(panel("timeseries", "Model calls per agent", "LLM calls per second made on behalf of each agent (usage events that name it).",
+                [(f'sum by (agent) (rate(llm_agent_requests_total{{operation!~"invoke_agent|create_agent",{a}}}[$__rate_interval]))',
+                  "{{agent}}")], "reqps", min=0), 12, 8)
+    L.add(panel("timeseries", "Failed runs by agent", "Agent runs per second that ended in an error, by error type.",
+                [(f"sum by (agent, status) ({failed_runs})", "{{agent}} {{status}}")], "reqps", min=0), 12, 8)
+    L.row("Tools")
+    L.add(panel("timeseries", "Tool calls by tool and status",
+                "Calls per second by tool name and status; tools past the agent's top_tools are \"other\".",
+                [(f"sum by (tool, status) ({calls})", "{{tool}} {{status}}")], "reqps", min=0), 12, 8)
+    L.add(panel("timeseries", "Tool failure ratio", "Share of each tool's calls that failed; the rule pack warns above 10%.",
+                [(f"sum by (tool) ({failed_calls}) / sum by (tool) ({calls})", "{{tool}}")], "percentunit", min=0, max=1,
+                thresholds=[(0.1, "orange"), (0.25, "red")]), 12, 8)
+    L.add(panel("timeseries", "Tool call duration (p95)", "95th percentile of the tool call duration per tool.",
+                [(f"histogram_quantile(0.95, sum by (le, tool) (rate(llm_tool_duration_seconds_bucket{{{t}}}[$__rate_interval])))",
+                  "{{tool}}")], "s", min=0), 12, 8)
+    L.add(panel("bargauge", "Tool calls over the range", "Calls per tool in the dashboard's time range.",
+                [target("A", f"sort_desc({range_total('llm_tool_calls_total', t, 'tool')})", "{{tool}}", instant=True)],
+                "short"), 12, 8)
+    return dashboard(
+        "vigil-llm-agents", "Vigil / AI agents and tools",
+        "GenAI agents (invoke_agent) and their tool calls (execute_tool), from usage events and OpenTelemetry GenAI metrics: runs, failures, durations.",
+        ["llm", "genai", "agents"],
+        [var_query("job", "Job", "label_values(llm_agent_requests_total, job)"),
+         var_query("instance", "Instance", 'label_values(llm_agent_requests_total{job=~"$job"}, instance)'),
+         var_query("agent", "Agent", 'label_values(llm_agent_requests_total{instance=~"$instance"}, agent)'),
+         var_query("tool", "Tool", 'label_values(llm_tool_calls_total{instance=~"$instance"}, tool)')],
+        L, refresh="1m", time_from="now-6h")
+
+
+# ---------------------------------------------------------------------- api
+def api():
+    s = 'instance=~"$instance",job=~"$job"'
+    req = f"rate(http_requests_total{{{s}}}[$__rate_interval])"
+    err = f'rate(http_requests_total{{code=~"5..",{s}}}[$__rate_interval])'
+    tmo = f'rate(http_requests_total{{code=~"408|504",{s}}}[$__rate_interval])'
+    dur = f"rate(http_request_duration_seconds_bucket{{{s}}}[$__rate_interval])"
+    slo = 'slo_service="api",job=~"$job"'
+    L = Layout()
+    L.row("Overview")
+    L.add(panel("stat", "Throughput", "Requests per second, all selected services.",
+                [(f"sum({req})", "requests/s")], "reqps"), 6, 4)
+    L.add(panel("stat", "Errors", "Share of requests answered with a 5xx; the rule pack warns above 5%.",
+                [(f"(sum({err}) or vector(0)) / sum({req})", "errors")], "percentunit", min=0,
+                thresholds=[(0.05, "orange"), (0.1, "red")]), 6, 4)
+    L.add(panel("stat", "p95 latency", "95th percentile of the request duration; the rule pack warns above 2 s.",
+                [(f"histogram_quantile(0.95, sum by (le) ({dur}))", "p95")], "s", thresholds=[(2, "orange"), (5, "red")]), 6, 4)
+    L.add(panel("stat", "Active sessions", "Open sessions (app_sessions_active), all selected instances.",
+                [(f"sum(app_sessions_active{{{s}}})", "sessions")], "short"), 6, 4)
+    L.row("Traffic and errors")
+    L.add(panel("timeseries", "Throughput by status code", "Requests per second by service and HTTP status code.",
+                [(f"sum by (job, code) ({req})", "{{job}} {{code}}")], "reqps", min=0), 12, 8)
+    L.add(panel("timeseries", "Error and timeout ratio",
+                "Share of requests answered with a 5xx, and with 408 or 504 (timeouts), per service; the rule pack warns above 5% and 1%.",
+                [(f"(sum by (job) ({err}) or sum by (job) ({req}) * 0) / sum by (job) ({req})", "{{job}} 5xx"),
+                 (f"(sum by (job) ({tmo}) or sum by (job) ({req}) * 0) / sum by (job) ({req})", "{{job}} timeouts")],
+                "percentunit", min=0), 12, 8)
+    L.row("Latency and sessions")
+    L.add(panel("timeseries", "Latency percentiles", "p50, p95 and p99 of http_request_duration_seconds per service.",
+                [(f"histogram_quantile({q}, sum by (job, le) ({dur}))", f"{{{{job}}}} p{int(q * 100)}") for q in (0.5, 0.95, 0.99)],
+                "s", min=0), 12, 8)
+    L.add(panel("timeseries", "Active sessions and limit", "Open sessions per instance against app_sessions_max; the rule pack warns above 85%.",
+                [(f"sum by (job, instance) (app_sessions_active{{{s}}})", "{{instance}} active"),
+                 (f"sum by (job, instance) (app_sessions_max{{{s}}})", "{{instance}} limit")], "short", min=0), 12, 8)
+    L.row("SLOs (rules/slo.rules.yml)")
+    L.add(panel("timeseries", "Error budget burn rate",
+                "How fast each SLO spends its error budget (1 = exactly the budget over the 30-day window). "
+                "The generated alerts page at 14.4 (1h and 5m) and 6 (6h and 30m).",
+                [(f"slo:current_burn_rate:ratio{{{slo}}}", "{{job}} {{slo_name}}")], "short", min=0,
+                thresholds=[(6, "orange"), (14.4, "red")]), 12, 8)
+    L.add(panel("timeseries", "SLI error ratio (5m and 1h)", "Share of bad events (errors, slow requests) per SLO over 5 minutes and 1 hour.",
+                [(f'slo:sli_error:ratio_rate5m{{{slo}}}', "{{job}} {{slo_name}} 5m"),
+                 (f'slo:sli_error:ratio_rate1h{{{slo}}}', "{{job}} {{slo_name}} 1h")], "percentunit", min=0), 12, 8)
+    L.add(panel("bargauge", "Error budget left (30 days)", "Share of each SLO's 30-day error budget not yet spent.",
+                [target("A", f"slo:period_error_budget_remaining:ratio{{{slo}}}", "{{job}} {{slo_name}}", instant=True)],
+                "percentunit", max=1, thresholds=[(0, "red"), (0.25, "orange"), (0.5, "green")]), 24, 6)
+    L.row("Database")
+    L.add(panel("timeseries", "Database query time (p50, p95)",
+                "Duration of the services' database operations (OpenTelemetry db.client.operation.duration); the rule pack warns at p95 above 500 ms.",
+                [(f"histogram_quantile({q}, sum by (job, le) (rate(db_client_operation_duration_seconds_bucket{{{s}}}[$__rate_interval])))",
+                  f"{{{{job}}}} p{int(q * 100)}") for q in (0.5, 0.95)], "s", min=0), 12, 8)
+    L.add(panel("timeseries", "Connection pool in use",
+                "Connections in use as a share of each pool's maximum (db.client.connection.count / .max); the rule pack warns above 80%.",
+                [(f'sum by (job, instance, db_client_connection_pool_name) (db_client_connection_count{{db_client_connection_state="used",{s}}})'
+                  f" / sum by (job, instance, db_client_connection_pool_name) (db_client_connection_max{{{s}}})",
+                  "{{instance}} {{db_client_connection_pool_name}}")], "percentunit", min=0, max=1), 12, 8)
+    L.add(panel("timeseries", "Requests waiting for a connection", "Requests queued for a pool connection (db.client.connection.pending_requests).",
+                [(f"sum by (job, instance, db_client_connection_pool_name) (db_client_connection_pending_requests{{{s}}})",
+                  "{{instance}} {{db_client_connection_pool_name}}")], "short", min=0), 12, 8)
+    L.add(panel("timeseries", "Database operations", "Database operations per second per service.",
+                [(f"sum by (job) (rate(db_client_operation_duration_seconds_count{{{s}}}[$__rate_interval]))", "{{job}}")],
+                "ops", min=0), 12, 8)
+    return dashboard(
+        "vigil-api", "Vigil / API services",
+        "The platform's API services as they export themselves: throughput, errors and timeouts, latency percentiles, "
+        "sessions, SLO burn (rules/slo.rules.yml), database query time and connection pools.",
+        ["api", "slo"],
+        [var_query("job", "Job", "label_values(http_requests_total, job)"),
+         var_query("instance", "Instance", 'label_values(http_requests_total{job=~"$job"}, instance)')],
+        L, refresh="30s", time_from="now-6h")
 
 
 # ------------------------------------------------------------------- alerts
@@ -488,6 +657,8 @@ DASHBOARDS = {
     "postgres.json": postgres,
     "redis.json": redis,
     "llm.json": llm,
+    "agents.json": agents,
+    "api.json": api,
     "alerts.json": alerts,
 }
 

@@ -47,9 +47,10 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 redis-cli -h 127.0.0.1 -p 6379 ping
 
-log "Python packages for the peer tests (scikit-learn, aiosmtpd, OpenTelemetry SDK)"
-py_pkgs=(scikit-learn aiosmtpd opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)
-if ! python3 -c 'import sklearn, aiosmtpd, opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+log "Python packages for the peer tests (scikit-learn, aiosmtpd, OpenTelemetry SDK, Prometheus client)"
+# prometheus-client instruments tests/fixtures/api_service.py (dashboards test).
+py_pkgs=(scikit-learn aiosmtpd opentelemetry-sdk opentelemetry-exporter-otlp-proto-http prometheus-client)
+if ! python3 -c 'import sklearn, aiosmtpd, opentelemetry.exporter.otlp.proto.http, prometheus_client' 2>/dev/null; then
     # Debian's own python3 refuses pip without --break-system-packages (PEP 668).
     python3 -m pip install --quiet --disable-pip-version-check "${py_pkgs[@]}" ||
         python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${py_pkgs[@]}"

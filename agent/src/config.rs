@@ -394,9 +394,28 @@ pub struct LlmConfig {
     /// Bucket bounds (seconds) of `gen_ai_client_operation_duration_seconds`
     /// for usage events. Default: the GenAI advice (0.01 … 81.92).
     pub duration_buckets: Vec<f64>,
+    /// Bucket bounds (seconds) of `llm_time_to_first_token_seconds` for
+    /// usage events. Default: the GenAI advice for time to first token
+    /// (0.001 … 10).
+    pub ttft_buckets: Vec<f64>,
     /// Most distinct series the LLM aggregator keeps; new series past it are
     /// refused and counted. Default 10000.
     pub max_series: usize,
+    /// How many tenants keep their own `tenant` label on
+    /// `llm_cost_usd_total` and `llm_tokens_total`: the top tenants by
+    /// cost; the others are counted as `tenant="other"`. Default 20.
+    pub top_tenants: usize,
+    /// Tenants that always keep their own label, on top of `top_tenants`
+    /// (e.g. those with a budget in the collector's `llm.budgets`).
+    pub pinned_tenants: Vec<String>,
+    /// How many agent names (`agent`, `gen_ai.agent.name`) keep their own
+    /// label, the most active first; the rest are `agent="other"`.
+    /// Default 50.
+    pub top_agents: usize,
+    /// How many tool names (`tool`, `gen_ai.tool.name`) keep their own
+    /// label, the most called first; the rest are `tool="other"`.
+    /// Default 50.
+    pub top_tools: usize,
 }
 
 impl Default for LlmConfig {
@@ -426,19 +445,61 @@ impl Default for LlmConfig {
                 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96,
                 81.92,
             ],
+            ttft_buckets: vec![
+                0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                7.5, 10.0,
+            ],
             max_series: 10_000,
+            top_tenants: 20,
+            pinned_tenants: Vec::new(),
+            top_agents: 50,
+            top_tools: 50,
         }
     }
 }
 
 /// Price of one model, USD per million tokens.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPrice {
-    /// USD per 1M input (prompt) tokens.
+    /// USD per 1M input (prompt) tokens not read from the prompt cache.
     pub input: f64,
-    /// USD per 1M output (completion) tokens.
+    /// USD per 1M output (completion) tokens that are not reasoning tokens.
     pub output: f64,
+    /// USD per 1M input tokens read from the prompt cache (OpenAI's
+    /// "cached input", Anthropic's "cache hits", Google's "context
+    /// caching"). Unset: priced as `input`.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// USD per 1M reasoning (thinking) output tokens. Unset: priced as
+    /// `output`, which is how OpenAI, Anthropic and Google bill them.
+    #[serde(default)]
+    pub reasoning: Option<f64>,
+}
+
+impl ModelPrice {
+    /// A price with input and output only.
+    pub fn new(input: f64, output: f64) -> Self {
+        Self {
+            input,
+            output,
+            ..Self::default()
+        }
+    }
+
+    /// Cost in USD of a call. `cached_input` is the part of `input` read
+    /// from the prompt cache and `reasoning` the part of `output` spent
+    /// reasoning (as OpenTelemetry's `gen_ai.usage.*` counts them), so each
+    /// part is priced once, at its own rate.
+    pub fn cost(&self, input: u64, cached_input: u64, output: u64, reasoning: u64) -> f64 {
+        let cached = cached_input.min(input) as f64;
+        let reasoning = reasoning.min(output) as f64;
+        ((input as f64 - cached) * self.input
+            + cached * self.cached_input.unwrap_or(self.input)
+            + (output as f64 - reasoning) * self.output
+            + reasoning * self.reasoning.unwrap_or(self.output))
+            / 1e6
+    }
 }
 
 /// A group of scrape targets sharing a job name.
@@ -599,7 +660,8 @@ impl Config {
                 .map_err(ConfigError::Invalid)?;
         }
         for (model, p) in &self.llm.prices {
-            if !(p.input >= 0.0 && p.output >= 0.0 && p.input.is_finite() && p.output.is_finite()) {
+            let all = [Some(p.input), Some(p.output), p.cached_input, p.reasoning];
+            if !all.into_iter().flatten().all(|v| v >= 0.0 && v.is_finite()) {
                 return bad(format!(
                     "llm.prices.{model}: prices must be finite and non-negative"
                 ));
@@ -608,6 +670,7 @@ impl Config {
         for (what, b) in [
             ("token_buckets", &self.llm.token_buckets),
             ("duration_buckets", &self.llm.duration_buckets),
+            ("ttft_buckets", &self.llm.ttft_buckets),
         ] {
             if b.is_empty()
                 || b.windows(2).any(|w| w[0] >= w[1])

@@ -10,6 +10,7 @@
 pub mod genai;
 pub mod otlp;
 pub mod prices;
+pub mod topn;
 pub mod usage;
 
 use std::collections::{BTreeMap, HashSet};
@@ -66,6 +67,23 @@ pub enum UpdateError {
     BadHistogram { counts: usize, bounds: usize },
 }
 
+/// What one histogram point added: its sum, count and per-bucket counts
+/// (not cumulative, one more than the bounds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistIncrease {
+    pub sum: f64,
+    pub count: u64,
+    pub buckets: Vec<u64>,
+}
+
+/// A series taken out of the exposition with its state (see [`topn`]).
+#[derive(Debug, Clone)]
+pub struct Parked {
+    family: String,
+    key: (String, Labels),
+    state: SeriesState,
+}
+
 /// Cumulative series keyed by family name.
 #[derive(Debug)]
 pub struct Aggregator {
@@ -115,7 +133,7 @@ impl Aggregator {
         sum: f64,
         count: u64,
         add: bool,
-    ) -> Result<(f64, u64), UpdateError> {
+    ) -> Result<HistIncrease, UpdateError> {
         if counts.len() != bounds.len() + 1 {
             return Err(UpdateError::BadHistogram {
                 counts: counts.len(),
@@ -135,7 +153,11 @@ impl Aggregator {
                 }
                 *s += sum;
                 *n += count;
-                (sum, count)
+                HistIncrease {
+                    sum,
+                    count,
+                    buckets: counts.to_vec(),
+                }
             }
             other => {
                 // A cumulative point replaces the state: what it adds is the
@@ -143,9 +165,32 @@ impl Aggregator {
                 // restarted and counts from zero again).
                 let increase = match other {
                     SeriesState::Histogram {
-                        sum: s, count: n, ..
-                    } if count >= *n => (sum - *s, count - *n),
-                    _ => (sum, count),
+                        bounds: b,
+                        counts: c,
+                        sum: s,
+                        count: n,
+                    } if count >= *n => HistIncrease {
+                        sum: sum - *s,
+                        count: count - *n,
+                        buckets: if b.as_slice() == bounds {
+                            counts
+                                .iter()
+                                .zip(c.iter())
+                                .map(|(new, old)| new.saturating_sub(*old))
+                                .collect()
+                        } else {
+                            // New bounds: the increase cannot be placed in
+                            // buckets, so it goes to +Inf.
+                            let mut v = vec![0; counts.len()];
+                            v[counts.len() - 1] = count - *n;
+                            v
+                        },
+                    },
+                    _ => HistIncrease {
+                        sum,
+                        count,
+                        buckets: counts.to_vec(),
+                    },
                 };
                 *other = SeriesState::Histogram {
                     bounds: bounds.to_vec(),
@@ -173,6 +218,53 @@ impl Aggregator {
         counts[idx] = 1;
         self.histogram(name, help, labels, bounds, &counts, v, 1, true)
             .map(|_| ())
+    }
+
+    /// Takes every series of `family` whose `label` is `value` out of the
+    /// aggregator, with its state, so it can be put back unchanged.
+    pub fn take_series(&mut self, family: &str, label: &str, value: &str) -> Vec<Parked> {
+        let Some(fam) = self.families.get_mut(family) else {
+            return Vec::new();
+        };
+        let keys: Vec<(String, Labels)> = fam
+            .series
+            .keys()
+            .filter(|(_, l)| l.get(label) == Some(value))
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(state) = fam.series.remove(&key) {
+                self.series_count -= 1;
+                out.push(Parked {
+                    family: family.to_string(),
+                    key,
+                    state,
+                });
+            }
+        }
+        out
+    }
+
+    /// Puts parked series back. A series that was written again meanwhile
+    /// keeps its newer state; one over the series limit is refused.
+    pub fn restore_series(&mut self, parked: Vec<Parked>) -> Vec<UpdateError> {
+        let mut errors = Vec::new();
+        for p in parked {
+            let Some(fam) = self.families.get_mut(&p.family) else {
+                continue;
+            };
+            if fam.series.contains_key(&p.key) {
+                continue;
+            }
+            if self.series_count >= self.max_series {
+                errors.push(UpdateError::SeriesLimit(self.max_series));
+                continue;
+            }
+            self.series_count += 1;
+            fam.series.insert(p.key, p.state);
+        }
+        errors
     }
 
     fn entry(
@@ -269,6 +361,14 @@ pub struct LlmStats {
     pub otlp_rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+/// The bounded labels' state.
+#[derive(Debug)]
+pub struct Bounds {
+    pub tenants: topn::TopN,
+    pub agents: topn::TopN,
+    pub tools: topn::TopN,
+}
+
 /// Shared LLM state: the aggregator, the price table and counters.
 pub struct LlmState {
     pub(crate) agg: Mutex<Aggregator>,
@@ -277,6 +377,9 @@ pub struct LlmState {
     pub(crate) default_prices: bool,
     pub(crate) token_buckets: Vec<f64>,
     pub(crate) duration_buckets: Vec<f64>,
+    pub(crate) ttft_buckets: Vec<f64>,
+    /// The bounded `tenant`, `agent` and `tool` labels. Locked after `agg`.
+    pub(crate) bounds: Mutex<Bounds>,
     /// (provider, model) pairs already logged as unpriced.
     pub(crate) unpriced_logged: Mutex<HashSet<(String, String)>>,
     pub stats: LlmStats,
@@ -298,6 +401,17 @@ impl LlmState {
             default_prices: cfg.default_prices,
             token_buckets: cfg.token_buckets.clone(),
             duration_buckets: cfg.duration_buckets.clone(),
+            ttft_buckets: cfg.ttft_buckets.clone(),
+            bounds: Mutex::new(Bounds {
+                tenants: topn::TopN::new(
+                    "tenant",
+                    genai::TENANT_FAMILIES,
+                    cfg.top_tenants,
+                    cfg.pinned_tenants.iter().cloned(),
+                ),
+                agents: topn::TopN::new("agent", genai::AGENT_FAMILIES, cfg.top_agents, []),
+                tools: topn::TopN::new("tool", genai::TOOL_FAMILIES, cfg.top_tools, []),
+            }),
             unpriced_logged: Mutex::new(HashSet::new()),
             stats: LlmStats::default(),
         }
@@ -420,6 +534,22 @@ impl genai::Pricing for LlmState {
     fn unpriced(&self, provider: &str, model: &str) {
         self.log_unpriced(provider, model);
     }
+
+    fn bounded(
+        &self,
+        which: genai::Bounded,
+        name: &str,
+        weight: f64,
+        agg: &mut Aggregator,
+    ) -> String {
+        let mut b = self.bounds.lock();
+        let top = match which {
+            genai::Bounded::Tenant => &mut b.tenants,
+            genai::Bounded::Agent => &mut b.agents,
+            genai::Bounded::Tool => &mut b.tools,
+        };
+        top.label_for(name, weight, agg)
+    }
 }
 
 /// Publishes the LLM aggregates on their interval, and once more at
@@ -494,13 +624,8 @@ mod tests {
     #[test]
     fn configured_prices_override_the_built_in_table() {
         let mut cfg = LlmConfig::default();
-        cfg.prices.insert(
-            "gpt-4o".into(),
-            ModelPrice {
-                input: 1.0,
-                output: 2.0,
-            },
-        );
+        cfg.prices
+            .insert("gpt-4o".into(), ModelPrice::new(1.0, 2.0));
         let st = LlmState::new(&cfg);
         assert_eq!(st.price("openai", "gpt-4o").map(|p| p.input), Some(1.0));
         assert_eq!(

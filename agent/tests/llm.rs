@@ -23,13 +23,9 @@ async fn start_agent() -> (String, CancellationToken, tokio::task::JoinHandle<()
     };
     cfg.remote_write.url = String::new();
     cfg.system.enabled = false;
-    cfg.llm.prices.insert(
-        "gpt-4o".into(),
-        ModelPrice {
-            input: 2.5,
-            output: 10.0,
-        },
-    );
+    cfg.llm
+        .prices
+        .insert("gpt-4o".into(), ModelPrice::new(2.5, 10.0));
     let token = CancellationToken::new();
     let t = token.clone();
     let h = tokio::spawn(async move {
@@ -96,12 +92,21 @@ duration = meter.create_histogram(
     "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration",
     explicit_bucket_boundaries_advisory=[0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24])
 requests = meter.create_counter("app.llm.requests", unit="{request}")
+first_chunk = meter.create_histogram(
+    "gen_ai.client.operation.time_to_first_chunk", unit="s",
+    description="Time to receive the first chunk",
+    explicit_bucket_boundaries_advisory=[0.1, 0.25, 0.5, 1.0])
 new = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+agent = {"gen_ai.operation.name": "invoke_agent", "gen_ai.provider.name": "openai", "gen_ai.agent.name": "planner"}
+tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "web_search"}
+duration.record(3.0, agent)
+duration.record(0.3, {**tool, "error.type": "TimeoutError"})
 old = {"gen_ai.operation.name": "chat", "gen_ai.system": "anthropic", "gen_ai.request.model": "claude"}
 for inp, out, d in [(100, 20, 0.5), (300, 40, 1.5)]:
     tokens.record(inp, {**new, "gen_ai.token.type": "input"})
     tokens.record(out, {**new, "gen_ai.token.type": "output"})
     duration.record(d, new)
+    first_chunk.record(d / 4, new)
     requests.add(1, new)
 assert reader.force_flush()
 tokens.record(1000, {**old, "gen_ai.token.type": "input"})
@@ -227,6 +232,51 @@ fn check_genai(text: &str) {
         1.0
     );
     assert!(text.contains("# TYPE app_llm_requests_total counter"));
+    // Time to first chunk, agent runs and tool calls feed the llm_* series
+    // once (a cumulative export re-sends them unchanged).
+    let pm = [("provider", "openai"), ("model", "gpt-4o")];
+    assert_eq!(
+        m("llm_time_to_first_token_seconds_count", &pm),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        m(
+            "llm_time_to_first_token_seconds_bucket",
+            &[pm[0], pm[1], ("le", "0.25")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "llm_agent_requests_total",
+            &[
+                ("agent", "planner"),
+                ("operation", "invoke_agent"),
+                ("status", "ok")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m(
+            "llm_agent_duration_seconds_sum",
+            &[("agent", "planner"), ("operation", "invoke_agent")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        m(
+            "llm_tool_calls_total",
+            &[("tool", "web_search"), ("status", "timeouterror")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m("llm_requests_total", &[pm[0], pm[1], ("status", "ok")]),
+        2.0,
+        "agent and tool operations are not model requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,22 +404,30 @@ async fn usage_events_over_http() {
         Some(1.0)
     );
     assert_eq!(
-        metric(
+        common::sum(
             &text,
             "llm_tokens_total",
             &[pm[0], pm[1], ("type", "input")]
         ),
-        Some(2010.0)
+        2010.0
     );
     assert_eq!(
-        metric(
+        common::sum(
             &text,
             "llm_tokens_total",
             &[pm[0], pm[1], ("type", "output")]
         ),
-        Some(1001.0)
+        1001.0
     );
-    let cost = metric(&text, "llm_cost_usd_total", &pm).expect("cost");
+    // The first event's tenant is a label of its own; the others have none.
+    let acme = metric(
+        &text,
+        "llm_cost_usd_total",
+        &[pm[0], pm[1], ("tenant", "acme")],
+    )
+    .expect("acme's cost");
+    assert!((acme - (2000.0 * 2.5 + 1000.0 * 10.0) / 1e6).abs() < 1e-9);
+    let cost = common::sum(&text, "llm_cost_usd_total", &pm);
     assert!(
         (cost - (2010.0 * 2.5 + 1001.0 * 10.0) / 1e6).abs() < 1e-9,
         "cost {cost}"

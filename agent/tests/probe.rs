@@ -122,19 +122,25 @@ remote_write: {{ url: "" }}
 system: {{ enabled: false }}
 llm: {{ enabled: false }}
 probes:
+  # Probe timeouts are capped at the interval: 5 s leaves a debug build
+  # room for a TLS handshake on a loaded machine.
   - job: web
     targets: ["{ok}", "{down}", "{moved}", "{closed}"]
-    timeout: 2s
+    interval: 5s
+    timeout: 5s
   - job: web-body
     targets: ["{degraded}"]
+    interval: 5s
     fail_if_body_not_matches_regexp: ["status: ok"]
   - job: web-tls
     targets: ["{tls_ok}"]
+    interval: 5s
     fail_if_not_ssl: true
     tls_config:
       ca_file: {ca}
   - job: web-tls-untrusted
     targets: ["{tls_untrusted}"]
+    interval: 5s
 "#,
         ca = ca.display()
     );

@@ -33,6 +33,7 @@ pub fn router(a: Arc<Alerting>) -> axum::Router {
         .route("/api/v2/receivers", get(get_receivers))
         .route("/api/v2/status", get(get_status))
         .route("/api/v2/alerts/", post(post_alerts))
+        .merge(crate::incident::api::routes())
         .with_state(a)
 }
 
@@ -66,7 +67,7 @@ fn url_decode(s: &str) -> String {
 }
 
 /// Query parameters as (name, value) pairs; names may repeat.
-fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
     q.as_deref()
         .unwrap_or("")
         .split('&')
@@ -292,11 +293,14 @@ async fn post_silence(State(a): State<Arc<Alerting>>, body: axum::body::Bytes) -
         Ok(list) => {
             let id = list.last().map(|s| s.id.clone()).unwrap_or_default();
             let writes = list
-                .into_iter()
-                .map(|s| Write::PutSilence(Box::new(s)))
+                .iter()
+                .map(|s| Write::PutSilence(Box::new(s.clone())))
                 .collect();
             if let Err(e) = a.store.write(writes).await {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+            }
+            for s in &list {
+                a.publish_silence(s);
             }
             Json(json!({"silenceID": id})).into_response()
         }
@@ -321,9 +325,14 @@ async fn delete_silence(State(a): State<Arc<Alerting>>, Path(id): Path<String>) 
     let res = a.state.lock().silences.expire(&id, now);
     match res {
         Ok(s) => {
-            if let Err(e) = a.store.write(vec![Write::PutSilence(Box::new(s))]).await {
+            if let Err(e) = a
+                .store
+                .write(vec![Write::PutSilence(Box::new(s.clone()))])
+                .await
+            {
                 return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
             }
+            a.publish_silence(&s);
             // Expiring a silence may release alerts; flush them on schedule.
             a.wake.notify_one();
             StatusCode::OK.into_response()
@@ -350,11 +359,20 @@ async fn get_receivers(State(a): State<Arc<Alerting>>) -> Response {
 /// as `versionInfo.version` (the version amtool checks).
 pub const ALERTMANAGER_API_VERSION: &str = "0.25.0";
 
+/// Alertmanager's `clusterStatus`: this member's name, `ready` or
+/// `settling`, and every live member (itself included); `disabled` alone.
+pub fn cluster_status(a: &Alerting) -> Value {
+    match a.cluster() {
+        Some(c) => serde_json::to_value(c.status()).unwrap_or(Value::Null),
+        None => json!({"name": "", "peers": [], "status": "disabled"}),
+    }
+}
+
 async fn get_status(State(a): State<Arc<Alerting>>) -> Response {
     let original = a.runtime.read().cfg.original.clone();
     let uptime = format_go_time(&a.started);
     Json(json!({
-        "cluster": {"name": "", "peers": [], "status": "disabled"},
+        "cluster": cluster_status(&a),
         "config": {"original": original},
         "uptime": uptime,
         // amtool compares `version` with its own and warns on every call

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::alert::{Alert, notification_order};
 use crate::config::AlertingConfig;
+use crate::incident::AckView;
 use crate::inhibit::{InhibitRule, Inhibitor};
 use crate::matchers::{LabelSet, fingerprint};
 use crate::nflog::{Decision, NflogEntry, NflogKey, effective_repeat, needs_update};
@@ -97,6 +98,38 @@ pub struct Group {
 pub struct FlushOutput {
     pub writes: Vec<Write>,
     pub notifications: Vec<OutboxEntry>,
+    /// Log entries recorded without a notification (only resolved alerts,
+    /// `send_resolved` off); a cluster shares them at once.
+    pub logged: Vec<(NflogKey, NflogEntry)>,
+    /// Held notifications dropped because a peer had sent them.
+    pub deduplicated: usize,
+}
+
+/// A notification decided by a flush, not yet logged or written.
+pub struct PendingNotification {
+    pub key: NflogKey,
+    pub firing: BTreeSet<u64>,
+    pub resolved: BTreeSet<u64>,
+    pub send_resolved: bool,
+    pub repeat_interval: std::time::Duration,
+    pub repeat_backoff: Option<crate::config::RepeatBackoff>,
+    /// `None` when there is nothing to send (only the log changes).
+    pub data: Option<NotificationData>,
+}
+
+/// A notification held for this member's turn in the cluster.
+pub struct Deferred {
+    pub due: Instant,
+    pub pending: PendingNotification,
+}
+
+/// Where this member stands in its cluster when a flush happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterWait {
+    /// `position × peer_timeout`.
+    pub delay: std::time::Duration,
+    /// False while the cluster settles.
+    pub ready: bool,
 }
 
 /// The pipeline state.
@@ -107,6 +140,11 @@ pub struct State {
     pub silences: Silences,
     pub groups: HashMap<(usize, u64), Group>,
     pub nflog: HashMap<NflogKey, NflogEntry>,
+    /// Notifications waiting for this member's turn in a cluster.
+    pub deferred: HashMap<NflogKey, Deferred>,
+    /// Acknowledged episodes per fingerprint (a snapshot of the incident
+    /// book, refreshed before each flush).
+    pub acks: HashMap<u64, AckView>,
 }
 
 impl State {
@@ -119,6 +157,8 @@ impl State {
             silences,
             groups: HashMap::new(),
             nflog,
+            deferred: HashMap::new(),
+            acks: HashMap::new(),
         }
     }
 
@@ -208,13 +248,14 @@ impl State {
         next_id: &mut dyn FnMut() -> u64,
         opts: &FlushOptions,
     ) -> FlushOutput {
+        let mut out = FlushOutput::default();
+        self.flush_deferred(now, now_i, next_id, opts, &mut out);
         let due: Vec<(usize, u64)> = self
             .groups
             .iter()
             .filter(|(_, g)| g.next_flush <= now_i)
             .map(|(k, _)| *k)
             .collect();
-        let mut out = FlushOutput::default();
         for k in due {
             self.flush(k, now, now_i, next_id, opts, &mut out);
         }
@@ -235,6 +276,7 @@ impl State {
             return;
         };
         let node = &rt.routes.nodes[group.route];
+        let mut decided: Vec<(PendingNotification, Decision)> = Vec::new();
         let mut snapshot: Vec<Alert> = group.alerts.values().cloned().collect();
         snapshot.sort_by(|a, b| notification_order(&a.labels, &b.labels));
         if !rt.muted_by_time(group.route, now) {
@@ -271,49 +313,68 @@ impl State {
                     let decision =
                         needs_update(prev, &firing, &resolved, integ.send_resolved(), repeat, now);
                     if decision == Decision::Skip {
+                        // A group's first flush finding its alerts already
+                        // logged: a peer sent them (counted like a held
+                        // notification dropped after waiting).
+                        if opts.cluster.is_some()
+                            && !group.has_flushed
+                            && prev.is_some_and(|e| !e.firing.is_empty())
+                        {
+                            out.deduplicated += 1;
+                        }
                         continue;
                     }
-                    let entry = NflogEntry {
-                        firing: firing.clone(),
-                        resolved: resolved.clone(),
-                        timestamp: now,
-                        repeats: if decision == Decision::Repeat {
-                            prev.map_or(0, |e| e.repeats) + 1
-                        } else {
-                            0
-                        },
-                    };
-                    self.nflog.insert(key.clone(), entry.clone());
-                    out.writes.push(Write::PutNflog(key, entry));
+                    // Acknowledged alerts are not repeated: a repeat of a
+                    // group whose firing alerts are all acknowledged is
+                    // skipped (a change, such as a new alert or a
+                    // resolution, still notifies).
+                    if decision == Decision::Repeat
+                        && kept
+                            .iter()
+                            .filter(|a| !a.resolved_at(now))
+                            .all(|a| self.acks.get(&a.fingerprint).is_some_and(|v| v.open))
+                    {
+                        continue;
+                    }
                     let send: Vec<Alert> = kept
                         .iter()
                         .filter(|a| integ.send_resolved() || !a.resolved_at(now))
-                        .map(|a| (*a).clone())
+                        .map(|a| with_ack(a, self.acks.get(&a.fingerprint), now))
                         .collect();
-                    if send.is_empty() {
-                        // Only resolved alerts and send_resolved is off: the
-                        // log records them, nothing is sent.
-                        continue;
-                    }
-                    let data = NotificationData::new(
-                        &recv.name,
-                        &group.key,
-                        &group.labels,
-                        &send,
-                        &opts.external_url,
-                        now,
-                    );
-                    let entry = OutboxEntry::new(
-                        next_id(),
-                        &recv.name,
-                        iid.clone(),
+                    // Only resolved alerts and send_resolved off: the log
+                    // records them, nothing is sent.
+                    let data = (!send.is_empty()).then(|| {
+                        NotificationData::new(
+                            &recv.name,
+                            &group.key,
+                            &group.labels,
+                            &send,
+                            &opts.external_url,
+                            now,
+                        )
+                    });
+                    let pending = PendingNotification {
+                        key,
+                        firing: firing.clone(),
+                        resolved: resolved.clone(),
+                        send_resolved: integ.send_resolved(),
+                        repeat_interval: node.repeat_interval,
+                        repeat_backoff: node.repeat_backoff.clone(),
                         data,
-                        now,
-                        opts.give_up_after,
-                    );
-                    out.writes.push(Write::PutOutbox(Box::new(entry.clone())));
-                    out.notifications.push(entry);
+                    };
+                    decided.push((pending, decision));
                 }
+            }
+        }
+        for (pending, decision) in decided {
+            match opts.cluster {
+                // A clustered member waits for its position (and for the
+                // cluster to settle) before it decides, so a peer ahead of
+                // it can notify first.
+                Some(w) if !w.ready || !w.delay.is_zero() => {
+                    self.defer(pending, now_i + w.delay);
+                }
+                _ => self.commit(pending, decision, now, next_id, opts, out),
             }
         }
         let Some(group) = self.groups.get_mut(&k) else {
@@ -336,6 +397,108 @@ impl State {
         if group.alerts.is_empty() {
             self.groups.remove(&k);
         }
+    }
+
+    /// Records a notification in the log and writes its outbox row.
+    fn commit(
+        &mut self,
+        p: PendingNotification,
+        decision: Decision,
+        now: DateTime<Utc>,
+        next_id: &mut dyn FnMut() -> u64,
+        opts: &FlushOptions,
+        out: &mut FlushOutput,
+    ) {
+        let prev_repeats = self.nflog.get(&p.key).map_or(0, |e| e.repeats);
+        let entry = NflogEntry {
+            firing: p.firing,
+            resolved: p.resolved,
+            timestamp: now,
+            repeats: if decision == Decision::Repeat {
+                prev_repeats + 1
+            } else {
+                0
+            },
+        };
+        self.nflog.insert(p.key.clone(), entry.clone());
+        out.writes
+            .push(Write::PutNflog(p.key.clone(), entry.clone()));
+        let Some(data) = p.data else {
+            out.logged.push((p.key, entry));
+            return;
+        };
+        let mut row = OutboxEntry::new(
+            next_id(),
+            &p.key.receiver,
+            p.key.integration.clone(),
+            data,
+            now,
+            opts.give_up_after,
+        );
+        row.nflog = Some(entry);
+        out.writes.push(Write::PutOutbox(Box::new(row.clone())));
+        out.notifications.push(row);
+    }
+
+    /// Holds a notification until `due`. A newer one for the same log key
+    /// replaces the content but keeps the earlier time, so a
+    /// `group_interval` shorter than the wait cannot postpone it forever.
+    fn defer(&mut self, p: PendingNotification, due: Instant) {
+        match self.deferred.get_mut(&p.key) {
+            Some(d) => {
+                d.due = d.due.min(due);
+                d.pending = p;
+            }
+            None => {
+                self.deferred
+                    .insert(p.key.clone(), Deferred { due, pending: p });
+            }
+        }
+    }
+
+    /// Decides the held notifications that are due: skipped when the
+    /// (gossiped) log shows a peer already sent the same alerts
+    /// (Alertmanager's `DedupStage` after its `WaitStage`), else sent.
+    pub fn flush_deferred(
+        &mut self,
+        now: DateTime<Utc>,
+        now_i: Instant,
+        next_id: &mut dyn FnMut() -> u64,
+        opts: &FlushOptions,
+        out: &mut FlushOutput,
+    ) {
+        if opts.cluster.is_some_and(|w| !w.ready) {
+            return;
+        }
+        let due: Vec<NflogKey> = self
+            .deferred
+            .iter()
+            .filter(|(_, d)| d.due <= now_i)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            let Some(d) = self.deferred.remove(&k) else {
+                continue;
+            };
+            let p = d.pending;
+            let prev = self.nflog.get(&p.key);
+            let repeat = effective_repeat(
+                p.repeat_interval,
+                p.repeat_backoff.as_ref(),
+                prev.map_or(0, |e| e.repeats),
+            );
+            let decision = needs_update(prev, &p.firing, &p.resolved, p.send_resolved, repeat, now);
+            if decision == Decision::Skip {
+                out.deduplicated += 1;
+                continue;
+            }
+            self.commit(p, decision, now, next_id, opts, out);
+        }
+    }
+
+    /// When the earliest held notification is due.
+    pub fn next_deferred(&self) -> Option<Instant> {
+        self.deferred.values().map(|d| d.due).min()
     }
 
     /// Drops resolved alerts from the store; returns the removals to persist.
@@ -385,10 +548,35 @@ impl State {
     }
 }
 
+/// Annotation names that show an acknowledgement in notifications (added
+/// to the notification only: the alert's labels, fingerprint and stored
+/// annotations do not change).
+pub const ACK_BY: &str = "vigil_acknowledged_by";
+pub const ACK_AT: &str = "vigil_acknowledged_at";
+pub const ACK_COMMENT: &str = "vigil_acknowledgement";
+
+/// The alert as a notification carries it: with the ack of its current
+/// episode shown in annotations. A resolved alert still shows the ack of
+/// the episode that just ended; a firing one only an open episode's.
+fn with_ack(a: &Alert, ack: Option<&AckView>, now: DateTime<Utc>) -> Alert {
+    let mut a = a.clone();
+    if let Some(v) = ack.filter(|v| v.open || a.resolved_at(now)) {
+        a.annotations.insert(ACK_BY.into(), v.author.clone());
+        a.annotations
+            .insert(ACK_AT.into(), crate::alert::format_go_time(&v.at));
+        if !v.comment.is_empty() {
+            a.annotations.insert(ACK_COMMENT.into(), v.comment.clone());
+        }
+    }
+    a
+}
+
 /// Settings a flush needs from the options.
 pub struct FlushOptions {
     pub external_url: String,
     pub give_up_after: chrono::Duration,
+    /// `Some` in a cluster: this member's wait before it notifies.
+    pub cluster: Option<ClusterWait>,
 }
 
 #[cfg(test)]

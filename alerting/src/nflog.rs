@@ -55,6 +55,20 @@ pub struct NflogEntry {
     pub repeats: u32,
 }
 
+/// Whether a peer's `incoming` entry replaces `current` (same key): the
+/// newer notification wins; equal times are broken by content so every
+/// member keeps the same entry.
+pub fn supersedes(incoming: &NflogEntry, current: &NflogEntry) -> bool {
+    match incoming.timestamp.cmp(&current.timestamp) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => {
+            (&incoming.firing, &incoming.resolved, incoming.repeats)
+                > (&current.firing, &current.resolved, current.repeats)
+        }
+    }
+}
+
 /// Why a flush notifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -186,5 +200,67 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(effective_repeat(base, None, 5), base);
+    }
+
+    fn entry(ts: i64, firing: &[u64], repeats: u32) -> NflogEntry {
+        NflogEntry {
+            firing: set(firing),
+            resolved: set(&[]),
+            timestamp: DateTime::from_timestamp(ts, 0).expect("valid time"),
+            repeats,
+        }
+    }
+
+    /// Merges `incoming` into `current` as a member does.
+    fn merge(current: &mut Option<NflogEntry>, incoming: &NflogEntry) -> bool {
+        match current {
+            Some(c) if !supersedes(incoming, c) => false,
+            _ => {
+                *current = Some(incoming.clone());
+                true
+            }
+        }
+    }
+
+    #[test]
+    fn newest_entry_wins_and_merging_twice_changes_nothing() {
+        let old = entry(100, &[1], 0);
+        let new = entry(200, &[1, 2], 0);
+        let mut cur = Some(old.clone());
+        assert!(merge(&mut cur, &new));
+        assert!(!merge(&mut cur, &new), "idempotent");
+        assert!(!merge(&mut cur, &old), "an older entry never wins");
+        assert_eq!(cur, Some(new));
+        // Equal times: content decides, the same way everywhere.
+        let a = entry(300, &[1], 0);
+        let b = entry(300, &[2], 0);
+        assert!(supersedes(&b, &a) != supersedes(&a, &b));
+    }
+
+    proptest::proptest! {
+        /// Any order of the same entries ends in the same state.
+        #[test]
+        fn merges_converge_in_any_order(
+            raw in proptest::collection::vec((0i64..5, 0u64..3, 0u32..2), 1..8),
+            seed in 0u64..1000,
+        ) {
+            let entries: Vec<NflogEntry> =
+                raw.iter().map(|(t, f, r)| entry(*t, &[*f], *r)).collect();
+            let mut forward = None;
+            for e in &entries {
+                merge(&mut forward, e);
+            }
+            let mut shuffled = entries.clone();
+            // A deterministic permutation from the seed.
+            let n = shuffled.len();
+            for i in 0..n {
+                shuffled.swap(i, (seed as usize + i * 7) % n);
+            }
+            let mut other = None;
+            for e in shuffled.iter().chain(entries.iter()) {
+                merge(&mut other, e);
+            }
+            proptest::prop_assert_eq!(forward, other);
+        }
     }
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::dispatch::Runtime;
+use crate::incident::IncidentBook;
 use crate::metrics::Metrics;
 use crate::nflog::IntegrationId;
 use crate::notify::{NotificationData, NotifyError};
@@ -43,6 +44,10 @@ pub struct OutboxEntry {
     /// Held back by a rate limit; folded into a digest when due.
     #[serde(default)]
     pub digest: bool,
+    /// The notification log entry this notification carries out; a
+    /// cluster shares it with the peers once delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nflog: Option<crate::nflog::NflogEntry>,
 }
 
 impl OutboxEntry {
@@ -65,6 +70,7 @@ impl OutboxEntry {
             next_attempt: now,
             last_error: None,
             digest: false,
+            nflog: None,
         }
     }
 }
@@ -96,8 +102,12 @@ struct Inner {
     sent: HashMap<String, VecDeque<DateTime<Utc>>>,
 }
 
+/// Called with the entries of each delivered notification.
+pub type DeliveredHook = Box<dyn Fn(&[OutboxEntry]) + Send + Sync>;
+
 /// The outbox; shared by the dispatcher (enqueue) and its delivery loop.
 pub struct Outbox {
+    delivered: std::sync::OnceLock<DeliveredHook>,
     inner: Mutex<Inner>,
     wake: Notify,
     next_id: AtomicU64,
@@ -105,6 +115,9 @@ pub struct Outbox {
     policy: RetryPolicy,
     runtime: Arc<RwLock<Arc<Runtime>>>,
     metrics: Arc<Metrics>,
+    /// Where each final outcome is recorded, on the incidents of the
+    /// alerts a notification carried.
+    incidents: Arc<Mutex<IncidentBook>>,
 }
 
 impl Outbox {
@@ -114,8 +127,12 @@ impl Outbox {
         policy: RetryPolicy,
         runtime: Arc<RwLock<Arc<Runtime>>>,
         metrics: Arc<Metrics>,
+        incidents: Arc<Mutex<IncidentBook>>,
     ) -> Arc<Self> {
-        let next = loaded.iter().map(|e| e.id).max().unwrap_or(0) + 1;
+        // Ids stay above those recorded on incidents too, so a notification
+        // after a restart never reuses the id of one already in a history.
+        let recorded = incidents.lock().max_notification_id();
+        let next = loaded.iter().map(|e| e.id).max().unwrap_or(0).max(recorded) + 1;
         if !loaded.is_empty() {
             info!(
                 pending = loaded.len(),
@@ -124,6 +141,7 @@ impl Outbox {
         }
         let pending = loaded.into_iter().map(|e| (e.id, e)).collect();
         Arc::new(Self {
+            delivered: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner {
                 pending,
                 ..Default::default()
@@ -134,7 +152,13 @@ impl Outbox {
             policy,
             runtime,
             metrics,
+            incidents,
         })
+    }
+
+    /// Sets what runs after each successful delivery (once).
+    pub fn on_delivered(&self, hook: DeliveredHook) {
+        let _ = self.delivered.set(hook);
     }
 
     pub fn next_id(&self) -> u64 {
@@ -327,6 +351,8 @@ impl Outbox {
         };
         let now = Utc::now();
         let mut writes = Vec::new();
+        // Final outcomes to record on incidents: (entry, ok, error, attempts).
+        let mut outcomes: Vec<(OutboxEntry, bool, Option<String>, u32)> = Vec::new();
         {
             let mut inner = self.inner.lock();
             for e in &batch {
@@ -339,6 +365,10 @@ impl Outbox {
                     for e in &batch {
                         inner.pending.remove(&e.id);
                         writes.push(Write::DeleteOutbox(e.id));
+                        outcomes.push((e.clone(), true, None, e.attempts + 1));
+                    }
+                    if let Some(hook) = self.delivered.get() {
+                        hook(&batch);
                     }
                 }
                 Err(err) => {
@@ -358,11 +388,23 @@ impl Outbox {
                         } else {
                             error!(receiver = %p.receiver, integration = %p.integration, attempts = p.attempts, error = %err, "notification failed; giving up");
                             self.metrics.failed(&p.receiver, &kind);
+                            outcomes.push((
+                                p.clone(),
+                                false,
+                                Some(err.message.clone()),
+                                p.attempts,
+                            ));
                             inner.pending.remove(&e.id);
                             writes.push(Write::DeleteOutbox(e.id));
                         }
                     }
                 }
+            }
+        }
+        if !outcomes.is_empty() {
+            let mut book = self.incidents.lock();
+            for (e, ok, err, attempts) in &outcomes {
+                writes.extend(book.record_delivery(e, *ok, err.as_deref(), *attempts, now));
             }
         }
         if let Err(e) = self.store.write(writes).await {

@@ -145,6 +145,28 @@ impl Silences {
         s
     }
 
+    /// Merges a silence from a cluster peer: kept when this member has no
+    /// silence with its ID or holds an older version ([`supersedes`]).
+    /// Returns whether anything changed. Idempotent and order-independent,
+    /// so members converge whatever order gossip delivers versions in.
+    pub fn merge(&mut self, incoming: Silence) -> bool {
+        if let Some((current, _)) = self.by_id.get(&incoming.id)
+            && !supersedes(&incoming, current)
+        {
+            return false;
+        }
+        let Ok(ms) = incoming
+            .matchers
+            .iter()
+            .map(ApiMatcher::to_matcher)
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return false;
+        };
+        self.by_id.insert(incoming.id.clone(), (incoming, ms));
+        true
+    }
+
     pub fn get(&self, id: &str) -> Option<&Silence> {
         self.by_id.get(id).map(|(s, _)| s)
     }
@@ -293,6 +315,20 @@ impl Silences {
     }
 }
 
+/// Whether `incoming` replaces `current` (same ID): the later update wins;
+/// equal update times are broken by content so every member picks the
+/// same one.
+pub fn supersedes(incoming: &Silence, current: &Silence) -> bool {
+    match incoming.updated_at.cmp(&current.updated_at) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => {
+            serde_json::to_string(incoming).unwrap_or_default()
+                > serde_json::to_string(current).unwrap_or_default()
+        }
+    }
+}
+
 /// A random (version 4) UUID, the form Alertmanager gives silence IDs.
 pub fn new_uuid() -> String {
     let mut b: [u8; 16] = rand::random();
@@ -420,5 +456,39 @@ mod tests {
         assert_eq!(changed.len(), 2);
         assert_eq!(changed[0].state(now), SilenceState::Expired);
         assert_ne!(changed[1].id, id);
+    }
+
+    #[test]
+    fn merge_keeps_the_newest_version_of_each_silence() {
+        let now = Utc::now();
+        let hour = chrono::Duration::hours(1);
+        let mut a = Silences::default();
+        let created = a
+            .upsert(post(&[("a", "b", false, true)], now, now + hour), now)
+            .expect("create")[0]
+            .clone();
+        let mut b = Silences::default();
+        assert!(b.merge(created.clone()), "new to b");
+        assert!(!b.merge(created.clone()), "idempotent");
+        assert_eq!(
+            b.silenced_by(&ls(&[("a", "b")]), now),
+            vec![created.id.clone()]
+        );
+        // Expired on a later: b takes the expiry, and never goes back.
+        let later = now + chrono::Duration::seconds(5);
+        let expired = a.expire(&created.id, later).expect("expire");
+        assert!(b.merge(expired.clone()));
+        assert!(!b.merge(created.clone()), "an older version never wins");
+        assert_eq!(b.get(&created.id), Some(&expired));
+        assert!(b.silenced_by(&ls(&[("a", "b")]), later).is_empty());
+        // A silence whose matchers do not compile is refused.
+        let mut bad = expired.clone();
+        bad.id = "x".into();
+        bad.matchers[0].name = "not a label".into();
+        assert!(!b.merge(bad));
+        // Same update time, different content: one rule for every member.
+        let mut twin = expired.clone();
+        twin.comment = "other".into();
+        assert_ne!(supersedes(&twin, &expired), supersedes(&expired, &twin));
     }
 }

@@ -1,5 +1,5 @@
 //! Durable state in `alerting.db` (SQLite, WAL): alerts, silences, the
-//! notification log and the notification outbox.
+//! notification log, the notification outbox and the incident history.
 //!
 //! One connection lives on a dedicated thread fed by a channel; writes that
 //! arrive together are committed in one transaction (group commit) and each
@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 use crate::alert::Alert;
+use crate::incident::Incident;
 use crate::nflog::{NflogEntry, NflogKey};
 use crate::outbox::OutboxEntry;
 use crate::silence::Silence;
@@ -41,6 +42,8 @@ pub enum Write {
     DeleteNflog(NflogKey),
     PutOutbox(Box<OutboxEntry>),
     DeleteOutbox(u64),
+    PutIncident(Box<Incident>),
+    DeleteIncident(String),
 }
 
 /// Everything read back at start.
@@ -50,6 +53,7 @@ pub struct Loaded {
     pub silences: Vec<Silence>,
     pub nflog: Vec<(NflogKey, NflogEntry)>,
     pub outbox: Vec<OutboxEntry>,
+    pub incidents: Vec<Incident>,
 }
 
 type Reply = oneshot::Sender<Result<(), String>>;
@@ -71,13 +75,15 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS alerts (fp INTEGER PRIMARY KEY, body TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS nflog (key TEXT PRIMARY KEY, body TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS incidents (id TEXT PRIMARY KEY, body TEXT NOT NULL);",
         )?;
         let loaded = Loaded {
             alerts: load(&conn, "SELECT body FROM alerts", "alerts")?,
             silences: load(&conn, "SELECT body FROM silences", "silences")?,
             nflog: load(&conn, "SELECT body FROM nflog", "nflog")?,
             outbox: load(&conn, "SELECT body FROM outbox ORDER BY id", "outbox")?,
+            incidents: load(&conn, "SELECT body FROM incidents", "incidents")?,
         };
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -205,6 +211,14 @@ fn apply<'a>(
             Write::DeleteOutbox(id) => {
                 tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?
                     .execute(params![*id as i64])?;
+            }
+            Write::PutIncident(i) => {
+                tx.prepare_cached("INSERT OR REPLACE INTO incidents (id, body) VALUES (?1, ?2)")?
+                    .execute(params![i.id, json(i)?])?;
+            }
+            Write::DeleteIncident(id) => {
+                tx.prepare_cached("DELETE FROM incidents WHERE id = ?1")?
+                    .execute(params![id])?;
             }
         }
     }

@@ -75,11 +75,15 @@ pub struct AgentState {
 }
 
 impl AgentState {
-    /// The observed push interval: the longest recent gap, or the assumed
-    /// initial interval before a gap has been seen.
+    /// The observed push interval: the longest recent gap between pushes,
+    /// or the assumed initial interval before one has been seen. Gaps
+    /// under [`MIN_INTERVAL_MS`] are requests of one burst (an agent sends
+    /// several batches per collection, and its whole backlog at start), so
+    /// they say nothing of the interval: an agent seen only in a burst is
+    /// judged on the initial interval, not on a second.
     pub fn interval_ms(&self, opts: &LivenessOptions) -> i64 {
-        match self.gaps_ms.iter().max() {
-            Some(g) => (*g).max(MIN_INTERVAL_MS),
+        match self.gaps_ms.iter().filter(|g| **g >= MIN_INTERVAL_MS).max() {
+            Some(g) => *g,
             None => opts.initial_interval.as_millis() as i64,
         }
     }
@@ -531,6 +535,24 @@ mod tests {
         }
         assert!(!t.check(4 * 60_000 + 200_000));
         assert!(t.check(4 * 60_000 + 241_000));
+    }
+
+    #[test]
+    fn a_burst_at_start_is_not_an_interval() {
+        let mut t = Tracker::new(opts(), Vec::new(), 0);
+        // A new agent ships its backlog in five requests within half a
+        // second, then pushes every 15 s.
+        for k in 0..5 {
+            t.push("j", "i", k * 100);
+        }
+        // Judged on the initial interval (1m, down after 4), not on 1 s.
+        assert!(!t.check(400 + 15_000));
+        assert!(!t.check(400 + 240_000));
+        assert!(t.check(400 + 240_001));
+        t.push("j", "i", 400 + 240_100);
+        t.push("j", "i", 400 + 255_100);
+        let a = t.agents().next().expect("tracked").clone();
+        assert_eq!(a.interval_ms(&opts()), 15_000);
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub fn required_access(method: &Method, path: &str) -> Access {
             Access::Admin
         }
         p if p.starts_with("/api/v1/admin/") => Access::Admin,
+        // Acknowledging alerts and annotating incidents.
+        "/api/vigil/v1/alerts/ack" if method == Method::POST => Access::Admin,
+        p if p.starts_with("/api/vigil/v1/incidents/") && method == Method::POST => Access::Admin,
         // Forgetting a retired agent.
         p if p.starts_with("/api/vigil/v1/agents/") && method == Method::DELETE => Access::Admin,
         _ => Access::Read,
@@ -245,6 +248,18 @@ mod tests {
         );
         assert_eq!(
             required_access(&Method::GET, "/api/vigil/v1/agents"),
+            Access::Read
+        );
+        assert_eq!(
+            required_access(&Method::POST, "/api/vigil/v1/alerts/ack"),
+            Access::Admin
+        );
+        assert_eq!(
+            required_access(&Method::POST, "/api/vigil/v1/incidents/x-1/notes"),
+            Access::Admin
+        );
+        assert_eq!(
+            required_access(&Method::GET, "/api/vigil/v1/incidents"),
             Access::Read
         );
     }

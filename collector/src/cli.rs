@@ -140,7 +140,22 @@ fn check_config(path: &std::path::Path) -> i32 {
             }
         }
     } else {
-        match Config::load(path) {
+        // The escalation rules name receivers of the Alertmanager file, so
+        // they are checked against it, as `vigil serve` does at start.
+        let loaded = Config::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|cfg| {
+                if cfg.alerting.escalations.is_empty() {
+                    return Ok(cfg);
+                }
+                let am = match &cfg.alerting_config {
+                    Some(p) => vigil_alerting::load_config(p).map_err(|e| e.to_string())?,
+                    None => vigil_alerting::AlertingConfig::default_config(),
+                };
+                cfg.escalations(&am)?;
+                Ok(cfg)
+            });
+        match loaded {
             Ok(_) => {
                 println!(
                     "  SUCCESS: {} is a valid Vigil configuration",
@@ -269,6 +284,76 @@ pub fn slo_generate(spec: &std::path::Path) -> i32 {
             eprintln!("vigil slo generate: {e}");
             1
         }
+    }
+}
+
+/// A report period's end: `now`, RFC 3339, Unix seconds, or `-DURATION`
+/// before now.
+pub fn parse_report_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    let s = s.trim();
+    if s == "now" {
+        return Ok(now_ms);
+    }
+    if let Some(ago) = s.strip_prefix('-').filter(|d| {
+        d.starts_with(|c: char| c.is_ascii_digit()) && d.contains(|c: char| c.is_ascii_alphabetic())
+    }) {
+        return crate::params::parse_duration_param(ago)
+            .map(|d| now_ms - d)
+            .map_err(|e| format!("{s:?}: {e}"));
+    }
+    crate::params::parse_time(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// `vigil report`: the report over `[from, to]` from the API at `url`, on
+/// stdout. Exit code 1 when the period or the API is unusable; sections
+/// the API cannot answer are listed in the report itself.
+pub fn report(
+    url: &str,
+    token_file: Option<&std::path::Path>,
+    from: &str,
+    to: &str,
+    format: &str,
+) -> i32 {
+    let fail = |e: String| {
+        eprintln!("vigil report: {e}");
+        1
+    };
+    let now = crate::params::now_ms();
+    let (from_ms, to_ms) = match (parse_report_time(from, now), parse_report_time(to, now)) {
+        (Ok(f), Ok(t)) if f < t => (f, t),
+        (Ok(_), Ok(_)) => return fail("--from must be before --to".into()),
+        (Err(e), _) => return fail(format!("--from {e}")),
+        (_, Err(e)) => return fail(format!("--to {e}")),
+    };
+    let format = match format.parse::<crate::report::Format>() {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let token = match token_file.map(std::fs::read_to_string).transpose() {
+        Ok(t) => t.map(|t| t.trim().to_string()),
+        Err(e) => return fail(format!("--token-file: {e}")),
+    };
+    let source = match crate::report::source::HttpSource::new(
+        url,
+        token,
+        std::time::Duration::from_secs(120),
+    ) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    // A source that answers nothing at all is a wrong URL, not an empty
+    // period.
+    if let Err(e) = crate::report::Source::instant(&source, "vector(1)", to_ms) {
+        return fail(e);
+    }
+    let r = crate::report::build(&source, from_ms, to_ms);
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(crate::report::render(&r, format).as_bytes())
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => 0,
+        Err(e) => fail(format!("writing the report: {e}")),
     }
 }
 

@@ -154,6 +154,59 @@ pub struct Config {
     /// Liveness of the agents that push: `up` and
     /// `vigil_agent_last_push_timestamp_seconds` per agent.
     pub agents: AgentsConfig,
+    /// Reports: the scheduled digest by email and Slack.
+    pub reports: crate::report::digest::ReportsConfig,
+    /// The alerting cluster, from the `--cluster-*` flags (not in the file).
+    #[serde(skip)]
+    pub cluster: Option<vigil_cluster::ClusterOptions>,
+    /// Vigil's alerting extensions, kept out of the Alertmanager file so
+    /// that file stays loadable by Alertmanager.
+    pub alerting: AlertingSection,
+    /// The file this configuration was read from (for error messages).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `alerting:` in `vigil.yml` (see `alerting/README.md`, "Incidents,
+/// acknowledgements and escalation").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingSection {
+    /// Send an alert still firing and unacknowledged this long after its
+    /// start to another receiver of the Alertmanager configuration, once
+    /// per episode: `[{matchers: ['severity="page"'], after: 15m, receiver: manager}]`.
+    pub escalations: Vec<vigil_alerting::escalation::EscalationConfig>,
+    /// Incidents that ended longer ago than this are deleted (default 90d).
+    pub incident_retention: PromDuration,
+}
+
+impl Default for AlertingSection {
+    fn default() -> Self {
+        Self {
+            escalations: Vec::new(),
+            incident_retention: PromDuration(Duration::from_secs(90 * 86_400)),
+        }
+    }
+}
+
+impl Config {
+    /// The name of the configuration file, as errors show it.
+    pub fn source_name(&self) -> String {
+        self.source
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<flags>".into())
+    }
+
+    /// The escalation rules, checked against the Alertmanager
+    /// configuration's receivers (refused with file, line and reason).
+    pub fn escalations(
+        &self,
+        am: &vigil_alerting::AlertingConfig,
+    ) -> Result<Vec<vigil_alerting::escalation::EscalationRule>, String> {
+        vigil_alerting::escalation::build(&self.alerting.escalations, am, &self.source_name())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// How pushing agents are watched (see `collector/src/agents.rs`).
@@ -240,6 +293,10 @@ impl Default for Config {
             remote_write: Vec::new(),
             llm: crate::budget::LlmConfig::default(),
             agents: AgentsConfig::default(),
+            reports: Default::default(),
+            cluster: None,
+            alerting: AlertingSection::default(),
+            source: None,
         }
     }
 }
@@ -382,7 +439,9 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut cfg = Self::parse(&text, &path.display().to_string())?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -402,11 +461,18 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         self.llm.validate()?;
+        if let Some(d) = &self.reports.digest {
+            d.time_of_day()?;
+            d.weekday()?;
+        }
         if self.query.max_concurrency == 0 {
             return Err("query.max_concurrency must be at least 1".into());
         }
         if self.storage.retention.0.is_zero() {
             return Err("storage.retention must be positive".into());
+        }
+        if self.alerting.incident_retention.0.is_zero() {
+            return Err("alerting.incident_retention must be positive".into());
         }
         let a = &self.agents;
         if !(a.down_after_intervals.is_finite() && a.down_after_intervals >= 1.0) {
@@ -489,6 +555,38 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("c.yml"), "{msg}");
         assert!(msg.contains("retension"), "{msg}");
+    }
+
+    #[test]
+    fn escalations_name_receivers_of_the_alerting_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("vigil.yml");
+        std::fs::write(
+            &path,
+            "alerting:\n  escalations:\n    - matchers: ['severity=\"page\"']\n      after: 15m\n      receiver: manager\n",
+        )
+        .expect("write");
+        let cfg = Config::load(&path).expect("parses");
+        let am = vigil_alerting::parse_config(
+            "route:\n  receiver: team\nreceivers:\n  - name: team\n  - name: manager\n",
+            "am.yml",
+        )
+        .expect("valid");
+        let rules = cfg.escalations(&am).expect("manager exists");
+        assert_eq!(rules[0].after, Duration::from_secs(900));
+        let err = cfg
+            .escalations(&vigil_alerting::AlertingConfig::default_config())
+            .expect_err("no manager in the default configuration");
+        assert!(
+            err.starts_with(&format!("{}:5:", path.display())),
+            "file and line of the receiver: {err}"
+        );
+        assert!(err.contains("\"manager\""), "{err}");
+        assert!(Config::parse("alerting:\n  incident_retention: 0s\n", "x").is_err());
+        assert!(
+            Config::parse("alerting:\n  escalations:\n    - after: 1m\n", "x").is_err(),
+            "a rule without a receiver"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod forward;
 pub mod pipeline;
 pub mod remote;
 pub mod remote_query;
+pub mod report;
 pub mod signals;
 pub mod tls;
 pub mod ui;

@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the collector.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check configuration or rule files without starting.
     Check {
         #[command(subcommand)]
@@ -64,6 +64,31 @@ enum Command {
         #[command(subcommand)]
         what: SloCommand,
     },
+    /// Print a report over a period: incidents with time to acknowledge
+    /// and resolve, the noisiest alerts, SLOs and error budget left, LLM
+    /// spend per tenant and model against budget, agents that went down.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Start of the period: RFC 3339, Unix seconds, or relative to now
+    /// (`-7d`, `-24h`).
+    #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
+    from: String,
+    /// End of the period (same forms; `now`).
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
+    to: String,
+    /// The Prometheus-compatible API to read: a Vigil collector (which
+    /// adds its incident history) or Prometheus itself.
+    #[arg(long, default_value = "http://127.0.0.1:9800")]
+    url: String,
+    /// File holding a bearer token for the API (the read token).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// markdown, html or json.
+    #[arg(long, default_value = "markdown")]
+    format: String,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +132,9 @@ struct ServeArgs {
     /// Alertmanager configuration file.
     #[arg(long)]
     alerting_config: Option<PathBuf>,
+    /// HA: peers that share silences and the notification log.
+    #[command(flatten)]
+    cluster: vigil_cluster::ClusterArgs,
 }
 
 #[derive(clap::Args)]
@@ -185,7 +213,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             vigil_log::init(cli.log_level, cli.log_format);
-            match serve(args) {
+            match serve(*args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // One record, on stderr like every log line: printing
@@ -222,6 +250,13 @@ fn main() -> ExitCode {
             scores: a.scores,
             external_url: a.external_url,
         })),
+        Command::Report(a) => exit(vigil::cli::report(
+            &a.url,
+            a.token_file.as_deref(),
+            &a.from,
+            &a.to,
+            &a.format,
+        )),
         Command::Slo {
             what: SloCommand::Generate { spec },
         } => exit(vigil::cli::slo_generate(&spec)),
@@ -249,6 +284,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(path) = args.alerting_config {
         cfg.alerting_config = Some(path);
     }
+    cfg.cluster = args.cluster.options().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -56,23 +56,28 @@ impl AlertSender for AlertingSender {
         if alerts.is_empty() {
             return;
         }
-        let postable: Vec<PostableAlert> = alerts
+        let postable: Vec<(PostableAlert, Option<f64>)> = alerts
             .into_iter()
-            .map(|a| PostableAlert {
-                labels: a
-                    .labels
-                    .iter()
-                    .map(|l| (l.name.clone(), l.value.clone()))
-                    .collect(),
-                annotations: a.annotations,
-                starts_at: to_time(a.starts_at_ms),
-                ends_at: a.ends_at_ms.and_then(to_time),
-                generator_url: a.generator_url,
+            .map(|a| {
+                let value = a.value.filter(|v| v.is_finite());
+                let p = PostableAlert {
+                    labels: a
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect(),
+                    annotations: a.annotations,
+                    starts_at: to_time(a.starts_at_ms),
+                    ends_at: a.ends_at_ms.and_then(to_time),
+                    generator_url: a.generator_url,
+                };
+                (p, value)
             })
             .collect();
         let alerting = self.alerting.clone();
         self.runtime.spawn(async move {
-            if let Err(e) = alerting.push(postable).await {
+            // The value is kept as the incident's peak.
+            if let Err(e) = alerting.push_with_values(postable).await {
                 tracing::error!(error = %e, "alerting refused alerts from the rule engine");
             }
         });

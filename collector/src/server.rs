@@ -50,6 +50,8 @@ pub enum ServeError {
     Alerting(#[from] vigil_alerting::Error),
     #[error("{0}")]
     Remote(String),
+    #[error("{0}")]
+    Reports(String),
 }
 
 /// Everything a request handler needs.
@@ -73,6 +75,8 @@ pub struct App {
     pub cardinality: crate::cardinality::Cardinality,
     /// Liveness of the pushing agents (`up`, `AgentDown`).
     pub agents: Arc<crate::agents::Liveness>,
+    /// The scheduled report digest's deliveries.
+    pub digests: Arc<crate::report::digest::DigestMetrics>,
 }
 
 impl App {
@@ -103,6 +107,14 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     let tokens = Arc::new(crate::auth::Tokens::load(&cfg.auth)?);
     let (rule_set, anomaly_set) = load_rules(&cfg).map_err(ServeError::Rules)?;
     let alerting_cfg = load_alerting_config(&cfg).map_err(ServeError::AlertingConfig)?;
+    if let Some(digest) = &cfg.reports.digest {
+        digest
+            .validate(&alerting_cfg)
+            .map_err(ServeError::Reports)?;
+    }
+    let escalations = cfg
+        .escalations(&alerting_cfg)
+        .map_err(ServeError::AlertingConfig)?;
     let forwarder =
         crate::forward::Forwarder::open(&cfg).map_err(|e| ServeError::Remote(e.to_string()))?;
     let opts = vigil_tsdb::Options {
@@ -141,6 +153,9 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
         vigil_alerting::AlertingOptions {
             external_url: cfg.external_url(),
             data_dir: cfg.data_dir.join("alerting"),
+            cluster: cfg.cluster.clone(),
+            escalations,
+            incident_retention: cfg.alerting.incident_retention.0,
             ..vigil_alerting::AlertingOptions::default()
         },
         shutdown.clone(),
@@ -210,6 +225,7 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
     ));
     Ok(Arc::new(App {
         agents,
+        digests: Default::default(),
         query_slots: Arc::new(Semaphore::new(cfg.query.max_concurrency)),
         cardinality: crate::cardinality::Cardinality::new(cfg.series_limits()),
         cfg,
@@ -406,6 +422,7 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
     app.anomaly.render_metrics(&mut out);
     app.alerting.render_metrics(&mut out);
     app.agents.render_metrics(&mut out);
+    app.digests.render(&mut out);
     telemetry::render_data_dir_filesystem(&mut out, &app.cfg.data_dir);
     (
         [(
@@ -451,6 +468,16 @@ pub async fn run(
             Arc::new(app.queryable()),
             Arc::new(crate::pipeline::StoreAppender(app.db.clone())),
             app.cfg.rules.evaluation_interval.0,
+            shutdown.clone(),
+        ));
+    }
+    if let Some(digest) = app.cfg.reports.digest.clone() {
+        tokio::spawn(crate::report::digest::run(
+            digest,
+            app.alerting.clone(),
+            app.engine.clone(),
+            Arc::new(app.queryable()),
+            app.digests.clone(),
             shutdown.clone(),
         ));
     }
@@ -576,7 +603,19 @@ impl App {
                 return Err(reasons.join("\n"));
             }
         };
-        if let Err(e) = self.alerting.reload(alerting_cfg).await {
+        let escalations = match self.cfg.escalations(&alerting_cfg) {
+            Ok(e) => e,
+            Err(e) => {
+                self.reloads.failure();
+                tracing::error!(problem = %e, "escalation rules rejected");
+                return Err(e);
+            }
+        };
+        if let Err(e) = self
+            .alerting
+            .reload_with_escalations(alerting_cfg, escalations)
+            .await
+        {
             self.reloads.failure();
             tracing::error!(error = %e, "alerting configuration rejected");
             return Err(e.to_string());

@@ -42,8 +42,8 @@ pub struct DetectorConfig {
     /// scores reaches this value (default 5). Larger is less sensitive.
     pub score_z: f64,
     /// A point is anomalous only when its score's percentile rank in the
-    /// score history is at least this (0–100; default 99.9: with the default
-    /// window of 1000, a score higher than all but about one of the last
+    /// score history is at least this (0–100; default 99.5: with the default
+    /// window of 1000, a score higher than all but about five of the last
     /// thousand).
     pub min_score_percentile: f64,
     /// Score percentile (0–100, within the history) above which an anomaly
@@ -70,6 +70,19 @@ pub struct DetectorConfig {
     /// (default 0 = off). Capped at half the window (a shift must be judged
     /// against at least as many points as it has lasted).
     pub rebaseline_after: usize,
+    /// Seasonal gate: for a series whose level the time of day explains
+    /// (see [`seasonal`](Self::seasonal)), a point whose differences from
+    /// yesterday (and last week, once in the model) all lie within this
+    /// many robust σ of their usual value is not anomalous: the series did
+    /// the same thing at this time before (default 0 = off: with the
+    /// recurrence gate on it changed nothing on the tuning series).
+    pub seasonal_gate: f64,
+    /// Recurrence gate: a point is not anomalous when some point of the
+    /// window lies within this share of the point's own distance from the
+    /// window's median (in robustly scaled features, calendar features left
+    /// out): the series did this before, recently (default 0.25; 0 = off).
+    /// Not applied within an episode, so a lasting anomaly stays one.
+    pub recurrence: f64,
 }
 
 impl Default for DetectorConfig {
@@ -84,13 +97,15 @@ impl Default for DetectorConfig {
             seed: 42,
             suppression: Duration::from_secs(30 * 60),
             score_z: 5.0,
-            min_score_percentile: 99.9,
+            min_score_percentile: 99.5,
             warning_percentile: 95.0,
             critical_percentile: 99.0,
             confirm_n: 1,
             confirm_m: 1,
             seasonal: true,
             rebaseline_after: 0,
+            seasonal_gate: 0.0,
+            recurrence: 0.25,
         }
     }
 }
@@ -120,6 +135,14 @@ impl DetectorConfig {
             return Err(Error::Config(
                 "rebaseline_after must be 0 (off) or at least 2 points".into(),
             ));
+        }
+        if !(self.seasonal_gate.is_finite() && self.seasonal_gate >= 0.0) {
+            return Err(Error::Config(
+                "seasonal_gate must be a finite number >= 0".into(),
+            ));
+        }
+        if !(self.recurrence.is_finite() && (0.0..1.0).contains(&self.recurrence)) {
+            return Err(Error::Config("recurrence must be in [0, 1)".into()));
         }
         if !self.score_z.is_finite() {
             return Err(Error::Config("score_z must be a finite number".into()));
@@ -189,6 +212,14 @@ mod tests {
         assert_eq!(cfg.min_points, 100);
         assert_eq!(cfg.window, 1000);
         assert_eq!(cfg.suppression, Duration::from_secs(1800));
+        // Chosen by the leave-one-out cross-validation (models/README.md);
+        // change them only with a new run of `nab_bench --cv`.
+        assert_eq!(cfg.score_z, 5.0);
+        assert_eq!(cfg.min_score_percentile, 99.5);
+        assert_eq!(cfg.recurrence, 0.25);
+        assert_eq!(cfg.seasonal_gate, 0.0);
+        assert!(cfg.seasonal);
+        assert_eq!((cfg.confirm_n, cfg.confirm_m), (1, 1));
     }
 
     #[test]

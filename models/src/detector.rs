@@ -67,13 +67,25 @@
 //!    scored: with the defaults, from point 201 on;
 //! 3. its score ranks at or above
 //!    [`min_score_percentile`](DetectorConfig::min_score_percentile) of that
-//!    history (default 99.9: the alarm is for scores this series has rarely
+//!    history (default 99.5: the alarm is for scores this series has rarely
 //!    produced, which keeps noisy and heavy-tailed series quiet). With a
 //!    confirmation span M the rank is taken against the history before the
 //!    last M − 1 scores, so the points of one episode do not raise the bar
 //!    for each other;
-//! 4. with confirmation N of M, at least N of the last M scored points
-//!    (this one included) passed 1–3.
+//! 4. the seasonal gate ([`seasonal_gate`](DetectorConfig::seasonal_gate))
+//!    does not explain it: for a series whose level the time of day
+//!    explains, differences from yesterday and last week within that many
+//!    robust σ make a point ordinary, however steep its daily jump;
+//! 5. the recurrence gate ([`recurrence`](DetectorConfig::recurrence)) does
+//!    not explain it: no stored point lies within that share of the
+//!    point's own distance from the window's median (a burst the series
+//!    has had recently is not news). Not applied within an episode, so a
+//!    lasting anomaly stays anomalous;
+//! 6. with confirmation N of M, at least N of the last M scored points
+//!    (this one included) passed 1–5.
+//!
+//! The gates only remove anomalies: scores, history and models are the
+//! same with them on or off.
 //!
 //! The defaults were chosen by leave-one-out cross-validation over the NAB
 //! tuning series among a small grid of round values (see the crate's
@@ -558,11 +570,16 @@ impl StreamingDetector {
             if masked.contains(&day) || self.points.len() < 2 {
                 continue;
             }
-            let mut diffs: Vec<f64> = self.points.iter().map(|p| p.features[day]).collect();
-            let mut levels: Vec<f64> = self.points.iter().map(|p| p.values[series]).collect();
-            let (_, diff_mad) = median_mad(&mut diffs);
-            let (_, level_mad) = median_mad(&mut levels);
-            if diff_mad < 0.5 * level_mad {
+            // Mean absolute deviations from the median: not the MAD, since a
+            // day/night series spends more than half its time at one level
+            // and the MAD of its values is that level's noise, blind to the
+            // daily swing; not the standard deviation either, which one
+            // anomalous day in the window (a missing peak: large differences
+            // from yesterday for hours) inflates enough to unmask the levels
+            // just after it.
+            let diffs = mean_abs_deviation(self.points.iter().map(|p| p.features[day]));
+            let levels = mean_abs_deviation(self.points.iter().map(|p| p.values[series]));
+            if diffs < 0.5 * levels {
                 // value, ma5, ma15 of this series.
                 masked.extend([series * per, series * per + 2, series * per + 3]);
             }
@@ -659,7 +676,9 @@ impl StreamingDetector {
         // While warming up (no z-score yet) nothing is anomalous.
         let candidate = model.forest.is_outlier(score)
             && score_z.is_some_and(|z| z >= self.cfg.score_z)
-            && score_percentile >= self.cfg.min_score_percentile;
+            && score_percentile >= self.cfg.min_score_percentile
+            && !self.season_explains(model, &z)
+            && (self.in_episode(ts_ms) || !self.recurs(model, &z));
         let candidates = (candidates << 1) | u64::from(candidate);
         let span = self.cfg.confirm_m.min(64) as u32;
         let mask = if span == 64 {
@@ -669,11 +688,7 @@ impl StreamingDetector {
         };
         let is_anomaly =
             candidate && (candidates & mask).count_ones() as usize >= self.cfg.confirm_n;
-        let suppressed = is_anomaly
-            && self.last_anomaly_ms.is_some_and(|last| {
-                u128::try_from(ts_ms.saturating_sub(last)).unwrap_or(0)
-                    < self.cfg.suppression.as_millis()
-            });
+        let suppressed = is_anomaly && self.in_episode(ts_ms);
         let details = is_anomaly.then(|| self.explain(&z, values));
         let verdict = Score {
             timestamp_ms: ts_ms,
@@ -686,6 +701,68 @@ impl StreamingDetector {
             details,
         };
         (verdict, candidates)
+    }
+
+    /// The seasonal gate: whether every series is one whose level the time
+    /// of day explains (its level features are masked) and whose point lies
+    /// within `seasonal_gate` robust σ of its usual difference from
+    /// yesterday and from last week (those of the two the model uses). Such
+    /// a point repeats what the series did at this time before: a daily
+    /// jump, not an anomaly, however steep.
+    fn season_explains(&self, model: &Model, z: &[f64]) -> bool {
+        let gate = self.cfg.seasonal_gate;
+        if gate <= 0.0 || self.seasonal.is_empty() {
+            return false;
+        }
+        let plain = self.extractor.n_features();
+        let per = SERIES_FEATURES.len();
+        (0..self.seasonal.len()).all(|series| {
+            if !model.masked.contains(&(series * per)) {
+                return false;
+            }
+            let first = plain + series * SEASONAL_FEATURES.len();
+            let used: Vec<usize> = (first..first + SEASONAL_FEATURES.len())
+                .filter(|j| !model.masked.contains(j))
+                .collect();
+            !used.is_empty() && used.iter().all(|&j| z[j].abs() <= gate)
+        })
+    }
+
+    /// Whether a point at `ts_ms` falls within `suppression` of the last
+    /// anomalous point: the same episode.
+    fn in_episode(&self, ts_ms: i64) -> bool {
+        self.last_anomaly_ms.is_some_and(|last| {
+            u128::try_from(ts_ms.saturating_sub(last)).unwrap_or(0)
+                < self.cfg.suppression.as_millis()
+        })
+    }
+
+    /// The recurrence gate: whether some stored point lies within
+    /// `recurrence` times the point's own distance from the window's median
+    /// (robustly scaled features; calendar and masked features left out).
+    /// A burst this series has had before, in the window, is its behaviour,
+    /// not news. Only computed for points that passed the score tests, and
+    /// not inside an episode: a lasting anomaly keeps being one (its own
+    /// earlier points must not explain it away), so an anomaly rule's alert
+    /// stays firing while it lasts.
+    fn recurs(&self, model: &Model, z: &[f64]) -> bool {
+        let share = self.cfg.recurrence;
+        if share <= 0.0 {
+            return false;
+        }
+        let used: Vec<usize> = (0..z.len())
+            .filter(|&j| model.extrapolate[j] && !model.masked.contains(&j))
+            .collect();
+        let norm2: f64 = used.iter().map(|&j| z[j] * z[j]).sum();
+        let bound = share * share * norm2;
+        let mut scaled = Vec::with_capacity(z.len());
+        self.points.iter().any(|p| {
+            model.scaler.transform_into(&p.features, &mut scaled);
+            used.iter()
+                .map(|&j| (scaled[j] - z[j]) * (scaled[j] - z[j]))
+                .sum::<f64>()
+                <= bound
+        })
     }
 
     /// The series a feature (by row index) describes: series features and
@@ -811,6 +888,16 @@ impl StreamingDetector {
         }
         Ok(())
     }
+}
+
+/// Mean absolute deviation from the median.
+fn mean_abs_deviation(xs: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = xs.collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    let median = percentile(&mut v, 50.0);
+    v.iter().map(|x| (x - median).abs()).sum::<f64>() / v.len() as f64
 }
 
 #[derive(Serialize, Deserialize)]

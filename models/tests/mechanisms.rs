@@ -72,6 +72,10 @@ fn small(seed: u64) -> DetectorConfig {
         score_z: 2.0,
         min_score_percentile: 90.0,
         rebaseline_after: 0,
+        // Off, so the confirmation's property holds exactly: the gate's
+        // episode exemption makes a point's test depend on earlier
+        // decisions, and so on N. Tests of the gate turn it on.
+        recurrence: 0.0,
         seed,
         ..DetectorConfig::default()
     }
@@ -108,7 +112,10 @@ proptest! {
     /// Every mechanism on at once keeps the detector causal and restorable.
     #[test]
     fn all_mechanisms_stay_causal_and_persist(points in series(), cut in 0.0f64..1.0, seed in any::<u64>()) {
-        let cfg = DetectorConfig { confirm_n: 2, confirm_m: 3, rebaseline_after: 6, seasonal: true, ..small(seed) };
+        let cfg = DetectorConfig {
+            confirm_n: 2, confirm_m: 3, rebaseline_after: 6, seasonal: true,
+            seasonal_gate: 3.0, recurrence: 0.25, ..small(seed)
+        };
         let k = ((points.len() as f64) * cut) as usize;
         let (_, all) = run(cfg.clone(), &points);
         let (prefix, head) = run(cfg, &points[..k]);
@@ -281,9 +288,12 @@ fn confirmation_delays_an_episode_to_its_nth_point() {
             (i * MINUTE, v)
         })
         .collect();
+    // Without the recurrence gate, whose episode exemption makes a point's
+    // test depend on earlier decisions (and so on N).
     let lenient = DetectorConfig {
         min_score_percentile: 99.0,
         confirm_m: 3,
+        recurrence: 0.0,
         ..base(3)
     };
     let plain = anomalies(&run(lenient.clone(), &points).1);
@@ -333,7 +343,209 @@ fn existing_rule_settings_still_parse_and_new_ones_validate() {
         r#"{"confirm_n":1,"confirm_m":65}"#,
         r#"{"rebaseline_after":1}"#,
         r#"{"seasonal":"yes"}"#,
+        r#"{"seasonal_gate":-1}"#,
+        r#"{"recurrence":1.0}"#,
+        r#"{"recurrence":-0.1}"#,
     ] {
         assert!(DetectorConfig::from_json(bad).is_err(), "{bad} accepted");
     }
+}
+
+/// A day/night series at 5-minute steps: 20 at night, 80 from 08:00 to
+/// 20:00, with small noise. More than half of its points sit at one level,
+/// so the MAD of its values is that level's noise, not the daily swing.
+fn day_night(i: i64) -> f64 {
+    let hour = (i % 288) / 12;
+    let level = if (8..20).contains(&hour) { 80.0 } else { 20.0 };
+    level + hashed_noise(i)
+}
+
+/// Noise in [0, 1) without the short cycles of [`noise`] (whose differences
+/// from one point, or one day, to the next take two values only).
+fn hashed_noise(i: i64) -> f64 {
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) as f64 / u64::MAX as f64
+}
+
+#[test]
+fn daily_jumps_pass_the_seasonal_gate_and_a_jump_at_the_wrong_time_does_not() {
+    // Ten days; on the tenth the day starts at 03:00 instead of 08:00.
+    let early = 9 * 288 + 3 * 12..9 * 288 + 8 * 12;
+    let points: Vec<(i64, f64)> = (0..10 * 288)
+        .map(|i| {
+            let v = if early.contains(&i) {
+                80.0 + hashed_noise(i)
+            } else {
+                day_night(i)
+            };
+            (i * FIVE_MINUTES, v)
+        })
+        .collect();
+    let gated = DetectorConfig {
+        seasonal_gate: 3.0,
+        score_z: 4.0,
+        ..base(42)
+    };
+    let (_, scores) = run(gated.clone(), &points);
+    let flagged = anomalies(&scores);
+    // Once the day's history is in the model (the whole training window has
+    // a yesterday: from day 5 on), the daily jumps never alarm.
+    let ordinary: Vec<usize> = flagged
+        .iter()
+        .copied()
+        .filter(|&i| i >= 5 * 288 && !early.contains(&(i as i64)))
+        .collect();
+    assert_eq!(ordinary, Vec::<usize>::new(), "all: {flagged:?}");
+    let first = *flagged
+        .iter()
+        .find(|&&i| early.contains(&(i as i64)))
+        .expect("the early start is flagged");
+    let top = &scores[first]
+        .as_ref()
+        .and_then(|s| s.details.as_ref())
+        .expect("details")
+        .top_feature;
+    // The level features are left out for a series the time of day
+    // explains, even a two-level one (a value of 80 is ordinary here, just
+    // not at 03:00).
+    assert!(
+        !["value", "ma5", "ma15"].contains(&top.as_str()),
+        "explained by {top}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// The seasonal and recurrence gates only filter: scores are the same
+    /// with and without them, and every point they leave anomalous is
+    /// anomalous without them.
+    #[test]
+    fn the_gates_only_filter(
+        bumps in prop::collection::vec((0i64..720, -60.0f64..60.0, 1i64..30), 0..8),
+        offset in 0i64..288,
+        seed in any::<u64>(),
+        gate in prop_oneof![Just(0.0), 0.5f64..6.0],
+        recurrence in prop_oneof![Just(0.0), 0.01f64..0.9],
+        m in 1usize..4,
+    ) {
+        let points: Vec<(i64, f64)> = (0..720)
+            .map(|i| {
+                let bump: f64 = bumps
+                    .iter()
+                    .filter(|(at, _, len)| (*at..at + len).contains(&i))
+                    .map(|(_, size, _)| size)
+                    .sum();
+                (i * FIVE_MINUTES, day_night(i + offset) + bump)
+            })
+            .collect();
+        let plain = DetectorConfig { confirm_n: 1.max(m - 1), confirm_m: m, ..small(seed) };
+        let (_, open) = run(plain.clone(), &points);
+        let (_, gated) = run(DetectorConfig { seasonal_gate: gate, recurrence, ..plain }, &points);
+        for (a, b) in open.iter().zip(&gated) {
+            let (Some(a), Some(b)) = (a, b) else {
+                prop_assert_eq!(a.is_some(), b.is_some());
+                continue;
+            };
+            prop_assert_eq!(a.score, b.score);
+            prop_assert_eq!(a.score_percentile, b.score_percentile);
+            prop_assert!(!b.is_anomaly || a.is_anomaly, "gated anomaly at {}", b.timestamp_ms);
+        }
+    }
+}
+
+#[test]
+fn a_recurring_spike_passes_the_recurrence_gate_and_a_larger_burst_does_not() {
+    // A quiet series with the same spike (to 50 for one point) every
+    // eight hours, and on the last day a burst to 150.
+    let big = 4 * 288 + 100..4 * 288 + 112;
+    let points: Vec<(i64, f64)> = (0..5 * 288)
+        .map(|i| {
+            let v = if big.contains(&i) {
+                150.0
+            } else if i % 96 == 60 {
+                50.0
+            } else {
+                5.0
+            };
+            (i * FIVE_MINUTES, v + hashed_noise(i))
+        })
+        .collect();
+    let cfg = DetectorConfig {
+        recurrence: 0.25,
+        seasonal: false,
+        score_z: 4.0,
+        ..base(7)
+    };
+    let (_, scores) = run(cfg.clone(), &points);
+    let flagged = anomalies(&scores);
+    // Spikes like those already in the window are not news...
+    let repeats: Vec<usize> = flagged
+        .iter()
+        .copied()
+        .filter(|&i| (2 * 288..big.start).contains(&(i as i64)))
+        .collect();
+    assert_eq!(repeats, Vec::<usize>::new(), "all: {flagged:?}");
+    // ...a burst three times as high is (and so may be its end, a drop
+    // from a level the series never had).
+    assert!(
+        flagged.iter().any(|&i| big.contains(&(i as i64))),
+        "all: {flagged:?}"
+    );
+    // Without the gate the same detector scores the same points the same,
+    // and (with this seed) alarms on one of the repeats.
+    let (_, open) = run(
+        DetectorConfig {
+            recurrence: 0.0,
+            ..cfg
+        },
+        &points,
+    );
+    for (a, b) in open.iter().zip(&scores) {
+        assert_eq!(a.as_ref().map(|s| s.score), b.as_ref().map(|s| s.score));
+    }
+    assert!(
+        anomalies(&open)
+            .iter()
+            .any(|&i| (2 * 288..big.start).contains(&(i as i64))),
+        "the ungated detector is quiet too: the test shows nothing"
+    );
+}
+
+#[test]
+fn a_lasting_outlier_stays_anomalous_under_the_recurrence_gate() {
+    // The collector keeps an anomaly rule's alert firing while the points
+    // stay anomalous: the episode's own earlier points must not explain
+    // its later ones away.
+    let outlier = 600..640;
+    let points: Vec<(i64, f64)> = (0..700)
+        .map(|i| {
+            let v = if outlier.contains(&i) { 25.0 } else { 0.2 };
+            (i * MINUTE, v + 0.1 * hashed_noise(i))
+        })
+        .collect();
+    // As the collector's episode test configures its rule.
+    let open = DetectorConfig {
+        seasonal: false,
+        score_z: 4.0,
+        min_score_percentile: 80.0,
+        ..base(3)
+    };
+    let gated = DetectorConfig {
+        recurrence: 0.25,
+        ..open.clone()
+    };
+    let in_outlier = |scores: &[Option<Score>]| -> Vec<usize> {
+        anomalies(scores)
+            .into_iter()
+            .filter(|&i| outlier.contains(&(i as i64)))
+            .collect()
+    };
+    let (_, a) = run(open, &points);
+    let (_, b) = run(gated, &points);
+    let (a, b) = (in_outlier(&a), in_outlier(&b));
+    assert!(a.len() > 1, "{a:?}");
+    assert_eq!(a, b);
 }

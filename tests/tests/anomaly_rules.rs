@@ -149,7 +149,7 @@ fn spike_alerts_and_models_survive_restart() {
         scores(&c).into_iter().find(|(t, _)| *t >= spike_ms)
     });
     assert!(spike.1 > before, "spike {spike:?}, earlier max {before}");
-    let alert = wait_for("the anomaly alert", Duration::from_secs(20), || {
+    let alert = wait_for("the anomaly alert", Duration::from_secs(60), || {
         anomaly_alert(&c)
     });
     assert_eq!(alert["labels"]["instance"], "api:1");
@@ -347,7 +347,7 @@ fn anomaly_alerts_are_listed_and_survive_restarts_without_repeat_notifications()
 
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = feed_outlier(c.url("/api/v1/write"), stop.clone());
-    let alert = wait_for("the anomaly alert firing", Duration::from_secs(20), || {
+    let alert = wait_for("the anomaly alert firing", Duration::from_secs(60), || {
         api_alert(&c).filter(|a| a["state"] == "firing")
     });
     let active_at = alert["activeAt"].as_str().expect("activeAt").to_string();

@@ -1,10 +1,13 @@
 //! The Grafana dashboards in `dashboards/`: valid JSON with unique uids and
 //! panel ids, every query valid PromQL once Grafana's variables are
 //! substituted, the provisioning files pointing at the collector, and —
-//! against a real collector fed by a real `vigil-agent` watching this host,
-//! PostgreSQL (127.0.0.1:5432), Redis (127.0.0.1:6379) and a stream of LLM
-//! usage events — every panel query and variable returning data, unless its
-//! description marks it `Event-only:` (alerts and anomalies).
+//! against a real collector (default rule pack, LLM budgets) fed by a real
+//! `vigil-agent` watching this host, PostgreSQL (127.0.0.1:5432), Redis
+//! (127.0.0.1:6379), an instrumented API service it scrapes
+//! (`tests/fixtures/api_service.py`) and a stream of LLM usage events with
+//! tenants, cached and reasoning tokens, agents and tools — every panel
+//! query and variable returning data, unless its description marks it
+//! `Event-only:` (alerts and anomalies).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};
@@ -322,6 +325,8 @@ fn dashboards_are_valid_with_unique_uids_and_panel_ids() {
         "vigil-postgres",
         "vigil-redis",
         "vigil-llm",
+        "vigil-llm-agents",
+        "vigil-api",
         "vigil-alerts",
     ] {
         assert!(uids.contains(uid), "dashboard {uid} exists");
@@ -479,33 +484,79 @@ fn redis_cmd(addr: &str, args: &[&str]) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
-/// A round of LLM usage events covering every series the LLM dashboard
-/// reads: successes, an error, a 429, durations, tokens, queue depth, a
-/// priced and an unpriced model.
+/// A round of LLM usage events covering every series the LLM and agents
+/// dashboards read: successes, an error, a 429, durations, tokens (cached
+/// and reasoning too), time to first token, tenants, queue depth, a priced
+/// and an unpriced model, agent runs (one failing) and tool calls (one
+/// timing out).
 fn usage_events(round: u32) -> Value {
     let d = 0.2 + f64::from(round % 5) * 0.3;
     json!([
-        {"provider": "openai", "model": "gpt-4o", "operation": "chat", "input_tokens": 1200 + round, "output_tokens": 300, "duration_seconds": d, "status": "ok", "queue_depth": 3 + round % 4},
-        {"provider": "openai", "model": "gpt-4o", "input_tokens": 800, "output_tokens": 150, "duration_seconds": d * 2.0, "status": 200},
-        {"provider": "anthropic", "model": "claude-sonnet", "input_tokens": 2000, "output_tokens": 500, "duration_seconds": d * 3.0, "status": "ok", "queue_depth": 1},
+        {"provider": "openai", "model": "gpt-4o", "operation": "chat", "input_tokens": 1200 + round, "cached_input_tokens": 800, "output_tokens": 300, "duration_seconds": d, "time_to_first_token_seconds": d / 4.0, "status": "ok", "queue_depth": 3 + round % 4, "tenant": "acme", "agent": "planner"},
+        {"provider": "openai", "model": "gpt-4o", "input_tokens": 800, "output_tokens": 150, "reasoning_output_tokens": 100, "duration_seconds": d * 2.0, "status": 200, "tenant": "globex"},
+        {"provider": "anthropic", "model": "claude-sonnet", "input_tokens": 2000, "cached_input_tokens": 1500, "output_tokens": 500, "duration_seconds": d * 3.0, "time_to_first_token_seconds": 0.4, "status": "ok", "queue_depth": 1, "tenant": "acme"},
         {"provider": "anthropic", "model": "claude-sonnet", "input_tokens": 100, "output_tokens": 0, "duration_seconds": 0.05, "status": 429},
         {"provider": "openai", "model": "gpt-4o", "input_tokens": 50, "output_tokens": 0, "duration_seconds": 30.0, "status": "timeout"},
-        {"provider": "local", "model": "llama-unpriced", "input_tokens": 10, "output_tokens": 20, "duration_seconds": 0.4, "status": "ok"}
+        {"provider": "local", "model": "llama-unpriced", "input_tokens": 10, "output_tokens": 20, "duration_seconds": 0.4, "status": "ok"},
+        {"operation": "invoke_agent", "agent": "planner", "duration_seconds": d * 5.0},
+        {"operation": "invoke_agent", "agent": "researcher", "duration_seconds": 2.0, "status": "error"},
+        {"operation": "execute_tool", "tool": "web_search", "duration_seconds": d},
+        {"operation": "execute_tool", "tool": "sql", "duration_seconds": 5.0, "status": "timeout"}
     ])
 }
 
-const AGENT_CONFIG: &str = "\
-# Written by tests/tests/dashboards.rs: a fast interval so 20 s of data holds
-# enough points for rate(), the instance the dashboards' variables select
-# on (job is the default, vigil-agent), and prices so llm_cost_usd_total
-# exists.
+/// The agent's configuration: a fast interval so 20 s of data holds enough
+/// points for rate(), the instance the dashboards' variables select on
+/// (job is the default, vigil-agent), prices so llm_cost_usd_total exists,
+/// and the API service scraped as job `api`.
+fn agent_config(api_port: u16) -> String {
+    format!(
+        "\
+# Written by tests/tests/dashboards.rs.
 interval: 1s
 instance: dashboards-e2e
 llm:
   prices:
-    gpt-4o: {input: 2.5, output: 10}
-    anthropic/claude-sonnet: {input: 3, output: 15}
+    gpt-4o: {{input: 2.5, output: 10, cached_input: 1.25}}
+    anthropic/claude-sonnet: {{input: 3, output: 15, cached_input: 0.3}}
+scrape:
+  - job: api
+    targets: [127.0.0.1:{api_port}]
+"
+    )
+}
+
+/// The collector's configuration: rules evaluated every second (so the SLO
+/// recording rules have data within the test) and an LLM budget.
+const COLLECTOR_CONFIG: &str = "\
+# Written by tests/tests/dashboards.rs.
+rules:
+  evaluation_interval: 1s
+llm:
+  budgets:
+    - name: acme
+      labels: { tenant: acme }
+      monthly_usd: 50
+    - name: everything
+      monthly_usd: 500
 ";
+
+/// Starts `tests/fixtures/api_service.py` (the Prometheus Python client
+/// must be installed: tests/run.sh does it).
+fn start_api_service(port: u16, pg_dsn: &str) -> Proc {
+    let ok = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3 with prometheus_client is needed (tests/run.sh installs it: pip install prometheus-client)"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg(workspace_root().join("tests/fixtures/api_service.py"))
+        .args(["--port", &port.to_string(), "--pg", pg_dsn]);
+    Proc::spawn("api_service.py", &mut cmd).expect("API service starts")
+}
 
 #[test]
 fn every_panel_returns_data_from_a_real_agent() {
@@ -520,15 +571,26 @@ fn every_panel_returns_data_from_a_real_agent() {
     // show what the pack makes of this traffic (they stay event-only: an
     // alert needs its `for` to pass, or at least one evaluation).
     let rule_glob = workspace_root().join("rules/*.rules.yml");
+    let collector_config = dir.path().join("vigil.yml");
+    std::fs::write(&collector_config, COLLECTOR_CONFIG).expect("collector config");
     let collector = Collector::start(
         &dir.path().join("collector"),
-        &["--rule-file", &rule_glob.to_string_lossy()],
+        &[
+            "--config",
+            &collector_config.to_string_lossy(),
+            "--rule-file",
+            &rule_glob.to_string_lossy(),
+        ],
     )
     .expect("collector starts with the default rule pack");
+    let api_port = free_port();
+    let _api = start_api_service(api_port, pg_dsn);
+    let api_url = format!("http://127.0.0.1:{api_port}");
+    wait_ready(&format!("{api_url}/metrics"), Duration::from_secs(30)).expect("API service up");
     let agent_port = free_port();
     let agent_url = format!("http://127.0.0.1:{agent_port}");
     let config = dir.path().join("agent.yml");
-    std::fs::write(&config, AGENT_CONFIG).expect("agent config");
+    std::fs::write(&config, agent_config(api_port)).expect("agent config");
     let mut cmd = Command::new(vigil_e2e::binary("vigil-agent").expect("vigil-agent binary"));
     cmd.arg("--config")
         .arg(&config)
@@ -553,7 +615,16 @@ fn every_panel_returns_data_from_a_real_agent() {
     let key = format!("vigil:e2e:dashboards:{agent_port}");
     redis_cmd(redis, &["SET", &key, "1", "EX", "300"]).expect("redis SET");
 
-    // ~20 s of traffic: usage events, Redis hits and misses.
+    // Sessions opened on the API service.
+    for _ in 0..7 {
+        let r = http
+            .post(format!("{api_url}/api/sessions"))
+            .send()
+            .expect("open a session");
+        assert_eq!(r.status().as_u16(), 201);
+    }
+
+    // ~20 s of traffic: usage events, API requests, Redis hits and misses.
     let start = Instant::now();
     let mut round = 0;
     while start.elapsed() < Duration::from_secs(20) {
@@ -569,6 +640,19 @@ fn every_panel_returns_data_from_a_real_agent() {
         );
         let _ = redis_cmd(redis, &["GET", &key]);
         let _ = redis_cmd(redis, &["GET", "vigil:e2e:dashboards:missing"]);
+        for (path, want) in [
+            ("/api/chat", 200),
+            ("/api/chat", 200),
+            ("/api/chat", 200),
+            ("/api/fail", 500),
+            ("/api/timeout", 504),
+        ] {
+            let r = http
+                .get(format!("{api_url}{path}"))
+                .send()
+                .expect("API request");
+            assert_eq!(r.status().as_u16(), want, "{path}");
+        }
         round += 1;
         std::thread::sleep(Duration::from_secs(2));
     }
@@ -578,7 +662,9 @@ fn every_panel_returns_data_from_a_real_agent() {
         let now = vigil_e2e::now_ms() as f64 / 1000.0;
         let r: Value = http
             .post(collector.url("/api/v1/query"))
-            .form(&[("query", "count(llm_requests_total) and count(node_load1) and count(pg_up) and count(redis_up)"), ("time", &now.to_string())])
+            .form(&[("query", "count(llm_requests_total) and count(node_load1) and count(pg_up) and count(redis_up) \
+                and count(http_requests_total) and count(slo:period_error_budget_remaining:ratio) \
+                and count(slo:current_burn_rate:ratio) and count(llm_spend_month_to_date_usd)"), ("time", &now.to_string())])
             .send()
             .and_then(|r| r.json())
             .expect("query answers");

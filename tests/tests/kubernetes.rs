@@ -89,7 +89,7 @@ fn manifests_pass_the_kubernetes_schemas_strictly() {
     let text = std::fs::read_to_string(manifests_dir().join("collector.yaml")).expect("read");
     std::fs::write(
         &broken,
-        text.replace("  replicas: 1\n", "  replicas: 1\n  replica: 2\n"),
+        text.replace("  replicas: 2\n", "  replicas: 2\n  replica: 2\n"),
     )
     .expect("write");
     let (ok, out) = validate(&[broken]);

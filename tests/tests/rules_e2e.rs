@@ -113,11 +113,14 @@ fn threshold_alert_lifecycle_restart_and_bad_reload() {
     )
     .expect("alerting config");
     // Restore state even for this short `for`, as Prometheus does with a
-    // small --rules.alert.for-grace-period.
+    // small --rules.alert.for-grace-period. Alerts are valid for four
+    // resend delays: 30 s keeps the firing alert alive in the alerting
+    // store across a restart however slowly the machine runs it (with 1 s
+    // it expired during a slow restart, resolved and fired again).
     let vigil_cfg = dir.path().join("vigil.yml");
     std::fs::write(
         &vigil_cfg,
-        "rules:\n  for_grace_period: 1s\n  resend_delay: 1s\n",
+        "rules:\n  for_grace_period: 1s\n  resend_delay: 30s\n",
     )
     .expect("config");
     let port = free_port();

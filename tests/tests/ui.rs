@@ -459,6 +459,102 @@ async fn flow(c: &Client, base: &str) {
         .expect("click");
     wait_text(c, "article.silence", "EXPIRED").await;
 
+    // Acknowledge the alert from its card on /alerts: the card then says
+    // who acknowledged it and when.
+    c.goto(&format!("{base}/alerts")).await.expect("goto");
+    let ack_form = "//article[contains(., 'UiTestHigh')]//form[@class='ack']";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.find(Locator::XPath(ack_form)).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no acknowledge button on UiTestHigh"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.refresh().await.expect("refresh");
+    }
+    c.find(Locator::XPath(&format!(
+        "{ack_form}//input[@name='author']"
+    )))
+    .await
+    .expect("author box")
+    .send_keys("ui-test")
+    .await
+    .expect("type");
+    c.find(Locator::XPath(&format!(
+        "{ack_form}//input[@name='comment']"
+    )))
+    .await
+    .expect("comment box")
+    .send_keys("looking into <it>")
+    .await
+    .expect("type");
+    shot(c, "10b-alerts-ack-form").await;
+    c.find(Locator::XPath(&format!("{ack_form}//button")))
+        .await
+        .expect("acknowledge button")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, ".notice", "Acknowledged").await;
+    let card = wait_text(c, "article.alert", "Acknowledged by ui-test").await;
+    assert!(card.contains("looking into <it>"), "{card}");
+    shot(c, "10c-alerts-acked").await;
+
+    // /incidents lists the episode with the ack; its page shows the
+    // timeline, and a note added there joins it.
+    c.find(Locator::LinkText("Incidents"))
+        .await
+        .expect("nav link")
+        .click()
+        .await
+        .expect("click");
+    let row = wait_text(c, "table.incidents tr", "UiTestHigh").await;
+    assert!(row.contains("OPEN") && row.contains("ui-test"), "{row}");
+    let peak = c
+        .find(Locator::XPath(
+            "//table[contains(@class,'incidents')]//tr[contains(., 'UiTestHigh')]/td[6]",
+        ))
+        .await
+        .expect("peak cell")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(peak, "10", "the rule's value is the peak");
+    shot(c, "10d-incidents").await;
+    c.find(Locator::LinkText("UiTestHigh"))
+        .await
+        .expect("incident link")
+        .click()
+        .await
+        .expect("click");
+    let timeline = wait_text(c, "ol.timeline", "Acknowledged by ui-test").await;
+    assert!(timeline.contains("Started firing"), "{timeline}");
+    c.find(Locator::Css("form.note #author"))
+        .await
+        .expect("note author")
+        .send_keys("ui-test")
+        .await
+        .expect("type");
+    c.find(Locator::Css("form.note #text"))
+        .await
+        .expect("note text")
+        .send_keys("replaced the <b>disk</b>")
+        .await
+        .expect("type");
+    c.find(Locator::Css("form.note button"))
+        .await
+        .expect("add note")
+        .click()
+        .await
+        .expect("click");
+    wait_text(
+        c,
+        "ol.timeline",
+        "Note by ui-test: replaced the <b>disk</b>",
+    )
+    .await;
+    shot(c, "10e-incident").await;
+
     // Anomalies: the rule's series with their scores, each opening a
     // three-panel graph of value, score and alerts.
     c.goto(&format!("{base}/anomalies")).await.expect("goto");

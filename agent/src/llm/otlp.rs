@@ -407,8 +407,12 @@ pub fn ingest(
                                 p.count,
                                 delta,
                             );
-                            if let (Ok((sum, count)), Some(labels)) = (&r, source) {
-                                for e in genai::derive(agg, &name, &labels, *sum, *count, pricing) {
+                            if let (Ok(inc), Some(labels)) = (&r, source) {
+                                let point = genai::Point {
+                                    bounds: &p.explicit_bounds,
+                                    increase: inc,
+                                };
+                                for e in genai::derive(agg, &name, &labels, &point, pricing) {
                                     on_refused(&e);
                                 }
                             }

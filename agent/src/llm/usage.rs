@@ -1,45 +1,85 @@
 //! Usage events (`POST /v1/llm/usage`): one JSON object per LLM call, or an
-//! array of them, for platforms without OpenTelemetry.
+//! array of them, for platforms without OpenTelemetry. The fields follow
+//! the OpenTelemetry GenAI conventions' meaning ([`super::genai`]):
 //!
-//! Fields: `provider` and `model` (required, non-empty strings);
-//! `operation` (string, default `chat`); `input_tokens`, `output_tokens`
-//! (non-negative integers, default 0); `duration_seconds` (non-negative
-//! number, optional); `status` (`ok` or an error type such as
-//! `rate_limited`, `timeout`, `server_error`; an HTTP status number is also
-//! accepted: 2xx → `ok`, 429 → `rate_limited`, others → `http_<code>`;
-//! default `ok`); optional `tenant` (string, validated; not a label, to keep
-//! cardinality bounded), `timestamp` (RFC 3339 string or Unix seconds,
-//! validated; aggregates are stamped with their collection time) and
-//! `queue_depth` (non-negative number).
+//! - `provider`, `model` (non-empty strings): required for model calls, the
+//!   default; optional for agent and tool operations;
+//! - `operation` (`gen_ai.operation.name`, default `chat`): `invoke_agent`
+//!   and `create_agent` are agent operations and need `agent`;
+//!   `execute_tool` is a tool call and needs `tool`; anything else is a
+//!   model call;
+//! - `input_tokens`, `output_tokens` (non-negative integers, default 0);
+//!   `cached_input_tokens`, the part of `input_tokens` read from the prompt
+//!   cache, and `reasoning_output_tokens`, the part of `output_tokens` spent
+//!   reasoning (so each is at most the total it is part of), each priced at
+//!   its own rate;
+//! - `duration_seconds`, `time_to_first_token_seconds` (non-negative
+//!   numbers, optional);
+//! - `status` (`ok` or an error type such as `rate_limited`, `timeout`,
+//!   `server_error`; an HTTP status number is also accepted: 2xx → `ok`,
+//!   429 → `rate_limited`, others → `http_<code>`; default `ok`);
+//! - `tenant` (label on cost and tokens, bounded to the top tenants by
+//!   cost, see [`super::topn`]), `agent` (`gen_ai.agent.name`; on any
+//!   operation, so an agent's model calls count for it too), `tool`
+//!   (`gen_ai.tool.name`, only with `execute_tool`);
+//! - `timestamp` (RFC 3339 string or Unix seconds, validated; aggregates are
+//!   stamped with their collection time) and `queue_depth` (non-negative).
 //!
-//! Each valid event feeds `gen_ai_client_token_usage` and
+//! A model call feeds `gen_ai_client_token_usage` and
 //! `gen_ai_client_operation_duration_seconds` (the OTLP series' names and
 //! labels) plus `llm_requests_total`, `llm_tokens_total`,
 //! `llm_cost_usd_total` (from the price table), `llm_unpriced_requests_total`,
-//! `llm_rate_limited_total` and `llm_queue_depth`. Invalid events are
-//! reported by index and field; valid ones in the same batch are kept. A
-//! field not listed above refuses its event (`unknown field`), so a typo
-//! such as `input_token` is never accepted and silently counted as zero.
+//! `llm_rate_limited_total`, `llm_time_to_first_token_seconds` and
+//! `llm_queue_depth`. Agent operations feed `llm_agent_requests_total` and
+//! `llm_agent_duration_seconds` (and tokens and cost when they carry
+//! tokens, for agents whose model calls are not reported apart); tool calls
+//! feed `llm_tool_calls_total` and `llm_tool_duration_seconds`. Invalid
+//! events are reported by index and field; valid ones in the same batch are
+//! kept. A field not listed above refuses its event (`unknown field`), so a
+//! typo such as `input_token` is never accepted and silently counted as
+//! zero.
 
 use serde::Serialize;
 use serde_json::Value;
 use vigil_wire::Labels;
 use vigil_wire::remote_write::MetricType;
 
-use super::LlmState;
+use super::{LlmState, genai};
 
 /// One validated event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageEvent {
+    /// Empty only for agent and tool operations without a model.
     pub provider: String,
     pub model: String,
     pub operation: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub reasoning_output_tokens: u64,
     pub duration_seconds: Option<f64>,
+    pub time_to_first_token_seconds: Option<f64>,
     pub status: String,
     pub tenant: Option<String>,
+    pub agent: Option<String>,
+    pub tool: Option<String>,
     pub queue_depth: Option<f64>,
+}
+
+impl UsageEvent {
+    /// Whether this is a model call (not an agent or tool operation).
+    pub fn is_model_call(&self) -> bool {
+        !(genai::is_agent_operation(&self.operation) || self.operation == genai::EXECUTE_TOOL)
+    }
+
+    fn tokens(&self) -> genai::Tokens {
+        genai::Tokens {
+            input: self.input_tokens,
+            cached_input: self.cached_input_tokens,
+            output: self.output_tokens,
+            reasoning: self.reasoning_output_tokens,
+        }
+    }
 }
 
 /// Why one event was refused.
@@ -164,15 +204,20 @@ fn timestamp_field(o: &serde_json::Map<String, Value>, i: usize) -> Result<(), E
 }
 
 /// The fields an event may carry (see the module docs).
-pub const FIELDS: [&str; 10] = [
+pub const FIELDS: [&str; 15] = [
     "provider",
     "model",
     "operation",
     "input_tokens",
     "output_tokens",
+    "cached_input_tokens",
+    "reasoning_output_tokens",
     "duration_seconds",
+    "time_to_first_token_seconds",
     "status",
     "tenant",
+    "agent",
+    "tool",
     "timestamp",
     "queue_depth",
 ];
@@ -189,25 +234,79 @@ pub fn parse_event(i: usize, v: &Value) -> Result<UsageEvent, EventError> {
             format!("unknown field; known fields: {}", FIELDS.join(", ")),
         ));
     }
-    let provider = string_field(o, i, "provider", true)?.unwrap_or_default();
-    let model = string_field(o, i, "model", true)?.unwrap_or_default();
     let operation = string_field(o, i, "operation", false)?.unwrap_or_else(|| "chat".into());
+    let is_agent_op = genai::is_agent_operation(&operation);
+    let is_tool_op = operation == genai::EXECUTE_TOOL;
+    let model_call = !(is_agent_op || is_tool_op);
+    let provider = string_field(o, i, "provider", model_call)?;
+    let model = string_field(o, i, "model", model_call)?;
     let input_tokens = count_field(o, i, "input_tokens")?;
     let output_tokens = count_field(o, i, "output_tokens")?;
+    let cached_input_tokens = count_field(o, i, "cached_input_tokens")?;
+    let reasoning_output_tokens = count_field(o, i, "reasoning_output_tokens")?;
+    if cached_input_tokens > input_tokens {
+        return Err(err(
+            i,
+            "cached_input_tokens",
+            "is part of input_tokens and cannot exceed it",
+        ));
+    }
+    if reasoning_output_tokens > output_tokens {
+        return Err(err(
+            i,
+            "reasoning_output_tokens",
+            "is part of output_tokens and cannot exceed it",
+        ));
+    }
     let duration_seconds = number_field(o, i, "duration_seconds")?;
+    let time_to_first_token_seconds = number_field(o, i, "time_to_first_token_seconds")?;
     let status = status_field(o, i)?;
     let tenant = string_field(o, i, "tenant", false)?;
+    let agent = string_field(o, i, "agent", is_agent_op)?;
+    let tool = string_field(o, i, "tool", is_tool_op)?;
+    if tool.is_some() && !is_tool_op {
+        return Err(err(
+            i,
+            "tool",
+            "only with operation execute_tool (the call of that tool)",
+        ));
+    }
+    // Tokens, cost and time to first token are a model's: without one they
+    // could be neither priced nor labelled.
+    let has_tokens = input_tokens > 0 || output_tokens > 0;
+    if (has_tokens || time_to_first_token_seconds.is_some())
+        && (provider.is_none() || model.is_none())
+    {
+        let field = if provider.is_none() {
+            "provider"
+        } else {
+            "model"
+        };
+        return Err(err(
+            i,
+            field,
+            "required when the event carries tokens or time_to_first_token_seconds",
+        ));
+    }
     timestamp_field(o, i)?;
     let queue_depth = number_field(o, i, "queue_depth")?;
+    if queue_depth.is_some() && model.is_none() {
+        return Err(err(i, "model", "required with queue_depth"));
+    }
     Ok(UsageEvent {
-        provider,
-        model,
+        provider: provider.unwrap_or_default(),
+        model: model.unwrap_or_default(),
         operation,
         input_tokens,
         output_tokens,
+        cached_input_tokens,
+        reasoning_output_tokens,
         duration_seconds,
+        time_to_first_token_seconds,
         status,
         tenant,
+        agent,
+        tool,
         queue_depth,
     })
 }
@@ -231,120 +330,131 @@ const DURATION_HELP: &str = "GenAI operation duration.";
 impl LlmState {
     /// Applies one valid event to the aggregates.
     pub fn record_event(&self, e: &UsageEvent) {
-        let pm = [
-            ("provider", e.provider.as_str()),
-            ("model", e.model.as_str()),
-        ];
-        let genai = |extra: &[(&str, &str)]| {
-            let mut l = vec![
-                ("gen_ai_operation_name", e.operation.as_str()),
-                ("gen_ai_provider_name", e.provider.as_str()),
-                ("gen_ai_request_model", e.model.as_str()),
-            ];
-            l.extend_from_slice(extra);
-            Labels::from_pairs(l)
-        };
-        let with =
-            |extra: &[(&str, &str)]| Labels::from_pairs(pm.iter().chain(extra.iter()).copied());
-        let price = self.price(&e.provider, &e.model);
         let mut agg = self.agg.lock();
-        let mut results = Vec::with_capacity(10);
-        results.push(agg.observe(
-            "gen_ai_client_token_usage",
-            TOKEN_HELP,
-            genai(&[("gen_ai_token_type", "input")]),
-            &self.token_buckets,
-            e.input_tokens as f64,
-        ));
-        results.push(agg.observe(
-            "gen_ai_client_token_usage",
-            TOKEN_HELP,
-            genai(&[("gen_ai_token_type", "output")]),
-            &self.token_buckets,
-            e.output_tokens as f64,
-        ));
-        if let Some(d) = e.duration_seconds {
-            let labels = if e.status == "ok" {
-                genai(&[])
-            } else {
-                genai(&[("error_type", e.status.as_str())])
+        let mut errors = Vec::new();
+        let has_model = !e.model.is_empty();
+        if e.is_model_call() {
+            let genai_labels = |extra: &[(&str, &str)]| {
+                let mut l = vec![
+                    ("gen_ai_operation_name", e.operation.as_str()),
+                    ("gen_ai_provider_name", e.provider.as_str()),
+                    ("gen_ai_request_model", e.model.as_str()),
+                ];
+                l.extend_from_slice(extra);
+                Labels::from_pairs(l)
             };
-            results.push(agg.observe(
-                "gen_ai_client_operation_duration_seconds",
-                DURATION_HELP,
-                labels,
-                &self.duration_buckets,
-                d,
-            ));
-        }
-        let counter =
-            |agg: &mut super::Aggregator, name: &str, help: &str, labels: Labels, v: f64| {
-                agg.value(name, help, MetricType::Counter, "", labels, v, true)
-            };
-        results.push(counter(
-            &mut agg,
-            "llm_requests_total",
-            super::genai::REQUESTS_HELP,
-            with(&[("status", e.status.as_str())]),
-            1.0,
-        ));
-        for (t, n) in [("input", e.input_tokens), ("output", e.output_tokens)] {
-            results.push(counter(
-                &mut agg,
-                "llm_tokens_total",
-                super::genai::TOKENS_HELP,
-                with(&[("type", t)]),
-                n as f64,
-            ));
-        }
-        match price {
-            Some(p) => {
-                let cost =
-                    e.input_tokens as f64 / 1e6 * p.input + e.output_tokens as f64 / 1e6 * p.output;
-                results.push(counter(
-                    &mut agg,
-                    "llm_cost_usd_total",
-                    super::genai::COST_HELP,
-                    with(&[]),
-                    cost,
-                ));
+            for (kind, n) in [("input", e.input_tokens), ("output", e.output_tokens)] {
+                errors.extend(
+                    agg.observe(
+                        genai::TOKEN_USAGE,
+                        TOKEN_HELP,
+                        genai_labels(&[("gen_ai_token_type", kind)]),
+                        &self.token_buckets,
+                        n as f64,
+                    )
+                    .err(),
+                );
             }
-            None => {
-                results.push(counter(
-                    &mut agg,
-                    "llm_unpriced_requests_total",
-                    super::genai::UNPRICED_HELP,
-                    with(&[]),
-                    1.0,
-                ));
-                self.log_unpriced(&e.provider, &e.model);
+            if let Some(d) = e.duration_seconds {
+                let labels = if e.status == "ok" {
+                    genai_labels(&[])
+                } else {
+                    genai_labels(&[("error_type", e.status.as_str())])
+                };
+                errors.extend(
+                    agg.observe(
+                        genai::OPERATION_DURATION,
+                        DURATION_HELP,
+                        labels,
+                        &self.duration_buckets,
+                        d,
+                    )
+                    .err(),
+                );
             }
-        }
-        if e.status == "rate_limited" {
-            results.push(counter(
+            genai::record_requests(
                 &mut agg,
-                "llm_rate_limited_total",
-                super::genai::RATE_LIMITED_HELP,
-                with(&[]),
+                self,
+                &e.provider,
+                &e.model,
+                &e.status,
                 1.0,
+                &mut errors,
+            );
+        }
+        if has_model && (e.is_model_call() || e.input_tokens > 0 || e.output_tokens > 0) {
+            let cost = genai::record_tokens(
+                &mut agg,
+                self,
+                &e.provider,
+                &e.model,
+                e.tenant.as_deref(),
+                e.tokens(),
+                &mut errors,
+            );
+            if cost.is_none() && !e.is_model_call() {
+                // A model call counted itself as unpriced above.
+                genai::record_requests_unpriced(&mut agg, self, &e.provider, &e.model, &mut errors);
+            }
+        }
+        if let Some(t) = e.time_to_first_token_seconds {
+            errors.extend(genai::record_ttft(
+                &mut agg,
+                &e.provider,
+                &e.model,
+                &genai::Durations::One {
+                    bounds: &self.ttft_buckets,
+                    seconds: t,
+                },
             ));
+        }
+        let durations = |bounds| {
+            e.duration_seconds
+                .map(|seconds| genai::Durations::One { bounds, seconds })
+        };
+        if let Some(agent) = &e.agent {
+            genai::record_agent(
+                &mut agg,
+                self,
+                agent,
+                &e.operation,
+                &e.status,
+                1,
+                durations(&self.duration_buckets),
+                &mut errors,
+            );
+        }
+        if let Some(tool) = &e.tool {
+            genai::record_tool(
+                &mut agg,
+                self,
+                tool,
+                &e.status,
+                1,
+                durations(&self.duration_buckets),
+                &mut errors,
+            );
         }
         if let Some(q) = e.queue_depth {
-            results.push(agg.value(
-                "llm_queue_depth",
-                "LLM request queue depth, as last reported.",
-                MetricType::Gauge,
-                "",
-                with(&[]),
-                q,
-                false,
-            ));
+            errors.extend(
+                agg.value(
+                    "llm_queue_depth",
+                    "LLM request queue depth, as last reported.",
+                    MetricType::Gauge,
+                    "",
+                    Labels::from_pairs([
+                        ("provider", e.provider.as_str()),
+                        ("model", e.model.as_str()),
+                    ]),
+                    q,
+                    false,
+                )
+                .err(),
+            );
         }
         drop(agg);
-        for r in results {
-            if let Err(e) = r {
-                self.refused(&e);
-            }
+        for e in errors {
+            self.refused(&e);
         }
     }
 
@@ -389,13 +499,8 @@ mod tests {
 
     fn state() -> LlmState {
         let mut cfg = LlmConfig::default();
-        cfg.prices.insert(
-            "gpt-4o".into(),
-            ModelPrice {
-                input: 2.5,
-                output: 10.0,
-            },
-        );
+        cfg.prices
+            .insert("gpt-4o".into(), ModelPrice::new(2.5, 10.0));
         LlmState::new(&cfg)
     }
 
@@ -519,6 +624,27 @@ mod tests {
             let got = ev.duration_seconds.expect("duration present");
             prop_assert!((got - d).abs() <= 1e-12 * d.max(1.0), "{got} vs {d}");
             prop_assert_eq!(ev.status, "ok");
+        }
+
+        /// Cached input and reasoning are parts of input and output: an
+        /// event carrying parts is accepted exactly when each part fits in
+        /// its total, and without part prices its cost is the plain
+        /// input/output cost (a part is never priced twice).
+        #[test]
+        fn parts_fit_their_totals_and_are_priced_once(inp in 0u64..100_000, cached in 0u64..100_000, out in 0u64..100_000, reasoning in 0u64..100_000) {
+            let body = serde_json::json!({"provider": "p", "model": "m", "input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out, "reasoning_output_tokens": reasoning});
+            let parsed = parse_body(body.to_string().as_bytes()).expect("json");
+            let r = parsed.into_iter().next().expect("one");
+            prop_assert_eq!(r.is_ok(), cached <= inp && reasoning <= out, "{:?}", r);
+            let plain = ModelPrice::new(2.5, 10.0);
+            let c = plain.cost(inp, cached.min(inp), out, reasoning.min(out));
+            let want = (inp as f64 * 2.5 + out as f64 * 10.0) / 1e6;
+            prop_assert!((c - want).abs() <= 1e-9 * want.max(1.0), "{c} vs {want}");
+            let discounted = ModelPrice { cached_input: Some(0.5), reasoning: Some(12.0), ..plain };
+            let d = discounted.cost(inp, cached.min(inp), out, reasoning.min(out));
+            let want = ((inp - cached.min(inp)) as f64 * 2.5 + cached.min(inp) as f64 * 0.5
+                + (out - reasoning.min(out)) as f64 * 10.0 + reasoning.min(out) as f64 * 12.0) / 1e6;
+            prop_assert!((d - want).abs() <= 1e-9 * want.max(1.0), "{d} vs {want}");
         }
     }
 }

@@ -216,3 +216,17 @@ pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
         })
         .map(|s| s.value)
 }
+
+/// The sum of every sample named `name` whose labels include `want`.
+pub fn sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    let exp =
+        vigil_wire::exposition::parse(text, &Default::default()).expect("agent /metrics parses");
+    exp.samples
+        .iter()
+        .filter(|s| {
+            s.labels.metric_name() == Some(name)
+                && want.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}

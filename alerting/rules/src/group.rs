@@ -456,6 +456,7 @@ pub(crate) fn outgoing(a: Alert, external_labels: &Labels, generator_url: &str) 
         }
     }
     OutgoingAlert {
+        value: Some(a.value),
         labels,
         annotations: a.annotations.into_iter().collect(),
         starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),

@@ -72,4 +72,7 @@ pub struct OutgoingAlert {
     pub starts_at_ms: i64,
     pub ends_at_ms: Option<i64>,
     pub generator_url: String,
+    /// The expression's value when the alert was sent (kept as the
+    /// incident's peak value by alerting).
+    pub value: Option<f64>,
 }

@@ -49,6 +49,9 @@ struct Args {
     /// How long the notification log and expired silences are kept.
     #[arg(long = "data.retention", default_value = "120h", value_parser = humantime::parse_duration)]
     retention: Duration,
+    /// HA: peers that share silences and the notification log.
+    #[command(flatten)]
+    cluster: vigil_cluster::ClusterArgs,
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long = "log.level", default_value = "info")]
     log_level: String,
@@ -93,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
         retry_max_backoff: args.retry_max,
         give_up_after: args.give_up,
         retention: args.retention,
+        cluster: args.cluster.options().map_err(anyhow::Error::msg)?,
         ..Default::default()
     };
     let shutdown = CancellationToken::new();

@@ -62,15 +62,20 @@ fn alert(pairs: &[(&str, &str)], c: &Clock, ends: Option<DateTime<Utc>>) -> Aler
 }
 
 fn flush(st: &mut State, c: &Clock, ids: &mut u64) -> Vec<OutboxEntry> {
+    flush_in(st, c, ids, None).notifications
+}
+
+fn flush_in(st: &mut State, c: &Clock, ids: &mut u64, cluster: Option<ClusterWait>) -> FlushOutput {
     let opts = FlushOptions {
         external_url: "http://vigil".into(),
         give_up_after: chrono::Duration::hours(1),
+        cluster,
     };
     let mut next = || {
         *ids += 1;
         *ids
     };
-    st.flush_due(c.wall, c.mono, &mut next, &opts).notifications
+    st.flush_due(c.wall, c.mono, &mut next, &opts)
 }
 
 fn names(n: &OutboxEntry) -> Vec<String> {
@@ -347,4 +352,218 @@ fn escalating_repeat_interval_doubles_up_to_its_cap() {
     }
     // First notification after group_wait, then repeats after 2, 4, 8, 8 s.
     assert_eq!(sent_at, vec![1, 3, 7, 15, 23]);
+}
+
+fn second_in_line() -> Option<ClusterWait> {
+    Some(ClusterWait {
+        // Shorter than the repeat interval (10s), as peer_timeout is.
+        delay: Duration::from_secs(5),
+        ready: true,
+    })
+}
+
+#[test]
+fn cluster_member_waits_its_position_then_skips_what_a_peer_sent() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    st.put(alert(&[("alertname", "Cpu")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    let out = flush_in(&mut st, &c, &mut ids, second_in_line());
+    assert!(
+        out.notifications.is_empty(),
+        "position 1 waits 1 x peer_timeout"
+    );
+    assert!(out.writes.is_empty(), "nothing logged while waiting");
+    assert_eq!(st.next_deferred(), Some(c.mono + Duration::from_secs(5)));
+
+    // The first member sent it; its log entry arrives by gossip.
+    let key = st.deferred.keys().next().cloned().expect("one held");
+    let peer_entry = NflogEntry {
+        firing: st.deferred[&key].pending.firing.clone(),
+        resolved: BTreeSet::new(),
+        timestamp: c.wall,
+        repeats: 0,
+    };
+    st.nflog.insert(key.clone(), peer_entry.clone());
+    c.advance(Duration::from_secs(4));
+    assert!(
+        flush_in(&mut st, &c, &mut ids, second_in_line())
+            .notifications
+            .is_empty()
+    );
+    c.advance(Duration::from_secs(1));
+    let out = flush_in(&mut st, &c, &mut ids, second_in_line());
+    assert!(out.notifications.is_empty(), "the peer already notified");
+    assert_eq!(out.deduplicated, 1);
+    assert!(st.deferred.is_empty());
+    assert_eq!(st.nflog[&key], peer_entry, "the peer's entry stays");
+}
+
+#[test]
+fn cluster_member_sends_when_no_peer_did() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    st.put(alert(&[("alertname", "Cpu")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    assert!(
+        flush_in(&mut st, &c, &mut ids, second_in_line())
+            .notifications
+            .is_empty()
+    );
+    // group_interval (2s) flushes come and go: the held one keeps its time.
+    for _ in 0..2 {
+        c.advance(Duration::from_secs(2));
+        assert!(
+            flush_in(&mut st, &c, &mut ids, second_in_line())
+                .notifications
+                .is_empty()
+        );
+    }
+    c.advance(Duration::from_secs(1));
+    let out = flush_in(&mut st, &c, &mut ids, second_in_line());
+    assert_eq!(out.notifications.len(), 1, "the peer ahead is gone: send");
+    let entry = out.notifications[0]
+        .nflog
+        .clone()
+        .expect("carries its log entry");
+    assert_eq!(entry.timestamp, c.wall);
+    assert_eq!(out.deduplicated, 0);
+}
+
+#[test]
+fn cluster_first_member_sends_at_once_but_not_while_settling() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    st.put(alert(&[("alertname", "Cpu")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    let settling = Some(ClusterWait {
+        delay: Duration::ZERO,
+        ready: false,
+    });
+    assert!(
+        flush_in(&mut st, &c, &mut ids, settling)
+            .notifications
+            .is_empty()
+    );
+    c.advance(Duration::from_secs(30));
+    assert!(
+        flush_in(&mut st, &c, &mut ids, settling)
+            .notifications
+            .is_empty()
+    );
+    let ready = Some(ClusterWait {
+        delay: Duration::ZERO,
+        ready: true,
+    });
+    let out = flush_in(&mut st, &c, &mut ids, ready);
+    assert_eq!(out.notifications.len(), 1, "settled: position 0 sends");
+    // Alone in the cluster (a partition): position 0, no wait.
+    st.put(alert(&[("alertname", "Disk")], &c, None), c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    assert_eq!(
+        flush_in(&mut st, &c, &mut ids, ready).notifications.len(),
+        1
+    );
+}
+
+#[test]
+fn acknowledged_group_does_not_repeat_but_changes_and_resolution_notify() {
+    let (mut st, mut c, mut ids) = setup(CFG);
+    let a = alert(&[("alertname", "Cpu"), ("instance", "a")], &c, None);
+    let fp_a = a.fingerprint;
+    st.put(a, c.wall, c.mono);
+    c.advance(Duration::from_secs(1));
+    assert_eq!(flush(&mut st, &c, &mut ids).len(), 1, "first notification");
+    // Acknowledged: the repeat after repeat_interval does not go out.
+    let ack = AckView {
+        open: true,
+        author: "ann".into(),
+        comment: "looking".into(),
+        at: c.wall,
+    };
+    st.acks.insert(fp_a, ack.clone());
+    for _ in 0..10 {
+        c.advance(Duration::from_secs(2));
+        assert!(
+            flush(&mut st, &c, &mut ids).is_empty(),
+            "an acknowledged alert repeated"
+        );
+    }
+    // Without the ack it would have repeated by now.
+    st.acks.clear();
+    assert_eq!(
+        flush_after(&mut st, &mut c, &mut ids).len(),
+        1,
+        "repeats unacked"
+    );
+    st.acks.insert(fp_a, ack);
+    // A new alert in the group still notifies, and shows the ack on the
+    // acknowledged one only (labels and fingerprint unchanged).
+    st.put(
+        alert(&[("alertname", "Cpu"), ("instance", "b")], &c, None),
+        c.wall,
+        c.mono,
+    );
+    let n = flush_after(&mut st, &mut c, &mut ids);
+    assert_eq!(n.len(), 1, "a new alert notifies");
+    let shown = &n[0].data.alerts;
+    assert_eq!(names(&n[0]), vec!["a:firing", "b:firing"]);
+    assert_eq!(
+        shown[0].annotations.get(ACK_BY).map(String::as_str),
+        Some("ann")
+    );
+    assert_eq!(
+        shown[0].annotations.get(ACK_COMMENT).map(String::as_str),
+        Some("looking")
+    );
+    assert_eq!(shown[0].fingerprint, crate::matchers::fingerprint_hex(fp_a));
+    assert!(!shown[0].labels.contains_key(ACK_BY));
+    assert!(!shown[1].annotations.contains_key(ACK_BY));
+    assert!(
+        !st.alerts[&fp_a].annotations.contains_key(ACK_BY),
+        "the stored alert is unchanged"
+    );
+    // Both acknowledged: no repeats. The resolution still goes out, with
+    // the ack (the episode has ended: the view is closed now).
+    let fp_b = crate::matchers::fingerprint(
+        &[("alertname", "Cpu"), ("instance", "b")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    st.acks.insert(
+        fp_b,
+        AckView {
+            open: true,
+            author: "bob".into(),
+            comment: String::new(),
+            at: c.wall,
+        },
+    );
+    for _ in 0..8 {
+        c.advance(Duration::from_secs(2));
+        assert!(flush(&mut st, &c, &mut ids).is_empty());
+    }
+    let end = c.wall;
+    st.put(
+        alert(&[("alertname", "Cpu"), ("instance", "a")], &c, Some(end)),
+        c.wall,
+        c.mono,
+    );
+    if let Some(v) = st.acks.get_mut(&fp_a) {
+        v.open = false;
+    }
+    let n = flush_after(&mut st, &mut c, &mut ids);
+    assert_eq!(n.len(), 1, "the resolution goes out");
+    assert_eq!(names(&n[0]), vec!["a:resolved", "b:firing"]);
+    assert_eq!(
+        n[0].data.alerts[0]
+            .annotations
+            .get(ACK_BY)
+            .map(String::as_str),
+        Some("ann")
+    );
+}
+
+/// Flushes after the group interval.
+fn flush_after(st: &mut State, c: &mut Clock, ids: &mut u64) -> Vec<OutboxEntry> {
+    c.advance(Duration::from_secs(2));
+    flush(st, c, ids)
 }

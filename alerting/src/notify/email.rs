@@ -143,6 +143,53 @@ impl Email {
         tmpl: &Templates,
     ) -> Result<(), NotifyError> {
         let msg = self.message(data, tmpl)?;
+        self.deliver(msg).await
+    }
+
+    /// Mails a document that is not an alert notification (the report
+    /// digest) through this receiver's server, sender and recipients: a
+    /// plain-text and an HTML part. The `to` and `from` fields are used
+    /// as written (templates there see no alert data).
+    pub async fn send_document(
+        &self,
+        subject: &str,
+        text: String,
+        html: String,
+    ) -> Result<(), NotifyError> {
+        let bad_addr = |e: lettre::address::AddressError| {
+            NotifyError::permanent(format!("invalid address: {e}"))
+        };
+        let mut b = Message::builder()
+            .from(self.from.parse::<Mailbox>().map_err(bad_addr)?)
+            .subject(subject);
+        for addr in self
+            .cfg
+            .to
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            b = b.to(addr.parse::<Mailbox>().map_err(bad_addr)?);
+        }
+        let msg = b
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(text),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(html),
+                    ),
+            )
+            .map_err(|e| NotifyError::permanent(format!("cannot build message: {e}")))?;
+        self.deliver(msg).await
+    }
+
+    async fn deliver(&self, msg: Message) -> Result<(), NotifyError> {
         let fresh;
         let transport = match &self.per_send {
             Some((builder, user, global)) => {

@@ -35,6 +35,22 @@ impl Notifier<SlackConfig> {
     }
 }
 
+impl Notifier<SlackConfig> {
+    /// Posts a document that is not an alert notification (the report
+    /// digest): one message with `text` in Slack's mrkdwn, to this
+    /// receiver's webhook and channel.
+    pub async fn post_document(&self, text: &str) -> Result<(), NotifyError> {
+        let mut body = serde_json::json!({ "text": text, "mrkdwn": true });
+        if let Some(channel) = &self.cfg.channel {
+            body["channel"] = serde_json::Value::String(channel.clone());
+        }
+        if let Some(user) = &self.cfg.username {
+            body["username"] = serde_json::Value::String(user.clone());
+        }
+        self.http.post_json(&self.url()?, &body).await
+    }
+}
+
 /// The message Slack receives.
 pub fn payload(
     cfg: &SlackConfig,

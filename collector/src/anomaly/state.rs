@@ -188,6 +188,7 @@ pub fn due(
         }
     }
     Some(OutgoingAlert {
+        value: Some(alert.value),
         labels,
         annotations: alert.annotations.clone(),
         starts_at_ms: alert.active_at_ms,

@@ -80,6 +80,8 @@ pub fn simulate(
     let opts = FlushOptions {
         external_url: external_url.to_string(),
         give_up_after: chrono::Duration::hours(1),
+        // One simulated member: it notifies at once, as a lone serve does.
+        cluster: None,
     };
     let mut ids = 0u64;
     let mut out = Vec::new();

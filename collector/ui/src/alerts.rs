@@ -1,7 +1,8 @@
 //! `/alerts`: the rule engine's firing and pending alerts (threshold and
 //! anomaly rules), each with its labels, value, active-since time, a link to
 //! its expression in `/graph`, whether a silence mutes it, and a button that
-//! opens the silence form for it. Alerts that reached alerting from outside
+//! opens the silence form for it, and an acknowledge button (or who
+//! acknowledged it and when). Alerts that reached alerting from outside
 //! the rules (posted to `/api/v2/alerts`) are listed below.
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::html::{self, esc, label_chips, q};
 use crate::session::{Role, parse_form};
 use crate::time::since;
-use crate::{Ui, graph};
+use crate::{Ui, graph, incidents};
 
 /// An Alertmanager alert whose labels include every label of `labels`
 /// (alerting adds external labels).
@@ -72,7 +73,16 @@ pub async fn alerts(
         Value::Array(v) => v,
         _ => Vec::new(),
     };
+    let acks = incidents::open_acks(&ui).await;
+    let ack_of = |fp: &str| acks.iter().find(|(f, ..)| f == fp);
     let mut body = String::from("<h1>Alerts</h1>");
+    if let Some(id) = crate::session::field(&query, "acked") {
+        body.push_str(&format!(
+            "<p class=\"notice\" role=\"status\">Acknowledged: <a href=\"/incidents/{}\">incident {}</a>.</p>",
+            q(id),
+            esc(id)
+        ));
+    }
     body.push_str(
         "<form class=\"filters\" method=\"get\" action=\"/alerts\"><label>Show \
          <select name=\"state\" class=\"autosubmit\">",
@@ -116,12 +126,17 @@ pub async fn alerts(
                     .flatten()
                     .filter_map(|s| s.as_str().map(String::from))
                     .collect();
+                let fingerprint = am_alert
+                    .and_then(|x| x["fingerprint"].as_str())
+                    .unwrap_or("")
+                    .to_string();
                 rows.push((
                     st.to_string(),
                     rule_name.to_string(),
                     query_text.to_string(),
                     a.clone(),
                     silenced,
+                    fingerprint,
                 ));
             }
         }
@@ -136,7 +151,7 @@ pub async fn alerts(
     if rows.is_empty() {
         body.push_str("<p class=\"empty\">No alerts are firing or pending.</p>");
     }
-    for (st, rule_name, query_text, a, silenced) in &rows {
+    for (st, rule_name, query_text, a, silenced, fingerprint) in &rows {
         let empty = Map::new();
         let labels = a["labels"].as_object().unwrap_or(&empty);
         let graph_url = format!(
@@ -188,7 +203,20 @@ pub async fn alerts(
         } else {
             body.push_str("<span class=\"hint\">Log in with the admin token to silence.</span>");
         }
-        body.push_str("</p></article>");
+        body.push_str("</p>");
+        // Acknowledge: only alerts alerting holds (firing ones).
+        if let Some((_, who, at, comment)) = ack_of(fingerprint) {
+            body.push_str(&format!(
+                "<p class=\"actions\">{}</p>",
+                incidents::ack_line(who, at, comment, now)
+            ));
+        } else if admin && st == "firing" && !fingerprint.is_empty() {
+            body.push_str(&format!(
+                "<div class=\"actions\">{}</div>",
+                incidents::ack_form(fingerprint, &ctx.session.csrf)
+            ));
+        }
+        body.push_str("</article>");
     }
     // Alerts posted from outside the rules.
     let others: Vec<&Value> = am
@@ -200,7 +228,7 @@ pub async fn alerts(
             "<h2>Received from other sources ({})</h2><table class=\"sortable\"><thead><tr>\
              <th><button type=\"button\" class=\"sort\" data-col=\"0\">Labels</button></th>\
              <th><button type=\"button\" class=\"sort\" data-col=\"1\">State</button></th>\
-             <th><button type=\"button\" class=\"sort\" data-col=\"2\">Since</button></th><th>Source</th></tr></thead><tbody>",
+             <th><button type=\"button\" class=\"sort\" data-col=\"2\">Since</button></th><th>Source</th><th>Acknowledged</th></tr></thead><tbody>",
             others.len()
         ));
         for a in others {
@@ -211,8 +239,16 @@ pub async fn alerts(
                 .and_then(html::safe_href)
                 .map(|u| format!("<a href=\"{}\">source</a>", esc(u)))
                 .unwrap_or_default();
+            let fp = a["fingerprint"].as_str().unwrap_or("");
+            let ack = match ack_of(fp) {
+                Some((_, who, at, comment)) => incidents::ack_line(who, at, comment, now),
+                None if admin && a["status"]["state"] == "active" => {
+                    incidents::ack_form(fp, &ctx.session.csrf)
+                }
+                None => String::new(),
+            };
             body.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{source}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{source}</td><td>{ack}</td></tr>",
                 label_chips(labels),
                 esc(a["status"]["state"].as_str().unwrap_or("")),
                 esc(&since(a["startsAt"].as_str().unwrap_or(""), now)),

@@ -110,6 +110,7 @@ const NAV: &[(&str, &str)] = &[
     ("/silences", "Silences"),
     ("/agents", "Agents"),
     ("/anomalies", "Anomalies"),
+    ("/incidents", "Incidents"),
     ("/status", "Status"),
 ];
 

@@ -1,6 +1,6 @@
 //! Vigil's web UI, served by the collector: `/graph` (Prometheus's URL
 //! parameters, so alert `generatorURL`s open there), `/alerts`, `/rules`,
-//! `/silences`, `/agents`, `/anomalies` and `/status`.
+//! `/silences`, `/agents`, `/anomalies`, `/incidents` and `/status`.
 //!
 //! Pages are rendered on the server from the collector's own HTTP API, called
 //! in-process through its router (no network hop, and the UI sees exactly what
@@ -24,6 +24,7 @@ pub mod assets;
 mod backend;
 mod graph;
 mod html;
+mod incidents;
 mod pages;
 mod session;
 mod silences;
@@ -93,7 +94,10 @@ pub fn is_ui_path(path: &str) -> bool {
             | "/status"
             | "/login"
             | "/logout"
+            | "/incidents"
+            | "/alerts/ack"
     ) || path.starts_with("/ui/static/")
+        || path.starts_with("/incidents/")
         || (path.starts_with("/silences/") && path.ends_with("/expire"))
 }
 
@@ -107,6 +111,10 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .route("/silences", get(silences::list).post(silences::create))
         .route("/silences/new", get(silences::new_form))
         .route("/silences/{id}/expire", post(silences::expire))
+        .route("/alerts/ack", post(incidents::ack))
+        .route("/incidents", get(incidents::list))
+        .route("/incidents/{id}", get(incidents::detail))
+        .route("/incidents/{id}/notes", post(incidents::add_note))
         .route("/agents", get(pages::agents))
         .route("/anomalies", get(anomalies::anomalies))
         .route("/status", get(pages::status))

@@ -359,6 +359,7 @@ pub async fn status(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
         }
         Err(e) => body.push_str(&html::error_box(&e, "")),
     }
+    body.push_str(&cluster_section(&ui.get("/api/v2/status").await.json));
     body.push_str("<h2>Flags</h2><table><tbody>");
     for (k, v) in &ui.opts.flags {
         body.push_str(&format!(
@@ -375,9 +376,59 @@ pub async fn status(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
     html::page(&ctx, "Status", "/status", &body, &[])
 }
 
+/// The alerting cluster as `/api/v2/status` reports it: this member,
+/// `ready` / `settling` / `disabled`, and the members with their gossip
+/// addresses.
+fn cluster_section(status: &Value) -> String {
+    let c = &status["cluster"];
+    let state = c["status"].as_str().unwrap_or("unknown");
+    let mut s = format!("<h2>Cluster</h2><dl><dt>Status</dt><dd>{}</dd>", esc(state));
+    if state == "disabled" {
+        s.push_str("</dl><p>Running alone (no <code>--cluster-listen</code>).</p>");
+        return s;
+    }
+    let me = c["name"].as_str().unwrap_or("");
+    s.push_str(&format!(
+        "<dt>Name</dt><dd><code>{}</code></dd></dl><table><thead><tr><th scope=\"col\">Member</th><th scope=\"col\">Address</th></tr></thead><tbody>",
+        esc(me)
+    ));
+    for p in c["peers"].as_array().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap_or("");
+        s.push_str(&format!(
+            "<tr><td><code>{}</code>{}</td><td><code>{}</code></td></tr>",
+            esc(name),
+            if name == me { " (this member)" } else { "" },
+            esc(p["address"].as_str().unwrap_or("")),
+        ));
+    }
+    s.push_str("</tbody></table>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_section_lists_members_or_says_alone() {
+        let alone = cluster_section(
+            &serde_json::json!({"cluster": {"name": "", "peers": [], "status": "disabled"}}),
+        );
+        assert!(
+            alone.contains("disabled") && alone.contains("Running alone"),
+            "{alone}"
+        );
+        let three = cluster_section(&serde_json::json!({"cluster": {
+            "name": "B", "status": "ready",
+            "peers": [{"name": "A", "address": "10.0.0.1:9804"}, {"name": "B", "address": "10.0.0.2:9804"}]
+        }}));
+        assert!(three.contains("ready"));
+        assert!(
+            three.contains("<code>A</code></td><td><code>10.0.0.1:9804</code>"),
+            "{three}"
+        );
+        assert!(three.contains("<code>B</code> (this member)"), "{three}");
+    }
 
     #[test]
     fn agents_render_health_and_escape() {
