@@ -120,6 +120,14 @@ impl Store {
     }
 }
 
+/// The silences stored in `path`, read-only (a running serve may own the
+/// database): what `vigil backtest` applies to past notifications.
+pub fn read_silences(path: &Path) -> Result<Vec<Silence>, StoreError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    load(&conn, "SELECT body FROM silences", "silences")
+}
+
 fn load<T: serde::de::DeserializeOwned>(
     conn: &Connection,
     sql: &str,

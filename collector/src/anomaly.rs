@@ -42,6 +42,7 @@ use std::path::Path;
 use serde::Deserialize;
 use vigil_models::DetectorConfig;
 
+pub mod backtest;
 mod input;
 mod manager;
 mod persist;

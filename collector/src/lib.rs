@@ -16,6 +16,7 @@ pub mod telemetry;
 pub mod agents;
 pub mod anomaly;
 pub mod auth;
+pub mod backtest;
 pub mod budget;
 pub mod cardinality;
 pub mod cli;

@@ -55,6 +55,10 @@ enum Command {
         #[command(subcommand)]
         what: AnomalyCommand,
     },
+    /// Evaluate rule files over stored history as if they had been loaded
+    /// at --from; print alert transitions (and, with --alerting-config, the
+    /// notifications) as JSON lines.
+    Backtest(BacktestArgs),
     /// Service level objectives.
     Slo {
         #[command(subcommand)]
@@ -133,6 +137,49 @@ struct ServeArgs {
     cluster: vigil_cluster::ClusterArgs,
 }
 
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["data_dir", "url"])))]
+struct BacktestArgs {
+    /// Data directory to read (read-only; `vigil serve` may be running on it).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Prometheus-compatible query API to evaluate against (e.g. http://127.0.0.1:9090).
+    #[arg(long)]
+    url: Option<String>,
+    /// Rule file glob (Prometheus rule files and Vigil anomaly rule files); repeatable.
+    #[arg(long = "rule-file", required = true)]
+    rule_files: Vec<String>,
+    /// Alertmanager configuration: also print the notifications routing,
+    /// grouping, inhibition and silences would have sent.
+    #[arg(long)]
+    alerting_config: Option<PathBuf>,
+    /// Extra silences for the simulation: a JSON array as POST /api/v2/silences takes them.
+    #[arg(long)]
+    silences: Option<PathBuf>,
+    /// Start: RFC 3339, Unix seconds, `now` or `-7d`.
+    #[arg(long, allow_hyphen_values = true)]
+    from: String,
+    /// End (same forms as --from).
+    #[arg(long, allow_hyphen_values = true, default_value = "now")]
+    to: String,
+    /// Interval of rule groups that set none (Prometheus's evaluation_interval).
+    #[arg(long = "eval-interval", default_value = "1m", value_parser = parse_interval)]
+    eval_interval: std::time::Duration,
+    /// Write recording rules' output into --data-dir (refused while serve runs on it).
+    #[arg(long)]
+    backfill: bool,
+    /// Anomaly scores to print: all, flagged or none.
+    #[arg(long, value_enum, default_value = "all")]
+    scores: vigil::backtest::Scores,
+    /// Base of alerts' generatorURL.
+    #[arg(long = "web.external-url", default_value = "http://localhost:9800")]
+    external_url: String,
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    vigil::config::parse_duration(s)
+}
+
 #[derive(Subcommand)]
 enum CheckCommand {
     /// Check a Vigil or Alertmanager configuration file.
@@ -190,6 +237,19 @@ fn main() -> ExitCode {
         Command::Anomaly {
             what: AnomalyCommand::Score { input, rule },
         } => exit(vigil::cli::anomaly_score(&input, rule.as_deref())),
+        Command::Backtest(a) => exit(vigil::backtest::run(vigil::backtest::Args {
+            data_dir: a.data_dir,
+            url: a.url,
+            rule_files: a.rule_files,
+            alerting_config: a.alerting_config,
+            silences: a.silences,
+            from: a.from,
+            to: a.to,
+            eval_interval: a.eval_interval,
+            backfill: a.backfill,
+            scores: a.scores,
+            external_url: a.external_url,
+        })),
         Command::Report(a) => exit(vigil::cli::report(
             &a.url,
             a.token_file.as_deref(),

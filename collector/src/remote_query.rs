@@ -124,7 +124,7 @@ fn ms(t: f64) -> i64 {
 }
 
 /// Turns a Prometheus API response body into a query value.
-fn decode(status: u16, body: &[u8]) -> Result<Value, String> {
+pub(crate) fn decode(status: u16, body: &[u8]) -> Result<Value, String> {
     let resp: ApiResponse = serde_json::from_slice(body).map_err(|e| {
         let text = String::from_utf8_lossy(body);
         format!(

@@ -448,7 +448,7 @@ fn last_for_state(
 
 /// An alert as handed to the notifier, with external labels added where
 /// the alert does not set them (as Prometheus's notifier does).
-fn outgoing(a: Alert, external_labels: &Labels, generator_url: &str) -> OutgoingAlert {
+pub(crate) fn outgoing(a: Alert, external_labels: &Labels, generator_url: &str) -> OutgoingAlert {
     let mut labels = a.labels;
     for l in external_labels.iter() {
         if labels.get(&l.name).is_none() {

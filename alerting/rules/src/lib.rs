@@ -25,6 +25,7 @@
 
 pub mod alerting;
 pub mod api;
+pub mod backtest;
 mod check;
 pub mod duration;
 pub mod file;

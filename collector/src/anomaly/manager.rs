@@ -32,7 +32,7 @@ use super::state::{self, Phase, SeriesAlert, Verdict};
 use super::{AnomalyGroup, AnomalyRule};
 
 /// Default stored history a new detector is warmed on.
-const DEFAULT_TRAINING_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(super) const DEFAULT_TRAINING_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most points one warm-up range query may ask for (the engine's limit is
 /// 11,000 per series).
 const MAX_WARM_POINTS: i64 = 10_000;
@@ -221,7 +221,7 @@ fn fingerprint(rule: &AnomalyRule) -> u64 {
     ])
 }
 
-fn duration_ms(text: Option<&str>, default: Duration) -> i64 {
+pub(super) fn duration_ms(text: Option<&str>, default: Duration) -> i64 {
     // The rule set was validated at load, so parse errors cannot occur here;
     // fall back to the default rather than panic if they somehow do.
     text.and_then(|t| crate::config::parse_duration(t).ok())
@@ -1187,7 +1187,11 @@ fn rule_json(r: &RuleState) -> Json {
     Json::Object(o)
 }
 
-fn template_data(series: &Labels, opts: &AnomalyOptions, value: f64) -> serde_json::Value {
+pub(super) fn template_data(
+    series: &Labels,
+    opts: &AnomalyOptions,
+    value: f64,
+) -> serde_json::Value {
     let labels: serde_json::Map<String, serde_json::Value> = series
         .iter()
         .map(|l| (l.name.clone(), serde_json::Value::String(l.value.clone())))
@@ -1208,7 +1212,7 @@ fn template_data(series: &Labels, opts: &AnomalyOptions, value: f64) -> serde_js
 /// Expands a label or annotation template as Prometheus does for alerting
 /// rules; failures become the inline error text rather than dropping the
 /// alert.
-fn expand(alert: &str, text: &str, data: &serde_json::Value) -> String {
+pub(super) fn expand(alert: &str, text: &str, data: &serde_json::Value) -> String {
     let name = vigil_rules::template::template_name(alert);
     let result = vigil_rules::template::parse_rule_template(&name, text)
         .map_err(|e| e.to_string())

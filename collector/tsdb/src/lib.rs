@@ -31,6 +31,7 @@ mod head;
 mod index;
 mod limits;
 mod observer;
+mod snapshot;
 mod store;
 mod writer;
 
@@ -42,9 +43,10 @@ use thiserror::Error;
 use vigil_wire::remote_write::MetricType;
 use vigil_wire::{Labels, Sample};
 
-pub use db::Db;
+pub use db::{DB_FILE, Db};
 pub use limits::{Budget, Cardinality, SeriesLimit, SeriesLimits};
 pub use observer::CommitObserver;
+pub use snapshot::Snapshot;
 
 /// How hard a commit pushes data to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
