@@ -39,6 +39,11 @@ pub struct Series {
     /// The agent that created the series in this process (not persisted:
     /// series loaded at start-up have none), for the per-agent budget.
     pub owner: Option<Arc<str>>,
+    /// Stored chunks compaction has not looked at yet.
+    pub loose_chunks: u32,
+    /// Compaction reads this series' chunks ending at or after this time
+    /// (the start of its last, possibly partial, merged group).
+    pub compact_from: i64,
 }
 
 impl Series {
@@ -52,6 +57,8 @@ impl Series {
             stored: None,
             recent: None,
             owner: None,
+            loose_chunks: 0,
+            compact_from: i64::MIN,
         }
     }
 
@@ -79,11 +86,15 @@ impl Series {
         }
         let head = std::mem::take(&mut self.head);
         let (min_t, max_t, n) = (head.first_t(), head.last_t(), head.len() as u32);
+        let gorilla = head.into_bytes();
+        // The head was built by this process, so it decodes; should it not,
+        // the Gorilla bytes are stored as they are.
+        let data = chunk::seal(&gorilla).unwrap_or(gorilla);
         self.pending.push(CutChunk {
             min_t,
             max_t,
             n,
-            data: Arc::from(head.into_bytes()),
+            data: Arc::from(data),
         });
     }
 
