@@ -86,15 +86,13 @@ impl Series {
         }
         let head = std::mem::take(&mut self.head);
         let (min_t, max_t, n) = (head.first_t(), head.last_t(), head.len() as u32);
-        let gorilla = head.into_bytes();
-        // The head was built by this process, so it decodes; should it not,
-        // the Gorilla bytes are stored as they are.
-        let data = chunk::seal(&gorilla).unwrap_or(gorilla);
+        // Stored as it is: re-encoding (sealing) is compaction's job, off
+        // the ingest path.
         self.pending.push(CutChunk {
             min_t,
             max_t,
             n,
-            data: Arc::from(data),
+            data: Arc::from(head.into_bytes()),
         });
     }
 

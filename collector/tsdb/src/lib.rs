@@ -81,7 +81,8 @@ pub struct Options {
     /// Compaction merges a series' consecutive stored chunks (those a
     /// chunk duration older than the newest data; at a flush, all) into
     /// chunks of up to this many samples spanning at most 12 h. Default
-    /// 2048; at most `chunk_max_samples` turns compaction off. Retention
+    /// 2048; at most `chunk_max_samples` turns merging off (stored chunks
+    /// are still re-encoded one by one). Retention
     /// deletes whole chunks, so merged chunks make it coarser.
     pub compact_max_samples: usize,
     /// Samples newer than `now + max_future_ms` are refused. Default 10 min.

@@ -472,8 +472,7 @@ impl Writer {
                 let Some(s) = s else { continue };
                 out.extend(s.pending.iter().map(|c| (id as SeriesId, c.clone())));
                 if !s.head.is_empty() {
-                    let gorilla = s.head.bytes();
-                    let data = crate::chunk::seal(gorilla).unwrap_or_else(|_| gorilla.to_vec());
+                    let data = s.head.bytes().to_vec();
                     out.push((
                         id as SeriesId,
                         CutChunk {
@@ -681,8 +680,8 @@ impl Writer {
 }
 
 impl Writer {
-    /// Merges, per series with at least two loose chunks, consecutive
-    /// stored chunks ending before `horizon` into sealed chunks of up to
+    /// Merges, per series with loose chunks, consecutive stored chunks
+    /// ending before `horizon` into sealed chunks of up to
     /// `Options::compact_max_samples` samples and [`COMPACT_MAX_SPAN_MS`]: each
     /// stored chunk costs a table row and an index entry (about 50 bytes),
     /// which a 240-sample chunk pays a fifth of a byte per sample for, and
@@ -690,9 +689,7 @@ impl Writer {
     /// transaction per series; stops after `budget`.
     fn compact(&mut self, horizon: i64, budget: Duration) -> Result<(), Error> {
         let started = Instant::now();
-        if self.shared.opts.compact_max_samples <= self.shared.opts.chunk_max_samples {
-            return Ok(());
-        }
+
         let candidates: Vec<(SeriesId, i64)> = {
             let st = self.shared.state.read();
             st.series
@@ -700,7 +697,7 @@ impl Writer {
                 .enumerate()
                 .filter_map(|(id, s)| {
                     let s = s.as_ref()?;
-                    (s.loose_chunks >= 2).then_some((id as SeriesId, s.compact_from))
+                    (s.loose_chunks >= 1).then_some((id as SeriesId, s.compact_from))
                 })
                 .collect()
         };
@@ -765,12 +762,15 @@ impl Writer {
             }
             out
         };
-        // Greedy groups of consecutive chunks within both limits.
+        // Greedy groups of consecutive chunks within both limits (or lone
+        // chunks, to seal, when merging is off).
+        let merging = self.shared.opts.compact_max_samples > self.shared.opts.chunk_max_samples;
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
         let mut n = 0u32;
         for (i, r) in rows.iter().enumerate() {
             let fits = i > start
+                && merging
                 && n as usize + r.n as usize <= self.shared.opts.compact_max_samples
                 && r.max_t.saturating_sub(rows[start].min_t) <= COMPACT_MAX_SPAN_MS;
             if i > start && !fits {
@@ -784,24 +784,33 @@ impl Writer {
             groups.push(start..rows.len());
         }
         let next_from = groups.last().map_or(from, |g| rows[g.start].max_t);
-        let merges: Vec<&std::ops::Range<usize>> = groups.iter().filter(|g| g.len() >= 2).collect();
-        if merges.is_empty() {
-            return Ok((0, next_from));
-        }
-        let mut new_chunks = Vec::with_capacity(merges.len());
-        for g in &merges {
+        // Groups of several chunks merge; a lone chunk still in the head's
+        // Gorilla encoding is sealed when that is smaller.
+        let mut merges: Vec<&std::ops::Range<usize>> = Vec::new();
+        let mut new_chunks = Vec::new();
+        for g in &groups {
             let mut samples = Vec::new();
-            for r in &rows[(*g).clone()] {
+            if g.len() == 1 && crate::sealed::is_sealed(&rows[g.start].data) {
+                continue;
+            }
+            for r in &rows[g.clone()] {
                 chunk::decode_range(&r.data, i64::MIN, i64::MAX, &mut samples)
                     .map_err(|e| store::corrupt(format!("chunk of series {id}"), e))?;
             }
             let data = crate::sealed::seal(&samples);
+            if g.len() == 1 && data.len() >= rows[g.start].data.len() {
+                continue;
+            }
+            merges.push(g);
             new_chunks.push(CutChunk {
                 min_t: rows[g.start].min_t,
                 max_t: rows[g.end - 1].max_t,
                 n: samples.len() as u32,
                 data: Arc::from(data),
             });
+        }
+        if merges.is_empty() {
+            return Ok((0, next_from));
         }
         let (mut count, mut bytes) = (0u64, 0i64);
         let tx = self.conn.transaction()?;
