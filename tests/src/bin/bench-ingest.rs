@@ -619,11 +619,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    for (name, f) in [
-        ("Vigil", Some(&v)),
-        ("VictoriaMetrics", Some(&m)),
-        ("Prometheus", p.as_ref()),
-    ] {
+    // Prometheus's count covers its blocks only (the head is not counted).
+    for (name, f) in [("Vigil", Some(&v)), ("VictoriaMetrics", Some(&m))] {
         if let Some(f) = f
             && f.stored_samples.is_finite()
             && f.stored_samples > 0.0
