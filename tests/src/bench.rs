@@ -61,6 +61,64 @@ impl Prometheus {
     }
 }
 
+/// Debian's VictoriaMetrics 1.79 (single-node).
+pub const VICTORIA_METRICS_BIN: &str = "/usr/bin/victoria-metrics";
+
+/// A running single-node VictoriaMetrics on a free port, storing under
+/// `<dir>/vm`; remote_write is accepted at `/api/v1/write`.
+pub struct VictoriaMetrics {
+    pub proc: Proc,
+    pub base: String,
+    pub data: PathBuf,
+}
+
+impl VictoriaMetrics {
+    pub fn start(dir: &Path) -> anyhow::Result<VictoriaMetrics> {
+        if !Path::new(VICTORIA_METRICS_BIN).exists() {
+            bail!("{VICTORIA_METRICS_BIN} is missing: apt-get install victoria-metrics");
+        }
+        let port = free_port();
+        let data = dir.join("vm");
+        let proc = Proc::spawn(
+            "victoria-metrics",
+            Command::new(VICTORIA_METRICS_BIN)
+                .arg(format!("-storageDataPath={}", data.display()))
+                .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+                .arg("-retentionPeriod=100y")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("{base}/health"), Duration::from_secs(60))?;
+        Ok(VictoriaMetrics { proc, base, data })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// VictoriaMetrics' own `/metrics` text.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::blocking::get(self.url("/metrics"))?.text()?)
+    }
+
+    /// Makes buffered rows searchable (VictoriaMetrics answers a write
+    /// before its rows reach a searchable part).
+    pub fn force_flush(&self) -> anyhow::Result<()> {
+        let r = reqwest::blocking::get(self.url("/internal/force_flush"))?;
+        if !r.status().is_success() {
+            bail!("force_flush answered {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// Bytes of its stored data: `data/` and `indexdb/`, not the
+    /// rebuildable `cache/`.
+    pub fn stored_bytes(&self) -> u64 {
+        dir_size(&self.data.join("data"), &[]) + dir_size(&self.data.join("indexdb"), &[])
+    }
+}
+
 /// A small deterministic generator for synthetic workloads.
 pub fn xorshift(mut x: u64) -> u64 {
     x ^= x << 13;

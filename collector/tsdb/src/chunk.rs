@@ -22,23 +22,25 @@ pub enum ChunkError {
     Truncated { decoded: usize, expected: usize },
     #[error("chunk has an invalid significant-bit count")]
     BadWidth,
+    #[error("chunk has unknown sealed encoding version {0}")]
+    UnknownEncoding(u8),
 }
 
 /// Appends bits, most significant first, to a byte vector.
 #[derive(Debug, Clone, Default)]
-struct BitWriter {
-    buf: Vec<u8>,
+pub(crate) struct BitWriter {
+    pub(crate) buf: Vec<u8>,
     /// Unused low bits in the last byte of `buf` (0 = start a new byte).
-    free: u32,
+    pub(crate) free: u32,
 }
 
 impl BitWriter {
-    fn write_bit(&mut self, bit: bool) {
+    pub(crate) fn write_bit(&mut self, bit: bool) {
         self.write_bits(u64::from(bit), 1);
     }
 
     /// Writes the low `nbits` (0..=64) bits of `value`.
-    fn write_bits(&mut self, value: u64, mut nbits: u32) {
+    pub(crate) fn write_bits(&mut self, value: u64, mut nbits: u32) {
         while nbits > 0 {
             if self.free == 0 {
                 self.buf.push(0);
@@ -57,13 +59,13 @@ impl BitWriter {
 }
 
 /// Reads bits, most significant first.
-struct BitReader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(crate) struct BitReader<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl<'a> BitReader<'a> {
-    fn read_bit(&mut self) -> Option<bool> {
+    pub(crate) fn read_bit(&mut self) -> Option<bool> {
         let byte = *self.buf.get(self.pos / 8)?;
         let bit = (byte >> (7 - (self.pos % 8))) & 1;
         self.pos += 1;
@@ -74,7 +76,7 @@ impl<'a> BitReader<'a> {
     /// bytes remain from the current one: a big-endian load of those holds
     /// the current bit and at least 56 more, so this is a shift and a mask
     /// (decoding is most of a query's storage time).
-    fn peek(&self, nbits: u32) -> Option<u64> {
+    pub(crate) fn peek(&self, nbits: u32) -> Option<u64> {
         let byte = self.pos / 8;
         let w = self.buf.get(byte..byte + 8)?;
         let mut word = [0u8; 8];
@@ -82,7 +84,7 @@ impl<'a> BitReader<'a> {
         Some((u64::from_be_bytes(word) << (self.pos % 8)) >> (64 - nbits))
     }
 
-    fn read_bits(&mut self, nbits: u32) -> Option<u64> {
+    pub(crate) fn read_bits(&mut self, nbits: u32) -> Option<u64> {
         if (1..=56).contains(&nbits)
             && let Some(out) = self.peek(nbits)
         {
@@ -282,10 +284,25 @@ impl ChunkEncoder {
 
 /// The number of samples a chunk claims to hold.
 pub fn chunk_len(data: &[u8]) -> Result<usize, ChunkError> {
+    if crate::sealed::is_sealed(data) {
+        return crate::sealed::sealed_len(data);
+    }
     match data {
         [a, b, ..] => Ok(usize::from(u16::from_be_bytes([*a, *b]))),
         _ => Err(ChunkError::NoHeader),
     }
+}
+
+/// Re-encodes a chunk (usually a head just cut) in the sealed encoding
+/// when that is smaller, which it is for all but tiny chunks.
+pub fn seal(data: &[u8]) -> Result<Vec<u8>, ChunkError> {
+    let samples = decode(data)?;
+    let sealed = crate::sealed::seal(&samples);
+    Ok(if sealed.len() < data.len() {
+        sealed
+    } else {
+        data.to_vec()
+    })
 }
 
 /// Decodes a chunk, pushing to `out` the samples with `start <= t <= end`.
@@ -326,6 +343,9 @@ pub fn any_in_range(data: &[u8], start: i64, end: i64) -> Result<bool, ChunkErro
 
 /// Decodes samples in order, calling `f` on each until it returns `false`.
 fn decode_with(data: &[u8], mut f: impl FnMut(Sample) -> bool) -> Result<(), ChunkError> {
+    if crate::sealed::is_sealed(data) {
+        return crate::sealed::decode_with(data, f);
+    }
     let expected = chunk_len(data)?;
     let mut r = BitReader {
         buf: &data[2..],

@@ -1,5 +1,8 @@
 //! Byte encodings stored in SQLite besides chunks: label sets (the `series`
-//! table) and write-ahead records (the `wal` table). See `FORMAT.md`.
+//! table, as references into the `symbols` table) and write-ahead records
+//! (the `wal` table). See `FORMAT.md`.
+
+use std::collections::HashMap;
 
 use thiserror::Error;
 use vigil_wire::{Label, Labels, Sample};
@@ -19,6 +22,8 @@ pub enum CodecError {
     Version(u8),
     #[error("a wal entry holds no samples")]
     EmptyEntry,
+    #[error("label set refers to unknown symbol {0}")]
+    UnknownSymbol(u64),
 }
 
 pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
@@ -116,6 +121,88 @@ pub fn decode_labels(buf: &[u8]) -> Result<Labels, CodecError> {
         let name = r.string()?;
         let value = r.string()?;
         v.push(Label { name, value });
+    }
+    Ok(v.into_iter().collect())
+}
+
+/// The symbol table: every label name and value string stored once, in the
+/// `symbols` table, and referred to by id from `series.labels` (format 2).
+/// Ids are dense and assigned in order; symbols are never deleted.
+#[derive(Debug, Default)]
+pub struct Symbols {
+    ids: HashMap<Box<str>, u32>,
+    next: u32,
+}
+
+impl Symbols {
+    /// The table as stored (`id`, text).
+    pub fn from_rows(rows: impl IntoIterator<Item = (u32, String)>) -> Self {
+        let mut out = Symbols::default();
+        for (id, text) in rows {
+            out.next = out.next.max(id.saturating_add(1));
+            out.ids.insert(text.into_boxed_str(), id);
+        }
+        out
+    }
+
+    fn intern(&mut self, text: &str, added: &mut Vec<(u32, String)>) -> u32 {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = self.next;
+        self.next += 1;
+        self.ids.insert(text.into(), id);
+        added.push((id, text.to_string()));
+        id
+    }
+
+    /// `uvarint count, then (uvarint name id, uvarint value id)*`; strings
+    /// not yet in the table get ids and are pushed to `added`, which the
+    /// caller stores in the same transaction (or hands to
+    /// [`Symbols::forget`] if that fails).
+    pub fn encode(&mut self, labels: &Labels, added: &mut Vec<(u32, String)>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + labels.len() * 4);
+        put_uvarint(&mut out, labels.len() as u64);
+        for l in labels.iter() {
+            let n = self.intern(&l.name, added);
+            let v = self.intern(&l.value, added);
+            put_uvarint(&mut out, u64::from(n));
+            put_uvarint(&mut out, u64::from(v));
+        }
+        out
+    }
+
+    /// Undoes the ids handed out since `added` was empty (a failed commit).
+    pub fn forget(&mut self, added: &[(u32, String)]) {
+        for (_, text) in added {
+            self.ids.remove(text.as_str());
+        }
+        if let Some((first, _)) = added.first() {
+            self.next = *first;
+        }
+    }
+}
+
+/// Decodes a format-2 label set against the stored symbol table.
+pub fn decode_labels_sym(buf: &[u8], table: &HashMap<u32, String>) -> Result<Labels, CodecError> {
+    let mut r = Reader::new(buf);
+    let n = r.uvarint()?;
+    let mut v = Vec::with_capacity((n as usize).min(buf.len() / 2));
+    let text = |r: &mut Reader<'_>| -> Result<String, CodecError> {
+        let id = r.uvarint()?;
+        u32::try_from(id)
+            .ok()
+            .and_then(|id| table.get(&id))
+            .cloned()
+            .ok_or(CodecError::UnknownSymbol(id))
+    };
+    for _ in 0..n {
+        let name = text(&mut r)?;
+        let value = text(&mut r)?;
+        v.push(Label { name, value });
+    }
+    if !r.is_empty() {
+        return Err(CodecError::Truncated);
     }
     Ok(v.into_iter().collect())
 }
@@ -232,8 +319,28 @@ mod tests {
         }
 
         #[test]
+        fn symbol_labels_roundtrip(sets in prop::collection::vec(prop::collection::vec(("[a-c_]{1,3}", ".{0,3}"), 0..6), 1..8)) {
+            let mut syms = Symbols::default();
+            let mut table = HashMap::new();
+            for pairs in sets {
+                let labels = Labels::from_pairs(pairs);
+                let mut added = Vec::new();
+                let enc = syms.encode(&labels, &mut added);
+                table.extend(added);
+                prop_assert_eq!(decode_labels_sym(&enc, &table), Ok(labels));
+            }
+            // Every distinct string is stored once.
+            let mut texts: Vec<&String> = table.values().collect();
+            texts.sort();
+            let before = texts.len();
+            texts.dedup();
+            prop_assert_eq!(before, texts.len());
+        }
+
+        #[test]
         fn garbage_never_panics(buf in prop::collection::vec(any::<u8>(), 0..64)) {
             let _ = decode_labels(&buf);
+            let _ = decode_labels_sym(&buf, &HashMap::new());
             let _ = decode_wal(&buf, |_, _| {});
         }
     }

@@ -78,7 +78,8 @@ impl Db {
 
         let mut state = State::default();
         let mut next_series_id: SeriesId = 0;
-        for (id, labels) in store::load_series(&conn)? {
+        let (series, symbols) = store::load_series(&conn)?;
+        for (id, labels) in series {
             state.insert(id, labels);
             next_series_id = next_series_id.max(id.saturating_add(1));
         }
@@ -89,6 +90,7 @@ impl Db {
             if let Some(s) = state.get_mut(b.id) {
                 s.stored = Some((b.min_t, b.max_t));
                 s.last = Some((b.max_t, b.last_value));
+                s.loose_chunks = b.chunks;
             }
         }
 
@@ -167,6 +169,7 @@ impl Db {
             next_wal_id,
             last_trim: Instant::now(),
             max_t_seen,
+            symbols,
         };
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()

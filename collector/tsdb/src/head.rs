@@ -39,6 +39,11 @@ pub struct Series {
     /// The agent that created the series in this process (not persisted:
     /// series loaded at start-up have none), for the per-agent budget.
     pub owner: Option<Arc<str>>,
+    /// Stored chunks compaction has not looked at yet.
+    pub loose_chunks: u32,
+    /// Compaction reads this series' chunks ending at or after this time
+    /// (the start of its last, possibly partial, merged group).
+    pub compact_from: i64,
 }
 
 impl Series {
@@ -52,6 +57,8 @@ impl Series {
             stored: None,
             recent: None,
             owner: None,
+            loose_chunks: 0,
+            compact_from: i64::MIN,
         }
     }
 
@@ -79,6 +86,8 @@ impl Series {
         }
         let head = std::mem::take(&mut self.head);
         let (min_t, max_t, n) = (head.first_t(), head.last_t(), head.len() as u32);
+        // Stored as it is: re-encoding (sealing) is compaction's job, off
+        // the ingest path.
         self.pending.push(CutChunk {
             min_t,
             max_t,

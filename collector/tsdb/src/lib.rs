@@ -32,6 +32,7 @@ mod index;
 mod limits;
 mod observer;
 mod snapshot;
+pub mod sealed;
 mod store;
 mod writer;
 
@@ -79,6 +80,13 @@ pub struct Options {
     pub chunk_max_samples: usize,
     /// ...or once it spans this many milliseconds. Default 2 h.
     pub chunk_max_duration_ms: i64,
+    /// Compaction merges a series' consecutive stored chunks (those a
+    /// chunk duration older than the newest data; at a flush, all) into
+    /// chunks of up to this many samples spanning at most 12 h. Default
+    /// 2048; at most `chunk_max_samples` turns merging off (stored chunks
+    /// are still re-encoded one by one). Retention
+    /// deletes whole chunks, so merged chunks make it coarser.
+    pub compact_max_samples: usize,
     /// Samples newer than `now + max_future_ms` are refused. Default 10 min.
     pub max_future_ms: i64,
     /// Sees every accepted sample before its commit (remote_write
@@ -94,6 +102,7 @@ impl Default for Options {
             sync: SyncMode::Normal,
             chunk_max_samples: 240,
             chunk_max_duration_ms: 2 * 3600 * 1000,
+            compact_max_samples: writer::COMPACT_MAX_SAMPLES,
             max_future_ms: 10 * 60 * 1000,
             commit_observer: None,
         }
@@ -107,6 +116,13 @@ impl Options {
                 "chunk_max_samples must be in 1..={}, got {}",
                 chunk::MAX_CHUNK_SAMPLES,
                 self.chunk_max_samples
+            )));
+        }
+        if self.compact_max_samples > crate::sealed::MAX_SEALED_SAMPLES {
+            return Err(Error::InvalidOptions(format!(
+                "compact_max_samples must be at most {}, got {}",
+                crate::sealed::MAX_SEALED_SAMPLES,
+                self.compact_max_samples
             )));
         }
         if self.chunk_max_duration_ms <= 0 {

@@ -64,7 +64,7 @@ impl Snapshot {
                 });
             }
         }
-        let series = store::load_series(&conn)?;
+        let (series, _symbols) = store::load_series(&conn)?;
         let mut newest: HashMap<SeriesId, i64> = HashMap::new();
         {
             let mut stmt =

@@ -11,8 +11,10 @@ use crate::codec;
 use crate::index::SeriesId;
 use crate::{Error, SyncMode, chunk};
 
-/// Bumped when the layout changes incompatibly.
-pub const FORMAT_VERSION: i64 = 1;
+/// Bumped when the layout changes incompatibly. Version 2 stores label
+/// sets as symbol references and may hold sealed chunks; a version-1 file
+/// is migrated on open (its series rewritten, its chunks read as they are).
+pub const FORMAT_VERSION: i64 = 2;
 
 /// SQLite page size for new databases; existing ones keep theirs.
 const PAGE_SIZE: i64 = 32_768;
@@ -47,6 +49,7 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, labels BLOB NOT NULL);
+         CREATE TABLE IF NOT EXISTS symbols (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS chunks (
              id INTEGER PRIMARY KEY,
              series_id INTEGER NOT NULL,
@@ -68,6 +71,7 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
     match kv_get(&conn, "format_version")? {
         None => kv_set(&conn, "format_version", FORMAT_VERSION)?,
         Some(FORMAT_VERSION) => {}
+        Some(1) => migrate_v1(&conn)?,
         Some(v) => {
             return Err(Error::Corrupt {
                 what: "database".into(),
@@ -102,18 +106,79 @@ pub fn kv_set(conn: &Connection, key: &str, value: i64) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn load_series(conn: &Connection) -> Result<Vec<(SeriesId, Labels)>, Error> {
+/// Format 1 spelled every label string out in `series.labels`; format 2
+/// refers to the `symbols` table. Rewrites every series row, in one
+/// transaction with the version bump, so a crash leaves either format.
+fn migrate_v1(conn: &Connection) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let res = (|| -> Result<usize, Error> {
+        let mut rows = Vec::new();
+        {
+            let mut stmt = conn.prepare("SELECT id, labels FROM series ORDER BY id")?;
+            let mut q = stmt.query([])?;
+            while let Some(row) = q.next()? {
+                let id: i64 = row.get(0)?;
+                let labels = codec::decode_labels(blob(row, 1)?)
+                    .map_err(|e| corrupt(format!("series {id}"), e))?;
+                rows.push((id, labels));
+            }
+        }
+        let mut symbols = codec::Symbols::default();
+        let mut added = Vec::new();
+        {
+            let mut upd = conn.prepare("UPDATE series SET labels = ?2 WHERE id = ?1")?;
+            for (id, labels) in &rows {
+                upd.execute(params![id, symbols.encode(labels, &mut added)])?;
+            }
+            let mut ins = conn.prepare("INSERT INTO symbols (id, text) VALUES (?1, ?2)")?;
+            for (id, text) in &added {
+                ins.execute(params![id, text])?;
+            }
+        }
+        kv_set(conn, "format_version", FORMAT_VERSION)?;
+        Ok(rows.len())
+    })();
+    match res {
+        Ok(series) => {
+            conn.execute_batch("COMMIT")?;
+            tracing::info!(
+                series,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "tsdb migrated from format 1 to 2 (label symbol table)"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Every series with its labels, and the symbol table for new ones.
+pub fn load_series(conn: &Connection) -> Result<(Vec<(SeriesId, Labels)>, codec::Symbols), Error> {
+    let mut table = std::collections::HashMap::new();
+    {
+        let mut stmt = conn.prepare("SELECT id, text FROM symbols")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let id = u32::try_from(id).map_err(|e| corrupt(format!("symbol {id}"), e))?;
+            table.insert(id, row.get::<_, String>(1)?);
+        }
+    }
     let mut stmt = conn.prepare("SELECT id, labels FROM series ORDER BY id")?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
-        let blob: Vec<u8> = row.get(1)?;
-        let labels = codec::decode_labels(&blob).map_err(|e| corrupt(format!("series {id}"), e))?;
+        let labels = codec::decode_labels_sym(blob(row, 1)?, &table)
+            .map_err(|e| corrupt(format!("series {id}"), e))?;
         let id = SeriesId::try_from(id).map_err(|e| corrupt(format!("series {id}"), e))?;
         out.push((id, labels));
     }
-    Ok(out)
+    Ok((out, codec::Symbols::from_rows(table)))
 }
 
 /// Per series: stored time bounds and the newest stored sample.
@@ -122,6 +187,8 @@ pub struct StoredBounds {
     pub min_t: i64,
     pub max_t: i64,
     pub last_value: u64,
+    /// Stored chunks of the series.
+    pub chunks: u32,
 }
 
 /// Totals over the chunks table, kept in `kv` by every transaction that
@@ -179,8 +246,9 @@ impl ChunkTotals {
 
 pub fn load_bounds(conn: &Connection) -> Result<Vec<StoredBounds>, Error> {
     // Served from the (series_id, max_t, min_t) index alone.
-    let mut stmt =
-        conn.prepare("SELECT series_id, min(min_t), max(max_t) FROM chunks GROUP BY series_id")?;
+    let mut stmt = conn.prepare(
+        "SELECT series_id, min(min_t), max(max_t), count(*) FROM chunks GROUP BY series_id",
+    )?;
     let mut out = Vec::new();
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
@@ -191,6 +259,7 @@ pub fn load_bounds(conn: &Connection) -> Result<Vec<StoredBounds>, Error> {
             min_t: row.get(1)?,
             max_t: row.get(2)?,
             last_value: 0,
+            chunks: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
         });
     }
     drop(rows);

@@ -15,6 +15,7 @@ use rusqlite::{Connection, params};
 use tracing::{debug, error, info};
 use vigil_wire::{Labels, METRIC_NAME_LABEL, Sample};
 
+use crate::chunk;
 use crate::codec::{self, WalWriter};
 use crate::head::{CutChunk, State};
 use crate::index::SeriesId;
@@ -26,6 +27,18 @@ use crate::{
 /// A group stops growing past this many samples, bounding commit latency
 /// and the size of one wal record.
 const MAX_GROUP_SAMPLES: usize = 1 << 20;
+
+/// Compaction merges a series' consecutive stored chunks into chunks of
+/// at most this many samples...
+pub const COMPACT_MAX_SAMPLES: usize = 2048;
+/// ...spanning at most this long (retention deletes whole chunks, so this
+/// is also how long past the retention period data may linger).
+const COMPACT_MAX_SPAN_MS: i64 = 12 * 3600 * 1000;
+
+/// How much writer time one compaction pass may take: the retention
+/// command's pass (every minute in the collector) and the shutdown flush's.
+const COMPACT_BUDGET: Duration = Duration::from_secs(2);
+const COMPACT_FLUSH_BUDGET: Duration = Duration::from_secs(30);
 
 /// How often the wal is trimmed to the oldest record a head still needs.
 const WAL_TRIM_INTERVAL: Duration = Duration::from_secs(1);
@@ -123,6 +136,8 @@ pub struct Writer {
     /// Newest timestamp accepted so far: the store's notion of "now" in data
     /// time, used to cut heads of series that stopped receiving samples.
     pub max_t_seen: i64,
+    /// Label strings already in the `symbols` table.
+    pub symbols: codec::Symbols,
 }
 
 struct AppendReq {
@@ -339,10 +354,15 @@ impl Writer {
                 ),
                 None => Ok(()),
             };
+            let mut added = Vec::new();
+            let encoded: Vec<(SeriesId, Vec<u8>)> = new_series
+                .iter()
+                .map(|(id, labels)| (*id, self.symbols.encode(labels, &mut added)))
+                .collect();
             let res = observed.and_then(|()| {
                 write_group(
                     &mut self.conn,
-                    &new_series,
+                    (&added, &encoded),
                     self.next_series_id,
                     record.as_deref().map(|r| (wal_id, r)),
                     &to_store,
@@ -353,6 +373,7 @@ impl Writer {
             if let Err(e) = res {
                 error!(error = %e, "tsdb group commit failed");
                 self.next_series_id = first_new_id;
+                self.symbols.forget(&added);
                 for req in group {
                     let _ = req
                         .reply
@@ -451,13 +472,14 @@ impl Writer {
                 let Some(s) = s else { continue };
                 out.extend(s.pending.iter().map(|c| (id as SeriesId, c.clone())));
                 if !s.head.is_empty() {
+                    let data = s.head.bytes().to_vec();
                     out.push((
                         id as SeriesId,
                         CutChunk {
                             min_t: s.head.first_t(),
                             max_t: s.head.last_t(),
                             n: s.head.len() as u32,
-                            data: Arc::from(s.head.bytes()),
+                            data: Arc::from(data),
                         },
                     ));
                 }
@@ -468,7 +490,7 @@ impl Writer {
         let totals = self.shared.counters.lock().totals_with(&to_store);
         write_group(
             &mut self.conn,
-            &[],
+            (&[], &[]),
             self.next_series_id,
             None,
             &to_store,
@@ -487,6 +509,10 @@ impl Writer {
             mark_stored(&mut st, &to_store);
         }
         self.shared.counters.lock().add_chunks(&to_store);
+        // Nothing is appended after a flush: every stored chunk may merge.
+        if let Err(e) = self.compact(i64::MAX, COMPACT_FLUSH_BUDGET) {
+            error!(error = %e, "tsdb compaction at flush failed");
+        }
         // The emptied write-ahead table leaves free pages that running
         // ingestion would reuse; after a flush (shutdown, or an explicit
         // compaction) nothing will, so hand them back to the file system.
@@ -512,6 +538,10 @@ impl Writer {
     /// series left empty.
     fn retention(&mut self, now_ms: i64) -> Result<u64, Error> {
         let opts = self.shared.opts.clone();
+        // Chunks a chunk duration older than the newest data are final
+        // (heads only append newer samples): merge them.
+        let horizon = self.max_t_seen.saturating_sub(opts.chunk_max_duration_ms);
+        self.compact(horizon, COMPACT_BUDGET)?;
         let mut cutoff = now_ms.saturating_sub(opts.retention_ms());
         let started = Instant::now();
         let mut dropped = self.delete_chunks_before(cutoff)?;
@@ -649,6 +679,190 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Merges, per series with loose chunks, consecutive stored chunks
+    /// ending before `horizon` into sealed chunks of up to
+    /// `Options::compact_max_samples` samples and [`COMPACT_MAX_SPAN_MS`]: each
+    /// stored chunk costs a table row and an index entry (about 50 bytes),
+    /// which a 240-sample chunk pays a fifth of a byte per sample for, and
+    /// one long run encodes tighter than several short ones. One
+    /// transaction per series; stops after `budget`.
+    fn compact(&mut self, horizon: i64, budget: Duration) -> Result<(), Error> {
+        let started = Instant::now();
+
+        let candidates: Vec<(SeriesId, i64)> = {
+            let st = self.shared.state.read();
+            st.series
+                .iter()
+                .enumerate()
+                .filter_map(|(id, s)| {
+                    let s = s.as_ref()?;
+                    (s.loose_chunks >= 1).then_some((id as SeriesId, s.compact_from))
+                })
+                .collect()
+        };
+        let (mut merged_series, mut removed) = (0u64, 0u64);
+        for (id, from) in candidates {
+            if started.elapsed() > budget {
+                break;
+            }
+            let (groups, next_from) = self.compact_series(id, from, horizon)?;
+            removed += groups;
+            merged_series += u64::from(groups > 0);
+            let mut st = self.shared.state.write();
+            if let Some(s) = st.get_mut(id) {
+                s.loose_chunks = 0;
+                s.compact_from = next_from;
+            }
+        }
+        if removed > 0 {
+            debug!(
+                series = merged_series,
+                chunks_removed = removed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "tsdb compaction"
+            );
+        }
+        Ok(())
+    }
+
+    /// Compacts one series; returns how many chunk rows went away and
+    /// where the next pass should start reading.
+    fn compact_series(
+        &mut self,
+        id: SeriesId,
+        from: i64,
+        horizon: i64,
+    ) -> Result<(u64, i64), Error> {
+        struct Row {
+            rowid: i64,
+            min_t: i64,
+            max_t: i64,
+            n: u32,
+            len: u64,
+            data: Vec<u8>,
+        }
+        let rows: Vec<Row> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, min_t, max_t, n, data FROM chunks \
+                 WHERE series_id = ?1 AND max_t >= ?2 AND max_t < ?3 ORDER BY max_t",
+            )?;
+            let mut q = stmt.query(params![id, from, horizon])?;
+            let mut out = Vec::new();
+            while let Some(r) = q.next()? {
+                let data = store::blob(r, 4)?.to_vec();
+                out.push(Row {
+                    rowid: r.get(0)?,
+                    min_t: r.get(1)?,
+                    max_t: r.get(2)?,
+                    n: r.get(3)?,
+                    len: data.len() as u64,
+                    data,
+                });
+            }
+            out
+        };
+        // Greedy groups of consecutive chunks within both limits (or lone
+        // chunks, to seal, when merging is off).
+        let merging = self.shared.opts.compact_max_samples > self.shared.opts.chunk_max_samples;
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        let mut n = 0u32;
+        for (i, r) in rows.iter().enumerate() {
+            let fits = i > start
+                && merging
+                && n as usize + r.n as usize <= self.shared.opts.compact_max_samples
+                && r.max_t.saturating_sub(rows[start].min_t) <= COMPACT_MAX_SPAN_MS;
+            if i > start && !fits {
+                groups.push(start..i);
+                start = i;
+                n = 0;
+            }
+            n += r.n;
+        }
+        if start < rows.len() {
+            groups.push(start..rows.len());
+        }
+        let next_from = groups.last().map_or(from, |g| rows[g.start].max_t);
+        // Groups of several chunks merge; a lone chunk still in the head's
+        // Gorilla encoding is sealed when that is smaller.
+        let mut merges: Vec<&std::ops::Range<usize>> = Vec::new();
+        let mut new_chunks = Vec::new();
+        for g in &groups {
+            let mut samples = Vec::new();
+            if g.len() == 1 && crate::sealed::is_sealed(&rows[g.start].data) {
+                continue;
+            }
+            for r in &rows[g.clone()] {
+                chunk::decode_range(&r.data, i64::MIN, i64::MAX, &mut samples)
+                    .map_err(|e| store::corrupt(format!("chunk of series {id}"), e))?;
+            }
+            let data = crate::sealed::seal(&samples);
+            if g.len() == 1 && data.len() >= rows[g.start].data.len() {
+                continue;
+            }
+            merges.push(g);
+            new_chunks.push(CutChunk {
+                min_t: rows[g.start].min_t,
+                max_t: rows[g.end - 1].max_t,
+                n: samples.len() as u32,
+                data: Arc::from(data),
+            });
+        }
+        if merges.is_empty() {
+            return Ok((0, next_from));
+        }
+        let (mut count, mut bytes) = (0u64, 0i64);
+        let tx = self.conn.transaction()?;
+        {
+            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
+            // The merged chunk takes the row id of the group's first chunk,
+            // so row id order stays close to time order (size-based
+            // retention relies on it).
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO chunks (id, series_id, min_t, max_t, n, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (g, c) in merges.iter().zip(&new_chunks) {
+                for r in &rows[(*g).clone()] {
+                    del.execute([r.rowid])?;
+                    bytes -= r.len as i64;
+                }
+                let rowid = rows[g.start].rowid;
+                ins.execute(params![rowid, id, c.min_t, c.max_t, c.n, &c.data[..]])?;
+                bytes += c.data.len() as i64;
+                count += g.len() as u64 - 1;
+            }
+        }
+        let totals = {
+            let c = self.shared.counters.lock();
+            store::ChunkTotals {
+                count: c.chunk_count.saturating_sub(count),
+                bytes: c.chunk_bytes.saturating_add_signed(bytes),
+                samples: c.chunk_samples,
+            }
+        };
+        totals.save(&tx)?;
+        tx.commit()?;
+        {
+            let mut c = self.shared.counters.lock();
+            c.chunk_count = totals.count;
+            c.chunk_bytes = totals.bytes;
+        }
+        // The read cache holds the newest stored chunk; if it was merged,
+        // cache the merged chunk that contains it instead.
+        let mut st = self.shared.state.write();
+        if let Some(s) = st.get_mut(id)
+            && let Some(r) = &s.recent
+            && let Some(c) = new_chunks
+                .iter()
+                .find(|c| c.min_t <= r.min_t && r.max_t <= c.max_t)
+        {
+            s.recent = Some(c.clone());
+        }
+        Ok((count, next_from))
+    }
+}
+
 /// Chunks cut from heads and not yet stored, oldest first per series.
 fn pending_chunks(st: &State) -> Vec<(SeriesId, CutChunk)> {
     let mut out = Vec::new();
@@ -673,6 +887,7 @@ fn mark_stored(st: &mut State, chunks: &[(SeriesId, CutChunk)]) {
             if s.recent.as_ref().is_none_or(|r| r.max_t < c.max_t) {
                 s.recent = Some(c.clone());
             }
+            s.loose_chunks = s.loose_chunks.saturating_add(1);
             s.stored = Some(match s.stored {
                 Some((lo, hi)) => (lo.min(c.min_t), hi.max(c.max_t)),
                 None => (c.min_t, c.max_t),
@@ -687,10 +902,13 @@ fn mark_stored(st: &mut State, chunks: &[(SeriesId, CutChunk)]) {
     });
 }
 
+/// Symbols first stored by a commit, and the series rows (encoded labels).
+type NewRows<'a> = (&'a [(u32, String)], &'a [(SeriesId, Vec<u8>)]);
+
 /// One transaction: new series, one wal record, cut chunks, wal trimming.
 fn write_group(
     conn: &mut Connection,
-    new_series: &[(SeriesId, Labels)],
+    (new_symbols, new_series): NewRows<'_>,
     next_series_id: SeriesId,
     record: Option<(u64, &[u8])>,
     chunks: &[(SeriesId, CutChunk)],
@@ -698,10 +916,16 @@ fn write_group(
     totals: store::ChunkTotals,
 ) -> Result<(), Error> {
     let tx = conn.transaction()?;
+    if !new_symbols.is_empty() {
+        let mut ins = tx.prepare_cached("INSERT INTO symbols (id, text) VALUES (?1, ?2)")?;
+        for (id, text) in new_symbols {
+            ins.execute(params![id, text])?;
+        }
+    }
     if !new_series.is_empty() {
         let mut ins = tx.prepare_cached("INSERT INTO series (id, labels) VALUES (?1, ?2)")?;
         for (id, labels) in new_series {
-            ins.execute(params![id, codec::encode_labels(labels)])?;
+            ins.execute(params![id, labels])?;
         }
         store::kv_set(&tx, "next_series_id", i64::from(next_series_id))?;
     }

@@ -252,6 +252,10 @@ fn size_retention_drops_oldest_chunks_first() {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = Options {
         chunk_max_samples: 30,
+        // Compaction off: the flush would merge each series' ten chunks
+        // into one, and retention deletes whole chunks; this test is about
+        // which chunks go first.
+        compact_max_samples: 30,
         ..Options::default()
     };
     let db = Db::open(dir.path(), opts.clone()).expect("open");
@@ -531,4 +535,81 @@ fn idle_series_do_not_pin_the_wal() {
         .expect("select");
     assert_eq!(got[0].samples.len(), 2);
     assert!(db.stats().chunk_count >= 1);
+}
+
+#[test]
+fn compaction_merges_old_chunks_and_keeps_every_sample() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        chunk_max_samples: 50,
+        chunk_max_duration_ms: 100_000,
+        compact_max_samples: 400,
+        ..Options::default()
+    };
+    // 1000 samples per series a second apart: 20 chunks of 50 each.
+    let value = |s: i64, i: i64| match (s + i) % 13 {
+        0 => stale_nan(),
+        _ if s == 0 => (i * 7) as f64 / 100.0,
+        _ => ((i as f64) / 7.0).sin() * 1e6,
+    };
+    let t0 = NOW - 2_000_000;
+    let want = |s: i64| -> Vec<(i64, u64)> {
+        (0..1000)
+            .map(|i| (t0 + i * 1000, value(s, i).to_bits()))
+            .collect()
+    };
+    let got_all = |db: &Db| {
+        let m = [Matcher::equal("__name__", "compacted")];
+        let mut got = db.select(&m, i64::MIN, i64::MAX).expect("select");
+        got.sort_by(|a, b| a.labels.cmp(&b.labels));
+        got.into_iter()
+            .map(|s| {
+                s.samples
+                    .iter()
+                    .map(|x| (x.timestamp_ms, x.value.to_bits()))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    {
+        let db = Db::open(dir.path(), opts.clone()).expect("open");
+        for i in 0..1000 {
+            let batch = (0..2)
+                .map(|s| {
+                    one(
+                        "compacted",
+                        &s.to_string(),
+                        vec![Sample::new(t0 + i * 1000, value(s, i))],
+                    )
+                })
+                .collect();
+            db.append(batch, NOW).expect("append");
+        }
+        // Retention's pass merges chunks a chunk duration older than the
+        // newest data, leaving the recent ones alone.
+        let before = db.stats().chunk_count;
+        db.enforce_retention(NOW).expect("retention");
+        let after = db.stats().chunk_count;
+        assert!(after < before, "{before} -> {after} chunks");
+        assert_eq!(got_all(&db), vec![want(0), want(1)]);
+        db.flush().expect("flush");
+        // At a flush everything merges: 1000 samples in groups of at most 400.
+        let stats = db.stats();
+        assert_eq!(stats.chunk_samples, 2000);
+        assert!(stats.chunk_count <= 2 * 4, "{} chunks", stats.chunk_count);
+        assert_eq!(got_all(&db), vec![want(0), want(1)]);
+    }
+    let db = Db::open(dir.path(), opts).expect("reopen");
+    assert_eq!(got_all(&db), vec![want(0), want(1)]);
+    // Range reads across merged chunk boundaries return exactly the range.
+    let m = [Matcher::equal("job", "1")];
+    let got = db
+        .select(&m, t0 + 333_000, t0 + 777_000)
+        .expect("select range");
+    let bits: Vec<(i64, u64)> = got[0]
+        .samples
+        .iter()
+        .map(|x| (x.timestamp_ms, x.value.to_bits()))
+        .collect();
+    assert_eq!(bits, want(1)[333..=777].to_vec());
 }

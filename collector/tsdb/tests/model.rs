@@ -55,11 +55,30 @@ fn matcher_sets() -> Vec<Vec<Matcher>> {
     ]
 }
 
+/// Every kind of value the sealed encoding tells apart: decimals of
+/// several scales (a counter that resets to 0), integers past 2^53,
+/// full-precision floats, and the raw exceptions (NaN payloads, the stale
+/// marker, -0.0, infinities, subnormals).
 fn values() -> Vec<u64> {
-    [0.0, 1.0, -0.0, f64::NAN, stale_nan(), f64::INFINITY, 2.5]
-        .iter()
-        .map(|v| v.to_bits())
-        .collect()
+    let mut v: Vec<u64> = [
+        0.0,
+        1.0,
+        -0.0,
+        f64::NAN,
+        stale_nan(),
+        f64::INFINITY,
+        2.5,
+        123.45,
+        0.001,
+        9_007_199_254_740_993.0,
+        std::f64::consts::PI,
+        f64::MIN_POSITIVE / 3.0,
+    ]
+    .iter()
+    .map(|v| v.to_bits())
+    .collect();
+    v.push(0x7ff8_0000_dead_beef);
+    v
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +117,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let range = (0i64..60, 0i64..60);
     prop_oneof![
-        6 => (prop::collection::vec((0usize..5, 0i64..46, 0usize..7), 1..12), 0i64..4)
+        6 => (prop::collection::vec((0usize..5, 0i64..46, 0usize..13), 1..12), 0i64..4)
             .prop_map(|(items, advance)| Op::Append { items, advance }),
         2 => (0usize..6, range.clone()).prop_map(|(set, (start, len))| Op::Select { set, start, len }),
         1 => (prop::collection::vec(0usize..6, 0..3), range.clone())
