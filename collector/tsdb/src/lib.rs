@@ -31,8 +31,8 @@ mod head;
 mod index;
 mod limits;
 mod observer;
-mod snapshot;
 pub mod sealed;
+mod snapshot;
 mod store;
 mod writer;
 
