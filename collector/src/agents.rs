@@ -50,6 +50,8 @@ const GAPS_KEPT: usize = 16;
 /// The observed interval is never taken as shorter than this, so an agent
 /// whose recent requests came in one burst is not judged on milliseconds.
 const MIN_INTERVAL_MS: i64 = 1_000;
+/// Requests closer together than this belong to one push.
+const BURST_GAP_MS: i64 = 250;
 const STATE_FILE: &str = "agents.json";
 
 /// Settings of the liveness tracking (`agents:` in the collector config).
@@ -75,15 +77,16 @@ pub struct AgentState {
 }
 
 impl AgentState {
-    /// The observed push interval: the longest recent gap between pushes,
-    /// or the assumed initial interval before one has been seen. Gaps
-    /// under [`MIN_INTERVAL_MS`] are requests of one burst (an agent sends
-    /// several batches per collection, and its whole backlog at start), so
-    /// they say nothing of the interval: an agent seen only in a burst is
-    /// judged on the initial interval, not on a second.
+    /// The observed push interval: the longest recent gap between pushes
+    /// (never under [`MIN_INTERVAL_MS`]), or the assumed initial interval
+    /// before one has been seen. Gaps under [`BURST_GAP_MS`] are requests
+    /// of one burst (an agent sends several batches per collection, and
+    /// its whole backlog at start), so they say nothing of the interval:
+    /// an agent seen only in a burst is judged on the initial interval,
+    /// not on a second.
     pub fn interval_ms(&self, opts: &LivenessOptions) -> i64 {
-        match self.gaps_ms.iter().filter(|g| **g >= MIN_INTERVAL_MS).max() {
-            Some(g) => *g,
+        match self.gaps_ms.iter().filter(|g| **g >= BURST_GAP_MS).max() {
+            Some(g) => (*g).max(MIN_INTERVAL_MS),
             None => opts.initial_interval.as_millis() as i64,
         }
     }
@@ -540,8 +543,8 @@ mod tests {
     #[test]
     fn a_burst_at_start_is_not_an_interval() {
         let mut t = Tracker::new(opts(), Vec::new(), 0);
-        // A new agent ships its backlog in five requests within half a
-        // second, then pushes every 15 s.
+        // A new agent ships its backlog in five requests 100 ms apart,
+        // then pushes every 15 s.
         for k in 0..5 {
             t.push("j", "i", k * 100);
         }
