@@ -41,6 +41,42 @@ pub struct Ack {
     pub at: DateTime<Utc>,
 }
 
+/// An ack or a note: applied once by id, kept in time order.
+trait Entry {
+    fn id(&self) -> &str;
+    fn at(&self) -> DateTime<Utc>;
+}
+
+impl Entry for Ack {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+}
+
+impl Entry for Note {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+}
+
+/// Adds `item` unless one with its id is there; keeps the list ordered by
+/// time, then id (the same order on every cluster member). Whether it
+/// was added.
+fn insert_once<T: Entry>(list: &mut Vec<T>, item: T) -> bool {
+    if list.iter().any(|x| x.id() == item.id()) {
+        return false;
+    }
+    list.push(item);
+    list.sort_by(|a, b| a.at().cmp(&b.at()).then_with(|| a.id().cmp(b.id())));
+    true
+}
+
 /// One note.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Note {
@@ -403,12 +439,9 @@ impl IncidentBook {
             .by_id
             .get_mut(id)
             .ok_or_else(|| IncidentError::UnknownIncident(id.to_string()))?;
-        if i.acks.iter().any(|a| a.id == ack.id) {
+        if !insert_once(&mut i.acks, ack) {
             return Ok(None);
         }
-        i.acks.push(ack);
-        i.acks
-            .sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
         i.updated_at = now;
         Ok(Some(put(i)))
     }
@@ -424,12 +457,9 @@ impl IncidentBook {
             .by_id
             .get_mut(id)
             .ok_or_else(|| IncidentError::UnknownIncident(id.to_string()))?;
-        if i.notes.iter().any(|n| n.id == note.id) {
+        if !insert_once(&mut i.notes, note) {
             return Ok(None);
         }
-        i.notes.push(note);
-        i.notes
-            .sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
         i.updated_at = now;
         Ok(Some(put(i)))
     }
