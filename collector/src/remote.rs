@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use regex::Regex;
 use serde::Deserialize;
 use vigil_queue::{BasicAuth, HttpOptions, TlsOptions};
 use vigil_wire::Labels;
@@ -218,149 +217,14 @@ impl Default for QueueConfig {
     }
 }
 
-/// What a relabeling step does.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum RelabelAction {
-    #[default]
-    Replace,
-    Keep,
-    Drop,
-    #[serde(rename = "labeldrop")]
-    LabelDrop,
-    #[serde(rename = "labelkeep")]
-    LabelKeep,
-}
+/// Prometheus's `relabel_config`, shared with the agent (crate
+/// `vigil-wire`): every action, Prometheus's defaults, checks and messages.
+pub use vigil_wire::relabel::{Relabel, RelabelAction, RelabelConfig};
 
-/// One `write_relabel_configs` entry (Prometheus's `relabel_config`, the
-/// `replace`, `keep`, `drop`, `labeldrop` and `labelkeep` actions).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelabelConfig {
-    #[serde(default)]
-    pub source_labels: Vec<String>,
-    #[serde(default = "default_separator")]
-    pub separator: String,
-    #[serde(default)]
-    pub regex: Option<String>,
-    #[serde(default)]
-    pub target_label: Option<String>,
-    #[serde(default = "default_replacement")]
-    pub replacement: String,
-    #[serde(default)]
-    pub action: RelabelAction,
-}
-
-fn default_separator() -> String {
-    ";".into()
-}
-
-fn default_replacement() -> String {
-    "$1".into()
-}
-
-/// A relabeling step ready to run: the regex anchored as Prometheus
-/// anchors it.
-#[derive(Debug, Clone)]
-pub struct Relabel {
-    source_labels: Vec<String>,
-    separator: String,
-    regex: Regex,
-    target_label: Option<String>,
-    replacement: String,
-    action: RelabelAction,
-}
-
-impl Relabel {
-    pub fn compile(c: &RelabelConfig) -> Result<Self, String> {
-        let raw = c.regex.as_deref().unwrap_or("(.*)");
-        let regex = Regex::new(&format!("^(?:{raw})$"))
-            .map_err(|e| format!("write_relabel_configs: regex {raw:?}: {e}"))?;
-        match c.action {
-            RelabelAction::Replace if c.target_label.is_none() => {
-                return Err("write_relabel_configs: replace needs target_label".into());
-            }
-            RelabelAction::Keep | RelabelAction::Drop if c.source_labels.is_empty() => {
-                return Err(format!(
-                    "write_relabel_configs: {:?} needs source_labels",
-                    c.action
-                ));
-            }
-            _ => {}
-        }
-        Ok(Self {
-            source_labels: c.source_labels.clone(),
-            separator: c.separator.clone(),
-            regex,
-            target_label: c.target_label.clone(),
-            replacement: c.replacement.clone(),
-            action: c.action,
-        })
-    }
-
-    /// Applies the step; `None` drops the series.
-    fn apply(&self, mut labels: Labels) -> Option<Labels> {
-        let value = || {
-            self.source_labels
-                .iter()
-                .map(|n| labels.get(n).unwrap_or(""))
-                .collect::<Vec<_>>()
-                .join(&self.separator)
-        };
-        match self.action {
-            RelabelAction::Keep => self.regex.is_match(&value()).then_some(labels),
-            RelabelAction::Drop => (!self.regex.is_match(&value())).then_some(labels),
-            RelabelAction::LabelDrop => {
-                let names: Vec<String> = labels
-                    .iter()
-                    .filter(|l| self.regex.is_match(&l.name))
-                    .map(|l| l.name.clone())
-                    .collect();
-                for n in names {
-                    labels.remove(&n);
-                }
-                Some(labels)
-            }
-            RelabelAction::LabelKeep => {
-                let names: Vec<String> = labels
-                    .iter()
-                    .filter(|l| !self.regex.is_match(&l.name))
-                    .map(|l| l.name.clone())
-                    .collect();
-                for n in names {
-                    labels.remove(&n);
-                }
-                Some(labels)
-            }
-            RelabelAction::Replace => {
-                let v = value();
-                let Some(caps) = self.regex.captures(&v) else {
-                    return Some(labels);
-                };
-                let Some(target) = &self.target_label else {
-                    return Some(labels);
-                };
-                let mut out = String::new();
-                caps.expand(&self.replacement, &mut out);
-                if out.is_empty() {
-                    labels.remove(target);
-                } else {
-                    labels.set(target, out);
-                }
-                Some(labels)
-            }
-        }
-    }
-}
-
-/// Runs relabeling steps in order; `None` drops the series.
+/// Runs `write_relabel_configs` in order; `None` drops the series, as does
+/// a relabeling that leaves no label at all (nothing could be written).
 pub fn relabel(labels: Labels, steps: &[Relabel]) -> Option<Labels> {
-    let mut l = labels;
-    for s in steps {
-        l = s.apply(l)?;
-    }
-    // A series without a name or without labels cannot be written.
-    (!l.is_empty()).then_some(l)
+    vigil_wire::relabel::process(labels, steps).filter(|l| !l.is_empty())
 }
 
 /// `rules.remote_query`: evaluate recording and alerting rules against a
@@ -458,9 +322,8 @@ pub fn validate(
                 "{what}: queue_config.max_bytes must be at least segment_bytes (and both positive)"
             ));
         }
-        for r in &rw.write_relabel_configs {
-            Relabel::compile(r).map_err(|e| format!("{what}: {e}"))?;
-        }
+        Relabel::compile_all("write_relabel_configs", &rw.write_relabel_configs)
+            .map_err(|e| format!("{what}: {e}"))?;
     }
     if let Some(q) = remote_query {
         check_url("rules.remote_query", &q.url)?;
@@ -475,9 +338,7 @@ mod tests {
 
     fn steps(yaml: &str) -> Vec<Relabel> {
         let cfgs: Vec<RelabelConfig> = serde_saphyr::from_str(yaml).expect("yaml");
-        cfgs.iter()
-            .map(|c| Relabel::compile(c).expect("compiles"))
-            .collect()
+        Relabel::compile_all("write_relabel_configs", &cfgs).expect("compiles")
     }
 
     fn l(pairs: &[(&str, &str)]) -> Labels {
@@ -507,6 +368,19 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn every_prometheus_action_is_accepted() {
+        // Once limited to five actions; now the shared engine.
+        let s = steps(
+            "- source_labels: [instance]\n  modulus: 4\n  target_label: shard\n  action: hashmod\n\
+             - source_labels: [job]\n  target_label: job\n  action: uppercase\n",
+        );
+        let out = relabel(l(&[("__name__", "up"), ("instance", "a"), ("job", "x")]), &s)
+            .expect("kept");
+        assert_eq!(out.get("job"), Some("X"));
+        assert!(out.get("shard").is_some());
     }
 
     #[test]
@@ -558,6 +432,21 @@ mod tests {
         assert!(validate(&bad_url, None).is_err());
         let hdr = parse("- url: http://a/w\n  headers: {Content-Type: x}\n");
         assert!(validate(&hdr, None).is_err());
+        let relabel = parse(
+            "- url: http://a/w\n  write_relabel_configs:\n    - target_label: x\n    - action: hashmod\n      target_label: s\n",
+        );
+        assert_eq!(
+            validate(&relabel, None).expect_err("no modulus"),
+            "remote_write \"7b3ebc\": write_relabel_configs[1]: relabel configuration for hashmod requires non-zero modulus"
+        );
+        assert!(
+            serde_saphyr::from_str::<Vec<RemoteWriteConfig>>(
+                "- url: http://a/w\n  write_relabel_configs:\n    - action: explode\n"
+            )
+            .expect_err("unknown action")
+            .to_string()
+            .contains("unknown relabel action \"explode\"")
+        );
     }
 
     #[test]
