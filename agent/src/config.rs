@@ -543,14 +543,42 @@ impl ModelPrice {
     }
 }
 
-/// A group of scrape targets sharing a job name.
+/// A scrape job: Prometheus endpoints sharing a job name, from static
+/// targets and service discovery, relabeled as Prometheus relabels them.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScrapeConfig {
-    /// The `job` label.
+    /// The `job` label (Prometheus's `job_name`).
     pub job: String,
-    /// `host:port` of each target; each becomes the `instance` label.
+    /// `host:port` of each target; each becomes the `instance` label. The
+    /// same as one `static_configs` entry without labels.
+    #[serde(default)]
     pub targets: Vec<String>,
+    /// Groups of targets with labels, as in Prometheus.
+    #[serde(default)]
+    pub static_configs: Vec<crate::discovery::StaticConfig>,
+    /// Targets from JSON or YAML files, re-read when they change.
+    #[serde(default)]
+    pub file_sd_configs: Vec<crate::discovery::FileSdConfig>,
+    /// Targets from an HTTP endpoint (Prometheus's HTTP SD format).
+    #[serde(default)]
+    pub http_sd_configs: Vec<crate::discovery::HttpSdConfig>,
+    /// Prometheus's `relabel_configs`, run on each discovered target's
+    /// labels (`__address__`, `__scheme__`, `__metrics_path__`,
+    /// `__param_<name>`, `__scrape_interval__`, `__scrape_timeout__`, `job`,
+    /// `__meta_filepath` or `__meta_url`, the group's labels); a target they
+    /// drop is not scraped. Labels starting with `__` are then removed, and
+    /// `instance` defaults to `__address__`.
+    #[serde(default)]
+    pub relabel_configs: Vec<vigil_wire::relabel::RelabelConfig>,
+    /// Prometheus's `metric_relabel_configs`, run on every scraped series
+    /// before it is kept.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<vigil_wire::relabel::RelabelConfig>,
+    /// URL parameters of every scrape (`{module: [http_2xx]}`); a
+    /// `__param_<name>` label overrides the first value of `<name>`.
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
     /// Path of the metrics endpoint. Default `/metrics`.
     #[serde(default = "default_metrics_path")]
     pub metrics_path: String,
@@ -567,6 +595,56 @@ pub struct ScrapeConfig {
     /// re-read on every scrape (e.g. the collector's read token).
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
+}
+
+impl ScrapeConfig {
+    /// Checks what serde cannot, with Prometheus's messages where it has
+    /// them.
+    pub fn validate(&self) -> Result<(), String> {
+        if !vigil_wire::labels::is_valid_label_name(&self.job.replace(['-', '.'], "_"))
+            || self.job.is_empty()
+        {
+            return Err("job must be a non-empty name".into());
+        }
+        if self.scheme != "http" && self.scheme != "https" {
+            return Err("scheme must be http or https".into());
+        }
+        if !self.metrics_path.starts_with('/') {
+            return Err("metrics_path must start with '/'".into());
+        }
+        if self.timeout.0.is_zero() {
+            return Err("timeout must be greater than zero".into());
+        }
+        let statics = self.static_configs.iter().flat_map(|s| &s.targets);
+        for t in self.targets.iter().chain(statics) {
+            if t.is_empty() || t.contains('/') {
+                return Err(format!(
+                    "target {t:?}: must be host:port (scheme and path are set by scheme and metrics_path)"
+                ));
+            }
+        }
+        for (i, s) in self.static_configs.iter().enumerate() {
+            for name in s.labels.keys() {
+                if !vigil_wire::labels::is_valid_label_name(name) {
+                    return Err(format!(
+                        "static_configs[{i}]: {name:?} is not a valid label name"
+                    ));
+                }
+            }
+        }
+        for (i, f) in self.file_sd_configs.iter().enumerate() {
+            f.validate().map_err(|e| format!("file_sd_configs[{i}]: {e}"))?;
+        }
+        for (i, h) in self.http_sd_configs.iter().enumerate() {
+            h.validate().map_err(|e| format!("http_sd_configs[{i}]: {e}"))?;
+        }
+        vigil_wire::relabel::Relabel::compile_all("relabel_configs", &self.relabel_configs)?;
+        vigil_wire::relabel::Relabel::compile_all(
+            "metric_relabel_configs",
+            &self.metric_relabel_configs,
+        )?;
+        Ok(())
+    }
 }
 
 impl RemoteWriteConfig {
@@ -627,13 +705,31 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_yaml(&text).map_err(|e| match e {
+        let mut cfg = Self::from_yaml(&text).map_err(|e| match e {
             ConfigError::Parse { reason, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
                 reason,
             },
             other => other,
-        })
+        })?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_sd_files(dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Makes relative `file_sd_configs` paths relative to `dir`, the
+    /// configuration file's directory, as Prometheus does.
+    pub fn resolve_sd_files(&mut self, dir: &Path) {
+        for s in &mut self.scrape {
+            for f in &mut s.file_sd_configs {
+                for p in &mut f.files {
+                    if Path::new(p.as_str()).is_relative() {
+                        *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+                    }
+                }
+            }
+        }
     }
 
     /// Parses and validates YAML text.
@@ -777,20 +873,8 @@ impl Config {
             }
         }
         for (i, s) in self.scrape.iter().enumerate() {
-            if !vigil_wire::labels::is_valid_label_name(&s.job.replace(['-', '.'], "_"))
-                || s.job.is_empty()
-            {
-                return bad(format!("scrape[{i}]: job must be a non-empty name"));
-            }
-            if s.scheme != "http" && s.scheme != "https" {
-                return bad(format!("scrape[{i}]: scheme must be http or https"));
-            }
-            if !s.metrics_path.starts_with('/') {
-                return bad(format!("scrape[{i}]: metrics_path must start with '/'"));
-            }
-            if s.timeout.0.is_zero() {
-                return bad(format!("scrape[{i}]: timeout must be greater than zero"));
-            }
+            s.validate()
+                .map_err(|e| ConfigError::Invalid(format!("scrape[{i}] (job {}): {e}", s.job)))?;
         }
         Ok(())
     }

@@ -1,4 +1,6 @@
-//! The agent's HTTP server: `/metrics`, `/-/healthy`, and the two LLM doors
+//! The agent's HTTP server: `/metrics`, `/-/healthy`, `/api/v1/targets`
+//! (Prometheus's targets API: the scrape targets, discovered and dropped),
+//! and the two LLM doors
 //! (`POST /v1/metrics` for OTLP/HTTP in protobuf or JSON, gzip or not, and
 //! the same exports over OTLP/gRPC; `POST /v1/llm/usage` for usage events).
 
@@ -28,7 +30,8 @@ struct AppState {
 pub fn router(pipeline: Arc<Pipeline>, llm: Arc<LlmState>, llm_enabled: bool) -> Router {
     let mut r = Router::new()
         .route("/metrics", get(metrics))
-        .route("/-/healthy", get(|| async { "Healthy\n" }));
+        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .route("/api/v1/targets", get(targets));
     if llm_enabled {
         r = r
             .route("/v1/metrics", post(otlp_metrics))
@@ -48,6 +51,26 @@ async fn metrics(State(st): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct TargetsQuery {
+    state: Option<String>,
+    #[serde(rename = "scrapePool")]
+    scrape_pool: Option<String>,
+}
+
+/// `GET /api/v1/targets[?state=active|dropped|any][&scrapePool=JOB]`, in
+/// Prometheus's format.
+async fn targets(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<TargetsQuery>,
+) -> Response {
+    let data = st
+        .pipeline
+        .targets
+        .api(q.state.as_deref(), q.scrape_pool.as_deref());
+    axum::Json(serde_json::json!({"status": "success", "data": data})).into_response()
 }
 
 fn header(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {

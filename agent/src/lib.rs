@@ -3,7 +3,8 @@
 //! It collects host metrics ([`system`]), PostgreSQL ([`postgres`]) and
 //! Redis ([`redis_collector`]) metrics under the community exporters' names,
 //! receives LLM usage as OTLP metrics or usage events ([`llm`]), scrapes the
-//! platform's own Prometheus endpoints ([`scrape`]), serves everything on
+//! Prometheus endpoints found by static, file and HTTP service discovery
+//! ([`discovery`], [`scrape`]), serves everything on
 //! `/metrics` ([`http`]) and ships it with remote_write ([`ship`]) through a
 //! bounded on-disk buffer ([`buffer`]) that survives outages and restarts.
 //!
@@ -20,6 +21,7 @@
 pub use vigil_queue::buffer;
 pub mod cgroup;
 pub mod config;
+pub mod discovery;
 pub mod family;
 pub mod http;
 pub mod llm;
@@ -242,17 +244,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
             child.clone(),
         ));
     }
-    for sc in &config.scrape {
-        for target in &sc.targets {
-            let c = scrape::ScrapeCollector::new(sc, target, interval(sc.interval))
-                .map_err(|e| AgentError::Client(e.to_string()))?;
-            tasks.spawn(run_collector(
-                c,
-                interval(sc.interval),
-                pipeline.clone(),
-                child.clone(),
-            ));
-        }
+    for (i, sc) in config.scrape.iter().enumerate() {
+        let pool =
+            scrape::ScrapePool::new(i, sc.clone(), interval(sc.interval), pipeline.clone())
+                .map_err(AgentError::Client)?;
+        tasks.spawn(pool.run(child.clone()));
     }
     if config.cgroups.enabled {
         tasks.spawn(run_collector(

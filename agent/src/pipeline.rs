@@ -38,6 +38,11 @@ impl SelfStats {
         e.0 = took.as_secs_f64();
         e.1 += 1;
     }
+
+    /// Drops a collector that stopped (a scrape target gone).
+    pub fn forget(&self, collector: &str) {
+        self.collection_seconds.lock().remove(collector);
+    }
 }
 
 /// The counters of one destination.
@@ -86,6 +91,8 @@ pub struct Pipeline {
     identity: Vec<(String, String)>,
     pub stats: SelfStats,
     llm: Arc<LlmState>,
+    /// The scrape pools' targets (`/api/v1/targets`) and discovery counters.
+    pub targets: Arc<crate::scrape::Targets>,
 }
 
 impl Pipeline {
@@ -104,6 +111,7 @@ impl Pipeline {
             identity: vec![("job".into(), identity.0), ("instance".into(), identity.1)],
             stats: SelfStats::default(),
             llm,
+            targets: Arc::default(),
         }
     }
 
@@ -144,6 +152,13 @@ impl Pipeline {
         self.latest
             .lock()
             .insert(source.to_string(), Arc::new(families));
+    }
+
+    /// Withdraws a collector that stopped (a scrape target gone): its last
+    /// snapshot leaves `/metrics` and its collection counters go.
+    pub fn forget(&self, source: &str) {
+        self.latest.lock().remove(source);
+        self.stats.forget(source);
     }
 
     /// The `/metrics` page: every collector's latest snapshot, with the
@@ -293,6 +308,7 @@ impl Pipeline {
         }
         out.push(dur);
         out.push(runs);
+        out.extend(self.targets.families());
         out.extend(self.llm.self_families());
         out
     }
