@@ -68,3 +68,60 @@ fn a_good_file_passes_with_a_summary() {
         "{out}"
     );
 }
+
+/// Service discovery and relabeling mistakes are refused with the job, the
+/// entry and Prometheus's reason.
+#[test]
+fn discovery_and_relabel_mistakes_are_explained() {
+    for (yaml, want) in [
+        (
+            "scrape:\n  - job: a\n    relabel_configs:\n      - source_labels: [x]\n        regex: '(unclosed'\n        target_label: y\n",
+            "scrape[0] (job a): relabel_configs[0]: invalid regex \"(unclosed\"",
+        ),
+        (
+            "scrape:\n  - job: a\n    relabel_configs:\n      - action: explode\n",
+            "line 4",
+        ),
+        (
+            "scrape:\n  - job: a\n    relabel_configs:\n      - action: explode\n",
+            "unknown relabel action \"explode\"",
+        ),
+        (
+            "scrape:\n  - job: a\n    metric_relabel_configs:\n      - {}\n",
+            "scrape[0] (job a): metric_relabel_configs[0]: relabel configuration for replace action requires 'target_label' value",
+        ),
+        (
+            "scrape:\n  - job: a\n    file_sd_configs:\n      - files: []\n",
+            "scrape[0] (job a): file_sd_configs[0]: file service discovery config must contain at least one path name",
+        ),
+        (
+            "scrape:\n  - job: a\n    file_sd_configs:\n      - files: ['/etc/*/t.json']\n",
+            "path name \"/etc/*/t.json\" is not valid for file discovery",
+        ),
+        (
+            "scrape:\n  - job: a\n    file_sd_configs:\n      - refresh_interval: 1m\n",
+            "missing field `files`",
+        ),
+        (
+            "scrape:\n  - job: a\n    http_sd_configs:\n      - url: ftp://x/t\n",
+            "http_sd_configs[0]: URL scheme must be 'http' or 'https'",
+        ),
+        (
+            "scrape:\n  - job: a\n    http_sd_configs:\n      - url: http://x/t\n        refresh: 1m\n",
+            "unknown field `refresh`",
+        ),
+        (
+            "scrape:\n  - job: a\n    static_configs:\n      - targets: ['http://x:1/metrics']\n",
+            "must be host:port",
+        ),
+    ] {
+        let (ok, _, err) = check(yaml);
+        assert!(!ok, "accepted: {yaml}");
+        assert!(err.contains(want), "{yaml}\nwant {want:?} in:\n{err}");
+        assert!(err.contains("agent.yml"), "{err}");
+    }
+    let (ok, out, err) = check(
+        "scrape:\n  - job: a\n    file_sd_configs:\n      - files: [targets/*.json]\n    http_sd_configs:\n      - url: http://127.0.0.1:1/sd\n    relabel_configs:\n      - source_labels: [__address__]\n        modulus: 2\n        target_label: __tmp_shard\n        action: HashMod\n",
+    );
+    assert!(ok, "{out}{err}");
+}

@@ -53,6 +53,8 @@ pub mod bench;
 pub mod certs;
 /// A free TCP port on 127.0.0.1.
 pub mod ports;
+/// A stub HTTP server with a changeable answer (scrape targets, HTTP SD).
+pub mod stub;
 /// An HTTP receiver keeping the webhook payloads posted to it.
 pub mod webhook;
 

@@ -240,7 +240,8 @@ pub struct Relabel {
 pub fn anchored(regex: &str) -> Result<Regex, RelabelError> {
     Regex::new(&format!("^(?s:{regex})$")).map_err(|e| RelabelError::Regex {
         regex: regex.to_string(),
-        reason: e.to_string(),
+        // Said about the regex as written, not the anchored one.
+        reason: Regex::new(regex).err().unwrap_or(e).to_string(),
     })
 }
 
