@@ -4,7 +4,9 @@
 //! manifest, and the configurations inside the ConfigMaps are accepted by
 //! the real binaries: `vigil check config` for the collector's vigil.yml
 //! and Alertmanager file (and `amtool check-config` for the latter), and a
-//! `vigil-agent` started on the agent's file answers `/-/healthy`.
+//! `vigil-agent` started on the agent's file answers `/-/healthy`. The
+//! agent ships to every pod of the collector StatefulSet by its per-pod DNS
+//! name, not to the load-balanced Service.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -235,4 +237,52 @@ fn configmaps_are_accepted_by_the_binaries() {
         healthy,
         "vigil-agent never became healthy on the DaemonSet's config"
     );
+}
+
+/// Each sample must reach both collectors of the HA pair: the agent's
+/// `remote_writes` are exactly the StatefulSet's pods, by the stable DNS
+/// names the headless Service gives them, one named destination (and
+/// buffer) each.
+#[test]
+fn the_agent_ships_to_every_collector_pod() {
+    let docs = documents();
+    let sts = docs
+        .iter()
+        .find(|d| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "vigil-collector")
+        .expect("the collector StatefulSet");
+    let name = sts["metadata"]["name"].as_str().expect("name");
+    let ns = sts["metadata"]["namespace"].as_str().expect("namespace");
+    let service = sts["spec"]["serviceName"].as_str().expect("serviceName");
+    let replicas = sts["spec"]["replicas"].as_u64().expect("replicas");
+    let headless = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == service)
+        .expect("the StatefulSet's governing Service");
+    assert_eq!(headless["spec"]["clusterIP"], "None", "{headless}");
+    assert!(
+        headless["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .any(|p| p["port"] == 9800),
+        "{headless}"
+    );
+    let agent: Value = serde_saphyr::from_str(&config_map(&docs, "vigil-agent", "agent.yml"))
+        .expect("agent.yml parses");
+    assert!(
+        agent.get("remote_write").is_none(),
+        "a single remote_write reaches one pod only"
+    );
+    let dests = agent["remote_writes"].as_array().expect("remote_writes");
+    let urls: Vec<&str> = dests.iter().filter_map(|d| d["url"].as_str()).collect();
+    let want: Vec<String> = (0..replicas)
+        .map(|i| format!("http://{name}-{i}.{service}.{ns}.svc:9800/api/v1/write"))
+        .collect();
+    assert_eq!(urls, want);
+    for d in dests {
+        assert_eq!(
+            d["bearer_token_file"], "/etc/vigil-agent/tokens/agents",
+            "{d}"
+        );
+    }
 }
