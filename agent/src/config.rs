@@ -633,10 +633,12 @@ impl ScrapeConfig {
             }
         }
         for (i, f) in self.file_sd_configs.iter().enumerate() {
-            f.validate().map_err(|e| format!("file_sd_configs[{i}]: {e}"))?;
+            f.validate()
+                .map_err(|e| format!("file_sd_configs[{i}]: {e}"))?;
         }
         for (i, h) in self.http_sd_configs.iter().enumerate() {
-            h.validate().map_err(|e| format!("http_sd_configs[{i}]: {e}"))?;
+            h.validate()
+                .map_err(|e| format!("http_sd_configs[{i}]: {e}"))?;
         }
         vigil_wire::relabel::Relabel::compile_all("relabel_configs", &self.relabel_configs)?;
         vigil_wire::relabel::Relabel::compile_all(
@@ -1084,6 +1086,53 @@ mod tests {
         assert_eq!(c.llm.prices["my-finetune"].input, 3.0);
         assert!(c.llm.default_prices);
         assert_eq!(c.buffer.max_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn scrape_jobs_take_discovery_and_relabeling() {
+        let c = Config::from_yaml(
+            "scrape:\n  - job: node\n    static_configs:\n      - targets: [a:1]\n        labels: {env: prod}\n    file_sd_configs:\n      - files: [t/*.json]\n    http_sd_configs:\n      - url: http://inv/sd\n    relabel_configs:\n      - source_labels: [env]\n        regex: dev\n        action: Drop\n    params: {module: [x]}\n",
+        )
+        .expect("valid");
+        let s = &c.scrape[0];
+        assert!(s.targets.is_empty());
+        assert_eq!(s.static_configs[0].labels["env"], "prod");
+        // Prometheus's defaults.
+        assert_eq!(
+            s.file_sd_configs[0].refresh_interval.0,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            s.http_sd_configs[0].refresh_interval.0,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            s.relabel_configs[0].action,
+            vigil_wire::relabel::RelabelAction::Drop
+        );
+        assert_eq!(s.params["module"], ["x"]);
+    }
+
+    #[test]
+    fn relative_file_sd_paths_follow_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("agent.yml");
+        std::fs::write(
+            &file,
+            "scrape:\n  - job: a\n    file_sd_configs:\n      - files: [targets/*.yml, /abs/x.json]\n",
+        )
+        .expect("write");
+        let c = Config::load(&file).expect("valid");
+        assert_eq!(
+            c.scrape[0].file_sd_configs[0].files,
+            [
+                dir.path()
+                    .join("targets/*.yml")
+                    .to_string_lossy()
+                    .into_owned(),
+                "/abs/x.json".to_string()
+            ]
+        );
     }
 
     #[test]

@@ -129,9 +129,7 @@ static FILE_SD_NAME: LazyLock<Regex> = LazyLock::new(|| {
 impl FileSdConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.files.is_empty() {
-            return Err(
-                "file service discovery config must contain at least one path name".into(),
-            );
+            return Err("file service discovery config must contain at least one path name".into());
         }
         for name in &self.files {
             if !FILE_SD_NAME.is_match(name) {

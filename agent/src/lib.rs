@@ -245,9 +245,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Agen
         ));
     }
     for (i, sc) in config.scrape.iter().enumerate() {
-        let pool =
-            scrape::ScrapePool::new(i, sc.clone(), interval(sc.interval), pipeline.clone())
-                .map_err(AgentError::Client)?;
+        let pool = scrape::ScrapePool::new(i, sc.clone(), interval(sc.interval), pipeline.clone())
+            .map_err(AgentError::Client)?;
         tasks.spawn(pool.run(child.clone()));
     }
     if config.cgroups.enabled {

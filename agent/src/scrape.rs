@@ -76,7 +76,7 @@ impl ScrapeCollector {
         }
     }
 
-async fn fetch(&self) -> Result<Exposition, String> {
+    async fn fetch(&self) -> Result<Exposition, String> {
         let mut req = self
             .client
             .get(&self.target.url)

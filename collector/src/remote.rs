@@ -377,8 +377,11 @@ mod tests {
             "- source_labels: [instance]\n  modulus: 4\n  target_label: shard\n  action: hashmod\n\
              - source_labels: [job]\n  target_label: job\n  action: uppercase\n",
         );
-        let out = relabel(l(&[("__name__", "up"), ("instance", "a"), ("job", "x")]), &s)
-            .expect("kept");
+        let out = relabel(
+            l(&[("__name__", "up"), ("instance", "a"), ("job", "x")]),
+            &s,
+        )
+        .expect("kept");
         assert_eq!(out.get("job"), Some("X"));
         assert!(out.get("shard").is_some());
     }

@@ -208,7 +208,10 @@ fn discovered_targets_change_without_a_restart() {
     assert_eq!(s1["sd_file"], "a");
     assert_eq!(s1["relabeled"], "yes");
     assert!(!s1.contains_key("sd_via"), "{s1:?}");
-    assert!(s1.keys().all(|k| !k.starts_with("__") || k == "__name__"), "{s1:?}");
+    assert!(
+        s1.keys().all(|k| !k.starts_with("__") || k == "__name__"),
+        "{s1:?}"
+    );
     let s3 = &series[&t3.address()];
     assert_eq!(s3["team"], "c");
     assert_eq!(s3["sd_via"], "http");
@@ -248,7 +251,11 @@ fn discovered_targets_change_without_a_restart() {
     });
     let s5 = &series[&t5.address()];
     assert_eq!(
-        (s5["team"].as_str(), s5["sd_file"].as_str(), s5["relabeled"].as_str()),
+        (
+            s5["team"].as_str(),
+            s5["sd_file"].as_str(),
+            s5["relabeled"].as_str()
+        ),
         ("e", "a", "yes")
     );
     let s6 = &series[&t6.address()];
@@ -309,7 +316,11 @@ fn discovered_targets_change_without_a_restart() {
     assert_eq!(dropped, vec![t4.address()]);
 
     // The dropped target was never requested and never shipped.
-    assert_eq!(t4.hits(), 0, "a target dropped by relabel_configs was scraped");
+    assert_eq!(
+        t4.hits(),
+        0,
+        "a target dropped by relabel_configs was scraped"
+    );
     assert!(!collector_series(&collector).contains_key(&t4.address()));
     // And all of it without a restart.
     assert!(

@@ -86,7 +86,8 @@ impl FileDiscovery {
     /// passed, and returns every file's groups when it did.
     pub fn poll(&mut self, cfg: &FileSdConfig, stats: &SdStats) -> Option<Vec<TargetGroup>> {
         let files = list(cfg);
-        let stamps: BTreeMap<PathBuf, Stamp> = files.iter().map(|p| (p.clone(), stamp(p))).collect();
+        let stamps: BTreeMap<PathBuf, Stamp> =
+            files.iter().map(|p| (p.clone(), stamp(p))).collect();
         let due = self
             .last_read
             .is_none_or(|t| t.elapsed() >= cfg.refresh_interval.0);
@@ -102,10 +103,9 @@ impl FileDiscovery {
         for (p, st) in &stamps {
             match read(p) {
                 Ok(g) => {
-                    let mtime = st
-                        .0
-                        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                        .map_or(0.0, |d| d.as_secs_f64());
+                    let mtime =
+                        st.0.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                            .map_or(0.0, |d| d.as_secs_f64());
                     stats
                         .file_mtimes
                         .lock()

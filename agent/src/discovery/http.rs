@@ -68,10 +68,7 @@ pub async fn fetch(
     if !CONTENT_TYPE.is_match(&ct) {
         return Err(format!("unsupported content type {ct:?}"));
     }
-    if resp
-        .content_length()
-        .is_some_and(|l| l as usize > MAX_BODY)
-    {
+    if resp.content_length().is_some_and(|l| l as usize > MAX_BODY) {
         return Err("response too large".into());
     }
     let body = resp.bytes().await.map_err(|e| e.to_string())?;

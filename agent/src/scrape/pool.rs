@@ -269,16 +269,34 @@ impl ScrapePool {
         let mut providers = JoinSet::new();
         let mut n = 1;
         for f in &self.cfg.file_sd_configs {
-            providers.spawn(file::run(f.clone(), n, tx.clone(), sd.clone(), stop.clone()));
+            providers.spawn(file::run(
+                f.clone(),
+                n,
+                tx.clone(),
+                sd.clone(),
+                stop.clone(),
+            ));
             n += 1;
         }
         for h in &self.cfg.http_sd_configs {
-            let timeout = h.refresh_interval.0.clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let timeout = h
+                .refresh_interval
+                .0
+                .clamp(Duration::from_secs(1), Duration::from_secs(30));
             match http::client(timeout) {
                 Ok(c) => {
-                    providers.spawn(http::run(h.clone(), n, tx.clone(), sd.clone(), c, stop.clone()));
+                    providers.spawn(http::run(
+                        h.clone(),
+                        n,
+                        tx.clone(),
+                        sd.clone(),
+                        c,
+                        stop.clone(),
+                    ));
                 }
-                Err(e) => tracing::error!(job = %self.cfg.job, url = %h.url, error = %e, "http_sd_configs: cannot build the HTTP client"),
+                Err(e) => {
+                    tracing::error!(job = %self.cfg.job, url = %h.url, error = %e, "http_sd_configs: cannot build the HTTP client")
+                }
             }
             n += 1;
         }
@@ -403,7 +421,12 @@ impl ScrapePool {
             );
         }
         let mut active: Vec<ActiveTarget> = running.values().map(|r| r.active.clone()).collect();
-        active.sort_by(|a, b| a.target.url.cmp(&b.target.url).then(a.target.labels.cmp(&b.target.labels)));
+        active.sort_by(|a, b| {
+            a.target
+                .url
+                .cmp(&b.target.url)
+                .then(a.target.labels.cmp(&b.target.labels))
+        });
         self.pipeline.targets.set(
             self.index,
             PoolView {

@@ -277,8 +277,7 @@ impl Relabel {
         }
         let has_var = t.contains('$');
         if a == Replace
-            && ((!has_var && !is_valid_label_name(t))
-                || (has_var && !TARGET_WITH_VARS.is_match(t)))
+            && ((!has_var && !is_valid_label_name(t)) || (has_var && !TARGET_WITH_VARS.is_match(t)))
         {
             return invalid(format!("{t:?} is invalid 'target_label' for {a} action"));
         }
@@ -360,8 +359,12 @@ impl Relabel {
         match self.action {
             Drop => return !self.regex.is_match(&self.source_value(labels)),
             Keep => return self.regex.is_match(&self.source_value(labels)),
-            DropEqual => return labels.get(&self.target_label).unwrap_or("") != self.source_value(labels),
-            KeepEqual => return labels.get(&self.target_label).unwrap_or("") == self.source_value(labels),
+            DropEqual => {
+                return labels.get(&self.target_label).unwrap_or("") != self.source_value(labels);
+            }
+            KeepEqual => {
+                return labels.get(&self.target_label).unwrap_or("") == self.source_value(labels);
+            }
             Replace => {
                 let v = self.source_value(labels);
                 if v.is_empty()

@@ -39,7 +39,12 @@ fn replace_expands_groups_into_the_target() {
             ABC,
             "- source_labels: [a]\n  regex: f(.*)\n  target_label: d\n  replacement: ch${1}-ch${1}\n"
         ),
-        Some(l(&[("a", "foo"), ("b", "bar"), ("c", "baz"), ("d", "choo-choo")]))
+        Some(l(&[
+            ("a", "foo"),
+            ("b", "bar"),
+            ("c", "baz"),
+            ("d", "choo-choo")
+        ]))
     );
     // Two steps, the second reading what the first wrote.
     assert_eq!(
@@ -48,7 +53,12 @@ fn replace_expands_groups_into_the_target() {
             "- source_labels: [a, b]\n  regex: f(.*);(.*)r\n  target_label: a\n  replacement: b${1}${2}m\n\
              - source_labels: [c, a]\n  regex: (b).*b(.*)ba(.*)\n  target_label: d\n  replacement: $1$2$2$3\n"
         ),
-        Some(l(&[("a", "boobam"), ("b", "bar"), ("c", "baz"), ("d", "boooom")]))
+        Some(l(&[
+            ("a", "boobam"),
+            ("b", "bar"),
+            ("c", "baz"),
+            ("d", "boooom")
+        ]))
     );
     assert_eq!(
         run(
@@ -126,10 +136,7 @@ fn replace_real_life_tags() {
 fn replace_of_an_empty_value_sets_or_deletes() {
     // Default regex, absent source: the replacement itself (fast path).
     assert_eq!(
-        run(
-            &[("a", "x")],
-            "- target_label: env\n  replacement: prod\n"
-        ),
+        run(&[("a", "x")], "- target_label: env\n  replacement: prod\n"),
         Some(l(&[("a", "x"), ("env", "prod")]))
     );
     // Default replacement `$1` of an empty source deletes the target.
@@ -219,7 +226,11 @@ fn keep_and_drop_match_the_whole_value() {
 
 #[test]
 fn keepequal_and_dropequal_compare_with_the_target() {
-    let ports = &[("__tmp_port", "1234"), ("__port1", "1234"), ("__port2", "5678")];
+    let ports = &[
+        ("__tmp_port", "1234"),
+        ("__port1", "1234"),
+        ("__port2", "5678"),
+    ];
     let cfg = |action: &str, target: &str| {
         format!("- source_labels: [__tmp_port]\n  action: {action}\n  target_label: {target}\n")
     };
@@ -381,7 +392,10 @@ fn configurations_are_refused_with_prometheus_messages() {
             "- source_labels: [a-b]\n  target_label: c\n",
             "\"a-b\" is not a valid label name",
         ),
-        ("- regex: '(unclosed'\n  action: labeldrop\n", "invalid regex"),
+        (
+            "- regex: '(unclosed'\n  action: labeldrop\n",
+            "invalid regex",
+        ),
         ("- action: explode\n", "unknown relabel action \"explode\""),
         ("- target_labels: a\n", "unknown field"),
     ] {
