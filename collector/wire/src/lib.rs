@@ -4,8 +4,8 @@
 //! samples ([`labels`], [`sample`]), the Prometheus remote_write 1.0 protocol
 //! ([`remote_write`]) and the Prometheus text exposition format
 //! ([`exposition`]), Prometheus relabeling ([`relabel`], shared by the
-//! agent's scrape and the collector's forwarding), and how an agent names itself when it pushes
-//! ([`identity`]). The crate has no async runtime, no HTTP stack and no
+//! agent's scrape and the collector's forwarding), and how an agent names
+//! itself when it pushes ([`identity`]). The crate has no async runtime, no HTTP stack and no
 //! storage, so the agent can depend on it and stay light.
 
 pub mod exposition;
