@@ -5,8 +5,8 @@
 //! ([`remote_write`]) and the Prometheus text exposition format
 //! ([`exposition`]), Prometheus relabeling ([`relabel`], shared by the
 //! agent's scrape and the collector's forwarding), and how an agent names
-//! itself when it pushes ([`identity`]). The crate has no async runtime, no HTTP stack and no
-//! storage, so the agent can depend on it and stay light.
+//! itself when it pushes ([`identity`]). The crate has no async runtime, no
+//! HTTP stack and no storage, so the agent can depend on it and stay light.
 
 pub mod exposition;
 pub mod identity;
