@@ -12,36 +12,49 @@
 //! unsigned order is the order of the `f64`s they come from (see [`key`]).
 //! The comparison is exact, as with the floats, but it is one integer
 //! compare (a float compare also needs its NaN case and a flag extraction).
-//! A tree's threshold keys and split features share one array, so one base
-//! address serves both loads of a step. Rows are converted once per block
-//! into groups of `LANES` rows at a power-of-two stride `S`, so a lane's
-//! value of feature `f` is a fixed offset from the group's address and a
-//! feature index is masked rather than bounds-checked. A step is then about
-//! seven instructions, and ten walks in lock-step hide most of the latency
-//! of its two dependent loads (split feature, then the row's value).
+//! Rows are converted once per block into groups of `LANES` rows at a
+//! power-of-two stride `S`, so a lane's value of feature `f` is a fixed
+//! offset from the group's address.
+//!
+//! Scoring is bound by the number of instructions the CPU can issue (about
+//! six per cycle here, measured with callgrind against CPU time), so the
+//! layout is chosen for the fewest instructions per step:
+//!
+//! * a tree is one struct (threshold keys, split features, leaves), so one
+//!   base register serves every load of a step;
+//! * a split feature is a one-byte enum with exactly `S` variants ([`F16`],
+//!   [`F64`], or a `u8` for `S` = 256): the compiler knows its range from
+//!   the type, so indexing the row needs neither a bounds check nor a mask;
+//! * with those, ten walks in lock-step fit the registers without spills,
+//!   and a step is about seven instructions: load the split feature and
+//!   threshold key, compare with the row's key in memory, and shift the
+//!   comparison into the slot index.
 //!
 //! The copy is derived data: built on first use, never persisted, and only
 //! for height limits up to [`MAX_DENSE_DEPTH`] (ψ ≤ 4096) and at most
 //! [`MAX_DENSE_FEATURES`] features.
 
+use std::fmt;
+use std::sync::Arc;
+
 use super::Node;
 use crate::Matrix;
 
-/// Deepest height limit worth a dense copy (96 KB per tree).
+/// Deepest height limit worth a dense copy (68 KB per tree).
 pub(super) const MAX_DENSE_DEPTH: usize = 12;
 
 /// Widest input the dense copy handles: the largest row stride of a block.
 pub(super) const MAX_DENSE_FEATURES: usize = 256;
 
 /// Rows walked through a tree in lock-step: independent walks let the CPU
-/// overlap their loads. Measured: 8 and 12 were slower than 10 (12 no
-/// longer fits the registers).
+/// overlap their loads. Ten is the most the registers hold.
 const LANES: usize = 10;
 
-/// Rows scored per block: a block's columns and one tree fit in L1
+/// Bytes of row keys per block: a block's rows and one tree fit in L1
 /// together, so each tree is loaded once per block rather than once per
-/// row.
-const BLOCK: usize = LANES * 32;
+/// row, and every step's row value is an L1 hit. (Measured: 10 to 16 groups
+/// of ten 16-wide rows were equally fast, 32 groups 5% slower.)
+const BLOCK_BYTES: usize = 16 * LANES * 16 * 8;
 
 /// The order key of `v`: `key(a) > key(b)` exactly when `a > b`, for all
 /// non-NaN values (−0 and +0 are equal as floats and get the same key); NaN
@@ -59,16 +72,112 @@ pub(super) fn key(v: f64) -> u64 {
     bits ^ (negative | (1 << 63))
 }
 
-/// All trees of a forest in the dense layout.
-#[derive(Debug, Clone)]
-pub(super) struct DenseForest {
+/// A split feature of a dense tree whose rows have stride `S`: a byte whose
+/// type bounds it below `S`.
+trait Feature: Copy + Send + Sync + 'static {
+    /// The first feature, for unused slots.
+    const FIRST: Self;
+    /// Feature `f`, or `None` when it is not below the stride.
+    fn new(f: usize) -> Option<Self>;
+    /// The feature's index into a row.
+    fn index(self) -> usize;
+}
+
+/// Declares a one-byte enum with one variant per feature below the stride.
+macro_rules! feature_enum {
+    ($(#[$doc:meta])* $name:ident, $($v:ident)*) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        #[repr(u8)]
+        enum $name { $($v),* }
+
+        impl Feature for $name {
+            const FIRST: Self = Self::V0;
+            fn new(f: usize) -> Option<Self> {
+                const ALL: &[$name] = &[$($name::$v),*];
+                ALL.get(f).copied()
+            }
+            #[inline(always)]
+            fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+feature_enum!(
+    /// A feature of a row at stride 16.
+    F16,
+    V0 V1 V2 V3 V4 V5 V6 V7 V8 V9 V10 V11 V12 V13 V14 V15
+);
+
+feature_enum!(
+    /// A feature of a row at stride 64.
+    F64,
+    V0 V1 V2 V3 V4 V5 V6 V7 V8 V9 V10 V11 V12 V13 V14 V15
+    V16 V17 V18 V19 V20 V21 V22 V23 V24 V25 V26 V27 V28 V29 V30 V31
+    V32 V33 V34 V35 V36 V37 V38 V39 V40 V41 V42 V43 V44 V45 V46 V47
+    V48 V49 V50 V51 V52 V53 V54 V55 V56 V57 V58 V59 V60 V61 V62 V63
+);
+
+/// A feature of a row at stride 256.
+impl Feature for u8 {
+    const FIRST: Self = 0;
+    fn new(f: usize) -> Option<Self> {
+        u8::try_from(f).ok()
+    }
+    #[inline(always)]
+    fn index(self) -> usize {
+        usize::from(self)
+    }
+}
+
+/// One dense tree in arrays of `N` slots (see [`Trees`] for the indices).
+#[derive(Clone)]
+#[repr(C)]
+struct Tree<const N: usize, F> {
+    keys: [u64; N],
+    features: [F; N],
+    leaves: [f64; N],
+}
+
+/// All trees of a forest of height limit `depth`, in arrays of `N ≥
+/// 2^depth` slots, for rows of stride `S`.
+///
+/// Heap node `k` (root 1, at depth `d` in `[2^d, 2^(d+1))`) has its right
+/// child (`x > t`) at `2k` and its left child (`x <= t`) at `2k + 1`, and is
+/// stored at slot `(k + 1) mod N`; a walk ends at `k ∈ [2^D, 2^(D+1))`,
+/// whose path length is in `leaves[(k + 1) mod N]`. A walk keeps `j = k + 1`:
+/// a step is then `j = 2j − (t < x)`, which compiles to an add and a
+/// subtract-with-borrow of the comparison's carry flag, and `j mod N` is the
+/// slot. (With the usual `k = 2k + (x > t)` the compiler materialises the
+/// flag in a register and adds it: two more instructions per step.) For
+/// `N` = 256 the modulo is a byte move the slot index needs anyway.
+struct Trees<const N: usize, const S: usize, F> {
     depth: usize,
-    /// Per tree, `2^depth` threshold keys then `2^depth` split features
-    /// (slot 0 of each unused), tree after tree: one base address serves
-    /// both loads of a step, which keeps the lock-step walks in registers.
-    splits: Vec<u64>,
-    /// `2^depth` path lengths per tree, tree after tree.
-    leaves: Vec<f64>,
+    trees: Vec<Tree<N, F>>,
+}
+
+/// What the forest needs of its dense copy, whatever its tree size and
+/// stride.
+trait Layout: Send + Sync {
+    /// Sum over all trees, in tree order, of each row's path length, into
+    /// `totals` (one per row of `x`).
+    fn path_totals(&self, x: &Matrix, totals: &mut [f64]);
+    /// Bytes of heap the copy occupies.
+    fn heap_bytes(&self) -> usize;
+}
+
+/// All trees of a forest in the dense layout.
+#[derive(Clone)]
+pub(super) struct DenseForest(Arc<dyn Layout>);
+
+impl fmt::Debug for DenseForest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DenseForest")
+            .field("heap_bytes", &self.0.heap_bytes())
+            .finish()
+    }
 }
 
 impl DenseForest {
@@ -83,140 +192,193 @@ impl DenseForest {
         if depth > MAX_DENSE_DEPTH || n_features > MAX_DENSE_FEATURES {
             return None;
         }
-        let slots = roots.len() << depth;
-        let mut dense = Self {
-            depth,
-            // Unused slots (under an early leaf) keep threshold 0: their
-            // direction does not matter, every leaf below is the same.
-            splits: vec![0; 2 * slots],
-            leaves: vec![0.0; slots],
-        };
-        for (t, &root) in roots.iter().enumerate() {
-            dense.fill(nodes, t, root as usize, 1, 0);
+        match n_features {
+            ..=16 => by_depth::<16, F16>(nodes, roots, depth),
+            17..=64 => by_depth::<64, F64>(nodes, roots, depth),
+            _ => by_depth::<MAX_DENSE_FEATURES, u8>(nodes, roots, depth),
         }
-        Some(dense)
+        .map(Self)
     }
 
     /// Bytes of heap the copy occupies.
     pub(super) fn heap_bytes(&self) -> usize {
-        self.splits.len() * std::mem::size_of::<u64>()
-            + self.leaves.len() * std::mem::size_of::<f64>()
-    }
-
-    /// Copies the arena subtree at `a` into heap slot `k` (at depth `d`) of
-    /// tree `t`.
-    fn fill(&mut self, nodes: &[Node], t: usize, a: usize, k: usize, d: usize) {
-        let base = t << self.depth;
-        let node = nodes[a];
-        if node.is_leaf(a) || d == self.depth {
-            // Every leaf slot under `k`: its leftmost descendant at depth D
-            // and the 2^(D−d) slots after it.
-            let first = (k << (self.depth - d)) - (1 << self.depth);
-            self.leaves[base + first..base + first + (1 << (self.depth - d))].fill(node.value);
-            return;
-        }
-        let n = 1 << self.depth;
-        self.splits[2 * base + k] = key(node.value);
-        self.splits[2 * base + n + k] = u64::from(node.feature);
-        self.fill(nodes, t, node.kids[0] as usize, 2 * k, d + 1);
-        self.fill(nodes, t, node.kids[1] as usize, 2 * k + 1, d + 1);
+        self.0.heap_bytes()
     }
 
     /// Sum over all trees, in tree order, of each row's path length, into
     /// `totals` (one per row of `x`). `x` must be as wide as the forest.
     pub(super) fn path_totals(&self, x: &Matrix, totals: &mut [f64]) {
         debug_assert_eq!(totals.len(), x.rows());
-        // Row stride of a converted block: the smallest that holds every
-        // feature, so a feature index needs no bounds check.
-        match x.cols() {
-            ..=16 => self.blocks::<16>(x, totals),
-            17..=64 => self.blocks::<64>(x, totals),
-            _ => self.blocks::<MAX_DENSE_FEATURES>(x, totals),
+        self.0.path_totals(x, totals);
+    }
+}
+
+/// Fewest slots per tree: a slot index below 256 is a byte, which the
+/// compiler knows needs no bounds check. Trees of height limit up to 8 (the
+/// default ψ = 256 and every smaller one) share this size.
+const MIN_SLOTS: usize = 256;
+
+/// The dense copy for rows of stride `S`, in arrays of `max(256, 2^depth)`
+/// slots per tree.
+fn by_depth<const S: usize, F: Feature>(
+    nodes: &[Node],
+    roots: &[u32],
+    depth: usize,
+) -> Option<Arc<dyn Layout>> {
+    fn boxed<const N: usize, const S: usize, F: Feature>(
+        nodes: &[Node],
+        roots: &[u32],
+        depth: usize,
+    ) -> Option<Arc<dyn Layout>> {
+        Some(Arc::new(Trees::<N, S, F>::build(nodes, roots, depth)?))
+    }
+    match depth {
+        0..=8 => boxed::<MIN_SLOTS, S, F>(nodes, roots, depth),
+        9 => boxed::<512, S, F>(nodes, roots, depth),
+        10 => boxed::<1024, S, F>(nodes, roots, depth),
+        11 => boxed::<2048, S, F>(nodes, roots, depth),
+        12 => boxed::<4096, S, F>(nodes, roots, depth),
+        _ => None,
+    }
+}
+
+impl<const N: usize, const S: usize, F: Feature> Trees<N, S, F> {
+    /// Copies the arena trees rooted at `roots`; `None` when a split
+    /// feature does not fit the stride or the trees do not fit `N` slots
+    /// (never, for a consistent forest).
+    fn build(nodes: &[Node], roots: &[u32], depth: usize) -> Option<Self> {
+        if (1 << depth) > N {
+            return None;
         }
+        let empty = Tree {
+            // Unused slots (under an early leaf) keep threshold 0: their
+            // direction does not matter, every leaf below is the same.
+            keys: [0; N],
+            features: [F::FIRST; N],
+            leaves: [0.0; N],
+        };
+        let mut trees = vec![empty; roots.len()];
+        for (tree, &root) in trees.iter_mut().zip(roots) {
+            Self::fill(tree, nodes, depth, root as usize, 1, 0)?;
+        }
+        Some(Self { depth, trees })
     }
 
-    /// [`path_totals`](Self::path_totals) with rows converted to keys at a
-    /// stride of `S` (a power of two, at least the width of `x`).
-    fn blocks<const S: usize>(&self, x: &Matrix, totals: &mut [f64]) {
-        let cols = x.cols();
-        let mut groups = vec![[[0u64; S]; LANES]; BLOCK / LANES];
-        for (rows, out) in x
-            .as_slice()
-            .chunks(BLOCK * cols)
-            .zip(totals.chunks_mut(BLOCK))
-        {
-            for (group, rows) in groups.iter_mut().zip(rows.chunks(LANES * cols)) {
-                for (lane, row) in group.iter_mut().zip(rows.chunks_exact(cols)) {
-                    for (slot, &v) in lane.iter_mut().zip(row) {
-                        *slot = key(v);
-                    }
-                }
+    /// Copies the arena subtree at `a` into heap node `k` (at depth `d`) of
+    /// `tree`, whose height limit is `depth`.
+    fn fill(
+        tree: &mut Tree<N, F>,
+        nodes: &[Node],
+        depth: usize,
+        a: usize,
+        k: usize,
+        d: usize,
+    ) -> Option<()> {
+        let node = nodes.get(a)?;
+        let slot = (k + 1) % N;
+        if node.is_leaf(a) || d == depth {
+            // Every walk end under `k`: its descendants at depth D.
+            let first = k << (depth - d);
+            for end in first..first + (1 << (depth - d)) {
+                *tree.leaves.get_mut((end + 1) % N)? = node.value;
             }
-            // Rows past the end of a short last block hold the previous
-            // block's keys: walked, but never read back.
-            let mut acc = [0.0; BLOCK];
-            self.accumulate(&groups, &mut acc);
-            out.copy_from_slice(&acc[..out.len()]);
+            return Some(());
         }
+        *tree.keys.get_mut(slot)? = key(node.value);
+        *tree.features.get_mut(slot)? = F::new(node.feature as usize)?;
+        Self::fill(tree, nodes, depth, node.kids[0] as usize, 2 * k + 1, d + 1)?;
+        Self::fill(tree, nodes, depth, node.kids[1] as usize, 2 * k, d + 1)
     }
 
-    /// Adds every tree's path length for each row of the block to `acc`.
-    fn accumulate<const S: usize>(&self, groups: &[[[u64; S]; LANES]], acc: &mut [f64; BLOCK]) {
-        // One monomorphised walk per height limit: with the tree size a
-        // constant, slot indices are masked instead of bounds-checked.
-        match self.depth {
-            0 => self.walk::<1, 2, S>(groups, acc),
-            1 => self.walk::<2, 4, S>(groups, acc),
-            2 => self.walk::<4, 8, S>(groups, acc),
-            3 => self.walk::<8, 16, S>(groups, acc),
-            4 => self.walk::<16, 32, S>(groups, acc),
-            5 => self.walk::<32, 64, S>(groups, acc),
-            6 => self.walk::<64, 128, S>(groups, acc),
-            7 => self.walk::<128, 256, S>(groups, acc),
-            8 => self.walk::<256, 512, S>(groups, acc),
-            9 => self.walk::<512, 1024, S>(groups, acc),
-            10 => self.walk::<1024, 2048, S>(groups, acc),
-            11 => self.walk::<2048, 4096, S>(groups, acc),
-            _ => self.walk::<4096, 8192, S>(groups, acc),
-        }
-    }
-
-    /// [`accumulate`](Self::accumulate) for trees with `N = 2^depth` leaves
-    /// (`M = 2N` split words) and rows at stride `S`.
-    fn walk<const N: usize, const M: usize, const S: usize>(
-        &self,
-        groups: &[[[u64; S]; LANES]],
-        acc: &mut [f64; BLOCK],
-    ) {
-        debug_assert_eq!(N, 1 << self.depth);
-        debug_assert_eq!(M, 2 * N);
-        let trees = self.splits.chunks_exact(M).zip(self.leaves.chunks_exact(N));
-        for (splits, leaves) in trees {
-            let (Ok(splits), Ok(leaves)): (Result<&[u64; M], _>, Result<&[f64; N], _>) =
-                (splits.try_into(), leaves.try_into())
-            else {
-                unreachable!("chunks_exact yields whole trees")
-            };
+    /// Adds every tree's path length for each row of the block to `acc`,
+    /// tree after tree; `D` is the height limit.
+    fn accumulate<const D: usize>(&self, groups: &[[[u64; S]; LANES]], acc: &mut [f64]) {
+        debug_assert_eq!(D, self.depth);
+        for tree in &self.trees {
             for (rows, acc) in groups.iter().zip(acc.chunks_exact_mut(LANES)) {
-                let mut k = [1usize; LANES];
-                for _ in 0..N.trailing_zeros() {
-                    for (k, row) in k.iter_mut().zip(rows) {
-                        let slot = *k & (N - 1);
-                        let v = row[splits[N + slot] as usize & (S - 1)];
-                        *k = 2 * *k + usize::from(splits[slot] < v);
+                // Opaque to the optimiser, so the group's address stays in one
+                // register (otherwise it is rebuilt as base + offset and costs
+                // an instruction per step).
+                let rows = std::hint::black_box(rows);
+                let mut j = [2usize; LANES];
+                for _ in 0..D {
+                    for (j, row) in j.iter_mut().zip(rows) {
+                        let slot = *j % N;
+                        let v = row[tree.features[slot].index()];
+                        *j = 2 * *j - usize::from(tree.keys[slot] < v);
                     }
                 }
-                for (a, &k) in acc.iter_mut().zip(&k) {
-                    *a += leaves[k & (N - 1)];
+                for (a, &j) in acc.iter_mut().zip(&j) {
+                    *a += tree.leaves[j % N];
                 }
             }
         }
     }
 }
 
+impl<const N: usize, const S: usize, F: Feature> Layout for Trees<N, S, F> {
+    fn heap_bytes(&self) -> usize {
+        self.trees.len() * std::mem::size_of::<Tree<N, F>>()
+    }
+
+    fn path_totals(&self, x: &Matrix, totals: &mut [f64]) {
+        // One monomorphised walk per height limit: a constant number of
+        // steps is unrolled, and the root's split hoisted out of the rows.
+        match self.depth {
+            0 => blocks::<S>(x, totals, |g, a| self.accumulate::<0>(g, a)),
+            1 => blocks::<S>(x, totals, |g, a| self.accumulate::<1>(g, a)),
+            2 => blocks::<S>(x, totals, |g, a| self.accumulate::<2>(g, a)),
+            3 => blocks::<S>(x, totals, |g, a| self.accumulate::<3>(g, a)),
+            4 => blocks::<S>(x, totals, |g, a| self.accumulate::<4>(g, a)),
+            5 => blocks::<S>(x, totals, |g, a| self.accumulate::<5>(g, a)),
+            6 => blocks::<S>(x, totals, |g, a| self.accumulate::<6>(g, a)),
+            7 => blocks::<S>(x, totals, |g, a| self.accumulate::<7>(g, a)),
+            8 => blocks::<S>(x, totals, |g, a| self.accumulate::<8>(g, a)),
+            9 => blocks::<S>(x, totals, |g, a| self.accumulate::<9>(g, a)),
+            10 => blocks::<S>(x, totals, |g, a| self.accumulate::<10>(g, a)),
+            11 => blocks::<S>(x, totals, |g, a| self.accumulate::<11>(g, a)),
+            _ => blocks::<S>(x, totals, |g, a| self.accumulate::<12>(g, a)),
+        }
+    }
+}
+
+/// Converts the rows of `x` to keys a block at a time (as many rows as fit
+/// [`BLOCK_BYTES`] at stride `S`) and lets `accumulate` add every tree's
+/// path lengths for the block.
+fn blocks<const S: usize>(
+    x: &Matrix,
+    totals: &mut [f64],
+    mut accumulate: impl FnMut(&[[[u64; S]; LANES]], &mut [f64]),
+) {
+    let cols = x.cols();
+    debug_assert!(cols <= S);
+    let n_groups = (BLOCK_BYTES / std::mem::size_of::<[[u64; S]; LANES]>()).max(1);
+    let block = n_groups * LANES;
+    let mut groups = vec![[[0u64; S]; LANES]; n_groups];
+    let mut acc = vec![0.0; block];
+    for (rows, out) in x
+        .as_slice()
+        .chunks(block * cols)
+        .zip(totals.chunks_mut(block))
+    {
+        for (group, rows) in groups.iter_mut().zip(rows.chunks(LANES * cols)) {
+            for (lane, row) in group.iter_mut().zip(rows.chunks_exact(cols)) {
+                for (slot, &v) in lane.iter_mut().zip(row) {
+                    *slot = key(v);
+                }
+            }
+        }
+        // Rows past the end of a short last block hold the previous
+        // block's keys: walked, but never read back.
+        acc.fill(0.0);
+        accumulate(&groups, &mut acc);
+        out.copy_from_slice(&acc[..out.len()]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::key;
+    use super::{F16, F64, Feature, key};
 
     #[test]
     fn keys_order_like_floats() {
@@ -242,5 +404,21 @@ mod tests {
         assert_eq!(key(-0.0), key(0.0));
         assert!(key(f64::NAN) > key(f64::INFINITY));
         assert!(key(-f64::NAN) > key(f64::INFINITY));
+    }
+
+    #[test]
+    fn feature_bytes_cover_their_stride() {
+        for f in 0..16 {
+            assert_eq!(F16::new(f).map(F16::index), Some(f));
+        }
+        assert!(F16::new(16).is_none());
+        for f in 0..64 {
+            assert_eq!(F64::new(f).map(F64::index), Some(f));
+        }
+        assert!(F64::new(64).is_none());
+        for f in 0..256 {
+            assert_eq!(<u8 as Feature>::new(f).map(u8::index), Some(f));
+        }
+        assert!(<u8 as Feature>::new(256).is_none());
     }
 }
