@@ -1,34 +1,39 @@
 //! A dense, breadth-first copy of a forest, for scoring many rows.
 //!
 //! Each tree becomes a complete binary tree of the forest's height limit
-//! `D`, stored heap-style: split slots `1 .. 2^D` (the children of slot `k`
-//! are `2k` and `2k + 1`) and `2^D` leaf values. A leaf of the original tree
-//! above depth `D` is copied to every leaf slot below it, so whatever way a
-//! point goes under it, it ends with that leaf's path length. A walk is then
-//! `D` steps of pure arithmetic, `k = 2k + (x > t)`, without loading child
-//! indices, and ends at leaf `k − 2^D`.
+//! `D`, stored heap-style, so a walk is `D` steps of pure arithmetic on the
+//! slot index, without loading child indices (see [`Trees`] for the exact
+//! indexing). A leaf of the original tree above depth `D` is copied to every
+//! walk end below it, so whatever way a point goes under it, it ends with
+//! that leaf's path length.
 //!
 //! Thresholds and row values are compared as *order keys*: `u64`s whose
 //! unsigned order is the order of the `f64`s they come from (see [`key`]).
 //! The comparison is exact, as with the floats, but it is one integer
-//! compare (a float compare also needs its NaN case and a flag extraction).
-//! Rows are converted once per block into groups of `LANES` rows at a
-//! power-of-two stride `S`, so a lane's value of feature `f` is a fixed
-//! offset from the group's address.
+//! compare whose carry flag feeds the index update directly. Rows are
+//! converted once per block into groups of `LANES` rows at a power-of-two
+//! stride `S`, so a lane's value of feature `f` is a fixed offset from the
+//! group's address.
 //!
-//! Scoring is bound by the number of instructions the CPU can issue (about
-//! six per cycle here, measured with callgrind against CPU time), so the
-//! layout is chosen for the fewest instructions per step:
+//! Scoring is bound by how many instructions the CPU issues per cycle (with
+//! the previous layout, callgrind's instruction count against CPU time gave
+//! close to six per cycle), so the layout is chosen for the fewest
+//! instructions per step, and a step is five: load the split feature, load
+//! the threshold key, compare it with the row's key in memory, and double
+//! the index and subtract the comparison's borrow. What it takes:
 //!
-//! * a tree is one struct (threshold keys, split features, leaves), so one
-//!   base register serves every load of a step;
+//! * a tree is one struct (threshold keys and leaf values in one array,
+//!   split features in another), so one base register serves every load;
 //! * a split feature is a one-byte enum with exactly `S` variants ([`F16`],
 //!   [`F64`], or a `u8` for `S` = 256): the compiler knows its range from
 //!   the type, so indexing the row needs neither a bounds check nor a mask;
-//! * with those, ten walks in lock-step fit the registers without spills,
-//!   and a step is about seven instructions: load the split feature and
-//!   threshold key, compare with the row's key in memory, and shift the
-//!   comparison into the slot index.
+//! * the index update `j = 2j − (t < x)` (not `k = 2k + (x > t)`, which
+//!   costs a flag materialised in a register and an add);
+//! * the step count a constant per tree size, so the walk is unrolled and
+//!   the compiler knows each step's index range: no bounds checks;
+//! * the group's address opaque to the optimiser (otherwise it is rebuilt
+//!   as base plus offset, an instruction per step);
+//! * with those, ten walks in lock-step fit the registers without spills.
 //!
 //! The copy is derived data: built on first use, never persisted, and only
 //! for height limits up to [`MAX_DENSE_DEPTH`] (ψ ≤ 4096) and at most
@@ -40,7 +45,7 @@ use std::sync::Arc;
 use super::Node;
 use crate::Matrix;
 
-/// Deepest height limit worth a dense copy (68 KB per tree).
+/// Deepest height limit worth a dense copy (72 KB per tree).
 pub(super) const MAX_DENSE_DEPTH: usize = 12;
 
 /// Widest input the dense copy handles: the largest row stride of a block.
@@ -132,30 +137,28 @@ impl Feature for u8 {
     }
 }
 
-/// One dense tree in arrays of `N` slots (see [`Trees`] for the indices).
+/// One dense tree in arrays of `M` slots (see [`Trees`] for the indices).
 #[derive(Clone)]
 #[repr(C)]
-struct Tree<const N: usize, F> {
-    keys: [u64; N],
-    features: [F; N],
-    leaves: [f64; N],
+struct Tree<const M: usize, F> {
+    /// Threshold keys of the split nodes, and the bits of the walk ends'
+    /// path lengths.
+    slots: [u64; M],
+    /// Split features of the split nodes.
+    features: [F; M],
 }
 
-/// All trees of a forest of height limit `depth`, in arrays of `N ≥
-/// 2^depth` slots, for rows of stride `S`.
+/// All trees of a forest of height limit `D = log2 N`, in arrays of
+/// `M = 2N` slots, for rows of stride `S`.
 ///
-/// Heap node `k` (root 1, at depth `d` in `[2^d, 2^(d+1))`) has its right
+/// Heap node `k` (root 1; at depth `d`, `k ∈ [2^d, 2^(d+1))`) has its right
 /// child (`x > t`) at `2k` and its left child (`x <= t`) at `2k + 1`, and is
-/// stored at slot `(k + 1) mod N`; a walk ends at `k ∈ [2^D, 2^(D+1))`,
-/// whose path length is in `leaves[(k + 1) mod N]`. A walk keeps `j = k + 1`:
-/// a step is then `j = 2j − (t < x)`, which compiles to an add and a
-/// subtract-with-borrow of the comparison's carry flag, and `j mod N` is the
-/// slot. (With the usual `k = 2k + (x > t)` the compiler materialises the
-/// flag in a register and adds it: two more instructions per step.) For
-/// `N` = 256 the modulo is a byte move the slot index needs anyway.
-struct Trees<const N: usize, const S: usize, F> {
-    depth: usize,
-    trees: Vec<Tree<N, F>>,
+/// stored at slot `j = k + 1`: split nodes at slots `2 ..= N`, walk ends
+/// (`k ∈ [N, 2N)`) at slots `N + 1 .. 2N` and, for `k = 2N − 1`, slot 0
+/// (`j mod M`). A walk keeps `j`: a step is `j = 2j − (t < x)`, an add and a
+/// subtract-with-borrow of the comparison's carry flag.
+struct Trees<const N: usize, const M: usize, const S: usize, F> {
+    trees: Vec<Tree<M, F>>,
 }
 
 /// What the forest needs of its dense copy, whatever its tree size and
@@ -213,166 +216,139 @@ impl DenseForest {
     }
 }
 
-/// Fewest slots per tree: a slot index below 256 is a byte, which the
-/// compiler knows needs no bounds check. Trees of height limit up to 8 (the
-/// default ψ = 256 and every smaller one) share this size.
-const MIN_SLOTS: usize = 256;
-
-/// The dense copy for rows of stride `S`, in arrays of `max(256, 2^depth)`
-/// slots per tree.
+/// The dense copy for rows of stride `S`, monomorphised per height limit:
+/// with the tree size a constant, the walk is unrolled and its slot
+/// indices need no bounds checks.
 fn by_depth<const S: usize, F: Feature>(
     nodes: &[Node],
     roots: &[u32],
     depth: usize,
 ) -> Option<Arc<dyn Layout>> {
-    fn boxed<const N: usize, const S: usize, F: Feature>(
+    fn boxed<const N: usize, const M: usize, const S: usize, F: Feature>(
         nodes: &[Node],
         roots: &[u32],
-        depth: usize,
     ) -> Option<Arc<dyn Layout>> {
-        Some(Arc::new(Trees::<N, S, F>::build(nodes, roots, depth)?))
+        Some(Arc::new(Trees::<N, M, S, F>::build(nodes, roots)?))
     }
     match depth {
-        0..=8 => boxed::<MIN_SLOTS, S, F>(nodes, roots, depth),
-        9 => boxed::<512, S, F>(nodes, roots, depth),
-        10 => boxed::<1024, S, F>(nodes, roots, depth),
-        11 => boxed::<2048, S, F>(nodes, roots, depth),
-        12 => boxed::<4096, S, F>(nodes, roots, depth),
+        0 => boxed::<1, 2, S, F>(nodes, roots),
+        1 => boxed::<2, 4, S, F>(nodes, roots),
+        2 => boxed::<4, 8, S, F>(nodes, roots),
+        3 => boxed::<8, 16, S, F>(nodes, roots),
+        4 => boxed::<16, 32, S, F>(nodes, roots),
+        5 => boxed::<32, 64, S, F>(nodes, roots),
+        6 => boxed::<64, 128, S, F>(nodes, roots),
+        7 => boxed::<128, 256, S, F>(nodes, roots),
+        8 => boxed::<256, 512, S, F>(nodes, roots),
+        9 => boxed::<512, 1024, S, F>(nodes, roots),
+        10 => boxed::<1024, 2048, S, F>(nodes, roots),
+        11 => boxed::<2048, 4096, S, F>(nodes, roots),
+        12 => boxed::<4096, 8192, S, F>(nodes, roots),
         _ => None,
     }
 }
 
-impl<const N: usize, const S: usize, F: Feature> Trees<N, S, F> {
+impl<const N: usize, const M: usize, const S: usize, F: Feature> Trees<N, M, S, F> {
+    /// The height limit `D`.
+    const DEPTH: usize = N.trailing_zeros() as usize;
+
     /// Copies the arena trees rooted at `roots`; `None` when a split
-    /// feature does not fit the stride or the trees do not fit `N` slots
-    /// (never, for a consistent forest).
-    fn build(nodes: &[Node], roots: &[u32], depth: usize) -> Option<Self> {
-        if (1 << depth) > N {
+    /// feature does not fit the stride or a node is out of place (never,
+    /// for a consistent forest).
+    fn build(nodes: &[Node], roots: &[u32]) -> Option<Self> {
+        if !N.is_power_of_two() || M != 2 * N {
             return None;
         }
         let empty = Tree {
             // Unused slots (under an early leaf) keep threshold 0: their
-            // direction does not matter, every leaf below is the same.
-            keys: [0; N],
-            features: [F::FIRST; N],
-            leaves: [0.0; N],
+            // direction does not matter, every walk end below is the same.
+            slots: [0; M],
+            features: [F::FIRST; M],
         };
         let mut trees = vec![empty; roots.len()];
         for (tree, &root) in trees.iter_mut().zip(roots) {
-            Self::fill(tree, nodes, depth, root as usize, 1, 0)?;
+            Self::fill(tree, nodes, root as usize, 1, 0)?;
         }
-        Some(Self { depth, trees })
+        Some(Self { trees })
     }
 
     /// Copies the arena subtree at `a` into heap node `k` (at depth `d`) of
-    /// `tree`, whose height limit is `depth`.
-    fn fill(
-        tree: &mut Tree<N, F>,
-        nodes: &[Node],
-        depth: usize,
-        a: usize,
-        k: usize,
-        d: usize,
-    ) -> Option<()> {
+    /// `tree`.
+    fn fill(tree: &mut Tree<M, F>, nodes: &[Node], a: usize, k: usize, d: usize) -> Option<()> {
         let node = nodes.get(a)?;
-        let slot = (k + 1) % N;
-        if node.is_leaf(a) || d == depth {
+        if node.is_leaf(a) || d == Self::DEPTH {
             // Every walk end under `k`: its descendants at depth D.
-            let first = k << (depth - d);
-            for end in first..first + (1 << (depth - d)) {
-                *tree.leaves.get_mut((end + 1) % N)? = node.value;
+            let first = k << (Self::DEPTH - d);
+            for end in first..first + (1 << (Self::DEPTH - d)) {
+                *tree.slots.get_mut((end + 1) % M)? = node.value.to_bits();
             }
             return Some(());
         }
-        *tree.keys.get_mut(slot)? = key(node.value);
-        *tree.features.get_mut(slot)? = F::new(node.feature as usize)?;
-        Self::fill(tree, nodes, depth, node.kids[0] as usize, 2 * k + 1, d + 1)?;
-        Self::fill(tree, nodes, depth, node.kids[1] as usize, 2 * k, d + 1)
+        *tree.slots.get_mut(k + 1)? = key(node.value);
+        *tree.features.get_mut(k + 1)? = F::new(node.feature as usize)?;
+        Self::fill(tree, nodes, node.kids[0] as usize, 2 * k + 1, d + 1)?;
+        Self::fill(tree, nodes, node.kids[1] as usize, 2 * k, d + 1)
     }
 
     /// Adds every tree's path length for each row of the block to `acc`,
-    /// tree after tree; `D` is the height limit.
-    fn accumulate<const D: usize>(&self, groups: &[[[u64; S]; LANES]], acc: &mut [f64]) {
-        debug_assert_eq!(D, self.depth);
+    /// tree after tree.
+    fn accumulate(&self, groups: &[[[u64; S]; LANES]], acc: &mut [f64]) {
         for tree in &self.trees {
             for (rows, acc) in groups.iter().zip(acc.chunks_exact_mut(LANES)) {
-                // Opaque to the optimiser, so the group's address stays in one
-                // register (otherwise it is rebuilt as base + offset and costs
+                // Opaque to the optimiser, so the group's address stays in
+                // one register (otherwise it is rebuilt as base + offset,
                 // an instruction per step).
                 let rows = std::hint::black_box(rows);
-                let mut j = [2usize; LANES];
-                for _ in 0..D {
+                // `j ≤ 2^(d+1)` after `d` steps, so `j` indexes the split
+                // slots (`≤ N`) without a check, and the walk's end is
+                // `j mod M`.
+                let mut j = [2u32; LANES];
+                for _ in 0..Self::DEPTH {
                     for (j, row) in j.iter_mut().zip(rows) {
-                        let slot = *j % N;
+                        let slot = *j as usize;
                         let v = row[tree.features[slot].index()];
-                        *j = 2 * *j - usize::from(tree.keys[slot] < v);
+                        *j = 2 * *j - u32::from(tree.slots[slot] < v);
                     }
                 }
                 for (a, &j) in acc.iter_mut().zip(&j) {
-                    *a += tree.leaves[j % N];
+                    *a += f64::from_bits(tree.slots[j as usize % M]);
                 }
             }
         }
     }
 }
 
-impl<const N: usize, const S: usize, F: Feature> Layout for Trees<N, S, F> {
+impl<const N: usize, const M: usize, const S: usize, F: Feature> Layout for Trees<N, M, S, F> {
     fn heap_bytes(&self) -> usize {
-        self.trees.len() * std::mem::size_of::<Tree<N, F>>()
+        self.trees.len() * std::mem::size_of::<Tree<M, F>>()
     }
 
     fn path_totals(&self, x: &Matrix, totals: &mut [f64]) {
-        // One monomorphised walk per height limit: a constant number of
-        // steps is unrolled, and the root's split hoisted out of the rows.
-        match self.depth {
-            0 => blocks::<S>(x, totals, |g, a| self.accumulate::<0>(g, a)),
-            1 => blocks::<S>(x, totals, |g, a| self.accumulate::<1>(g, a)),
-            2 => blocks::<S>(x, totals, |g, a| self.accumulate::<2>(g, a)),
-            3 => blocks::<S>(x, totals, |g, a| self.accumulate::<3>(g, a)),
-            4 => blocks::<S>(x, totals, |g, a| self.accumulate::<4>(g, a)),
-            5 => blocks::<S>(x, totals, |g, a| self.accumulate::<5>(g, a)),
-            6 => blocks::<S>(x, totals, |g, a| self.accumulate::<6>(g, a)),
-            7 => blocks::<S>(x, totals, |g, a| self.accumulate::<7>(g, a)),
-            8 => blocks::<S>(x, totals, |g, a| self.accumulate::<8>(g, a)),
-            9 => blocks::<S>(x, totals, |g, a| self.accumulate::<9>(g, a)),
-            10 => blocks::<S>(x, totals, |g, a| self.accumulate::<10>(g, a)),
-            11 => blocks::<S>(x, totals, |g, a| self.accumulate::<11>(g, a)),
-            _ => blocks::<S>(x, totals, |g, a| self.accumulate::<12>(g, a)),
-        }
-    }
-}
-
-/// Converts the rows of `x` to keys a block at a time (as many rows as fit
-/// [`BLOCK_BYTES`] at stride `S`) and lets `accumulate` add every tree's
-/// path lengths for the block.
-fn blocks<const S: usize>(
-    x: &Matrix,
-    totals: &mut [f64],
-    mut accumulate: impl FnMut(&[[[u64; S]; LANES]], &mut [f64]),
-) {
-    let cols = x.cols();
-    debug_assert!(cols <= S);
-    let n_groups = (BLOCK_BYTES / std::mem::size_of::<[[u64; S]; LANES]>()).max(1);
-    let block = n_groups * LANES;
-    let mut groups = vec![[[0u64; S]; LANES]; n_groups];
-    let mut acc = vec![0.0; block];
-    for (rows, out) in x
-        .as_slice()
-        .chunks(block * cols)
-        .zip(totals.chunks_mut(block))
-    {
-        for (group, rows) in groups.iter_mut().zip(rows.chunks(LANES * cols)) {
-            for (lane, row) in group.iter_mut().zip(rows.chunks_exact(cols)) {
-                for (slot, &v) in lane.iter_mut().zip(row) {
-                    *slot = key(v);
+        let cols = x.cols();
+        debug_assert!(cols <= S);
+        // As many rows per block as fit `BLOCK_BYTES` at stride `S`.
+        let n_groups = (BLOCK_BYTES / std::mem::size_of::<[[u64; S]; LANES]>()).max(1);
+        let block = n_groups * LANES;
+        let mut groups = vec![[[0u64; S]; LANES]; n_groups];
+        let mut acc = vec![0.0; block];
+        for (rows, out) in x
+            .as_slice()
+            .chunks(block * cols)
+            .zip(totals.chunks_mut(block))
+        {
+            for (group, rows) in groups.iter_mut().zip(rows.chunks(LANES * cols)) {
+                for (lane, row) in group.iter_mut().zip(rows.chunks_exact(cols)) {
+                    for (slot, &v) in lane.iter_mut().zip(row) {
+                        *slot = key(v);
+                    }
                 }
             }
+            // Rows past the end of a short last block hold the previous
+            // block's keys: walked, but never read back.
+            acc.fill(0.0);
+            self.accumulate(&groups, &mut acc);
+            out.copy_from_slice(&acc[..out.len()]);
         }
-        // Rows past the end of a short last block hold the previous
-        // block's keys: walked, but never read back.
-        acc.fill(0.0);
-        accumulate(&groups, &mut acc);
-        out.copy_from_slice(&acc[..out.len()]);
     }
 }
 
