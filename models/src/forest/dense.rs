@@ -277,11 +277,15 @@ impl<const N: usize, const M: usize, const S: usize, F: Feature> Trees<N, M, S, 
     fn fill(tree: &mut Tree<M, F>, nodes: &[Node], a: usize, k: usize, d: usize) -> Option<()> {
         let node = nodes.get(a)?;
         if node.is_leaf(a) || d == Self::DEPTH {
-            // Every walk end under `k`: its descendants at depth D.
-            let first = k << (Self::DEPTH - d);
-            for end in first..first + (1 << (Self::DEPTH - d)) {
-                *tree.slots.get_mut((end + 1) % M)? = node.value.to_bits();
+            // Every walk end under `k` (its descendants at depth D): slots
+            // `lo ..= hi`, where only `hi` can be `M`, which is slot 0.
+            let lo = (k << (Self::DEPTH - d)) + 1;
+            let hi = lo + (1 << (Self::DEPTH - d)) - 1;
+            let bits = node.value.to_bits();
+            if hi == M {
+                *tree.slots.first_mut()? = bits;
             }
+            tree.slots.get_mut(lo..=hi.min(M - 1))?.fill(bits);
             return Some(());
         }
         *tree.slots.get_mut(k + 1)? = key(node.value);
@@ -343,10 +347,13 @@ impl<const N: usize, const M: usize, const S: usize, F: Feature> Layout for Tree
                     }
                 }
             }
-            // Rows past the end of a short last block hold the previous
-            // block's keys: walked, but never read back.
+            // A short last block walks only the groups it fills; rows past
+            // its end in the last of them hold older keys: walked, but
+            // never read back.
+            let used = out.len().div_ceil(LANES);
+            let acc = &mut acc[..used * LANES];
             acc.fill(0.0);
-            self.accumulate(&groups, &mut acc);
+            self.accumulate(&groups[..used], acc);
             out.copy_from_slice(&acc[..out.len()]);
         }
     }
