@@ -908,9 +908,26 @@ mod tests {
 
     #[test]
     fn batch_scoring_matches_single_point_scoring() {
-        // ψ from 1 (depth 1) to 5000 (depth 13, above the dense limit, so
-        // the arena fallback runs); row counts not multiples of the lanes.
-        for (n, psi) in [(1, 256), (3, 256), (37, 256), (700, 256), (5000, 5000)] {
+        // ψ from 1 to 5000: every height limit of the dense copy (1 to 8 in
+        // 256-slot trees, 9 to 12 in trees of their own size) and 13,
+        // above the dense limit, so the arena fallback runs; row counts not
+        // multiples of the lanes.
+        for (n, psi) in [
+            (1, 256),
+            (2, 256),
+            (3, 256),
+            (5, 256),
+            (9, 256),
+            (17, 256),
+            (37, 256),
+            (100, 256),
+            (700, 256),
+            (700, 512),
+            (1500, 1024),
+            (3000, 2048),
+            (5000, 4096),
+            (5000, 5000),
+        ] {
             let x = Matrix::from_rows(&blob(n, n as u64)).expect("finite");
             let cfg = ForestConfig {
                 n_estimators: 7,
@@ -919,6 +936,11 @@ mod tests {
             };
             let f = IsolationForest::fit(&x, &cfg).expect("fit");
             let batch = f.score_matrix(&x).expect("shape");
+            // The dense copy, not the fallback, scored every limit it covers.
+            if psi.min(n) > 1 {
+                let dense = f.dense.0.get().map(Option::is_some);
+                assert_eq!(dense, Some(f.max_depth() <= 12), "n = {n}");
+            }
             for (row, b) in x.iter_rows().zip(&batch) {
                 assert_eq!(
                     f.score(row).expect("shape").to_bits(),
@@ -944,6 +966,8 @@ mod tests {
             };
             let f = IsolationForest::fit(&x, &cfg).expect("fit");
             let batch = f.score_matrix(&x).expect("shape");
+            let dense = f.dense.0.get().map(Option::is_some);
+            assert_eq!(dense, Some(cols <= 256), "{cols} columns");
             for (row, b) in x.iter_rows().zip(&batch) {
                 assert_eq!(
                     f.score(row).expect("shape").to_bits(),
