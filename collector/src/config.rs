@@ -423,6 +423,8 @@ pub struct QueryConfig {
     pub max_samples: usize,
     pub max_concurrency: usize,
     pub lookback_delta: PromDuration,
+    /// Bound of the store's decoded-chunk read cache (0 turns it off).
+    pub decoded_cache_size: ByteSize,
 }
 
 impl Default for QueryConfig {
@@ -432,6 +434,7 @@ impl Default for QueryConfig {
             max_samples: 50_000_000,
             max_concurrency: 20,
             lookback_delta: PromDuration(Duration::from_secs(300)),
+            decoded_cache_size: ByteSize(64 << 20),
         }
     }
 }

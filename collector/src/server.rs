@@ -130,6 +130,7 @@ pub async fn open_app(cfg: Config, shutdown: CancellationToken) -> Result<Arc<Ap
             SyncSetting::Full => vigil_tsdb::SyncMode::Full,
         },
         max_future_ms: cfg.storage.max_future.0.as_millis() as i64,
+        read_cache_bytes: usize::try_from(cfg.query.decoded_cache_size.0).unwrap_or(usize::MAX),
         ..vigil_tsdb::Options::default()
     };
     let db_dir = cfg.data_dir.join("tsdb");
@@ -386,6 +387,45 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
         "Size of the database files on disk.",
         stats.db_file_bytes as f64,
     );
+    let rc = stats.read_cache;
+    for (name, help, v) in [
+        (
+            "vigil_tsdb_read_cache_bytes",
+            "Bytes of decoded stored chunks held by the read cache.",
+            rc.bytes,
+        ),
+        (
+            "vigil_tsdb_read_cache_max_bytes",
+            "Bound of the read cache (query.decoded_cache_size; 0: off).",
+            rc.max_bytes,
+        ),
+        (
+            "vigil_tsdb_read_cache_entries",
+            "Decoded chunks held by the read cache.",
+            rc.entries,
+        ),
+    ] {
+        telemetry::gauge(&mut out, name, help, v as f64);
+    }
+    for (name, help, v) in [
+        (
+            "vigil_tsdb_read_cache_hits_total",
+            "Stored chunks a query read from the read cache.",
+            rc.hits,
+        ),
+        (
+            "vigil_tsdb_read_cache_misses_total",
+            "Stored chunks a query had to decode (then cached).",
+            rc.misses,
+        ),
+        (
+            "vigil_tsdb_read_cache_evictions_total",
+            "Decoded chunks dropped from the read cache to stay within its bound.",
+            rc.evictions,
+        ),
+    ] {
+        telemetry::counter(&mut out, name, help, v);
+    }
     telemetry::counter(
         &mut out,
         "vigil_samples_ingested_total",

@@ -74,6 +74,12 @@ pub struct VictoriaMetrics {
 
 impl VictoriaMetrics {
     pub fn start(dir: &Path) -> anyhow::Result<VictoriaMetrics> {
+        Self::start_with(dir, &[])
+    }
+
+    /// [`VictoriaMetrics::start`] with extra command-line flags (e.g.
+    /// `-search.disableCache` for timing queries, not its result cache).
+    pub fn start_with(dir: &Path, flags: &[&str]) -> anyhow::Result<VictoriaMetrics> {
         if !Path::new(VICTORIA_METRICS_BIN).exists() {
             bail!("{VICTORIA_METRICS_BIN} is missing: apt-get install victoria-metrics");
         }
@@ -85,6 +91,7 @@ impl VictoriaMetrics {
                 .arg(format!("-storageDataPath={}", data.display()))
                 .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
                 .arg("-retentionPeriod=100y")
+                .args(flags)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )?;
@@ -110,6 +117,25 @@ impl VictoriaMetrics {
             bail!("force_flush answered {}", r.status());
         }
         Ok(())
+    }
+
+    /// Waits until VictoriaMetrics has stored `rows` rows
+    /// (`vm_rows_added_to_storage_total`), flushing its buffers so they are
+    /// searchable; answers how many it holds when `timeout` ran out first.
+    pub fn wait_rows_stored(&self, rows: u64, timeout: Duration) -> anyhow::Result<f64> {
+        let deadline = Instant::now() + timeout;
+        self.force_flush()?;
+        loop {
+            let added =
+                metric_value(&self.metrics()?, "vm_rows_added_to_storage_total").unwrap_or(0.0);
+            if added >= rows as f64 || Instant::now() > deadline {
+                // Rows counted after the first flush may still sit in a
+                // buffer that is not searchable yet.
+                self.force_flush()?;
+                return Ok(added);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Bytes of its stored data: `data/` and `indexdb/`, not the

@@ -76,12 +76,72 @@ fn push_display(out: &mut String, v: impl std::fmt::Display) {
     let _ = write!(out, "{v}");
 }
 
+/// Appends the decimal digits of `n` (what `Display` writes, without going
+/// through the formatting machinery: answers hold tens of thousands).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        out.push(char::from(b));
+    }
+}
+
+/// [`push_u64`] for signed numbers.
+fn push_i64(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    push_u64(out, n.unsigned_abs());
+}
+
 /// [`format_timestamp`]'s number, written in place.
 fn write_timestamp(out: &mut String, t_ms: i64) {
     if t_ms % 1000 == 0 {
-        push_display(out, t_ms / 1000);
+        push_i64(out, t_ms / 1000);
+    } else if t_ms.unsigned_abs() < 1_000_000_000_000_000 {
+        // `t_ms as f64 / 1000.0` printed shortest: with at most 15
+        // significant digits the decimal `s.mmm` is the shortest string
+        // naming that double, so it is written with integer arithmetic
+        // (formatting a float is several times slower).
+        if t_ms < 0 {
+            out.push('-');
+        }
+        let t = t_ms.unsigned_abs();
+        push_u64(out, t / 1000);
+        out.push('.');
+        let mut ms = t % 1000;
+        // Three digits, zero-padded, trailing zeros dropped (ms > 0).
+        for _ in 0..3 {
+            out.push(char::from(b'0' + (ms / 100) as u8));
+            ms = ms % 100 * 10;
+            if ms == 0 {
+                break;
+            }
+        }
     } else {
         push_display(out, t_ms as f64 / 1000.0);
+    }
+}
+
+/// Integers below this are exact doubles, each printed shortest as its
+/// integer digits.
+const EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// A finite value as [`format_float`] prints it, written in place;
+/// integer values (counters, most gauges) take integer formatting.
+fn write_finite(out: &mut String, v: f64) {
+    if v != 0.0 && v.abs() < EXACT_INT && v.trunc() == v {
+        push_i64(out, v as i64);
+    } else {
+        push_display(out, v);
     }
 }
 
@@ -97,7 +157,7 @@ fn write_point(out: &mut String, t_ms: i64, v: f64) {
     } else if v == f64::NEG_INFINITY {
         out.push_str("-Inf");
     } else {
-        push_display(out, v);
+        write_finite(out, v);
     }
     out.push_str("\"]");
 }
@@ -320,6 +380,49 @@ mod tests {
         assert_eq!(esc, serde_json::to_string(odd).expect("serialises"));
     }
 
+    #[test]
+    fn fast_paths_at_their_edges() {
+        for t_ms in [
+            -1,
+            -999,
+            -1_001,
+            1,
+            10,
+            100,
+            120,
+            999_999_999_999_999,
+            -999_999_999_999_999,
+            1_000_000_000_000_001,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let (mut fast, mut slow) = (String::new(), String::new());
+            write_timestamp(&mut fast, t_ms);
+            push_display(&mut slow, t_ms as f64 / 1000.0);
+            assert_eq!(fast, slow, "{t_ms}");
+        }
+        for v in [
+            EXACT_INT - 1.0,
+            -(EXACT_INT - 1.0),
+            EXACT_INT,
+            EXACT_INT * 2.0,
+            1e15 + 1.0,
+            -0.0,
+            0.0,
+            1.0,
+            -1.0,
+            0.5,
+            1e21,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            let (mut fast, mut slow) = (String::new(), String::new());
+            write_finite(&mut fast, v);
+            push_display(&mut slow, v);
+            assert_eq!(fast, slow, "{v:e}");
+        }
+    }
+
     proptest! {
         #[test]
         fn written_points_equal_the_json_tree(t_ms in -10_000_000_000_000i64..10_000_000_000_000, v in any::<f64>()) {
@@ -327,6 +430,35 @@ mod tests {
             write_point(&mut out, t_ms, v);
             let parsed: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
             prop_assert_eq!(parsed, point_json(t_ms, v));
+        }
+
+        #[test]
+        fn fast_paths_write_what_display_writes(
+            t_ms in prop_oneof![
+                any::<i64>(),
+                -2_000_000_000_000_000i64..2_000_000_000_000_000,
+                -10_000i64..10_000,
+            ],
+            v in prop_oneof![
+                any::<f64>(),
+                (-1e17f64..1e17).prop_map(f64::trunc),
+                (-10_000i64..10_000).prop_map(|i| i as f64),
+            ],
+        ) {
+            let (mut fast, mut slow) = (String::new(), String::new());
+            write_timestamp(&mut fast, t_ms);
+            if t_ms % 1000 == 0 {
+                push_display(&mut slow, t_ms / 1000);
+            } else {
+                push_display(&mut slow, t_ms as f64 / 1000.0);
+            }
+            prop_assert_eq!(&fast, &slow);
+            if v.is_finite() {
+                let (mut fast, mut slow) = (String::new(), String::new());
+                write_finite(&mut fast, v);
+                push_display(&mut slow, v);
+                prop_assert_eq!(fast, slow);
+            }
         }
 
         #[test]

@@ -442,3 +442,65 @@ fn streamed_series_still_count_against_the_sample_budget() {
     assert_eq!(err.kind, ErrorKind::Execution);
     assert!(err.message.contains("too many samples"), "{}", err.message);
 }
+
+#[test]
+fn instant_folds_answer_as_the_step_by_step_path() {
+    // Six series (the instant path folds four windows at a time) of
+    // different lengths, some with infinities and NaN.
+    let mut s = MemStorage::new();
+    for i in 0..6i64 {
+        let samples = (0..40 + i * 7)
+            .map(|k| {
+                let v = match (i, k % 11) {
+                    (2, 3) => f64::INFINITY,
+                    (4, 5) => f64::NAN,
+                    _ => (k * (i + 1)) as f64 / 3.0,
+                };
+                Sample::new(k * 15_000, v)
+            })
+            .collect();
+        s.add(
+            Labels::from_pairs([("__name__", "f".to_string()), ("i", i.to_string())]),
+            samples,
+        );
+    }
+    let e = Engine::new(EngineOptions::default());
+    let ctx = QueryContext::default();
+    let bits = |v: Value| match v {
+        Value::Vector(v) => v
+            .into_iter()
+            .map(|s| (s.labels, s.v.to_bits()))
+            .collect::<Vec<_>>(),
+        Value::Matrix(m) => m
+            .into_iter()
+            .map(|s| (s.labels, s.samples[0].value.to_bits()))
+            .collect(),
+        other => panic!("unexpected {other:?}"),
+    };
+    for f in ["avg_over_time", "stdvar_over_time", "stddev_over_time"] {
+        for range in ["1m", "5m", "20m"] {
+            let q = format!("{f}(f[{range}])");
+            let t = 600_000;
+            let instant = e.instant(&s, &q, t, &ctx).expect("instant");
+            // A range query of two steps takes the general path; its first
+            // point is the instant answer.
+            let range = e.range(&s, &q, t, t + 60_000, 60_000, &ctx).expect("range");
+            assert_eq!(bits(instant), bits(range), "{q}");
+        }
+    }
+    // Two series that differ only by name collide once it is dropped.
+    s.add(
+        Labels::from_pairs([("__name__", "g2"), ("i", "0")]),
+        vec![Sample::new(0, 1.0)],
+    );
+    let err = e
+        .instant(
+            &s,
+            r#"avg_over_time({__name__=~"f|g2", i="0"}[20m])"#,
+            60_000,
+            &ctx,
+        )
+        .expect_err("same labelset");
+    assert_eq!(err.kind, ErrorKind::Execution);
+    assert!(err.message.contains("same labelset"), "{}", err.message);
+}

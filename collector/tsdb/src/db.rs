@@ -19,6 +19,7 @@ use vigil_wire::{Labels, METRIC_NAME_LABEL, Matcher};
 use crate::codec;
 use crate::head::{SeriesSnapshot, State};
 use crate::index::SeriesId;
+use crate::read_cache::{self, ReadCache};
 use crate::store;
 use crate::writer::{COMMIT_BUCKETS, Cmd, Counters, Shared, Writer};
 use crate::{
@@ -46,6 +47,7 @@ pub struct Db {
     tx: Option<Sender<Cmd>>,
     writer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+    cache: ReadCache,
     path: PathBuf,
 }
 
@@ -151,6 +153,7 @@ impl Db {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "tsdb opened"
         );
+        let cache = ReadCache::new(opts.read_cache_bytes);
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             counters: Mutex::new(Counters {
@@ -185,6 +188,7 @@ impl Db {
             tx: Some(tx),
             writer: Some(handle),
             readers: Mutex::new(Vec::new()),
+            cache,
             path,
         })
     }
@@ -305,11 +309,14 @@ impl Db {
             for snap in snaps {
                 let mut samples = Vec::new();
                 if snap.needs_disk(start_ms, end_ms) {
-                    store::read_samples(
+                    // Reserves room for the in-memory chunks too, so a long
+                    // read allocates once.
+                    read_cache::read_samples(
                         conn,
+                        &self.cache,
                         snap.id,
-                        start_ms,
-                        snap.disk_end(end_ms),
+                        (start_ms, snap.disk_end(end_ms)),
+                        snap.mem_len(),
                         &mut samples,
                     )?;
                 }
@@ -414,6 +421,7 @@ impl Db {
             commits_total: c.commits_total,
             commit_seconds_sum: c.commit_seconds_sum,
             commit_seconds_buckets: buckets,
+            read_cache: self.cache.stats(),
         }
     }
 

@@ -174,6 +174,14 @@ impl SeriesSnapshot {
         }
     }
 
+    /// Samples held by the in-memory chunks (all of them, in range or not).
+    pub fn mem_len(&self) -> usize {
+        self.mem
+            .iter()
+            .map(|c| chunk::chunk_len(c).unwrap_or(0))
+            .sum()
+    }
+
     pub fn mem_samples(
         &self,
         start: i64,

@@ -31,6 +31,7 @@ mod head;
 mod index;
 mod limits;
 mod observer;
+mod read_cache;
 pub mod sealed;
 mod snapshot;
 mod store;
@@ -47,6 +48,7 @@ use vigil_wire::{Labels, Sample};
 pub use db::{DB_FILE, Db};
 pub use limits::{Budget, Cardinality, SeriesLimit, SeriesLimits};
 pub use observer::CommitObserver;
+pub use read_cache::ReadCacheStats;
 pub use snapshot::Snapshot;
 
 /// How hard a commit pushes data to stable storage.
@@ -92,6 +94,11 @@ pub struct Options {
     /// Sees every accepted sample before its commit (remote_write
     /// forwarding); see [`CommitObserver`]. Default none.
     pub commit_observer: Option<std::sync::Arc<dyn CommitObserver>>,
+    /// Bytes of decoded stored chunks kept for reads (least recently used
+    /// go first), so a range read again is copied, not decoded again; 0
+    /// turns the cache off. Chunks cost 8 (evenly spaced timestamps) to 12
+    /// bytes per sample. Default 64 MiB, about 6 M samples.
+    pub read_cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -105,6 +112,7 @@ impl Default for Options {
             compact_max_samples: writer::COMPACT_MAX_SAMPLES,
             max_future_ms: 10 * 60 * 1000,
             commit_observer: None,
+            read_cache_bytes: 64 << 20,
         }
     }
 }
@@ -241,6 +249,8 @@ pub struct Stats {
     /// Cumulative `(upper bound, count)` pairs for a histogram of commit
     /// latency; the `+Inf` bucket equals `commits_total`.
     pub commit_seconds_buckets: Vec<(f64, u64)>,
+    /// The decoded-chunk read cache.
+    pub read_cache: ReadCacheStats,
 }
 
 /// Errors from the store. [`Error::is_client_error`] tells the HTTP layer

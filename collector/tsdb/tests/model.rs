@@ -13,8 +13,13 @@ use vigil_wire::{Labels, MatchOp, Matcher, Sample, matches_all, stale_nan};
 const RETENTION_MS: i64 = 300;
 const MAX_FUTURE_MS: i64 = 50;
 
-fn opts() -> Options {
+/// The read cache's bounds tried: off, tiny (evicting all the time) and
+/// the default.
+const CACHE_BYTES: [usize; 3] = [0, 4096, 64 << 20];
+
+fn opts(cache: usize) -> Options {
     Options {
+        read_cache_bytes: CACHE_BYTES[cache],
         retention: Duration::from_millis(RETENTION_MS as u64),
         max_future_ms: MAX_FUTURE_MS,
         // Tiny chunks so sequences cross chunk boundaries often.
@@ -217,9 +222,9 @@ impl Model {
     }
 }
 
-fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, cache: usize) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let open = || Db::open(dir.path(), opts()).map_err(|e| TestCaseError::fail(e.to_string()));
+    let open = || Db::open(dir.path(), opts(cache)).map_err(|e| TestCaseError::fail(e.to_string()));
     let mut db = open()?;
     let mut model = Model::default();
     let labels = series_labels();
@@ -374,7 +379,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn store_matches_model(ops in prop::collection::vec(op(), 1..40)) {
-        run(ops)?;
+    fn store_matches_model(ops in prop::collection::vec(op(), 1..40), cache in 0usize..3) {
+        run(ops, cache)?;
     }
 }

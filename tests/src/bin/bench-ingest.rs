@@ -297,15 +297,7 @@ fn bench_victoria_metrics(
     let took = push_concurrent(&vm.url("/api/v1/write"), bodies)?;
     // VictoriaMetrics answers before rows are stored; its counter says
     // when all of them are.
-    vm.force_flush()?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let stored = loop {
-        let added = metric_value(&vm.metrics()?, "vm_rows_added_to_storage_total").unwrap_or(0.0);
-        if added >= total as f64 || Instant::now() > deadline {
-            break added;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let stored = vm.wait_rows_stored(total, Duration::from_secs(120))?;
     let rss = peak_rss_bytes(vm.proc.child.id());
     // SIGTERM flushes in-memory parts to disk before exiting.
     vm.proc.terminate(Duration::from_secs(120))?;

@@ -1,17 +1,27 @@
 //! PromQL query latency benchmark: the same day of API- and
-//! node-exporter-like samples pushed over remote_write to `vigil serve` and
-//! to Prometheus 2.42 (`--web.enable-remote-write-receiver`), then a fixed
-//! set of range and instant queries timed against both in the same run.
+//! node-exporter-like samples pushed over remote_write to `vigil serve`, to
+//! Prometheus 2.42 (`--web.enable-remote-write-receiver`) and to
+//! VictoriaMetrics 1.79, then a fixed set of range and instant queries timed
+//! against all three in the same run.
 //!
-//! Before anything is timed, both systems must hold every pushed sample and
-//! series (counted with PromQL on both) and must return the same answer to
-//! every benchmarked query (same series, same timestamps, values within
-//! 1e-6 relative): a benchmark of wrong answers is worthless.
+//! Before anything is timed, every system must hold every pushed sample and
+//! series (counted with PromQL on each) and Vigil must return Prometheus's
+//! answer to every benchmarked query (same series, same timestamps, values
+//! within 1e-6 relative): a benchmark of wrong answers is worthless.
+//! VictoriaMetrics answers MetricsQL, which differs from PromQL on purpose
+//! in places (`rate` and `increase` do not extrapolate, a range query's
+//! raw selector looks back one step, ...); a query where its answer is not
+//! Prometheus's is not timed on it, and the table says why. It runs with
+//! `-search.disableCache` (no rollup result cache: each run computes its
+//! answer, as Vigil and Prometheus do) and `-search.latencyOffset=0s` (the
+//! newest samples are visible at once).
 //!
 //! Run: `cargo run --release -p vigil-e2e --bin bench-query -- [--series N]
 //! [--hours H] [--runs N] [--out FILE]` (defaults: 1000 series, 24 h at 15 s,
 //! 20 timed runs per query and system; `--only SUBSTRING` keeps the queries
-//! whose name contains it). Range queries take 250 steps over
+//! whose name contains it; `--vigil-config FILE` starts Vigil with that
+//! configuration, e.g. `query: {decoded_cache_size: 0}` to time it without
+//! its read cache). Range queries take 250 steps over
 //! the whole history. Prints a markdown table and writes it to `--out`.
 //! The collector timed is `vigil` next to this binary, built only if
 //! missing: after changing the collector, `cargo build --release -p vigil`
@@ -22,7 +32,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use vigil_e2e::bench::{Prometheus, load_average, metric_value, push_rounds, xorshift};
+use vigil_e2e::bench::{
+    Prometheus, VictoriaMetrics, load_average, metric_value, push_rounds, xorshift,
+};
 use vigil_e2e::{Collector, now_ms};
 use vigil_wire::remote_write as rw;
 
@@ -108,6 +120,7 @@ struct Args {
     runs: usize,
     out: Option<String>,
     only: Option<String>,
+    vigil_config: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -117,6 +130,7 @@ fn parse_args() -> anyhow::Result<Args> {
         runs: 20,
         out: None,
         only: None,
+        vigil_config: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -127,9 +141,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--runs" => a.runs = value()?.parse().context("--runs")?,
             "--out" => a.out = Some(value()?),
             "--only" => a.only = Some(value()?),
+            "--vigil-config" => a.vigil_config = Some(value()?),
             "-h" | "--help" => {
                 println!(
-                    "bench-query [--series N (1000)] [--hours H (24)] [--runs N (20)] [--out FILE] [--only SUBSTRING of query names]"
+                    "bench-query [--series N (1000)] [--hours H (24)] [--runs N (20)] [--out FILE] [--only SUBSTRING of query names] [--vigil-config FILE (passed to vigil serve)]"
                 );
                 std::process::exit(0);
             }
@@ -490,18 +505,52 @@ fn close(a: f64, b: f64) -> bool {
     (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1e-9)
 }
 
-/// Checks two answers agree; returns the number of series and points.
-fn same_answer(prom: &Value, vigil: &Value) -> anyhow::Result<(usize, usize)> {
+/// Checks `other`'s answer (from the system named `who`) equals
+/// Prometheus's; returns the number of series and points.
+fn same_answer(prom: &Value, other: &Value, who: &str) -> anyhow::Result<(usize, usize)> {
     let (pk, p) = normalize(prom)?;
-    let (vk, v) = normalize(vigil)?;
+    let (vk, v) = normalize(other)?;
+    same_normal((pk, p), (vk, v), who)
+}
+
+/// [`same_answer`] for VictoriaMetrics, which keeps the metric name where
+/// PromQL drops it (MetricsQL keeps `__name__` through functions that do
+/// not change what the series measures, such as `avg_over_time`): when
+/// Prometheus's answer carries no name and VictoriaMetrics' differs only by
+/// it, the answers are the same computation, compared without the name.
+/// Returns whether the name had to be dropped.
+fn same_answer_vm(prom: &Value, vm: &Value) -> anyhow::Result<bool> {
+    let exact = same_answer(prom, vm, "VictoriaMetrics");
+    let Err(e) = exact else { return Ok(false) };
+    let (pk, p) = normalize(prom)?;
+    let (vk, v) = normalize(vm)?;
+    if p.keys().any(|l| l.contains_key("__name__")) {
+        return Err(e);
+    }
+    let mut unnamed = Normal::new();
+    for (mut labels, points) in v {
+        labels.remove("__name__");
+        if unnamed.insert(labels, points).is_some() {
+            return Err(e);
+        }
+    }
+    same_normal((pk, p), (vk, unnamed), "VictoriaMetrics").map_err(|_| e)?;
+    Ok(true)
+}
+
+fn same_normal(
+    (pk, p): (String, Normal),
+    (vk, v): (String, Normal),
+    who: &str,
+) -> anyhow::Result<(usize, usize)> {
     if pk != vk {
-        bail!("result type: Prometheus {pk}, Vigil {vk}");
+        bail!("result type: Prometheus {pk}, {who} {vk}");
     }
     if p.len() != v.len() || p.keys().zip(v.keys()).any(|(a, b)| a != b) {
         let only_p: Vec<_> = p.keys().filter(|k| !v.contains_key(*k)).take(3).collect();
         let only_v: Vec<_> = v.keys().filter(|k| !p.contains_key(*k)).take(3).collect();
         bail!(
-            "series differ ({} in Prometheus, {} in Vigil): only in Prometheus {only_p:?}; only in Vigil {only_v:?}",
+            "series differ ({} in Prometheus, {} in {who}): only in Prometheus {only_p:?}; only in {who} {only_v:?}",
             p.len(),
             v.len()
         );
@@ -510,14 +559,14 @@ fn same_answer(prom: &Value, vigil: &Value) -> anyhow::Result<(usize, usize)> {
     for ((labels, pp), vp) in p.iter().zip(v.values()) {
         if pp.len() != vp.len() {
             bail!(
-                "{labels:?}: {} points in Prometheus, {} in Vigil",
+                "{labels:?}: {} points in Prometheus, {} in {who}",
                 pp.len(),
                 vp.len()
             );
         }
         for (a, b) in pp.iter().zip(vp) {
             if a.0 != b.0 || !close(a.1, b.1) {
-                bail!("{labels:?}: Prometheus {a:?}, Vigil {b:?}");
+                bail!("{labels:?}: Prometheus {a:?}, {who} {b:?}");
             }
         }
         points += pp.len();
@@ -570,8 +619,15 @@ struct Timing {
     range: bool,
     series: usize,
     points: usize,
-    vigil: Vec<Duration>,
-    prom: Vec<Duration>,
+    /// Wall times per target, in `targets` order.
+    took: [Vec<Duration>; 3],
+    /// Why VictoriaMetrics is not timed on this query (its answer differs).
+    vm_skipped: Option<String>,
+}
+
+/// `(median, p90)` in milliseconds.
+fn median_p90(d: &[Duration]) -> (f64, f64) {
+    (percentile_ms(d, 0.5), percentile_ms(d, 0.9))
 }
 
 /// Nearest-rank percentile in milliseconds.
@@ -609,13 +665,27 @@ fn main() -> anyhow::Result<()> {
     drop(series);
 
     let dir = tempfile::tempdir().context("tempdir")?;
-    let vigil = Collector::start(&dir.path().join("vigil"), &[])?;
+    let vigil_args: Vec<&str> = match &args.vigil_config {
+        Some(f) => vec!["--config", f],
+        None => vec![],
+    };
+    let vigil = Collector::start(&dir.path().join("vigil"), &vigil_args)?;
     let prom = Prometheus::start(dir.path())?;
+    let vm = VictoriaMetrics::start_with(
+        dir.path(),
+        &["-search.disableCache", "-search.latencyOffset=0s"],
+    )?;
     let took = push_rounds(&vigil.url("/api/v1/write"), &rounds, SENDERS)?;
     eprintln!("pushed to Vigil in {:.1} s", took.as_secs_f64());
     let took = push_rounds(&prom.url("/api/v1/write"), &rounds, SENDERS)?;
     eprintln!("pushed to Prometheus in {:.1} s", took.as_secs_f64());
+    let took = push_rounds(&vm.url("/api/v1/write"), &rounds, SENDERS)?;
+    eprintln!("pushed to VictoriaMetrics in {:.1} s", took.as_secs_f64());
     drop(rounds);
+    let stored = vm.wait_rows_stored(total_samples as u64, Duration::from_secs(300))?;
+    if stored < total_samples {
+        bail!("VictoriaMetrics stored {stored} rows of {total_samples}");
+    }
     wait_prometheus_settled(&prom)?;
 
     let targets = [
@@ -627,6 +697,10 @@ fn main() -> anyhow::Result<()> {
             name: "Prometheus",
             base: prom.base.clone(),
         },
+        Target {
+            name: "VictoriaMetrics",
+            base: vm.base.clone(),
+        },
     ];
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(300))
@@ -637,7 +711,7 @@ fn main() -> anyhow::Result<()> {
         step_ms: (end_ms - start_ms) / RANGE_STEPS,
     };
 
-    // Both must hold every sample and series before anything is compared.
+    // All must hold every sample and series before anything is compared.
     // Counted per metric name: `count_over_time` drops the name, and two
     // metrics' series would then collide.
     let day = format!("{}s", (end_ms - start_ms) / 1000 + 1);
@@ -663,12 +737,13 @@ fn main() -> anyhow::Result<()> {
         }
     }
     eprintln!(
-        "both hold all {total_samples} samples of all {} series",
+        "all three hold all {total_samples} samples of all {} series",
         hosts * SERIES_PER_HOST
     );
 
-    // Same answers first; this run also warms both up.
+    // Same answers first; this run also warms all up.
     let mut timings = Vec::new();
+    let mut vm_named = Vec::new();
     for (name, expr, range) in QUERIES {
         if args
             .only
@@ -680,19 +755,41 @@ fn main() -> anyhow::Result<()> {
         let (_, v) = run_query(&client, &targets[0], expr, range, &history)?;
         let (_, p) = run_query(&client, &targets[1], expr, range, &history)?;
         let (n_series, points) =
-            same_answer(&p, &v).with_context(|| format!("answers differ for {expr}"))?;
+            same_answer(&p, &v, "Vigil").with_context(|| format!("answers differ for {expr}"))?;
         if n_series == 0 {
             bail!("{expr} returned nothing on both: not worth timing");
         }
         eprintln!("same answer: {expr} ({n_series} series, {points} points)");
+        let vm_skipped = match run_query(&client, &targets[2], expr, range, &history)
+            .and_then(|(_, m)| same_answer_vm(&p, &m))
+        {
+            Ok(dropped_name) => {
+                if dropped_name {
+                    eprintln!(
+                        "same answer from VictoriaMetrics but for the metric name it keeps: {expr}"
+                    );
+                    vm_named.push(name);
+                }
+                None
+            }
+            Err(e) => {
+                let mut why = format!("{e:#}");
+                if let Some((cut, _)) = why.char_indices().nth(300) {
+                    why.truncate(cut);
+                    why.push('…');
+                }
+                eprintln!("VictoriaMetrics not timed on {expr}: {why}");
+                Some(why)
+            }
+        };
         timings.push(Timing {
             name,
             expr,
             range,
             series: n_series,
             points,
-            vigil: Vec::new(),
-            prom: Vec::new(),
+            took: [Vec::new(), Vec::new(), Vec::new()],
+            vm_skipped,
         });
     }
 
@@ -705,15 +802,14 @@ fn main() -> anyhow::Result<()> {
     let load_before = load_average();
     for run in 0..args.runs {
         for t in &mut timings {
-            // Alternate who goes first so drift in machine load falls on both.
-            let order = if run % 2 == 0 { [0, 1] } else { [1, 0] };
-            for i in order {
-                let (took, _) = run_query(&client, &targets[i], t.expr, t.range, &history)?;
-                if i == 0 {
-                    t.vigil.push(took);
-                } else {
-                    t.prom.push(took);
+            // Rotate who goes first so drift in machine load falls on all.
+            for k in 0..targets.len() {
+                let i = (run + k) % targets.len();
+                if i == 2 && t.vm_skipped.is_some() {
+                    continue;
                 }
+                let (took, _) = run_query(&client, &targets[i], t.expr, t.range, &history)?;
+                t.took[i].push(took);
             }
         }
         eprint!(".");
@@ -723,34 +819,65 @@ fn main() -> anyhow::Result<()> {
 
     let mut md = String::new();
     md.push_str(&format!(
-        "{} series × {samples} samples at 15 s ({:.0} h, {total_samples} samples); range queries: {} points over the whole history (step {} s); {} warm runs each, alternating; load average {load_before} before, {load_after} after.\n\n",
+        "{} series × {samples} samples at 15 s ({:.0} h, {total_samples} samples); range queries: {} points over the whole history (step {} s); {} warm runs each, rotating who goes first; load average {load_before} before, {load_after} after.\n\n",
         hosts * SERIES_PER_HOST,
         (end_ms - start_ms + STEP_MS) as f64 / 3_600_000.0,
         RANGE_STEPS + 1,
         secs(history.step_ms),
         args.runs,
     ));
-    md.push_str("| query | kind | series / points | Vigil median (p90) ms | Prometheus 2.42 median (p90) ms | Vigil / Prometheus (median) |\n");
-    md.push_str("|---|---|---|---|---|---|\n");
-    let mut log_ratio_sum = 0.0;
+    md.push_str("| query | kind | series / points | Vigil median (p90) ms | Prometheus 2.42 median (p90) ms | VictoriaMetrics 1.79 median (p90) ms | Vigil / Prometheus | Vigil / VictoriaMetrics |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|\n");
+    let (mut log_prom, mut log_vm, mut n_vm) = (0.0, 0.0, 0usize);
+    let mut notes = String::new();
     for t in &timings {
-        let (vm, vp) = (percentile_ms(&t.vigil, 0.5), percentile_ms(&t.vigil, 0.9));
-        let (pm, pp) = (percentile_ms(&t.prom, 0.5), percentile_ms(&t.prom, 0.9));
-        log_ratio_sum += (vm / pm).ln();
+        let (vm, vp) = median_p90(&t.took[0]);
+        let (pm, pp) = median_p90(&t.took[1]);
+        log_prom += (vm / pm).ln();
+        let (m_col, m_ratio) = match &t.vm_skipped {
+            None => {
+                let (mm, mp) = median_p90(&t.took[2]);
+                log_vm += (vm / mm).ln();
+                n_vm += 1;
+                (format!("{mm:.1} ({mp:.1})"), format!("{:.2}", vm / mm))
+            }
+            Some(why) => {
+                notes.push_str(&format!(
+                    "- {}: VictoriaMetrics not timed, its answer differs: {}\n",
+                    t.name,
+                    why.replace('|', "\\|")
+                ));
+                ("—".to_string(), "— (differs)".to_string())
+            }
+        };
         md.push_str(&format!(
-            "| {} `{}` | {} | {} / {} | {vm:.1} ({vp:.1}) | {pm:.1} ({pp:.1}) | {:.2} |\n",
+            "| {} `{}` | {} | {} / {} | {vm:.1} ({vp:.1}) | {pm:.1} ({pp:.1}) | {m_col} | {:.2} | {m_ratio} |\n",
             t.name,
             t.expr.replace('|', "\\|"),
             if t.range { "range" } else { "instant" },
             t.series,
             t.points,
-            vm / pm
+            vm / pm,
         ));
     }
+    let vm_mean = if n_vm > 0 {
+        format!("{:.2} (over {n_vm})", (log_vm / n_vm as f64).exp())
+    } else {
+        "—".to_string()
+    };
     md.push_str(&format!(
-        "| geometric mean | | | | | {:.2} |\n",
-        (log_ratio_sum / timings.len() as f64).exp()
+        "| geometric mean | | | | | | {:.2} | {vm_mean} |\n",
+        (log_prom / timings.len() as f64).exp()
     ));
+    for name in &vm_named {
+        notes.push_str(&format!(
+            "- {name}: VictoriaMetrics keeps `__name__` on the result (MetricsQL keeps the metric name through functions such as `avg_over_time`); its answer equals Prometheus's without it\n"
+        ));
+    }
+    if !notes.is_empty() {
+        md.push('\n');
+        md.push_str(&notes);
+    }
     print!("{md}");
     if let Some(out) = &args.out {
         std::fs::write(out, &md).with_context(|| format!("writing {out}"))?;

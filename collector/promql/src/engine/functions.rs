@@ -198,35 +198,117 @@ fn sum_over_time(s: &[Sample]) -> f64 {
     if sum.is_infinite() { sum } else { sum + c }
 }
 
-fn avg_over_time(s: &[Sample]) -> f64 {
-    // Incremental mean (no overflow for huge values) with Kahan
-    // compensation, as Prometheus computes it.
-    let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
-    for x in s {
-        count += 1.0;
-        let v = x.value;
-        if mean.is_infinite() {
-            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
-                continue;
+/// A fold of a window's values into one, sample by sample.
+trait Fold: Default + Copy {
+    fn push(&mut self, v: f64);
+    fn value(&self) -> f64;
+
+    fn over(s: &[Sample]) -> f64 {
+        let mut f = Self::default();
+        for x in s {
+            f.push(x.value);
+        }
+        f.value()
+    }
+}
+
+/// `avg_over_time`: incremental mean (no overflow for huge values) with
+/// Kahan compensation, as Prometheus computes it.
+#[derive(Default, Clone, Copy)]
+struct Avg {
+    mean: f64,
+    count: f64,
+    c: f64,
+}
+
+impl Fold for Avg {
+    #[inline(always)]
+    fn push(&mut self, v: f64) {
+        self.count += 1.0;
+        if self.mean.is_infinite() {
+            if v.is_infinite() && (self.mean > 0.0) == (v > 0.0) {
+                return;
             }
             if !v.is_infinite() && !v.is_nan() {
-                continue;
+                return;
             }
         }
-        (mean, c) = kahan_inc(v / count - mean / count, mean, c);
+        (self.mean, self.c) = kahan_inc(v / self.count - self.mean / self.count, self.mean, self.c);
     }
-    if mean.is_infinite() { mean } else { mean + c }
+
+    fn value(&self) -> f64 {
+        if self.mean.is_infinite() {
+            self.mean
+        } else {
+            self.mean + self.c
+        }
+    }
+}
+
+fn avg_over_time(s: &[Sample]) -> f64 {
+    Avg::over(s)
+}
+
+/// `stdvar_over_time`: Welford's running variance with Kahan compensation.
+#[derive(Default, Clone, Copy)]
+struct StdVar {
+    count: f64,
+    mean: f64,
+    cmean: f64,
+    aux: f64,
+    caux: f64,
+}
+
+impl Fold for StdVar {
+    #[inline(always)]
+    fn push(&mut self, v: f64) {
+        self.count += 1.0;
+        let delta = v - (self.mean + self.cmean);
+        (self.mean, self.cmean) = kahan_inc(delta / self.count, self.mean, self.cmean);
+        (self.aux, self.caux) =
+            kahan_inc(delta * (v - (self.mean + self.cmean)), self.aux, self.caux);
+    }
+
+    fn value(&self) -> f64 {
+        (self.aux + self.caux) / self.count
+    }
 }
 
 fn stdvar_over_time(s: &[Sample]) -> f64 {
-    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for x in s {
-        count += 1.0;
-        let delta = x.value - (mean + cmean);
-        (mean, cmean) = kahan_inc(delta / count, mean, cmean);
-        (aux, caux) = kahan_inc(delta * (x.value - (mean + cmean)), aux, caux);
+    StdVar::over(s)
+}
+
+/// Windows folded together by [`fold_lanes`].
+const LANES: usize = 4;
+
+/// Folds up to [`LANES`] windows in lockstep. Each window's fold is one
+/// chain of dependent divisions (the running mean divides by the count
+/// after every sample), so one window at a time leaves the CPU waiting on
+/// each division; stepping independent windows side by side lets their
+/// chains overlap. Each window's arithmetic is exactly that of
+/// [`Fold::over`], so the answers are bit for bit the same.
+fn fold_lanes<F: Fold>(windows: &[&[Sample]]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(windows.len());
+    for group in windows.chunks(LANES) {
+        if group.len() < LANES {
+            out.extend(group.iter().map(|w| F::over(w)));
+            continue;
+        }
+        let mut st = [F::default(); LANES];
+        let common = group.iter().map(|w| w.len()).min().unwrap_or(0);
+        for i in 0..common {
+            for (f, w) in st.iter_mut().zip(group) {
+                f.push(w[i].value);
+            }
+        }
+        for (f, w) in st.iter_mut().zip(group) {
+            for x in &w[common..] {
+                f.push(x.value);
+            }
+        }
+        out.extend(st.iter().map(Fold::value));
     }
-    (aux + caux) / count
+    out
 }
 
 fn holt_winters(s: &[Sample], sf: f64, tf: f64) -> Option<f64> {
@@ -779,6 +861,14 @@ fn eval_matrix_call(
         }
         return Ok(Val::Vector(out));
     }
+    if n == 1
+        && matches!(
+            name,
+            "avg_over_time" | "stdvar_over_time" | "stddev_over_time"
+        )
+    {
+        return fold_instant(ev, name, args[mi], steps);
+    }
     let keep_name = name == "last_over_time";
     let mut out: Vec<StepVec> = vec![Vec::new(); n];
     let mut seen: std::collections::HashSet<L> = std::collections::HashSet::new();
@@ -890,6 +980,66 @@ fn eval_matrix_call(
     Ok(Val::Vector(out))
 }
 
+/// An instant `avg_over_time`, `stdvar_over_time` or `stddev_over_time`:
+/// what the general path answers, with the series' windows folded
+/// [`LANES`] at a time by [`fold_lanes`] (rules and instant queries over
+/// long ranges spend most of their time in these folds). Holds at most
+/// [`LANES`] series' samples at once.
+fn fold_instant(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    arg: &Expr,
+    steps: Steps,
+) -> Result<Val, QueryError> {
+    let ts = steps.at(0);
+    let mut out: StepVec = Vec::new();
+    let mut seen: std::collections::HashSet<L> = std::collections::HashSet::new();
+    // Output labels and samples, with the window's bounds in them.
+    let mut batch: Vec<(L, Vec<Sample>, std::ops::Range<usize>)> = Vec::with_capacity(LANES);
+    let mut flush = |batch: &mut Vec<(L, Vec<Sample>, std::ops::Range<usize>)>| {
+        let windows: Vec<&[Sample]> = batch.iter().map(|(_, s, r)| &s[r.clone()]).collect();
+        let values = match name {
+            "avg_over_time" => fold_lanes::<Avg>(&windows),
+            "stdvar_over_time" => fold_lanes::<StdVar>(&windows),
+            _ => fold_lanes::<StdVar>(&windows)
+                .into_iter()
+                .map(f64::sqrt)
+                .collect(),
+        };
+        for ((l, _, _), v) in batch.drain(..).zip(values) {
+            // Prometheus rejects two output series with the same labels.
+            if !seen.insert(l.clone()) {
+                return Err(QueryError::exec(
+                    "vector cannot contain metrics with the same labelset",
+                ));
+            }
+            out.push((l, v));
+        }
+        Ok(())
+    };
+    ev.each_matrix_series(
+        arg,
+        steps,
+        |_| {},
+        |ev, m, l, samples| {
+            ev.check()?;
+            let (lo, hi) = m.window(ts);
+            let a = samples.partition_point(|s| s.timestamp_ms < lo);
+            let b = samples.partition_point(|s| s.timestamp_ms <= hi);
+            if a >= b {
+                return Ok(());
+            }
+            batch.push((Rc::new(l.without_metric_name()), samples, a..b));
+            if batch.len() == LANES {
+                flush(&mut batch)?;
+            }
+            Ok(())
+        },
+    )?;
+    flush(&mut batch)?;
+    Ok(Val::Vector(vec![out]))
+}
+
 /// Prometheus checks holt_winters' smoothing and trend factors only at
 /// steps where some series has data in its window.
 fn check_smoothing_factors(
@@ -921,4 +1071,60 @@ fn check_smoothing_factors(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_fold_bit_for_bit_as_one_window_at_a_time() {
+        let odd = [
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -0.0,
+            1e308,
+            -1e308,
+            f64::MIN_POSITIVE,
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let series: Vec<Vec<Sample>> = (0..11)
+            .map(|i| {
+                let len = [0, 1, 2, 7, 100, 100, 99, 1000, 3, 64, 65][i];
+                (0..len)
+                    .map(|k| {
+                        let r = next();
+                        let v = if r % 13 == 0 {
+                            odd[(r >> 8) as usize % odd.len()]
+                        } else {
+                            (r % 100_000) as f64 / 7.0 - 5_000.0
+                        };
+                        Sample::new(k as i64, v)
+                    })
+                    .collect()
+            })
+            .collect();
+        let windows: Vec<&[Sample]> = series.iter().map(Vec::as_slice).collect();
+        let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<_>>();
+        for n in 1..=windows.len() {
+            let w = &windows[..n];
+            assert_eq!(
+                bits(fold_lanes::<Avg>(w)),
+                bits(w.iter().map(|s| avg_over_time(s)).collect()),
+                "avg over {n} windows"
+            );
+            assert_eq!(
+                bits(fold_lanes::<StdVar>(w)),
+                bits(w.iter().map(|s| stdvar_over_time(s)).collect()),
+                "stdvar over {n} windows"
+            );
+        }
+    }
 }
