@@ -143,6 +143,7 @@ impl Db {
             .max()
             .unwrap_or(i64::MIN);
         let totals = store::ChunkTotals::load(&conn)?;
+        let columns = crate::columns::Columns::load(&conn)?;
         info!(
             series = state.live,
             wal_records = records,
@@ -170,6 +171,7 @@ impl Db {
             last_trim: Instant::now(),
             max_t_seen,
             symbols,
+            columns,
         };
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()

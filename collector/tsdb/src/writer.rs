@@ -138,6 +138,8 @@ pub struct Writer {
     pub max_t_seen: i64,
     /// Label strings already in the `symbols` table.
     pub symbols: codec::Symbols,
+    /// Timestamp columns new sealed chunks may share.
+    pub columns: crate::columns::Columns,
 }
 
 struct AppendReq {
@@ -643,19 +645,30 @@ impl Writer {
                 "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(sum(n), 0) \
                  FROM chunks WHERE series_id = ?1 AND max_t < ?2",
             )?;
-            let mut delete =
-                tx.prepare_cached("DELETE FROM chunks WHERE series_id = ?1 AND max_t < ?2")?;
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM chunks WHERE series_id = ?1 AND max_t < ?2 RETURNING ts",
+            )?;
+            // References dropped per shared timestamp column.
+            let mut released: HashMap<i64, i64> = HashMap::new();
             for id in candidates {
                 let (c, b, n): (i64, i64, i64) = measure
                     .query_row(params![id as i64, cutoff], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?;
                 if c > 0 {
-                    delete.execute(params![id as i64, cutoff])?;
+                    let mut rows = delete.query(params![id as i64, cutoff])?;
+                    while let Some(r) = rows.next()? {
+                        if let Some(ts) = r.get::<_, Option<i64>>(0)? {
+                            *released.entry(ts).or_default() += 1;
+                        }
+                    }
                     count += c;
                     bytes += b;
                     samples += n;
                 }
+            }
+            for (ts, n) in released {
+                bytes += store::ts_refs(&tx, ts, -n)? as i64;
             }
         }
         if count == 0 {
@@ -739,25 +752,25 @@ impl Writer {
             min_t: i64,
             max_t: i64,
             n: u32,
-            len: u64,
             data: Vec<u8>,
+            ts: Option<Vec<i64>>,
         }
         let rows: Vec<Row> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, min_t, max_t, n, data FROM chunks \
-                 WHERE series_id = ?1 AND max_t >= ?2 AND max_t < ?3 ORDER BY max_t",
+                "SELECT c.id, c.min_t, c.max_t, c.n, c.data, t.data \
+                 FROM chunks c LEFT JOIN timestamps t ON t.id = c.ts \
+                 WHERE c.series_id = ?1 AND c.max_t >= ?2 AND c.max_t < ?3 ORDER BY c.max_t",
             )?;
             let mut q = stmt.query(params![id, from, horizon])?;
             let mut out = Vec::new();
             while let Some(r) = q.next()? {
-                let data = store::blob(r, 4)?.to_vec();
                 out.push(Row {
                     rowid: r.get(0)?,
                     min_t: r.get(1)?,
                     max_t: r.get(2)?,
                     n: r.get(3)?,
-                    len: data.len() as u64,
-                    data,
+                    data: store::blob(r, 4)?.to_vec(),
+                    ts: store::ts_column(r, 5)?,
                 });
             }
             out
@@ -785,52 +798,88 @@ impl Writer {
         }
         let next_from = groups.last().map_or(from, |g| rows[g.start].max_t);
         // Groups of several chunks merge; a lone chunk still in the head's
-        // Gorilla encoding is sealed when that is smaller.
-        let mut merges: Vec<&std::ops::Range<usize>> = Vec::new();
-        let mut new_chunks = Vec::new();
+        // Gorilla encoding is sealed when that is smaller. Timestamps that
+        // cost more than a column reference go to a shared column.
+        struct Merge {
+            group: std::ops::Range<usize>,
+            samples: Vec<Sample>,
+            data: Vec<u8>,
+            column: Option<Vec<u8>>,
+        }
+        let mut merges: Vec<Merge> = Vec::new();
         for g in &groups {
-            let mut samples = Vec::new();
             if g.len() == 1 && crate::sealed::is_sealed(&rows[g.start].data) {
                 continue;
             }
+            let mut samples = Vec::new();
             for r in &rows[g.clone()] {
-                chunk::decode_range(&r.data, i64::MIN, i64::MAX, &mut samples)
+                chunk::decode_range_ts(&r.data, r.ts.as_deref(), i64::MIN, i64::MAX, &mut samples)
                     .map_err(|e| store::corrupt(format!("chunk of series {id}"), e))?;
             }
-            let data = crate::sealed::seal(&samples);
+            let ts: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+            let col = crate::sealed::encode_timestamps(&ts);
+            let (data, column) = if col.len() >= crate::columns::SHARE_MIN_BYTES {
+                (crate::sealed::seal_values(&samples), Some(col))
+            } else {
+                (crate::sealed::seal(&samples), None)
+            };
             if g.len() == 1 && data.len() >= rows[g.start].data.len() {
                 continue;
             }
-            merges.push(g);
-            new_chunks.push(CutChunk {
-                min_t: rows[g.start].min_t,
-                max_t: rows[g.end - 1].max_t,
-                n: samples.len() as u32,
-                data: Arc::from(data),
+            merges.push(Merge {
+                group: g.clone(),
+                samples,
+                data,
+                column,
             });
         }
         if merges.is_empty() {
             return Ok((0, next_from));
         }
         let (mut count, mut bytes) = (0u64, 0i64);
+        let mut new_chunks = Vec::with_capacity(merges.len());
         let tx = self.conn.transaction()?;
         {
-            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
+            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1 RETURNING ts")?;
             // The merged chunk takes the row id of the group's first chunk,
             // so row id order stays close to time order (size-based
             // retention relies on it).
             let mut ins = tx.prepare_cached(
-                "INSERT INTO chunks (id, series_id, min_t, max_t, n, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO chunks (id, series_id, min_t, max_t, n, data, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            for (g, c) in merges.iter().zip(&new_chunks) {
-                for r in &rows[(*g).clone()] {
-                    del.execute([r.rowid])?;
-                    bytes -= r.len as i64;
+            for m in &merges {
+                let g = m.group.clone();
+                for r in &rows[g.clone()] {
+                    let ts: Option<i64> = del.query_row([r.rowid], |row| row.get(0))?;
+                    if let Some(ts) = ts {
+                        bytes -= store::ts_refs(&tx, ts, -1)? as i64;
+                    }
+                    bytes -= r.data.len() as i64;
                 }
-                let rowid = rows[g.start].rowid;
-                ins.execute(params![rowid, id, c.min_t, c.max_t, c.n, &c.data[..]])?;
-                bytes += c.data.len() as i64;
+                let ts_id = match &m.column {
+                    Some(col) => {
+                        let (ts_id, new) = self.columns.acquire(&tx, col)?;
+                        if new {
+                            bytes += col.len() as i64;
+                        }
+                        Some(ts_id)
+                    }
+                    None => None,
+                };
+                let (min_t, max_t) = (rows[g.start].min_t, rows[g.end - 1].max_t);
+                let n = m.samples.len() as u32;
+                ins.execute(params![
+                    rows[g.start].rowid,
+                    id,
+                    min_t,
+                    max_t,
+                    n,
+                    &m.data[..],
+                    ts_id
+                ])?;
+                bytes += m.data.len() as i64;
                 count += g.len() as u64 - 1;
+                new_chunks.push((min_t, max_t, n));
             }
         }
         let totals = {
@@ -849,15 +898,26 @@ impl Writer {
             c.chunk_bytes = totals.bytes;
         }
         // The read cache holds the newest stored chunk; if it was merged,
-        // cache the merged chunk that contains it instead.
+        // cache the merged chunk that contains it instead, with its own
+        // timestamps (the cache is read without the column).
         let mut st = self.shared.state.write();
         if let Some(s) = st.get_mut(id)
             && let Some(r) = &s.recent
-            && let Some(c) = new_chunks
+            && let Some((m, &(min_t, max_t, n))) = merges
                 .iter()
-                .find(|c| c.min_t <= r.min_t && r.max_t <= c.max_t)
+                .zip(&new_chunks)
+                .find(|(_, c)| c.0 <= r.min_t && r.max_t <= c.1)
         {
-            s.recent = Some(c.clone());
+            let data = match &m.column {
+                Some(_) => crate::sealed::seal(&m.samples),
+                None => m.data.clone(),
+            };
+            s.recent = Some(CutChunk {
+                min_t,
+                max_t,
+                n,
+                data: Arc::from(data),
+            });
         }
         Ok((count, next_from))
     }
