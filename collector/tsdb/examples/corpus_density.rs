@@ -2,7 +2,10 @@
 //! HTTP path: groups the corpus per series and reports what each part of
 //! the sealed encoding costs (timestamps, values by kind).
 //!
-//! Run: `cargo run --release -p vigil-tsdb --example corpus_density -- CORPUS`
+//! Run: `cargo run --release -p vigil-tsdb --example corpus_density -- CORPUS [DUMP_DIR]`;
+//! with `DB=DIR` in the environment it also stores the corpus in a fresh
+//! store in DIR, request by request as `bench-ingest` replays it, flushes
+//! it and prints the file's size (inspect it with `sqlite3` and `dbstat`).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +16,7 @@ fn main() {
     let path = std::env::args().nth(1).expect("corpus path");
     let raw = std::fs::read(&path).expect("read corpus");
     let mut series: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    let mut requests: Vec<Vec<vigil_tsdb::SeriesSamples>> = Vec::new();
     let mut pos = 0;
     let mut total = 0usize;
     while pos + 5 <= raw.len() {
@@ -22,8 +26,17 @@ fn main() {
         };
         pos += 5 + len;
         let req = rw::decode_write_request(body, 512 << 20).expect("decode");
+        let mut batch = Vec::new();
         for ts in req.timeseries {
             let labels = Labels::from_pairs(ts.labels.into_iter().map(|l| (l.name, l.value)));
+            batch.push(vigil_tsdb::SeriesSamples {
+                labels: labels.clone(),
+                samples: ts
+                    .samples
+                    .iter()
+                    .map(|s| Sample::new(s.timestamp, s.value))
+                    .collect(),
+            });
             let v = series.entry(labels).or_default();
             for s in ts.samples {
                 if v.last()
@@ -34,6 +47,35 @@ fn main() {
                 }
             }
         }
+        requests.push(batch);
+    }
+    if let Some(dir) = std::env::var_os("DB") {
+        let dir = std::path::PathBuf::from(dir);
+        let newest = series
+            .values()
+            .filter_map(|s| s.last())
+            .map(|s| s.timestamp_ms)
+            .max()
+            .unwrap_or(0);
+        let started = std::time::Instant::now();
+        {
+            let db = vigil_tsdb::Db::open(&dir, vigil_tsdb::Options::default()).expect("open");
+            for batch in requests.drain(..) {
+                db.append(batch, newest + 60_000).expect("append");
+            }
+            db.flush().expect("flush");
+        }
+        let size: u64 = std::fs::read_dir(&dir)
+            .expect("dir")
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        println!(
+            "store: {size} B = {:.3} B/sample ({:.1} s)",
+            size as f64 / total as f64,
+            started.elapsed().as_secs_f64()
+        );
     }
     let (mut all, mut ts_only, mut val_only) = (0usize, 0usize, 0usize);
     let mut by_kind: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();

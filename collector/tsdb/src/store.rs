@@ -19,15 +19,18 @@ use crate::{Error, SyncMode, chunk, sealed};
 pub const FORMAT_VERSION: i64 = 3;
 
 /// SQLite page size for new databases; existing ones keep theirs.
-const PAGE_SIZE: i64 = 32_768;
+/// Every table and index takes at least one page, and a row is kept whole
+/// on its page, so the tail a next row does not fit in is lost. Small
+/// pages favour small stores, large pages large rows; 16 KiB is the best
+/// compromise measured on `bench-ingest`'s three workloads (FORMAT.md).
+/// Compaction keeps chunks under half a page.
+const PAGE_SIZE: i64 = 16_384;
 
 pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     // Set before auto_vacuum: SQLite fixes the page size as soon as the
-    // auto_vacuum setting is applied to a new file. Chunk rows are ~1-1.5
-    // KiB; the tail of each page that cannot hold one more row is wasted,
-    // about a tenth of the file on 4 KiB pages, a fiftieth on 32 KiB pages.
+    // auto_vacuum setting is applied to a new file.
     conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     // auto_vacuum only takes effect before the first table is created; it
     // lets size-based retention hand freed pages back to the file system.

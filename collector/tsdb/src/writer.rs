@@ -140,6 +140,9 @@ pub struct Writer {
     pub symbols: codec::Symbols,
     /// Timestamp columns new sealed chunks may share.
     pub columns: crate::columns::Columns,
+    /// Compaction's bound on a merged chunk's bytes: half the database's
+    /// page size.
+    pub compact_max_bytes: usize,
 }
 
 struct AppendReq {
@@ -555,9 +558,9 @@ impl Writer {
                 // Pages left half-empty are refilled by later inserts, so
                 // one pass per call is enough; the next call trims again if
                 // needed.
-                // Rows are appended as heads are cut, so rowid order is
-                // close to time order: the k-th row's end time is a good
-                // enough cutoff, found without an index on max_t.
+                // The cutoff is the k-th oldest chunk end, sorted from the
+                // `chunks_by_series` index alone (row id order is not time
+                // order: compaction appends merged chunks series by series).
                 // As many average-sized chunks as there are bytes over the
                 // limit: sized by the chunks alone, not by the whole file,
                 // whose fixed part (schema, index, series) deleting chunks
@@ -566,7 +569,7 @@ impl Writer {
                 let mean_chunk = chunk_bytes as f64 / count as f64;
                 let k = (((used - max_bytes) as f64 / mean_chunk).ceil() as u64).clamp(1, count);
                 let t: i64 = self.conn.query_row(
-                    "SELECT max_t FROM chunks ORDER BY id LIMIT 1 OFFSET ?1",
+                    "SELECT max_t FROM chunks ORDER BY max_t LIMIT 1 OFFSET ?1",
                     [(k - 1) as i64],
                     |r| r.get(0),
                 )?;
@@ -775,23 +778,37 @@ impl Writer {
             }
             out
         };
-        // Greedy groups of consecutive chunks within both limits (or lone
+        // Groups are also bounded in bytes (half a page, by the rows'
+        // stored sizes, which sealing only shrinks): SQLite keeps a row
+        // whole on one page, so past half a page each would leave most of
+        // the rest of its page empty.
+        let mut decoded: Vec<Vec<Sample>> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut samples = Vec::with_capacity(r.n as usize);
+            chunk::decode_range_ts(&r.data, r.ts.as_deref(), i64::MIN, i64::MAX, &mut samples)
+                .map_err(|e| store::corrupt(format!("chunk of series {id}"), e))?;
+            decoded.push(samples);
+        }
+        // Greedy groups of consecutive chunks within every limit (or lone
         // chunks, to seal, when merging is off).
         let merging = self.shared.opts.compact_max_samples > self.shared.opts.chunk_max_samples;
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
-        let mut n = 0u32;
+        let (mut n, mut bytes) = (0u32, 0usize);
         for (i, r) in rows.iter().enumerate() {
             let fits = i > start
                 && merging
                 && n as usize + r.n as usize <= self.shared.opts.compact_max_samples
+                && bytes + r.data.len() <= self.compact_max_bytes
                 && r.max_t.saturating_sub(rows[start].min_t) <= COMPACT_MAX_SPAN_MS;
             if i > start && !fits {
                 groups.push(start..i);
                 start = i;
                 n = 0;
+                bytes = 0;
             }
             n += r.n;
+            bytes += r.data.len();
         }
         if start < rows.len() {
             groups.push(start..rows.len());
@@ -811,11 +828,7 @@ impl Writer {
             if g.len() == 1 && crate::sealed::is_sealed(&rows[g.start].data) {
                 continue;
             }
-            let mut samples = Vec::new();
-            for r in &rows[g.clone()] {
-                chunk::decode_range_ts(&r.data, r.ts.as_deref(), i64::MIN, i64::MAX, &mut samples)
-                    .map_err(|e| store::corrupt(format!("chunk of series {id}"), e))?;
-            }
+            let samples: Vec<Sample> = decoded[g.clone()].concat();
             let ts: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
             let col = crate::sealed::encode_timestamps(&ts);
             let (data, column) = if col.len() >= crate::columns::SHARE_MIN_BYTES {
@@ -841,11 +854,14 @@ impl Writer {
         let tx = self.conn.transaction()?;
         {
             let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1 RETURNING ts")?;
-            // The merged chunk takes the row id of the group's first chunk,
-            // so row id order stays close to time order (size-based
-            // retention relies on it).
+            // The merged chunk gets a new row id, after every other: rows
+            // appended at the end pack pages full, where rows put back in
+            // the middle (at the group's first row id) split pages and
+            // left a fifth of them empty. Compaction runs in data time, so
+            // row id order stays close to `max_t` order, which size-based
+            // retention relies on.
             let mut ins = tx.prepare_cached(
-                "INSERT INTO chunks (id, series_id, min_t, max_t, n, data, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO chunks (series_id, min_t, max_t, n, data, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for m in &merges {
                 let g = m.group.clone();
@@ -868,15 +884,7 @@ impl Writer {
                 };
                 let (min_t, max_t) = (rows[g.start].min_t, rows[g.end - 1].max_t);
                 let n = m.samples.len() as u32;
-                ins.execute(params![
-                    rows[g.start].rowid,
-                    id,
-                    min_t,
-                    max_t,
-                    n,
-                    &m.data[..],
-                    ts_id
-                ])?;
+                ins.execute(params![id, min_t, max_t, n, &m.data[..], ts_id])?;
                 bytes += m.data.len() as i64;
                 count += g.len() as u64 - 1;
                 new_chunks.push((min_t, max_t, n));
