@@ -24,6 +24,8 @@ pub enum ChunkError {
     BadWidth,
     #[error("chunk has unknown sealed encoding version {0}")]
     UnknownEncoding(u8),
+    #[error("chunk's timestamp column is missing or holds another sample count")]
+    Timestamps,
 }
 
 /// Appends bits, most significant first, to a byte vector.
@@ -293,18 +295,6 @@ pub fn chunk_len(data: &[u8]) -> Result<usize, ChunkError> {
     }
 }
 
-/// Re-encodes a chunk (usually a head just cut) in the sealed encoding
-/// when that is smaller, which it is for all but tiny chunks.
-pub fn seal(data: &[u8]) -> Result<Vec<u8>, ChunkError> {
-    let samples = decode(data)?;
-    let sealed = crate::sealed::seal(&samples);
-    Ok(if sealed.len() < data.len() {
-        sealed
-    } else {
-        data.to_vec()
-    })
-}
-
 /// Decodes a chunk, pushing to `out` the samples with `start <= t <= end`.
 pub fn decode_range(
     data: &[u8],
@@ -312,7 +302,19 @@ pub fn decode_range(
     end: i64,
     out: &mut Vec<Sample>,
 ) -> Result<(), ChunkError> {
-    decode_with(data, |s| {
+    decode_range_ts(data, None, start, end, out)
+}
+
+/// [`decode_range`] for a chunk that may keep its timestamps in a shared
+/// column: `ts` is that column, decoded (`None` for chunks with their own).
+pub fn decode_range_ts(
+    data: &[u8],
+    ts: Option<&[i64]>,
+    start: i64,
+    end: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), ChunkError> {
+    decode_with(data, ts, |s| {
         if s.timestamp_ms >= start && s.timestamp_ms <= end {
             out.push(s);
         }
@@ -322,8 +324,13 @@ pub fn decode_range(
 
 /// Decodes a whole chunk.
 pub fn decode(data: &[u8]) -> Result<Vec<Sample>, ChunkError> {
+    decode_ts(data, None)
+}
+
+/// Decodes a whole chunk whose timestamps may be the column `ts`.
+pub fn decode_ts(data: &[u8], ts: Option<&[i64]>) -> Result<Vec<Sample>, ChunkError> {
     let mut out = Vec::with_capacity(chunk_len(data)?);
-    decode_range(data, i64::MIN, i64::MAX, &mut out)?;
+    decode_range_ts(data, ts, i64::MIN, i64::MAX, &mut out)?;
     Ok(out)
 }
 
@@ -331,8 +338,18 @@ pub fn decode(data: &[u8]) -> Result<Vec<Sample>, ChunkError> {
 /// stops decoding at the first one (or once past `end`, as timestamps in a
 /// stored chunk increase).
 pub fn any_in_range(data: &[u8], start: i64, end: i64) -> Result<bool, ChunkError> {
+    any_in_range_ts(data, None, start, end)
+}
+
+/// [`any_in_range`] for a chunk whose timestamps may be the column `ts`.
+pub fn any_in_range_ts(
+    data: &[u8],
+    ts: Option<&[i64]>,
+    start: i64,
+    end: i64,
+) -> Result<bool, ChunkError> {
     let mut found = false;
-    decode_with(data, |s| {
+    decode_with(data, ts, |s| {
         if s.timestamp_ms >= start && s.timestamp_ms <= end {
             found = true;
         }
@@ -342,9 +359,13 @@ pub fn any_in_range(data: &[u8], start: i64, end: i64) -> Result<bool, ChunkErro
 }
 
 /// Decodes samples in order, calling `f` on each until it returns `false`.
-fn decode_with(data: &[u8], mut f: impl FnMut(Sample) -> bool) -> Result<(), ChunkError> {
+fn decode_with(
+    data: &[u8],
+    ts: Option<&[i64]>,
+    mut f: impl FnMut(Sample) -> bool,
+) -> Result<(), ChunkError> {
     if crate::sealed::is_sealed(data) {
-        return crate::sealed::decode_with(data, f);
+        return crate::sealed::decode_with_ts(data, ts, f);
     }
     let expected = chunk_len(data)?;
     let mut r = BitReader {

@@ -145,6 +145,8 @@ impl Db {
             .max()
             .unwrap_or(i64::MIN);
         let totals = store::ChunkTotals::load(&conn)?;
+        let columns = crate::columns::Columns::load(&conn)?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         info!(
             series = state.live,
             wal_records = records,
@@ -173,6 +175,8 @@ impl Db {
             last_trim: Instant::now(),
             max_t_seen,
             symbols,
+            columns,
+            compact_max_bytes: usize::try_from(page_size / 2).unwrap_or(2048).max(2048),
         };
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()

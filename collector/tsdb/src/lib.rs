@@ -26,6 +26,7 @@
 
 pub mod chunk;
 pub mod codec;
+mod columns;
 mod db;
 mod head;
 mod index;

@@ -16,7 +16,14 @@
 //!
 //! Every value round-trips bit for bit: a value is only stored as a scaled
 //! integer after checking that the decoder's `m as f64 / 10^e` gives back
-//! exactly its bits. See `FORMAT.md` for the layout.
+//! exactly its bits.
+//!
+//! Series scraped from one target share their timestamps exactly, and with
+//! millisecond jitter those cost most of a chunk's bits. So a sealed chunk
+//! either carries its own timestamps (version 2; version 1 is still read)
+//! or only its values (version 3), its timestamps then living once in a
+//! *timestamp column* ([`encode_timestamps`]) that the store shares
+//! between every chunk with the same ones. See `FORMAT.md` for the layout.
 
 use vigil_wire::Sample;
 
@@ -24,8 +31,19 @@ use crate::chunk::{BitReader, BitWriter, ChunkError};
 
 /// The first bytes of a sealed chunk. A Gorilla chunk starts with its
 /// big-endian sample count, and no stored chunk is empty, so `[0, 0]`
-/// cannot start one; the third byte is the sealed encoding's version.
-pub const MAGIC: [u8; 3] = [0, 0, 1];
+/// cannot start one; the third byte is the sealed encoding's version:
+/// [`V1_OWN`], [`V2_OWN`] or [`V3_SHARED`].
+pub const MAGIC: [u8; 2] = [0, 0];
+
+/// Version 1: own timestamps, delta-of-deltas only (format 2; read only).
+pub const V1_OWN: u8 = 1;
+/// Version 2: own timestamps, delta-of-deltas or deltas from a base.
+pub const V2_OWN: u8 = 2;
+/// Version 3: values only; the timestamps are in a shared column.
+pub const V3_SHARED: u8 = 3;
+
+/// First byte of an encoded timestamp column (its layout's version).
+pub const TS_COLUMN_VERSION: u8 = 1;
 
 /// Most samples one sealed chunk may claim; bounds a decoder's allocation
 /// for a damaged header (all-zero streams take no bits, so the buffer size
@@ -305,24 +323,161 @@ fn scaled(v: f64, e: usize) -> Option<i64> {
 }
 
 /// Encodes samples (timestamps strictly increasing in the store, though
-/// any `i64` sequence round-trips) as a sealed chunk.
+/// any `i64` sequence round-trips) as a sealed chunk with its own
+/// timestamps (version 2).
 pub fn seal(samples: &[Sample]) -> Vec<u8> {
+    let mut w = start(V2_OWN, samples.len());
+    if !samples.is_empty() {
+        let ts: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+        put_timestamps(&mut w, &ts);
+        put_values(&mut w, samples);
+    }
+    w.buf
+}
+
+/// Encodes only the values of `samples` (version 3); the decoder gets the
+/// timestamps from the column [`encode_timestamps`] made of them.
+pub fn seal_values(samples: &[Sample]) -> Vec<u8> {
+    let mut w = start(V3_SHARED, samples.len());
+    if !samples.is_empty() {
+        put_values(&mut w, samples);
+    }
+    w.buf
+}
+
+/// A timestamp column: version byte, then a bit stream of uvarint count
+/// and the timestamp section of a version 2 chunk.
+pub fn encode_timestamps(ts: &[i64]) -> Vec<u8> {
     let mut w = BitWriter {
-        buf: MAGIC.to_vec(),
+        buf: vec![TS_COLUMN_VERSION],
         free: 0,
     };
-    let n = samples.len();
+    put_uvarint(&mut w, ts.len() as u64);
+    put_timestamps(&mut w, ts);
+    w.buf
+}
+
+/// Decodes a timestamp column.
+pub fn decode_timestamps(col: &[u8]) -> Result<Vec<i64>, ChunkError> {
+    let (&version, rest) = col.split_first().ok_or(ChunkError::NoHeader)?;
+    if version != TS_COLUMN_VERSION {
+        return Err(ChunkError::UnknownEncoding(version));
+    }
+    let mut r = BitReader { buf: rest, pos: 0 };
+    let bad = ChunkError::Truncated {
+        decoded: 0,
+        expected: 0,
+    };
+    let n = get_uvarint(&mut r).ok_or(bad.clone())?;
+    let n = usize::try_from(n)
+        .ok()
+        .filter(|n| *n <= MAX_SEALED_SAMPLES)
+        .ok_or(ChunkError::BadWidth)?;
+    let ts = get_timestamps(&mut r, n).ok_or(ChunkError::Truncated {
+        decoded: 0,
+        expected: n,
+    })?;
+    if r.pos > r.buf.len() * 8 {
+        return Err(bad);
+    }
+    Ok(ts)
+}
+
+fn start(version: u8, n: usize) -> BitWriter {
+    let mut w = BitWriter {
+        buf: vec![MAGIC[0], MAGIC[1], version],
+        free: 0,
+    };
     put_uvarint(&mut w, n as u64);
+    w
+}
+
+/// Timestamps whose count the decoder knows: varint `t_0`; when more
+/// follow, a mode bit and `0`: varint first delta, `put_ints` of the
+/// delta-of-deltas; or `1`: varint base (the median delta), `put_ints` of
+/// every delta minus it, whichever is shorter. Scrape jitter is mostly
+/// independent per scrape, so deltas from the base are about half the
+/// spread of delta-of-deltas.
+fn put_timestamps(w: &mut BitWriter, ts: &[i64]) {
+    let Some(&t0) = ts.first() else { return };
+    put_varint(w, t0);
+    if ts.len() < 2 {
+        return;
+    }
+    let deltas: Vec<i64> = ts.windows(2).map(|p| p[1].wrapping_sub(p[0])).collect();
+    let mut a = BitWriter::default();
+    put_varint(&mut a, deltas[0]);
+    if deltas.len() >= 2 {
+        let dods: Vec<i64> = deltas.windows(2).map(|p| p[1].wrapping_sub(p[0])).collect();
+        put_ints(&mut a, &dods);
+    }
+    let mut sorted = deltas.clone();
+    let mid = sorted.len() / 2;
+    let base = *sorted.select_nth_unstable(mid).1;
+    let residuals: Vec<i64> = deltas.iter().map(|d| d.wrapping_sub(base)).collect();
+    let mut b = BitWriter::default();
+    put_varint(&mut b, base);
+    put_ints(&mut b, &residuals);
+    let bits = |x: &BitWriter| x.buf.len() * 8 - x.free as usize;
+    let (mode, chosen) = if bits(&b) < bits(&a) {
+        (true, b)
+    } else {
+        (false, a)
+    };
+    w.write_bit(mode);
+    append_bits(w, &chosen);
+}
+
+fn get_timestamps(r: &mut BitReader<'_>, n: usize) -> Option<Vec<i64>> {
+    let mut ts = Vec::with_capacity(n);
+    if n == 0 {
+        return Some(ts);
+    }
+    let mut t = get_varint(r)?;
+    ts.push(t);
+    if n < 2 {
+        return Some(ts);
+    }
+    if r.read_bit()? {
+        let base = get_varint(r)?;
+        let mut deltas = Vec::with_capacity(n - 1);
+        get_ints(r, n - 1, &mut deltas)?;
+        for d in deltas {
+            t = t.wrapping_add(d.wrapping_add(base));
+            ts.push(t);
+        }
+    } else {
+        let mut d = get_varint(r)?;
+        t = t.wrapping_add(d);
+        ts.push(t);
+        if n >= 3 {
+            let mut dods = Vec::with_capacity(n - 2);
+            get_ints(r, n - 2, &mut dods)?;
+            for dod in dods {
+                d = d.wrapping_add(dod);
+                t = t.wrapping_add(d);
+                ts.push(t);
+            }
+        }
+    }
+    Some(ts)
+}
+
+/// Format 2's sealed encoding (version 1). Nothing writes it any more;
+/// it is kept so tests can build format-2 files and check they still read.
+#[doc(hidden)]
+pub fn seal_v1(samples: &[Sample]) -> Vec<u8> {
+    let mut w = start(V1_OWN, samples.len());
+    let n = samples.len();
     if n == 0 {
         return w.buf;
     }
-    // Timestamps.
     let t0 = samples[0].timestamp_ms;
     put_varint(&mut w, t0);
     if n >= 2 {
         let d1 = samples[1].timestamp_ms.wrapping_sub(t0);
         put_varint(&mut w, d1);
-        let mut dods = Vec::with_capacity(n - 2);
+        let mut dods = Vec::new();
         let mut prev = d1;
         for p in samples[1..].windows(2) {
             let d = p[1].timestamp_ms.wrapping_sub(p[0].timestamp_ms);
@@ -333,18 +488,22 @@ pub fn seal(samples: &[Sample]) -> Vec<u8> {
             put_ints(&mut w, &dods);
         }
     }
-    // Values: decimal when at most a quarter are exceptions.
+    put_values(&mut w, samples);
+    w.buf
+}
+
+/// Values: decimal when at most a quarter are exceptions, else XOR.
+fn put_values(w: &mut BitWriter, samples: &[Sample]) {
     match decimal_plan(samples) {
         Some((e, exceptions)) => {
             w.write_bit(true);
-            write_decimal(&mut w, samples, e, &exceptions);
+            write_decimal(w, samples, e, &exceptions);
         }
         None => {
             w.write_bit(false);
-            write_xor(&mut w, samples);
+            write_xor(w, samples);
         }
     }
-    w.buf
 }
 
 /// The common scale and the positions that must be stored raw, or `None`
@@ -494,16 +653,22 @@ fn write_xor(w: &mut BitWriter, samples: &[Sample]) {
 
 /// The sample count a sealed chunk claims.
 pub fn sealed_len(data: &[u8]) -> Result<usize, ChunkError> {
-    let (n, _) = header(data)?;
+    let (_, n, _) = header(data)?;
     Ok(n)
 }
 
-fn header(data: &[u8]) -> Result<(usize, BitReader<'_>), ChunkError> {
-    if data.len() < 3 || data[..2] != MAGIC[..2] {
+/// Whether a sealed chunk keeps its timestamps in a shared column.
+pub fn needs_timestamps(data: &[u8]) -> bool {
+    is_sealed(data) && data[2] == V3_SHARED
+}
+
+fn header(data: &[u8]) -> Result<(u8, usize, BitReader<'_>), ChunkError> {
+    if data.len() < 3 || data[..2] != MAGIC {
         return Err(ChunkError::NoHeader);
     }
-    if data[2] != MAGIC[2] {
-        return Err(ChunkError::UnknownEncoding(data[2]));
+    let version = data[2];
+    if !matches!(version, V1_OWN | V2_OWN | V3_SHARED) {
+        return Err(ChunkError::UnknownEncoding(version));
     }
     let mut r = BitReader {
         buf: &data[3..],
@@ -517,14 +682,26 @@ fn header(data: &[u8]) -> Result<(usize, BitReader<'_>), ChunkError> {
         .ok()
         .filter(|n| *n <= MAX_SEALED_SAMPLES)
         .ok_or(ChunkError::BadWidth)?;
-    Ok((n, r))
+    Ok((version, n, r))
+}
+
+/// Decodes a sealed chunk that carries its own timestamps (versions 1
+/// and 2); see [`decode_with_ts`].
+pub fn decode_with(data: &[u8], f: impl FnMut(Sample) -> bool) -> Result<(), ChunkError> {
+    decode_with_ts(data, None, f)
 }
 
 /// Decodes a sealed chunk, calling `f` on each sample in order until it
-/// returns `false`. A damaged chunk is refused whole: nothing is handed to
-/// `f` unless every sample decoded.
-pub fn decode_with(data: &[u8], mut f: impl FnMut(Sample) -> bool) -> Result<(), ChunkError> {
-    let (n, mut r) = header(data)?;
+/// returns `false`. A version 3 chunk takes its timestamps from `ts` (its
+/// decoded column), which must hold exactly its sample count. A damaged
+/// chunk is refused whole: nothing is handed to `f` unless every sample
+/// decoded.
+pub fn decode_with_ts(
+    data: &[u8],
+    ts: Option<&[i64]>,
+    mut f: impl FnMut(Sample) -> bool,
+) -> Result<(), ChunkError> {
+    let (version, n, mut r) = header(data)?;
     let truncated = ChunkError::Truncated {
         decoded: 0,
         expected: n,
@@ -532,8 +709,32 @@ pub fn decode_with(data: &[u8], mut f: impl FnMut(Sample) -> bool) -> Result<(),
     if n == 0 {
         return Ok(());
     }
-    let (ts, vals) = decode_columns(&mut r, n).ok_or(truncated)?;
-    for (t, v) in ts.into_iter().zip(vals) {
+    let own;
+    let ts: &[i64] = match version {
+        V3_SHARED => match ts {
+            Some(ts) if ts.len() == n => ts,
+            _ => return Err(ChunkError::Timestamps),
+        },
+        V1_OWN => {
+            own = get_timestamps_v1(&mut r, n).ok_or(truncated.clone())?;
+            &own
+        }
+        _ => {
+            own = get_timestamps(&mut r, n).ok_or(truncated.clone())?;
+            &own
+        }
+    };
+    let mut vals = Vec::with_capacity(n);
+    let ok = if r.read_bit().ok_or(truncated.clone())? {
+        read_decimal(&mut r, n, &mut vals)
+    } else {
+        read_xor(&mut r, n, &mut vals)
+    };
+    // A stream that claims bits past the end of the buffer is damaged.
+    if ok.is_none() || r.pos > r.buf.len() * 8 {
+        return Err(truncated);
+    }
+    for (&t, v) in ts.iter().zip(vals) {
         if !f(Sample::new(t, f64::from_bits(v))) {
             break;
         }
@@ -541,7 +742,9 @@ pub fn decode_with(data: &[u8], mut f: impl FnMut(Sample) -> bool) -> Result<(),
     Ok(())
 }
 
-fn decode_columns(r: &mut BitReader<'_>, n: usize) -> Option<(Vec<i64>, Vec<u64>)> {
+/// Version 1's timestamps: varint `t_0`, varint first delta, `put_ints` of
+/// the delta-of-deltas.
+fn get_timestamps_v1(r: &mut BitReader<'_>, n: usize) -> Option<Vec<i64>> {
     let mut ts = Vec::with_capacity(n);
     let t0 = get_varint(r)?;
     ts.push(t0);
@@ -559,14 +762,7 @@ fn decode_columns(r: &mut BitReader<'_>, n: usize) -> Option<(Vec<i64>, Vec<u64>
             }
         }
     }
-    let mut vals = Vec::with_capacity(n);
-    if r.read_bit()? {
-        read_decimal(r, n, &mut vals)?;
-    } else {
-        read_xor(r, n, &mut vals)?;
-    }
-    // A stream that claims bits past the end of the buffer is damaged.
-    (r.pos <= r.buf.len() * 8).then_some((ts, vals))
+    Some(ts)
 }
 
 fn read_decimal(r: &mut BitReader<'_>, n: usize, vals: &mut Vec<u64>) -> Option<()> {
@@ -754,29 +950,58 @@ mod tests {
         }
 
         #[test]
-        fn garbage_never_panics(mut buf in prop::collection::vec(any::<u8>(), 0..200)) {
+        fn garbage_never_panics(
+            mut buf in prop::collection::vec(any::<u8>(), 0..200),
+            version in prop_oneof![Just(V1_OWN), Just(V2_OWN), Just(V3_SHARED)],
+            ts in prop::collection::vec(any::<i64>(), 0..40),
+        ) {
             if buf.len() >= 3 {
-                buf[..3].copy_from_slice(&MAGIC);
+                buf[..2].copy_from_slice(&MAGIC);
+                buf[2] = version;
             }
             let _ = decode_with(&buf, |_| true);
+            let _ = decode_with_ts(&buf, Some(&ts), |_| true);
             let _ = sealed_len(&buf);
+            let _ = decode_timestamps(&buf[buf.len().min(2)..]);
         }
     }
 
+    /// Every encoding of `samples` decodes to them bit for bit: own
+    /// timestamps (versions 1 and 2) and values with a shared column
+    /// (version 3). Returns the version 2 chunk.
     fn roundtrip(samples: &[(i64, u64)]) -> Vec<u8> {
         let s: Vec<Sample> = samples
             .iter()
             .map(|&(t, v)| Sample::new(t, f64::from_bits(v)))
             .collect();
+        let decoded = |data: &[u8], ts: Option<&[i64]>| {
+            let mut got = Vec::new();
+            decode_with_ts(data, ts, |s| {
+                got.push((s.timestamp_ms, s.value.to_bits()));
+                true
+            })
+            .expect("decodes");
+            got
+        };
         let data = seal(&s);
-        let mut got = Vec::new();
-        decode_with(&data, |s| {
-            got.push((s.timestamp_ms, s.value.to_bits()));
-            true
-        })
-        .expect("decodes");
-        assert_eq!(got, samples);
+        assert_eq!(decoded(&data, None), samples);
         assert_eq!(sealed_len(&data), Ok(samples.len()));
+        assert_eq!(decoded(&seal_v1(&s), None), samples);
+        let col = encode_timestamps(&s.iter().map(|s| s.timestamp_ms).collect::<Vec<_>>());
+        let ts = decode_timestamps(&col).expect("column decodes");
+        let values = seal_values(&s);
+        assert!(needs_timestamps(&values) && !needs_timestamps(&data));
+        assert_eq!(decoded(&values, Some(&ts)), samples);
+        if !samples.is_empty() {
+            assert_eq!(
+                decode_with_ts(&values, None, |_| true),
+                Err(ChunkError::Timestamps)
+            );
+            assert_eq!(
+                decode_with_ts(&values, Some(&ts[1..]), |_| true),
+                Err(ChunkError::Timestamps)
+            );
+        }
         data
     }
 
@@ -853,6 +1078,14 @@ mod tests {
         }
         assert_eq!(
             decode_with(&[0, 0, 9, 1], |_| true),
+            Err(ChunkError::UnknownEncoding(9))
+        );
+        let col = encode_timestamps(&(0..50).map(|i| i * 1000 + i % 7).collect::<Vec<_>>());
+        for cut in 0..col.len() {
+            assert!(decode_timestamps(&col[..cut]).is_err(), "cut {cut}");
+        }
+        assert_eq!(
+            decode_timestamps(&[9, 0]),
             Err(ChunkError::UnknownEncoding(9))
         );
     }

@@ -9,23 +9,28 @@ use vigil_wire::{Labels, Sample};
 
 use crate::codec;
 use crate::index::SeriesId;
-use crate::{Error, SyncMode, chunk};
+use crate::{Error, SyncMode, chunk, sealed};
 
 /// Bumped when the layout changes incompatibly. Version 2 stores label
-/// sets as symbol references and may hold sealed chunks; a version-1 file
-/// is migrated on open (its series rewritten, its chunks read as they are).
-pub const FORMAT_VERSION: i64 = 2;
+/// sets as symbol references and may hold sealed chunks; version 3 adds
+/// shared timestamp columns (`timestamps`, `chunks.ts`). Older files are
+/// migrated on open: version 1's series rewritten, version 2's chunks
+/// table given its `ts` column; chunks are read as they are.
+pub const FORMAT_VERSION: i64 = 3;
 
 /// SQLite page size for new databases; existing ones keep theirs.
-const PAGE_SIZE: i64 = 32_768;
+/// Every table and index takes at least one page, and a row is kept whole
+/// on its page, so the tail a next row does not fit in is lost. Small
+/// pages favour small stores, large pages large rows; 16 KiB is the best
+/// compromise measured on `bench-ingest`'s three workloads (FORMAT.md).
+/// Compaction keeps chunks under half a page.
+const PAGE_SIZE: i64 = 16_384;
 
 pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     // Set before auto_vacuum: SQLite fixes the page size as soon as the
-    // auto_vacuum setting is applied to a new file. Chunk rows are ~1-1.5
-    // KiB; the tail of each page that cannot hold one more row is wasted,
-    // about a tenth of the file on 4 KiB pages, a fiftieth on 32 KiB pages.
+    // auto_vacuum setting is applied to a new file.
     conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     // auto_vacuum only takes effect before the first table is created; it
     // lets size-based retention hand freed pages back to the file system.
@@ -47,7 +52,7 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
     // keeping its high-water size.
     conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, labels BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS symbols (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS chunks (
@@ -56,22 +61,32 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
              min_t INTEGER NOT NULL,
              max_t INTEGER NOT NULL,
              n INTEGER NOT NULL,
-             data BLOB NOT NULL
+             data BLOB NOT NULL,
+             ts INTEGER
          );
          CREATE UNIQUE INDEX IF NOT EXISTS chunks_by_series ON chunks (series_id, max_t, min_t);
          DROP INDEX IF EXISTS chunks_by_max_t;
+         CREATE TABLE IF NOT EXISTS timestamps (
+             id INTEGER PRIMARY KEY,
+             refs INTEGER NOT NULL,
+             data BLOB NOT NULL
+         );
          CREATE TABLE IF NOT EXISTS wal (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS metadata (
              metric TEXT PRIMARY KEY,
              type TEXT NOT NULL,
              help TEXT NOT NULL,
              unit TEXT NOT NULL
-         );",
+         ) WITHOUT ROWID;",
     )?;
     match kv_get(&conn, "format_version")? {
         None => kv_set(&conn, "format_version", FORMAT_VERSION)?,
         Some(FORMAT_VERSION) => {}
-        Some(1) => migrate_v1(&conn)?,
+        Some(1) => {
+            migrate_v1(&conn)?;
+            migrate_v2(&conn)?;
+        }
+        Some(2) => migrate_v2(&conn)?,
         Some(v) => {
             return Err(Error::Corrupt {
                 what: "database".into(),
@@ -136,7 +151,7 @@ fn migrate_v1(conn: &Connection) -> Result<(), Error> {
                 ins.execute(params![id, text])?;
             }
         }
-        kv_set(conn, "format_version", FORMAT_VERSION)?;
+        kv_set(conn, "format_version", 2)?;
         Ok(rows.len())
     })();
     match res {
@@ -147,6 +162,36 @@ fn migrate_v1(conn: &Connection) -> Result<(), Error> {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "tsdb migrated from format 1 to 2 (label symbol table)"
             );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Format 3 lets a chunk refer to a shared timestamp column: format 2's
+/// chunks table gains the (empty) `ts` column, in one transaction with the
+/// version bump. Its chunks all carry their own timestamps and read as
+/// they are.
+fn migrate_v2(conn: &Connection) -> Result<(), Error> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let res = (|| -> Result<(), Error> {
+        let has_ts = {
+            let mut stmt =
+                conn.prepare("SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'ts'")?;
+            stmt.exists([])?
+        };
+        if !has_ts {
+            conn.execute_batch("ALTER TABLE chunks ADD COLUMN ts INTEGER")?;
+        }
+        kv_set(conn, "format_version", FORMAT_VERSION)
+    })();
+    match res {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            tracing::info!("tsdb migrated from format 2 to 3 (shared timestamp columns)");
             Ok(())
         }
         Err(e) => {
@@ -231,7 +276,8 @@ impl ChunkTotals {
 
     fn count(conn: &Connection) -> Result<Self, Error> {
         Ok(conn.query_row(
-            "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(sum(n), 0) FROM chunks",
+            "SELECT count(*), coalesce(sum(length(data)), 0) \
+                 + (SELECT coalesce(sum(length(data)), 0) FROM timestamps), coalesce(sum(n), 0) FROM chunks",
             [],
             |r| {
                 Ok(Self {
@@ -265,12 +311,18 @@ pub fn load_bounds(conn: &Connection) -> Result<Vec<StoredBounds>, Error> {
     drop(rows);
     // The newest stored value, for duplicate detection after a restart.
     let mut last = conn.prepare_cached(
-        "SELECT data FROM chunks WHERE series_id = ?1 ORDER BY max_t DESC LIMIT 1",
+        "SELECT c.data, t.data FROM chunks c LEFT JOIN timestamps t ON t.id = c.ts \
+         WHERE c.series_id = ?1 ORDER BY c.max_t DESC LIMIT 1",
     )?;
     for b in &mut out {
-        let data: Vec<u8> = last.query_row([b.id], |r| r.get(0))?;
-        let samples =
-            chunk::decode(&data).map_err(|e| corrupt(format!("chunk of series {}", b.id), e))?;
+        let (data, ts): (Vec<u8>, Option<Vec<u8>>) =
+            last.query_row([b.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let what = || format!("chunk of series {}", b.id);
+        let ts = ts
+            .map(|t| sealed::decode_timestamps(&t))
+            .transpose()
+            .map_err(|e| corrupt(what(), e))?;
+        let samples = chunk::decode_ts(&data, ts.as_deref()).map_err(|e| corrupt(what(), e))?;
         let newest = samples
             .last()
             .ok_or_else(|| corrupt(format!("chunk of series {}", b.id), "empty chunk"))?;
@@ -296,13 +348,16 @@ pub fn read_samples(
     out: &mut Vec<Sample>,
 ) -> Result<(), Error> {
     let mut stmt = conn.prepare_cached(
-        "SELECT data FROM chunks WHERE series_id = ?1 AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t",
+        "SELECT c.data, t.data FROM chunks c LEFT JOIN timestamps t ON t.id = c.ts \
+         WHERE c.series_id = ?1 AND c.max_t >= ?2 AND c.min_t <= ?3 ORDER BY c.max_t",
     )?;
     let mut rows = stmt.query(params![id, start, end])?;
     while let Some(row) = rows.next()? {
+        let what = || format!("chunk of series {id}");
         let data = blob(row, 0)?;
-        chunk::decode_range(data, start, end, out)
-            .map_err(|e| corrupt(format!("chunk of series {id}"), e))?;
+        let ts = ts_column(row, 1).map_err(|e| corrupt(what(), e))?;
+        chunk::decode_range_ts(data, ts.as_deref(), start, end, out)
+            .map_err(|e| corrupt(what(), e))?;
     }
     Ok(())
 }
@@ -310,7 +365,8 @@ pub fn read_samples(
 /// Whether `id` has a stored sample with `start <= t <= end`.
 pub fn any_sample(conn: &Connection, id: SeriesId, start: i64, end: i64) -> Result<bool, Error> {
     let mut stmt = conn.prepare_cached(
-        "SELECT min_t, max_t, data FROM chunks WHERE series_id = ?1 AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t",
+        "SELECT c.min_t, c.max_t, c.data, t.data FROM chunks c LEFT JOIN timestamps t ON t.id = c.ts \
+         WHERE c.series_id = ?1 AND c.max_t >= ?2 AND c.min_t <= ?3 ORDER BY c.max_t",
     )?;
     let mut rows = stmt.query(params![id, start, end])?;
     while let Some(row) = rows.next()? {
@@ -319,9 +375,11 @@ pub fn any_sample(conn: &Connection, id: SeriesId, start: i64, end: i64) -> Resu
         if (start..=end).contains(&lo) || (start..=end).contains(&hi) {
             return Ok(true);
         }
+        let what = || format!("chunk of series {id}");
         let data = blob(row, 2)?;
-        if chunk::any_in_range(data, start, end)
-            .map_err(|e| corrupt(format!("chunk of series {id}"), e))?
+        let ts = ts_column(row, 3).map_err(|e| corrupt(what(), e))?;
+        if chunk::any_in_range_ts(data, ts.as_deref(), start, end)
+            .map_err(|e| corrupt(what(), e))?
         {
             return Ok(true);
         }
@@ -356,6 +414,54 @@ pub fn corrupt(what: String, reason: impl std::fmt::Display) -> Error {
         what,
         reason: reason.to_string(),
     }
+}
+
+/// The decoded timestamp column in a row's column `idx` (`None` when NULL:
+/// the chunk has its own timestamps).
+pub fn ts_column(row: &Row<'_>, idx: usize) -> Result<Option<Vec<i64>>, Error> {
+    match row.get_ref(idx)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        v => {
+            let b = v
+                .as_blob()
+                .map_err(|e| corrupt(format!("column {idx}"), e))?;
+            Ok(Some(
+                sealed::decode_timestamps(b).map_err(|e| corrupt("timestamp column".into(), e))?,
+            ))
+        }
+    }
+}
+
+/// Stores a new timestamp column with one reference; returns its id.
+pub fn ts_insert(conn: &Connection, data: &[u8]) -> Result<i64, Error> {
+    conn.prepare_cached("INSERT INTO timestamps (refs, data) VALUES (1, ?1)")?
+        .execute([data])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The bytes of timestamp column `id`, if it exists.
+pub fn ts_data(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT data FROM timestamps WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Adds `delta` references to column `id`, deleting it when none remain;
+/// returns the bytes freed (0 when it stays).
+pub fn ts_refs(conn: &Connection, id: i64, delta: i64) -> Result<u64, Error> {
+    conn.prepare_cached("UPDATE timestamps SET refs = refs + ?2 WHERE id = ?1")?
+        .execute(params![id, delta])?;
+    if delta >= 0 {
+        return Ok(0);
+    }
+    let freed: Option<i64> = conn
+        .prepare_cached(
+            "DELETE FROM timestamps WHERE id = ?1 AND refs <= 0 RETURNING length(data)",
+        )?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(freed.unwrap_or(0).max(0) as u64)
 }
 
 /// A BLOB column borrowed from a row; any other type means a damaged row.

@@ -138,6 +138,11 @@ pub struct Writer {
     pub max_t_seen: i64,
     /// Label strings already in the `symbols` table.
     pub symbols: codec::Symbols,
+    /// Timestamp columns new sealed chunks may share.
+    pub columns: crate::columns::Columns,
+    /// Compaction's bound on a merged chunk's bytes: half the database's
+    /// page size.
+    pub compact_max_bytes: usize,
 }
 
 struct AppendReq {
@@ -553,9 +558,9 @@ impl Writer {
                 // Pages left half-empty are refilled by later inserts, so
                 // one pass per call is enough; the next call trims again if
                 // needed.
-                // Rows are appended as heads are cut, so rowid order is
-                // close to time order: the k-th row's end time is a good
-                // enough cutoff, found without an index on max_t.
+                // The cutoff is the k-th oldest chunk end, sorted from the
+                // `chunks_by_series` index alone (row id order is not time
+                // order: compaction appends merged chunks series by series).
                 // As many average-sized chunks as there are bytes over the
                 // limit: sized by the chunks alone, not by the whole file,
                 // whose fixed part (schema, index, series) deleting chunks
@@ -564,7 +569,7 @@ impl Writer {
                 let mean_chunk = chunk_bytes as f64 / count as f64;
                 let k = (((used - max_bytes) as f64 / mean_chunk).ceil() as u64).clamp(1, count);
                 let t: i64 = self.conn.query_row(
-                    "SELECT max_t FROM chunks ORDER BY id LIMIT 1 OFFSET ?1",
+                    "SELECT max_t FROM chunks ORDER BY max_t LIMIT 1 OFFSET ?1",
                     [(k - 1) as i64],
                     |r| r.get(0),
                 )?;
@@ -643,19 +648,30 @@ impl Writer {
                 "SELECT count(*), coalesce(sum(length(data)), 0), coalesce(sum(n), 0) \
                  FROM chunks WHERE series_id = ?1 AND max_t < ?2",
             )?;
-            let mut delete =
-                tx.prepare_cached("DELETE FROM chunks WHERE series_id = ?1 AND max_t < ?2")?;
+            let mut delete = tx.prepare_cached(
+                "DELETE FROM chunks WHERE series_id = ?1 AND max_t < ?2 RETURNING ts",
+            )?;
+            // References dropped per shared timestamp column.
+            let mut released: HashMap<i64, i64> = HashMap::new();
             for id in candidates {
                 let (c, b, n): (i64, i64, i64) = measure
                     .query_row(params![id as i64, cutoff], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                     })?;
                 if c > 0 {
-                    delete.execute(params![id as i64, cutoff])?;
+                    let mut rows = delete.query(params![id as i64, cutoff])?;
+                    while let Some(r) = rows.next()? {
+                        if let Some(ts) = r.get::<_, Option<i64>>(0)? {
+                            *released.entry(ts).or_default() += 1;
+                        }
+                    }
                     count += c;
                     bytes += b;
                     samples += n;
                 }
+            }
+            for (ts, n) in released {
+                bytes += store::ts_refs(&tx, ts, -n)? as i64;
             }
         }
         if count == 0 {
@@ -739,98 +755,139 @@ impl Writer {
             min_t: i64,
             max_t: i64,
             n: u32,
-            len: u64,
             data: Vec<u8>,
+            ts: Option<Vec<i64>>,
         }
         let rows: Vec<Row> = {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, min_t, max_t, n, data FROM chunks \
-                 WHERE series_id = ?1 AND max_t >= ?2 AND max_t < ?3 ORDER BY max_t",
+                "SELECT c.id, c.min_t, c.max_t, c.n, c.data, t.data \
+                 FROM chunks c LEFT JOIN timestamps t ON t.id = c.ts \
+                 WHERE c.series_id = ?1 AND c.max_t >= ?2 AND c.max_t < ?3 ORDER BY c.max_t",
             )?;
             let mut q = stmt.query(params![id, from, horizon])?;
             let mut out = Vec::new();
             while let Some(r) = q.next()? {
-                let data = store::blob(r, 4)?.to_vec();
                 out.push(Row {
                     rowid: r.get(0)?,
                     min_t: r.get(1)?,
                     max_t: r.get(2)?,
                     n: r.get(3)?,
-                    len: data.len() as u64,
-                    data,
+                    data: store::blob(r, 4)?.to_vec(),
+                    ts: store::ts_column(r, 5)?,
                 });
             }
             out
         };
-        // Greedy groups of consecutive chunks within both limits (or lone
+        // Groups are also bounded in bytes (half a page, by the rows'
+        // stored sizes, which sealing only shrinks): SQLite keeps a row
+        // whole on one page, so past half a page each would leave most of
+        // the rest of its page empty.
+        let mut decoded: Vec<Vec<Sample>> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut samples = Vec::with_capacity(r.n as usize);
+            chunk::decode_range_ts(&r.data, r.ts.as_deref(), i64::MIN, i64::MAX, &mut samples)
+                .map_err(|e| store::corrupt(format!("chunk of series {id}"), e))?;
+            decoded.push(samples);
+        }
+        // Greedy groups of consecutive chunks within every limit (or lone
         // chunks, to seal, when merging is off).
         let merging = self.shared.opts.compact_max_samples > self.shared.opts.chunk_max_samples;
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
-        let mut n = 0u32;
+        let (mut n, mut bytes) = (0u32, 0usize);
         for (i, r) in rows.iter().enumerate() {
             let fits = i > start
                 && merging
                 && n as usize + r.n as usize <= self.shared.opts.compact_max_samples
+                && bytes + r.data.len() <= self.compact_max_bytes
                 && r.max_t.saturating_sub(rows[start].min_t) <= COMPACT_MAX_SPAN_MS;
             if i > start && !fits {
                 groups.push(start..i);
                 start = i;
                 n = 0;
+                bytes = 0;
             }
             n += r.n;
+            bytes += r.data.len();
         }
         if start < rows.len() {
             groups.push(start..rows.len());
         }
         let next_from = groups.last().map_or(from, |g| rows[g.start].max_t);
         // Groups of several chunks merge; a lone chunk still in the head's
-        // Gorilla encoding is sealed when that is smaller.
-        let mut merges: Vec<&std::ops::Range<usize>> = Vec::new();
-        let mut new_chunks = Vec::new();
+        // Gorilla encoding is sealed when that is smaller. Timestamps that
+        // cost more than a column reference go to a shared column.
+        struct Merge {
+            group: std::ops::Range<usize>,
+            samples: Vec<Sample>,
+            data: Vec<u8>,
+            column: Option<Vec<u8>>,
+        }
+        let mut merges: Vec<Merge> = Vec::new();
         for g in &groups {
-            let mut samples = Vec::new();
             if g.len() == 1 && crate::sealed::is_sealed(&rows[g.start].data) {
                 continue;
             }
-            for r in &rows[g.clone()] {
-                chunk::decode_range(&r.data, i64::MIN, i64::MAX, &mut samples)
-                    .map_err(|e| store::corrupt(format!("chunk of series {id}"), e))?;
-            }
-            let data = crate::sealed::seal(&samples);
+            let samples: Vec<Sample> = decoded[g.clone()].concat();
+            let ts: Vec<i64> = samples.iter().map(|s| s.timestamp_ms).collect();
+            let col = crate::sealed::encode_timestamps(&ts);
+            let (data, column) = if col.len() >= crate::columns::SHARE_MIN_BYTES {
+                (crate::sealed::seal_values(&samples), Some(col))
+            } else {
+                (crate::sealed::seal(&samples), None)
+            };
             if g.len() == 1 && data.len() >= rows[g.start].data.len() {
                 continue;
             }
-            merges.push(g);
-            new_chunks.push(CutChunk {
-                min_t: rows[g.start].min_t,
-                max_t: rows[g.end - 1].max_t,
-                n: samples.len() as u32,
-                data: Arc::from(data),
+            merges.push(Merge {
+                group: g.clone(),
+                samples,
+                data,
+                column,
             });
         }
         if merges.is_empty() {
             return Ok((0, next_from));
         }
         let (mut count, mut bytes) = (0u64, 0i64);
+        let mut new_chunks = Vec::with_capacity(merges.len());
         let tx = self.conn.transaction()?;
         {
-            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1")?;
-            // The merged chunk takes the row id of the group's first chunk,
-            // so row id order stays close to time order (size-based
-            // retention relies on it).
+            let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id = ?1 RETURNING ts")?;
+            // The merged chunk gets a new row id, after every other: rows
+            // appended at the end pack pages full, where rows put back in
+            // the middle (at the group's first row id) split pages and
+            // left a fifth of them empty. Compaction runs in data time, so
+            // row id order stays close to `max_t` order, which size-based
+            // retention relies on.
             let mut ins = tx.prepare_cached(
-                "INSERT INTO chunks (id, series_id, min_t, max_t, n, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO chunks (series_id, min_t, max_t, n, data, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for (g, c) in merges.iter().zip(&new_chunks) {
-                for r in &rows[(*g).clone()] {
-                    del.execute([r.rowid])?;
-                    bytes -= r.len as i64;
+            for m in &merges {
+                let g = m.group.clone();
+                for r in &rows[g.clone()] {
+                    let ts: Option<i64> = del.query_row([r.rowid], |row| row.get(0))?;
+                    if let Some(ts) = ts {
+                        bytes -= store::ts_refs(&tx, ts, -1)? as i64;
+                    }
+                    bytes -= r.data.len() as i64;
                 }
-                let rowid = rows[g.start].rowid;
-                ins.execute(params![rowid, id, c.min_t, c.max_t, c.n, &c.data[..]])?;
-                bytes += c.data.len() as i64;
+                let ts_id = match &m.column {
+                    Some(col) => {
+                        let (ts_id, new) = self.columns.acquire(&tx, col)?;
+                        if new {
+                            bytes += col.len() as i64;
+                        }
+                        Some(ts_id)
+                    }
+                    None => None,
+                };
+                let (min_t, max_t) = (rows[g.start].min_t, rows[g.end - 1].max_t);
+                let n = m.samples.len() as u32;
+                ins.execute(params![id, min_t, max_t, n, &m.data[..], ts_id])?;
+                bytes += m.data.len() as i64;
                 count += g.len() as u64 - 1;
+                new_chunks.push((min_t, max_t, n));
             }
         }
         let totals = {
@@ -849,15 +906,26 @@ impl Writer {
             c.chunk_bytes = totals.bytes;
         }
         // The read cache holds the newest stored chunk; if it was merged,
-        // cache the merged chunk that contains it instead.
+        // cache the merged chunk that contains it instead, with its own
+        // timestamps (the cache is read without the column).
         let mut st = self.shared.state.write();
         if let Some(s) = st.get_mut(id)
             && let Some(r) = &s.recent
-            && let Some(c) = new_chunks
+            && let Some((m, &(min_t, max_t, n))) = merges
                 .iter()
-                .find(|c| c.min_t <= r.min_t && r.max_t <= c.max_t)
+                .zip(&new_chunks)
+                .find(|(_, c)| c.0 <= r.min_t && r.max_t <= c.1)
         {
-            s.recent = Some(c.clone());
+            let data = match &m.column {
+                Some(_) => crate::sealed::seal(&m.samples),
+                None => m.data.clone(),
+            };
+            s.recent = Some(CutChunk {
+                min_t,
+                max_t,
+                n,
+                data: Arc::from(data),
+            });
         }
         Ok((count, next_from))
     }

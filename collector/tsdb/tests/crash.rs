@@ -1,7 +1,8 @@
 //! Crash safety: a child process (this test binary re-run in "writer" mode)
 //! appends batches from two threads and prints each acknowledged batch; the
 //! parent kills it with SIGKILL at varied points, reopens the store and
-//! checks that every acknowledged sample is there, bit for bit.
+//! checks that every acknowledged sample is there, bit for bit, and that
+//! every shared timestamp column is referenced exactly as often as it says.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -43,8 +44,11 @@ fn value(thread: u64, batch: u64, series: u64) -> f64 {
     }
 }
 
+/// Scrape-like timestamps, a few milliseconds of jitter, the same for
+/// every series: the flushes' compaction stores them in shared timestamp
+/// columns, so kills land in those transactions too.
 fn ts(batch: u64) -> i64 {
-    BASE_T + batch as i64 * 1_000
+    BASE_T + batch as i64 * 1_000 + (batch as i64 * 7919) % 11
 }
 
 /// Child mode: append until killed, acknowledging each batch on stdout.
@@ -100,7 +104,16 @@ fn acknowledged_samples_survive_sigkill() {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let crash_points = [(1, 0), (5, 300), (17, 0), (40, 1_500), (90, 50), (160, 0)];
+    let crash_points = [
+        (1, 0),
+        (5, 300),
+        (17, 0),
+        (40, 1_500),
+        (90, 50),
+        (160, 0),
+        (310, 700),
+        (600, 0),
+    ];
     for (i, &(acks, delay_us)) in crash_points.iter().enumerate() {
         let delay_us = delay_us + u64::from(seed.wrapping_mul(i as u32 + 1) % 700);
         let i = format!("{i} (seed {seed}, delay {delay_us} µs)");
@@ -164,6 +177,18 @@ fn acknowledged_samples_survive_sigkill() {
                 }
             }
         }
+        let conn = rusqlite::Connection::open(dir.path().join(vigil_tsdb::DB_FILE))
+            .expect("open the file");
+        let bad: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM timestamps t \
+                 WHERE refs != (SELECT count(*) FROM chunks c WHERE c.ts = t.id)",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count columns");
+        assert_eq!(bad, 0, "crash point {i}: column references disagree");
+        drop(conn);
         // The recovered store keeps working: the next batch appends cleanly.
         let next = acked.get(&0).copied().unwrap_or(0) + 5;
         let out = db

@@ -1,7 +1,8 @@
 //! A data directory written by format 1 (label strings spelled out in
 //! `series.labels`, Gorilla chunks only) opens with this build: it is
-//! migrated to format 2 on open, every sample reads back bit for bit, the
-//! wal is replayed, and the store keeps working after further restarts.
+//! migrated to format 2 and then 3 on open, every sample reads back bit
+//! for bit, the wal is replayed, and the store keeps working after further
+//! restarts.
 
 use rusqlite::{Connection, params};
 use vigil_tsdb::chunk::ChunkEncoder;
@@ -159,14 +160,14 @@ fn format_1_directory_opens_migrates_and_keeps_working() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let symbols: i64 = conn
         .query_row("SELECT count(*) FROM symbols", [], |r| r.get(0))
         .expect("symbols");
     // __name__ old_counter old_gauge job node ünï cødé node2: each once.
     assert_eq!(symbols, 8);
     drop(conn);
-    let db = Db::open(dir.path(), Options::default()).expect("reopen format 2");
+    let db = Db::open(dir.path(), Options::default()).expect("reopen format 3");
     check(&db, 40);
     let m = [Matcher::new("job", MatchOp::Equal, "node2").expect("matcher")];
     let got = db.select(&m, i64::MIN, i64::MAX).expect("select");

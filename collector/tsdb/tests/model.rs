@@ -114,6 +114,15 @@ enum Op {
         start: i64,
         len: i64,
     },
+    /// One scrape of every series at the same timestamp (as a target's
+    /// series share theirs), `(offset step, jitter ms, value index per series)`:
+    /// compaction shares such timestamps in one column.
+    Scrape {
+        offset: i64,
+        jitter: i64,
+        values: Vec<usize>,
+        advance: i64,
+    },
     Restart,
     Flush,
     Retention,
@@ -131,7 +140,19 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(sets, (start, len))| Op::LabelNames { sets, start, len }),
         1 => (0usize..4, prop::collection::vec(0usize..6, 0..3), range)
             .prop_map(|(name, sets, (start, len))| Op::LabelValues { name, sets, start, len }),
+        3 => (0i64..46, 0i64..7, prop::collection::vec(0usize..13, 5), 0i64..4)
+            .prop_map(|(offset, jitter, values, advance)| Op::Scrape { offset, jitter, values, advance }),
         1 => Just(Op::Restart),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Retention),
+    ]
+}
+
+fn scrape_heavy_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => (0i64..46, 0i64..7, prop::collection::vec(0usize..13, 5), 1i64..3)
+            .prop_map(|(offset, jitter, values, advance)| Op::Scrape { offset: 30 + offset % 5, jitter, values, advance }),
+        1 => op(),
         1 => Just(Op::Flush),
         1 => Just(Op::Retention),
     ]
@@ -230,7 +251,9 @@ fn run(ops: Vec<Op>, cache: usize) -> Result<(), TestCaseError> {
     let labels = series_labels();
     let sets = matcher_sets();
     let vals = values();
-    let mut now: i64 = 1_000;
+    // Realistic epoch milliseconds: timestamp columns then cost what real
+    // ones do, so compaction shares them (see Op::Scrape).
+    let mut now: i64 = 1_700_000_000_000;
     // Query windows are relative to `now` and clamped to the retention cutoff.
     let window = |now: i64, cutoff: i64, start: i64, len: i64| {
         let start = (now - 400 + start * 10).max(cutoff);
@@ -256,6 +279,29 @@ fn run(ops: Vec<Op>, cache: usize) -> Result<(), TestCaseError> {
                 if !model.retention_ran {
                     prop_assert_eq!(got.new_series, want.new_series);
                 }
+            }
+            Op::Scrape {
+                offset,
+                jitter,
+                values,
+                advance,
+            } => {
+                now += advance * 10;
+                let t = now - 350 + offset * 10 + jitter;
+                let batch: Vec<SeriesSamples> = labels
+                    .iter()
+                    .zip(&values)
+                    .map(|(l, &v)| SeriesSamples {
+                        labels: l.clone(),
+                        samples: vec![Sample::new(t, f64::from_bits(vals[v]))],
+                    })
+                    .collect();
+                let want = model.append(&batch, now);
+                let got = db
+                    .append(batch, now)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(got.accepted, want.accepted);
+                prop_assert_eq!(&got.rejected, &want.rejected);
             }
             Op::Select { set, start, len } => {
                 let (start, end) = window(now, model.cutoff, start, len);
@@ -372,6 +418,34 @@ fn run(ops: Vec<Op>, cache: usize) -> Result<(), TestCaseError> {
         .sum();
     let stats = db.stats();
     prop_assert_eq!(stats.chunk_samples + stats.head_samples, stored as u64);
+    drop(db);
+    check_columns(dir.path())
+}
+
+/// Every shared timestamp column is referenced by exactly `refs` chunks,
+/// and every reference names a stored column: compaction, retention and
+/// crashes between them neither leak columns nor drop used ones.
+fn check_columns(dir: &std::path::Path) -> Result<(), TestCaseError> {
+    let fail = |e: rusqlite::Error| TestCaseError::fail(e.to_string());
+    let conn = rusqlite::Connection::open(dir.join(vigil_tsdb::DB_FILE)).map_err(fail)?;
+    let bad: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM timestamps t \
+             WHERE refs != (SELECT count(*) FROM chunks c WHERE c.ts = t.id)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(fail)?;
+    prop_assert_eq!(bad, 0, "columns whose refs disagree with their chunks");
+    let dangling: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM chunks c WHERE c.ts IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM timestamps t WHERE t.id = c.ts)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(fail)?;
+    prop_assert_eq!(dangling, 0, "chunks naming a missing column");
     Ok(())
 }
 
@@ -381,5 +455,12 @@ proptest! {
     #[test]
     fn store_matches_model(ops in prop::collection::vec(op(), 1..40), cache in 0usize..3) {
         run(ops, cache)?;
+    }
+
+    /// Mostly whole-target scrapes, so series' chunks line up and share
+    /// timestamp columns through compaction, retention and restarts.
+    #[test]
+    fn scrapes_match_model(ops in prop::collection::vec(scrape_heavy_op(), 1..60)) {
+        run(ops)?;
     }
 }

@@ -19,6 +19,10 @@
 //! (adding `job`, `instance` and `up`) and writes every scrape to FILE;
 //! `--corpus FILE` replays it (timestamps shifted to end a minute ago, one
 //! sender per exporter, scrapes in order) instead of the synthetic series.
+//!
+//! `--push URL` only pushes the workload to an already running receiver's
+//! remote_write URL and prints the rate: for profiling a `vigil serve`
+//! started by hand under `valgrind --tool=callgrind` or `perf record`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -532,7 +536,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(15);
         return record_corpus(Path::new(&path), minutes);
     }
-    let flags_with_value = ["--values", "--corpus"];
+    let flags_with_value = ["--values", "--corpus", "--push"];
     let positional: Vec<&String> = args
         .iter()
         .enumerate()
@@ -584,6 +588,15 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let bodies = Arc::new(bodies);
+    if let Some(url) = arg_value(&args, "--push") {
+        let took = push_concurrent(&url, &bodies)?;
+        println!(
+            "{workload_name}: pushed in {:.2} s, {:.0} samples/s",
+            took.as_secs_f64(),
+            total as f64 / took.as_secs_f64()
+        );
+        return Ok(());
+    }
     let requests: usize = bodies.iter().map(Vec::len).sum();
     eprintln!("{requests} requests pre-encoded; pushing to Vigil");
     let dir = tempfile::tempdir().context("tempdir")?;
