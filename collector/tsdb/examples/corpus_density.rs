@@ -160,7 +160,7 @@ fn main() {
         }
         std::fs::write(format!("{dir}/raw_values.bin"), raw).expect("write");
     }
-    costly.sort_by(|a, b| b.0.cmp(&a.0));
+    costly.sort_by_key(|c| std::cmp::Reverse(c.0));
     for (b, l, v) in costly.iter().take(40) {
         println!("{b:6} {l} {v}");
     }

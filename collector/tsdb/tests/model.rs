@@ -460,7 +460,7 @@ proptest! {
     /// Mostly whole-target scrapes, so series' chunks line up and share
     /// timestamp columns through compaction, retention and restarts.
     #[test]
-    fn scrapes_match_model(ops in prop::collection::vec(scrape_heavy_op(), 1..60)) {
-        run(ops)?;
+    fn scrapes_match_model(ops in prop::collection::vec(scrape_heavy_op(), 1..60), cache in 0usize..3) {
+        run(ops, cache)?;
     }
 }

@@ -27,7 +27,10 @@ fn labels(i: usize) -> Labels {
     Labels::from_pairs([
         ("__name__", "m".to_string()),
         ("i", i.to_string()),
-        ("job", if i % 2 == 0 { "even" } else { "odd" }.to_string()),
+        (
+            "job",
+            if i.is_multiple_of(2) { "even" } else { "odd" }.to_string(),
+        ),
     ])
 }
 
