@@ -363,7 +363,8 @@ pub fn read_samples(
         return Ok(());
     }
     let mut stmt = conn.prepare_cached(
-        "SELECT min_t, max_t, data FROM chunks WHERE series_id = ?1 AND max_t >= ?2 AND min_t <= ?3 ORDER BY max_t",
+        "SELECT c.min_t, c.max_t, c.data, t.data FROM chunks c LEFT JOIN timestamps t ON t.id = c.ts \
+         WHERE c.series_id = ?1 AND c.max_t >= ?2 AND c.min_t <= ?3 ORDER BY c.max_t",
     )?;
     let mut rows = stmt.query(params![id, start, end])?;
     let mut scratch = Vec::new();
@@ -377,8 +378,17 @@ pub fn read_samples(
             Some(c) => c,
             None => {
                 scratch.clear();
-                chunk::decode_range(store::blob(row, 2)?, i64::MIN, i64::MAX, &mut scratch)
-                    .map_err(|e| store::corrupt(format!("chunk of series {id}"), e))?;
+                let what = || format!("chunk of series {id}");
+                // A sealed chunk may keep its timestamps in a shared column.
+                let ts = store::ts_column(row, 3).map_err(|e| store::corrupt(what(), e))?;
+                chunk::decode_range_ts(
+                    store::blob(row, 2)?,
+                    ts.as_deref(),
+                    i64::MIN,
+                    i64::MAX,
+                    &mut scratch,
+                )
+                .map_err(|e| store::corrupt(what(), e))?;
                 let c = Arc::new(Decoded::new(&scratch));
                 cache.insert(key, c.clone());
                 c

@@ -313,13 +313,19 @@ fn decimal_scale(v: f64) -> Option<usize> {
     None
 }
 
-/// `v` as an integer at scale `e`, if it round-trips.
+/// `v` as an integer at scale `e`, if it round-trips. The check divides
+/// the integer as the reader does: a float `m` would let `-0.0` through
+/// (it rounds to `-0.0`), which the reader's integer 0 turns into `+0.0`.
 fn scaled(v: f64, e: usize) -> Option<i64> {
     if !v.is_finite() {
         return None;
     }
     let m = (v * POW10[e]).round();
-    (m.abs() < EXACT_INT && (m / POW10[e]).to_bits() == v.to_bits()).then_some(m as i64)
+    if m.abs() >= EXACT_INT {
+        return None;
+    }
+    let m = m as i64;
+    ((m as f64 / POW10[e]).to_bits() == v.to_bits()).then_some(m)
 }
 
 /// Encodes samples (timestamps strictly increasing in the store, though
@@ -857,6 +863,29 @@ mod tests {
     use proptest::prelude::*;
 
     /// One value of every kind the store sees.
+    #[test]
+    fn repeated_negative_zero_keeps_its_sign() {
+        // A repeat is not looked at again when the scale is chosen; it must
+        // still not be stored as the integer 0.
+        let samples: Vec<Sample> = [-0.0, -0.0, 2.5, 2.5, -0.0, 1.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Sample::new(1_700_000_000_000 + i as i64 * 10, v))
+            .collect();
+        let mut got = Vec::new();
+        decode_with(&seal(&samples), |s| {
+            got.push(s);
+            true
+        })
+        .expect("decodes");
+        let bits = |s: &[Sample]| -> Vec<(i64, u64)> {
+            s.iter()
+                .map(|s| (s.timestamp_ms, s.value.to_bits()))
+                .collect()
+        };
+        assert_eq!(bits(&got), bits(&samples));
+    }
+
     fn any_value() -> impl Strategy<Value = u64> {
         prop_oneof![
             Just(vigil_wire::STALE_NAN_BITS),
