@@ -448,7 +448,9 @@ fn python_sdk_exports_to_the_agent_over_grpc_and_http_gzip() {
 #[test]
 fn a_taken_grpc_port_fails_when_configured_and_gives_way_by_default() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let taken = std::net::TcpListener::bind(("127.0.0.1", free_port())).expect("bind");
+    // Port 0: the kernel picks a port nobody holds, where a port that was
+    // free a moment ago can be taken by another test process first.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
     let addr = taken.local_addr().expect("addr");
     let cfg = dir.path().join("vigil.yml");
     std::fs::write(&cfg, format!("otlp:\n  grpc_listen: {addr}\n")).expect("config");
