@@ -37,10 +37,15 @@ fn app() -> Router {
         )
 }
 
+/// A listener the test keeps from the moment its port is chosen.
+fn local_listener() -> tokio::net::TcpListener {
+    let listener = common::bind_local();
+    listener.set_nonblocking(true).expect("non-blocking");
+    tokio::net::TcpListener::from_std(listener).expect("tokio listener")
+}
+
 async fn serve_http() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
-        .await
-        .expect("bind HTTP server");
+    let listener = local_listener();
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app()).await });
     addr
@@ -49,9 +54,7 @@ async fn serve_http() -> SocketAddr {
 async fn serve_https(dir: &Path) -> SocketAddr {
     let tls = vigil_tls::server_config(&dir.join("server.pem"), &dir.join("server.key"), None)
         .expect("server TLS config");
-    let tcp = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
-        .await
-        .expect("bind HTTPS server");
+    let tcp = local_listener();
     let addr = tcp.local_addr().expect("addr");
     let listener = vigil_tls::TlsListener::new(tcp, tls).expect("TLS listener");
     tokio::spawn(async move { axum::serve(listener, app()).await });

@@ -58,7 +58,7 @@ pub mod stub;
 /// An HTTP receiver keeping the webhook payloads posted to it.
 pub mod webhook;
 
-pub use ports::free_port;
+pub use ports::{bind_local, free_port};
 pub use webhook::webhook_receiver;
 
 /// A child process killed when dropped.

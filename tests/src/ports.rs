@@ -18,8 +18,16 @@ const SPAN: u32 = 12_000;
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A TCP port on 127.0.0.1 that was free a moment ago and lies outside the
-/// kernel's ephemeral range.
+/// kernel's ephemeral range. For a server in the test process itself use
+/// [`bind_local`]: between releasing this port and binding it again another
+/// test process can take it.
 pub fn free_port() -> u16 {
+    bind_local().local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+/// A listener on 127.0.0.1, bound outside the ephemeral range and kept: no
+/// other process can take its port between choosing and binding.
+pub fn bind_local() -> TcpListener {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -33,15 +41,12 @@ pub fn free_port() -> u16 {
         let Ok(port) = u16::try_from(port) else {
             continue;
         };
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener;
         }
     }
     // Everything below the ephemeral range is taken: fall back to the kernel.
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0").expect("bind any port on 127.0.0.1")
 }
 
 #[cfg(test)]

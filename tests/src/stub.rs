@@ -4,7 +4,6 @@
 //! scrape target's `/metrics` or an HTTP service-discovery endpoint.
 
 use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,8 +27,8 @@ pub struct Stub {
 impl Stub {
     /// Starts a stub answering `200` with `content_type` and `body`.
     pub fn start(content_type: &str, body: &str) -> Stub {
-        let port = crate::free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the stub port");
+        let listener = crate::bind_local();
+        let port = listener.local_addr().expect("stub port").port();
         let stub = Stub {
             port,
             hits: Arc::new(AtomicU64::new(0)),

@@ -3,7 +3,6 @@
 //! receivers get them.
 
 use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,8 +11,8 @@ use serde_json::Value;
 /// An HTTP server on 127.0.0.1 recording the JSON bodies posted to it (the
 /// Alertmanager webhook format).
 pub fn webhook_receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
-    let port = crate::free_port();
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the webhook port");
+    let listener = crate::bind_local();
+    let port = listener.local_addr().expect("webhook port").port();
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let sink = bodies.clone();
     std::thread::spawn(move || {

@@ -9,18 +9,19 @@
 //! deploy/agent.example.yaml does) so its self-metrics reach the store.
 
 use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use vigil_e2e::{Collector, Proc, binary, free_port, wait_ready, webhook_receiver, workspace_root};
+use vigil_e2e::{
+    Collector, Proc, binary, bind_local, free_port, wait_ready, webhook_receiver, workspace_root,
+};
 
 /// An HTTP server on 127.0.0.1 answering every request with 500; counts them.
 fn failing_receiver() -> (u16, Arc<AtomicUsize>) {
-    let port = free_port();
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    let listener = bind_local();
+    let port = listener.local_addr().expect("port").port();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     std::thread::spawn(move || {

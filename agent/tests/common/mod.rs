@@ -117,7 +117,9 @@ impl Receiver {
 /// A free TCP port on 127.0.0.1 (bound and released).
 #[path = "../../../tests/src/ports.rs"]
 mod ports;
-pub use ports::free_port;
+// Not every test binary that includes this module binds a listener itself.
+#[allow(unused_imports)]
+pub use ports::{bind_local, free_port};
 
 /// The agent binary running as a child process.
 pub struct AgentProc {

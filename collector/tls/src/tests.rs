@@ -19,8 +19,10 @@ use certs::{CLIENT_EXT, SERVER_EXT, make_ca, make_leaf};
 
 /// Serves one echo connection per handshake; returns the port.
 async fn echo_server(config: Arc<rustls::ServerConfig>) -> u16 {
-    let port = ports::free_port();
-    let tcp = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+    let std_listener = ports::bind_local();
+    let port = std_listener.local_addr().expect("port").port();
+    std_listener.set_nonblocking(true).expect("non-blocking");
+    let tcp = TcpListener::from_std(std_listener).expect("tokio listener");
     let mut listener = TlsListener::new(tcp, config).expect("listener");
     tokio::spawn(async move {
         loop {
