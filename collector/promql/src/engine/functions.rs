@@ -210,6 +210,14 @@ trait Fold: Default + Copy {
         }
         f.value()
     }
+
+    /// Pushes the first samples of [`LANES`] windows of at least `common`
+    /// samples into `st` (fresh folds) faster than one [`Fold::push`] at a
+    /// time, with the same arithmetic, and answers how many it pushed (the
+    /// caller pushes the rest one by one). The default pushes none.
+    fn push_prefix(_st: &mut [Self; LANES], _group: &[&[Sample]], _common: usize) -> usize {
+        0
+    }
 }
 
 /// `avg_over_time`: incremental mean (no overflow for huge values) with
@@ -242,6 +250,53 @@ impl Fold for Avg {
         } else {
             self.mean + self.c
         }
+    }
+
+    /// [`Avg::push`] for [`LANES`] windows side by side while every mean is
+    /// finite, laid out lane by lane (the count is the same in every lane)
+    /// and with both sides of [`kahan_inc`]'s choice computed and one
+    /// selected, so the compiler turns the lanes into vector divisions
+    /// instead of a branchy scalar chain. Every lane's operations and their
+    /// order are [`Avg::push`]'s, so the answer is bit for bit the same.
+    /// Stops before the first sample that finds an infinite mean: that
+    /// case goes through [`Avg::push`].
+    fn push_prefix(st: &mut [Self; LANES], group: &[&[Sample]], common: usize) -> usize {
+        let mut mean = [0.0f64; LANES];
+        let mut c = [0.0f64; LANES];
+        let mut count = 0.0f64;
+        let mut i = 0;
+        while i < common {
+            if mean.iter().any(|m| m.is_infinite()) {
+                break;
+            }
+            count += 1.0;
+            let mut v = [0.0f64; LANES];
+            for (x, w) in v.iter_mut().zip(group) {
+                *x = w[i].value;
+            }
+            for l in 0..LANES {
+                let inc = v[l] / count - mean[l] / count;
+                let t = mean[l] + inc;
+                let big = (mean[l] - t) + inc;
+                let small = (inc - t) + mean[l];
+                let d = if mean[l].abs() >= inc.abs() {
+                    big
+                } else {
+                    small
+                };
+                c[l] = if t.is_infinite() { 0.0 } else { c[l] + d };
+                mean[l] = t;
+            }
+            i += 1;
+        }
+        for (l, f) in st.iter_mut().enumerate() {
+            *f = Avg {
+                mean: mean[l],
+                count,
+                c: c[l],
+            };
+        }
+        i
     }
 }
 
@@ -296,7 +351,8 @@ fn fold_lanes<F: Fold>(windows: &[&[Sample]]) -> Vec<f64> {
         }
         let mut st = [F::default(); LANES];
         let common = group.iter().map(|w| w.len()).min().unwrap_or(0);
-        for i in 0..common {
+        let done = F::push_prefix(&mut st, group, common);
+        for i in done..common {
             for (f, w) in st.iter_mut().zip(group) {
                 f.push(w[i].value);
             }
