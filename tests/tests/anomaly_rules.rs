@@ -131,6 +131,29 @@ fn spike_alerts_and_models_survive_restart() {
 
     let now = now_ms();
     push(&c, &history(now));
+    // Once pushed samples stop, each evaluation sees the last one again
+    // (PromQL lookback), and a flat line after a noisy history may itself
+    // be flagged, as an episode whose length would depend on how long a
+    // loaded machine takes to get here. So the history goes on, a noisy
+    // point a second, until the spike.
+    let stop_history = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (stop, url) = (Arc::clone(&stop_history), c.url("/api/v1/write"));
+        std::thread::spawn(move || {
+            let mut i = 600i64;
+            while !stop.load(Ordering::SeqCst) {
+                let noise = ((i * 7919) % 13) as f64 / 100.0;
+                let req = series_request(
+                    &[("__name__", "e2e_latency_seconds"), ("instance", "api:1")],
+                    &[(now_ms(), 0.2 + noise)],
+                );
+                let body = vigil_wire::remote_write::encode_write_request(&req);
+                let _ = vigil_e2e::post_remote_write(&url, body);
+                i += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
     // The detector is warmed on the stored history, so it scores at once.
     let first = wait_for("a first anomaly score", Duration::from_secs(20), || {
         scores(&c).first().copied()
@@ -138,10 +161,9 @@ fn spike_alerts_and_models_survive_restart() {
     assert!(first.1 > 0.0 && first.1 <= 1.0, "score {first:?}");
     assert_eq!(self_metric(&c, "vigil_anomaly_detectors"), 1.0);
 
-    // Once the pushed samples stop, each evaluation sees the last one again
-    // (PromQL lookback); a flat line after a noisy history may itself be
-    // flagged, so the test does not demand silence before the spike. A
-    // spike, well outside the history, scores above everything before it.
+    // A spike, well outside the history, scores above everything before it.
+    stop_history.store(true, Ordering::SeqCst);
+    feeder.join().expect("history feeder");
     let before = scores(&c).iter().map(|(_, v)| *v).fold(0.0, f64::max);
     let spike_ms = now_ms();
     push(&c, &[(spike_ms, 25.0)]);
