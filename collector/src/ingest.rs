@@ -104,29 +104,28 @@ pub async fn remote_write(
     }
     let worker = app.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let req = remote_write::decode_received_write_request(
-            &body,
-            worker.cfg.limits.max_decompressed_bytes.0 as usize,
-        )
-        .map_err(|e| Refusal::new("malformed", format!("malformed remote_write body: {e}")))?;
+        let malformed = |e| Refusal::new("malformed", format!("malformed remote_write body: {e}"));
+        let raw =
+            remote_write::decompress(&body, worker.cfg.limits.max_decompressed_bytes.0 as usize)
+                .map_err(malformed)?;
+        let mut req = remote_write::WriteRequestView::decode(&raw).map_err(malformed)?;
         // Any decoded push shows its sender alive, whatever is refused.
         worker.agents.observe(pusher, token.as_deref());
-        let metadata: Vec<(String, MetricMeta)> = req
-            .metadata
-            .iter()
+        let metadata: Vec<(String, MetricMeta)> = std::mem::take(&mut req.metadata)
+            .into_iter()
             .filter(|m| vigil_wire::labels::is_valid_metric_name(&m.metric_family_name))
             .map(|m| {
                 (
-                    m.metric_family_name.clone(),
+                    m.metric_family_name,
                     MetricMeta {
                         metric_type: MetricType::try_from(m.r#type).unwrap_or(MetricType::Unknown),
-                        help: m.help.clone(),
-                        unit: m.unit.clone(),
+                        help: m.help,
+                        unit: m.unit,
                     },
                 )
             })
             .collect();
-        let (batch, unstorable) = validate_remote_write(&worker, req)?;
+        let (batch, unstorable) = validate_remote_write(&worker, &req)?;
         Ok::<_, Refusal>((store(&worker, batch, metadata, budget), unstorable))
     })
     .await;
@@ -294,21 +293,21 @@ impl Unstorable {
     }
 }
 
-/// Takes the request by value: its label strings move into the stored
-/// label sets instead of being copied (two allocations per label per
-/// series, which a scrape-sized request with one sample per series
-/// pays per sample).
+/// Works on the borrowed view of the request: label strings are copied out
+/// of the request buffer once, after validation, with one allocation per
+/// string and one per label set (a scrape-sized request with one sample
+/// per series pays these per sample).
 fn validate_remote_write(
     app: &App,
-    req: remote_write::ReceivedWriteRequest,
+    req: &remote_write::WriteRequestView<'_>,
 ) -> Result<(Vec<SeriesSamples>, Unstorable), Refusal> {
     let limits = &app.cfg.limits;
-    if req.timeseries.len() > limits.max_series_per_request {
+    if req.series.len() > limits.max_series_per_request {
         return Err(Refusal::new(
             "too_many_series",
             format!(
                 "{} series in one request, over the limit of {}",
-                req.timeseries.len(),
+                req.series.len(),
                 limits.max_series_per_request
             ),
         ));
@@ -316,34 +315,33 @@ fn validate_remote_write(
     let label_limits = app.cfg.label_limits();
     let now = now_ms();
     let max_ts = now + app.cfg.storage.max_future.0.as_millis() as i64;
-    let mut batch = Vec::with_capacity(req.timeseries.len());
+    let mut batch = Vec::with_capacity(req.series.len());
     let mut unstorable = Unstorable::default();
-    for (i, ts) in req.timeseries.into_iter().enumerate() {
+    for (i, ts) in req.series.iter().enumerate() {
         let labels = Labels::try_from_pairs(
-            ts.labels.into_iter().map(|l| (l.name, l.value)),
+            req.labels_of(ts).iter().map(|l| (l.name, l.value)),
             &label_limits,
         )
         .map_err(|e| Refusal::new("invalid_labels", format!("series {i}: {e}")))?;
-        if !ts.histograms.is_empty() {
-            unstorable.native_histograms(&labels, ts.histograms.len() as u64);
+        if ts.histograms > 0 {
+            unstorable.native_histograms(&labels, ts.histograms as u64);
         }
-        if !ts.exemplars.is_empty() {
-            unstorable.exemplar(&labels, ts.exemplars.len() as u64);
+        if ts.exemplars > 0 {
+            unstorable.exemplar(&labels, ts.exemplars as u64);
         }
-        if ts.samples.is_empty() {
+        let samples = req.samples_of(ts);
+        if samples.is_empty() {
             continue;
         }
-        let mut samples: Vec<Sample> = ts
-            .samples
-            .iter()
-            .map(|s| Sample::new(s.timestamp, s.value))
-            .collect();
         if let Some(s) = samples.iter().find(|s| s.timestamp_ms > max_ts) {
             return Err(future_refusal(&labels, s.timestamp_ms, now));
         }
+        let mut samples = samples.to_vec();
         // Senders order samples per series; sort defensively so that a
         // reordered batch is not mistaken for out-of-order data.
-        samples.sort_by_key(|s| s.timestamp_ms);
+        if !samples.is_sorted_by_key(|s| s.timestamp_ms) {
+            samples.sort_by_key(|s| s.timestamp_ms);
+        }
         batch.push(SeriesSamples { labels, samples });
     }
     Ok((batch, unstorable))

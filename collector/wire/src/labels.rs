@@ -127,32 +127,45 @@ impl Labels {
 
     /// Builds and validates a label set as an ingest path must: names valid,
     /// no duplicates, a valid metric name, within `limits`.
-    pub fn try_from_pairs(
-        pairs: impl IntoIterator<Item = (String, String)>,
+    ///
+    /// Takes owned strings (moved in) or borrowed ones (copied only once
+    /// valid, e.g. slices of a remote_write request buffer).
+    pub fn try_from_pairs<N, V>(
+        pairs: impl IntoIterator<Item = (N, V)>,
         limits: &LabelLimits,
-    ) -> Result<Self, LabelError> {
-        let mut v: Vec<Label> = Vec::new();
+    ) -> Result<Self, LabelError>
+    where
+        N: AsRef<str> + Into<String>,
+        V: AsRef<str> + Into<String>,
+    {
+        let pairs = pairs.into_iter();
+        let mut v: Vec<Label> = Vec::with_capacity(pairs.size_hint().0);
         for (name, value) in pairs {
-            if name.len() > limits.max_name_len {
+            let (n, val) = (name.as_ref(), value.as_ref());
+            if n.len() > limits.max_name_len {
                 return Err(LabelError::NameTooLong {
-                    len: name.len(),
-                    name,
+                    len: n.len(),
+                    name: name.into(),
                     limit: limits.max_name_len,
                 });
             }
-            if value.len() > limits.max_value_len {
+            if val.len() > limits.max_value_len {
                 return Err(LabelError::ValueTooLong {
-                    len: value.len(),
-                    name,
+                    len: val.len(),
+                    name: name.into(),
                     limit: limits.max_value_len,
                 });
             }
-            if name != METRIC_NAME_LABEL && !is_valid_label_name(&name) {
-                return Err(LabelError::InvalidName(name));
+            if n != METRIC_NAME_LABEL && !is_valid_label_name(n) {
+                return Err(LabelError::InvalidName(name.into()));
             }
             v.push(Label::new(name, value));
         }
-        v.sort_by(|a, b| a.name.cmp(&b.name));
+        // Senders write labels sorted (Prometheus does); checking first
+        // spares the sort on the common path.
+        if !v.is_sorted_by(|a, b| a.name <= b.name) {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         for w in v.windows(2) {
             if w[0].name == w[1].name {
                 return Err(LabelError::Duplicate(w[0].name.clone()));

@@ -202,6 +202,9 @@ pub enum DecodeError {
     TooLarge { len: usize, limit: usize },
     #[error("protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    /// What the borrowing decoder ([`WriteRequestView`]) finds wrong itself.
+    #[error("protobuf: {0}")]
+    Malformed(&'static str),
 }
 
 /// Decodes a snappy-block-compressed `WriteRequest`, refusing bodies that
@@ -226,6 +229,14 @@ fn decode_message<M: Message + Default>(
     body: &[u8],
     max_decompressed: usize,
 ) -> Result<M, DecodeError> {
+    let raw = decompress(body, max_decompressed)?;
+    Ok(M::decode(raw.as_slice())?)
+}
+
+/// Decompresses a snappy-block body, refusing one that would decompress
+/// past `max_decompressed` bytes before allocating it. The result is what
+/// [`WriteRequestView::decode`] borrows from.
+pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, DecodeError> {
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > max_decompressed {
         return Err(DecodeError::TooLarge {
@@ -233,10 +244,177 @@ fn decode_message<M: Message + Default>(
             limit: max_decompressed,
         });
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    Ok(M::decode(raw.as_slice())?)
+        .map_err(|e| DecodeError::Snappy(e.to_string()))
+}
+
+/// One label of a [`WriteRequestView`], borrowed from the request buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelRef<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// One series of a [`WriteRequestView`]: ranges into its flat `labels` and
+/// `samples`, and how many exemplars and native histograms it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesView {
+    pub labels: std::ops::Range<usize>,
+    pub samples: std::ops::Range<usize>,
+    pub exemplars: usize,
+    pub histograms: usize,
+}
+
+/// A [`ReceivedWriteRequest`] decoded without copying: label strings are
+/// slices of the decompressed buffer, and labels and samples of all series
+/// sit in two flat vectors. The ingest path builds owned label sets from it
+/// only after validating, with exactly one allocation per string and per
+/// label set, instead of prost's growing vectors per series and the copies
+/// validation used to make. Exemplars and native histograms are decoded
+/// (so a malformed one still refuses the request, as with prost) and
+/// counted, not kept: the receiver refuses them by name.
+#[derive(Debug, Default, PartialEq)]
+pub struct WriteRequestView<'a> {
+    pub series: Vec<SeriesView>,
+    pub labels: Vec<LabelRef<'a>>,
+    pub samples: Vec<crate::Sample>,
+    pub metadata: Vec<MetricMetadata>,
+}
+
+impl<'a> WriteRequestView<'a> {
+    /// Decodes a protobuf `WriteRequest` (already decompressed).
+    pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut out = Self::default();
+        let mut b = buf;
+        while !b.is_empty() {
+            let (tag, wt) = prost::encoding::decode_key(&mut b)?;
+            match tag {
+                1 => {
+                    let ts = take_message(&mut b, wt)?;
+                    out.decode_series(ts)?;
+                }
+                3 => {
+                    let m = take_message(&mut b, wt)?;
+                    out.metadata.push(MetricMetadata::decode(m)?);
+                }
+                _ => skip(&mut b, tag, wt)?,
+            }
+        }
+        Ok(out)
+    }
+
+    fn decode_series(&mut self, mut b: &'a [u8]) -> Result<(), DecodeError> {
+        let (labels_from, samples_from) = (self.labels.len(), self.samples.len());
+        let (mut exemplars, mut histograms) = (0, 0);
+        while !b.is_empty() {
+            let (tag, wt) = prost::encoding::decode_key(&mut b)?;
+            match tag {
+                1 => {
+                    let l = take_message(&mut b, wt)?;
+                    self.labels.push(decode_label(l)?);
+                }
+                2 => {
+                    let s = take_message(&mut b, wt)?;
+                    self.samples.push(decode_sample(s)?);
+                }
+                3 => {
+                    Exemplar::decode(take_message(&mut b, wt)?)?;
+                    exemplars += 1;
+                }
+                4 => {
+                    Histogram::decode(take_message(&mut b, wt)?)?;
+                    histograms += 1;
+                }
+                _ => skip(&mut b, tag, wt)?,
+            }
+        }
+        self.series.push(SeriesView {
+            labels: labels_from..self.labels.len(),
+            samples: samples_from..self.samples.len(),
+            exemplars,
+            histograms,
+        });
+        Ok(())
+    }
+
+    /// The labels of one series, in the order the sender wrote them.
+    pub fn labels_of(&self, s: &SeriesView) -> &[LabelRef<'a>] {
+        &self.labels[s.labels.clone()]
+    }
+
+    /// The samples of one series, in the order the sender wrote them.
+    pub fn samples_of(&self, s: &SeriesView) -> &[crate::Sample] {
+        &self.samples[s.samples.clone()]
+    }
+}
+
+/// Reads a length-delimited field's bytes, checking the wire type as prost
+/// does for a message or string field.
+fn take_message<'a>(
+    b: &mut &'a [u8],
+    wt: prost::encoding::WireType,
+) -> Result<&'a [u8], DecodeError> {
+    prost::encoding::check_wire_type(prost::encoding::WireType::LengthDelimited, wt)?;
+    let len = prost::encoding::decode_varint(b)?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&l| l <= b.len())
+        .ok_or(DecodeError::Malformed("buffer underflow"))?;
+    let (field, rest) = b.split_at(len);
+    *b = rest;
+    Ok(field)
+}
+
+fn skip(b: &mut &[u8], tag: u32, wt: prost::encoding::WireType) -> Result<(), DecodeError> {
+    prost::encoding::skip_field(wt, tag, b, prost::encoding::DecodeContext::default())?;
+    Ok(())
+}
+
+fn take_str<'a>(b: &mut &'a [u8], wt: prost::encoding::WireType) -> Result<&'a str, DecodeError> {
+    let bytes = take_message(b, wt)?;
+    std::str::from_utf8(bytes)
+        .map_err(|_| DecodeError::Malformed("invalid string value: data is not UTF-8 encoded"))
+}
+
+fn decode_label(mut b: &[u8]) -> Result<LabelRef<'_>, DecodeError> {
+    let mut l = LabelRef {
+        name: "",
+        value: "",
+    };
+    while !b.is_empty() {
+        let (tag, wt) = prost::encoding::decode_key(&mut b)?;
+        match tag {
+            1 => l.name = take_str(&mut b, wt)?,
+            2 => l.value = take_str(&mut b, wt)?,
+            _ => skip(&mut b, tag, wt)?,
+        }
+    }
+    Ok(l)
+}
+
+fn decode_sample(mut b: &[u8]) -> Result<crate::Sample, DecodeError> {
+    use prost::bytes::Buf as _;
+    use prost::encoding::WireType;
+    let mut s = crate::Sample::new(0, 0.0);
+    while !b.is_empty() {
+        let (tag, wt) = prost::encoding::decode_key(&mut b)?;
+        match tag {
+            1 => {
+                prost::encoding::check_wire_type(WireType::SixtyFourBit, wt)?;
+                if b.len() < 8 {
+                    return Err(DecodeError::Malformed("buffer underflow"));
+                }
+                s.value = b.get_f64_le();
+            }
+            2 => {
+                prost::encoding::check_wire_type(WireType::Varint, wt)?;
+                s.timestamp_ms = prost::encoding::decode_varint(&mut b)? as i64;
+            }
+            _ => skip(&mut b, tag, wt)?,
+        }
+    }
+    Ok(s)
 }
 
 /// Encodes a `WriteRequest` as protobuf in the snappy block format.
@@ -362,7 +540,104 @@ mod tests {
         ));
     }
 
+    /// The view holds what prost decodes, series by series.
+    fn assert_view_matches(raw: &[u8]) {
+        let view = WriteRequestView::decode(raw);
+        let owned = ReceivedWriteRequest::decode(raw);
+        let (view, owned) = match (view, owned) {
+            (Ok(v), Ok(o)) => (v, o),
+            (Err(_), Err(_)) => return,
+            (v, o) => panic!("view {v:?} but prost {o:?}"),
+        };
+        assert_eq!(view.series.len(), owned.timeseries.len());
+        assert_eq!(view.metadata, owned.metadata);
+        for (s, ts) in view.series.iter().zip(&owned.timeseries) {
+            let labels: Vec<(&str, &str)> = view
+                .labels_of(s)
+                .iter()
+                .map(|l| (l.name, l.value))
+                .collect();
+            let want: Vec<(&str, &str)> = ts
+                .labels
+                .iter()
+                .map(|l| (l.name.as_str(), l.value.as_str()))
+                .collect();
+            assert_eq!(labels, want);
+            let samples: Vec<(i64, u64)> = view
+                .samples_of(s)
+                .iter()
+                .map(|x| (x.timestamp_ms, x.value.to_bits()))
+                .collect();
+            let want: Vec<(i64, u64)> = ts
+                .samples
+                .iter()
+                .map(|x| (x.timestamp, x.value.to_bits()))
+                .collect();
+            assert_eq!(samples, want);
+            assert_eq!(s.exemplars, ts.exemplars.len());
+            assert_eq!(s.histograms, ts.histograms.len());
+        }
+    }
+
+    #[test]
+    fn view_decodes_what_prost_decodes() {
+        let mut req = ReceivedWriteRequest {
+            timeseries: vec![],
+            metadata: sample_request().metadata,
+        };
+        for i in 0..3 {
+            req.timeseries.push(ReceivedTimeSeries {
+                labels: vec![
+                    Label {
+                        name: "__name__".into(),
+                        value: format!("m{i}"),
+                    },
+                    Label {
+                        name: "job".into(),
+                        value: "nodé".into(),
+                    },
+                ],
+                samples: (0..i)
+                    .map(|k| Sample {
+                        value: -1.5 * k as f64,
+                        timestamp: -7 + k,
+                    })
+                    .collect(),
+                exemplars: (0..i)
+                    .map(|k| Exemplar {
+                        labels: vec![],
+                        value: 1.0,
+                        timestamp: k,
+                    })
+                    .collect(),
+                histograms: vec![Histogram::default(); i as usize],
+            });
+        }
+        let raw = req.encode_to_vec();
+        assert_view_matches(&raw);
+        let view = WriteRequestView::decode(&raw).expect("decodes");
+        assert_eq!(view.labels_of(&view.series[2])[1].value, "nodé");
+        assert_eq!(view.samples_of(&view.series[2])[1].timestamp_ms, -6);
+        // Every truncation is refused or decoded exactly as prost does.
+        for cut in 0..raw.len() {
+            assert_view_matches(&raw[..cut]);
+        }
+    }
+
+    #[test]
+    fn view_refuses_invalid_utf8_as_prost_does() {
+        // Series { label { name: "\xff" } }.
+        let raw = [0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff];
+        assert!(ReceivedWriteRequest::decode(&raw[..]).is_err());
+        assert!(WriteRequestView::decode(&raw).is_err());
+    }
+
     proptest::proptest! {
+        #[test]
+        fn view_agrees_with_prost(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            assert_view_matches(&bytes);
+        }
+
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
             let _ = decode_write_request(&bytes, 1 << 20);
