@@ -111,6 +111,8 @@ pub async fn remote_write(
         let mut req = remote_write::WriteRequestView::decode(&raw).map_err(malformed)?;
         // Any decoded push shows its sender alive, whatever is refused.
         worker.agents.observe(pusher, token.as_deref());
+        let (batch, unstorable) = validate_remote_write(&worker, &req)?;
+        // Metadata is taken only from a request that passed validation.
         let metadata: Vec<(String, MetricMeta)> = std::mem::take(&mut req.metadata)
             .into_iter()
             .filter(|m| vigil_wire::labels::is_valid_metric_name(&m.metric_family_name))
@@ -125,7 +127,6 @@ pub async fn remote_write(
                 )
             })
             .collect();
-        let (batch, unstorable) = validate_remote_write(&worker, &req)?;
         Ok::<_, Refusal>((store(&worker, batch, metadata, budget), unstorable))
     })
     .await;
