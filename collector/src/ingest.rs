@@ -24,7 +24,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use vigil_tsdb::{AppendOutcome, Budget, MetricMeta, SeriesSamples};
+use vigil_tsdb::{AppendOutcome, Budget, MetricMeta, SeriesHint, SeriesSamples};
 use vigil_wire::exposition::{self, FamilyMetadata};
 use vigil_wire::remote_write::{self, MetricType};
 use vigil_wire::{Labels, Sample};
@@ -111,7 +111,7 @@ pub async fn remote_write(
         let mut req = remote_write::WriteRequestView::decode(&raw).map_err(malformed)?;
         // Any decoded push shows its sender alive, whatever is refused.
         worker.agents.observe(pusher, token.as_deref());
-        let (batch, unstorable) = validate_remote_write(&worker, &req)?;
+        let (batch, hints, unstorable) = validate_remote_write(&worker, &req)?;
         // Metadata is taken only from a request that passed validation.
         let metadata: Vec<(String, MetricMeta)> = std::mem::take(&mut req.metadata)
             .into_iter()
@@ -127,7 +127,7 @@ pub async fn remote_write(
                 )
             })
             .collect();
-        Ok::<_, Refusal>((store(&worker, batch, metadata, budget), unstorable))
+        Ok::<_, Refusal>((store(&worker, batch, hints, metadata, budget), unstorable))
     })
     .await;
     finish(&app, &from, result)
@@ -209,7 +209,10 @@ pub async fn import_prometheus(
                 )
             })
             .collect();
-        Ok((store(&worker, batch, metadata, budget), unstorable))
+        Ok((
+            store(&worker, batch, Vec::new(), metadata, budget),
+            unstorable,
+        ))
     })
     .await;
     finish(&app, &from, result)
@@ -294,14 +297,20 @@ impl Unstorable {
     }
 }
 
-/// Works on the borrowed view of the request: label strings are copied out
-/// of the request buffer once, after validation, with one allocation per
-/// string and one per label set (a scrape-sized request with one sample
-/// per series pays these per sample).
+/// A validated request: what to store, the writer's hints for it (one per
+/// entry), and what was refused by name.
+type Validated = (Vec<SeriesSamples>, Vec<Option<SeriesHint>>, Unstorable);
+
+/// Works on the borrowed view of the request. A series the store already
+/// holds is found by its raw labels and shares the stored label set, so a
+/// steady sender's request copies no label at all; only new series have
+/// their strings copied out of the request buffer, after validation, with
+/// one allocation per string and one per label set. The hints returned
+/// beside the batch let the writer skip its own lookup of those series.
 fn validate_remote_write(
     app: &App,
     req: &remote_write::WriteRequestView<'_>,
-) -> Result<(Vec<SeriesSamples>, Unstorable), Refusal> {
+) -> Result<Validated, Refusal> {
     let limits = &app.cfg.limits;
     if req.series.len() > limits.max_series_per_request {
         return Err(Refusal::new(
@@ -316,14 +325,25 @@ fn validate_remote_write(
     let label_limits = app.cfg.label_limits();
     let now = now_ms();
     let max_ts = now + app.cfg.storage.max_future.0.as_millis() as i64;
+    let raw = |ts| req.labels_of(ts).iter().map(|l| (l.name, l.value));
+    let mut known: Vec<Option<(SeriesHint, Labels)>> = app
+        .db
+        .find_series(|f| req.series.iter().map(|ts| f.find(raw(ts))).collect());
     let mut batch = Vec::with_capacity(req.series.len());
+    let mut hints = Vec::with_capacity(req.series.len());
     let mut unstorable = Unstorable::default();
     for (i, ts) in req.series.iter().enumerate() {
-        let labels = Labels::try_from_pairs(
-            req.labels_of(ts).iter().map(|l| (l.name, l.value)),
-            &label_limits,
-        )
-        .map_err(|e| Refusal::new("invalid_labels", format!("series {i}: {e}")))?;
+        let invalid = |e| Refusal::new("invalid_labels", format!("series {i}: {e}"));
+        let (labels, hint) = match known.get_mut(i).and_then(Option::take) {
+            Some((hint, labels)) => {
+                labels.check_limits(&label_limits).map_err(invalid)?;
+                (labels, Some(hint))
+            }
+            None => (
+                Labels::try_from_pairs(raw(ts), &label_limits).map_err(invalid)?,
+                None,
+            ),
+        };
         if ts.histograms > 0 {
             unstorable.native_histograms(&labels, ts.histograms as u64);
         }
@@ -344,8 +364,9 @@ fn validate_remote_write(
             samples.sort_by_key(|s| s.timestamp_ms);
         }
         batch.push(SeriesSamples { labels, samples });
+        hints.push(hint);
     }
-    Ok((batch, unstorable))
+    Ok((batch, hints, unstorable))
 }
 
 /// The cardinality budget of a request: see [`crate::cardinality`].
@@ -367,6 +388,7 @@ pub(crate) enum Stored {
 pub(crate) fn store(
     app: &App,
     batch: Vec<SeriesSamples>,
+    hints: Vec<Option<SeriesHint>>,
     metadata: Vec<(String, MetricMeta)>,
     budget: Budget,
 ) -> Stored {
@@ -379,7 +401,7 @@ pub(crate) fn store(
     if batch.is_empty() {
         return Stored::Ok(AppendOutcome::default(), agent);
     }
-    match app.db.append_with_budget(batch, now_ms(), budget) {
+    match app.db.append_hinted(batch, hints, now_ms(), budget) {
         Ok(outcome) => Stored::Ok(outcome, agent),
         Err(e) => Stored::Failed(e.to_string()),
     }

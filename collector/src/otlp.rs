@@ -214,7 +214,13 @@ fn export(
             SeriesSamples { labels, samples }
         })
         .collect();
-    let stored = store(app, batch, sink.metadata.into_iter().collect(), budget);
+    let stored = store(
+        app,
+        batch,
+        Vec::new(),
+        sink.metadata.into_iter().collect(),
+        budget,
+    );
     let (outcome, owner) = match stored {
         Stored::Failed(e) => {
             tracing::error!(error = %e, "append failed; OTLP request not acknowledged");

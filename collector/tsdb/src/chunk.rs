@@ -38,24 +38,47 @@ pub(crate) struct BitWriter {
 
 impl BitWriter {
     pub(crate) fn write_bit(&mut self, bit: bool) {
-        self.write_bits(u64::from(bit), 1);
+        if self.free == 0 {
+            self.buf.push(0);
+            self.free = 8;
+        }
+        self.free -= 1;
+        if bit && let Some(last) = self.buf.last_mut() {
+            *last |= 1 << self.free;
+        }
     }
 
-    /// Writes the low `nbits` (0..=64) bits of `value`.
-    pub(crate) fn write_bits(&mut self, value: u64, mut nbits: u32) {
-        while nbits > 0 {
-            if self.free == 0 {
-                self.buf.push(0);
-                self.free = 8;
-            }
-            let take = self.free.min(nbits);
-            let shifted = value >> (nbits - take);
-            let bits = (shifted & ((1u64 << take) - 1)) as u8;
+    /// Writes the low `nbits` (0..=64) bits of `value`: first into the free
+    /// bits of the last byte, then whole bytes, then the rest into a new
+    /// byte. Head chunks are encoded on the writer thread, the one serial
+    /// step of ingestion, so this is a byte at a time, not a bit at a time.
+    pub(crate) fn write_bits(&mut self, value: u64, nbits: u32) {
+        if nbits == 0 {
+            return;
+        }
+        let mut left = nbits.min(64);
+        let value = if left == 64 {
+            value
+        } else {
+            value & ((1u64 << left) - 1)
+        };
+        if self.free > 0 {
+            let take = self.free.min(left);
+            let bits = ((value >> (left - take)) & ((1u64 << take) - 1)) as u8;
             if let Some(last) = self.buf.last_mut() {
                 *last |= bits << (self.free - take);
             }
             self.free -= take;
-            nbits -= take;
+            left -= take;
+        }
+        self.buf.reserve(9);
+        while left >= 8 {
+            left -= 8;
+            self.buf.push((value >> left) as u8);
+        }
+        if left > 0 {
+            self.buf.push((value << (8 - left)) as u8);
+            self.free = 8 - left;
         }
     }
 }
@@ -168,6 +191,15 @@ impl ChunkEncoder {
             leading: u8::MAX,
             trailing: 0,
         }
+    }
+
+    /// An encoder whose buffer starts with room for `bytes`: a head that
+    /// follows a cut chunk of that size then grows once or not at all,
+    /// instead of doubling into up to twice the room it needs.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut e = Self::new();
+        e.w.buf.reserve_exact(bytes.saturating_sub(e.w.buf.len()));
+        e
     }
 
     pub fn len(&self) -> usize {
@@ -445,6 +477,43 @@ mod tests {
                     "{nbits} bits at {start}"
                 );
                 assert_eq!(fast.pos, slow.pos, "{nbits} bits at {start}");
+            }
+        }
+    }
+
+    /// The bit-at-a-time writer the byte-wise one replaced.
+    fn write_bits_reference(w: &mut BitWriter, value: u64, mut nbits: u32) {
+        while nbits > 0 {
+            if w.free == 0 {
+                w.buf.push(0);
+                w.free = 8;
+            }
+            let take = w.free.min(nbits);
+            let bits = ((value >> (nbits - take)) & ((1u64 << take) - 1)) as u8;
+            if let Some(last) = w.buf.last_mut() {
+                *last |= bits << (w.free - take);
+            }
+            w.free -= take;
+            nbits -= take;
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn bytewise_writer_writes_the_reference_bits(
+            writes in proptest::collection::vec((any::<u64>(), 0u32..=64, any::<bool>()), 0..200)
+        ) {
+            let (mut fast, mut reference) = (BitWriter::default(), BitWriter::default());
+            for (value, nbits, single) in writes {
+                if single {
+                    fast.write_bit(value & 1 == 1);
+                    write_bits_reference(&mut reference, value & 1, 1);
+                } else {
+                    fast.write_bits(value, nbits);
+                    write_bits_reference(&mut reference, value, nbits);
+                }
+                prop_assert_eq!(&fast.buf, &reference.buf);
+                prop_assert_eq!(fast.free, reference.free);
             }
         }
     }

@@ -39,6 +39,28 @@ const MAX_IDLE_READERS: usize = 8;
 /// The store. `Send + Sync`: share it as `Arc<Db>`. Every call blocks, so
 /// async callers wrap them in `spawn_blocking`. Dropping it stops the writer
 /// after the queued writes; call [`Db::flush`] first on graceful shutdown.
+/// A stored series as the writer knows it, found by [`SeriesFinder::find`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesHint(pub(crate) SeriesId);
+
+/// Stored series by raw labels; see [`Db::find_series`].
+pub struct SeriesFinder<'a> {
+    state: &'a crate::head::State,
+}
+
+impl SeriesFinder<'_> {
+    /// The stored series whose labels are exactly `pairs`, in order, and
+    /// its labels (shared, not copied). `None` for a series not stored yet
+    /// and for pairs not in canonical form (unsorted, or an empty value).
+    pub fn find<'p, I>(&self, pairs: I) -> Option<(SeriesHint, Labels)>
+    where
+        I: ExactSizeIterator<Item = (&'p str, &'p str)> + Clone,
+    {
+        let (id, labels) = self.state.lookup_pairs(pairs)?;
+        Some((SeriesHint(id), labels.clone()))
+    }
+}
+
 pub struct Db {
     /// Held (advisory lock) for the life of the store; the kernel releases
     /// it when the process dies, so a crash never leaves a stale lock.
@@ -217,9 +239,44 @@ impl Db {
         self.append_inner(batch, now_ms, budget)
     }
 
+    /// Like [`Db::append_with_budget`], with `hints[i]` naming the stored
+    /// series of `batch[i]` as [`SeriesFinder::find`] answered (its labels
+    /// shared with that series). The writer then skips the label lookup; a
+    /// hint whose series is gone by commit time is ignored, so a stale hint
+    /// costs a lookup, never a sample. `hints` may be shorter than `batch`.
+    pub fn append_hinted(
+        &self,
+        batch: Vec<SeriesSamples>,
+        hints: Vec<Option<SeriesHint>>,
+        now_ms: i64,
+        budget: Budget,
+    ) -> Result<AppendOutcome, Error> {
+        let budget = (!budget.limits.is_unlimited() || budget.owner.is_some()).then_some(budget);
+        self.append_cmd(batch, hints, now_ms, budget)
+    }
+
+    /// Looks up stored series by a request's raw labels, under one read
+    /// lock for all of them: ingest workers resolve the series they already
+    /// know in parallel, without copying labels, and hand the writer (the
+    /// one serial step of ingestion) hints instead of label sets to hash.
+    pub fn find_series<R>(&self, f: impl FnOnce(&SeriesFinder<'_>) -> R) -> R {
+        let st = self.shared.state.read();
+        f(&SeriesFinder { state: &st })
+    }
+
     fn append_inner(
         &self,
         batch: Vec<SeriesSamples>,
+        now_ms: i64,
+        budget: Option<Budget>,
+    ) -> Result<AppendOutcome, Error> {
+        self.append_cmd(batch, Vec::new(), now_ms, budget)
+    }
+
+    fn append_cmd(
+        &self,
+        batch: Vec<SeriesSamples>,
+        hints: Vec<Option<SeriesHint>>,
         now_ms: i64,
         budget: Option<Budget>,
     ) -> Result<AppendOutcome, Error> {
@@ -236,6 +293,7 @@ impl Db {
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         tx.send(Cmd::Append {
             batch,
+            hints,
             now_ms,
             budget,
             reply,

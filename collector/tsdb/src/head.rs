@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use vigil_wire::{Labels, Sample};
 
@@ -35,7 +36,12 @@ pub struct Series {
     /// over the last hour or two (rule evaluation, dashboards' default
     /// ranges) then never touch SQLite, as Prometheus serves them from its
     /// head block. Not counted as in-memory samples (it is on disk too).
+    /// Kept only for a series read since its previous chunk was stored
+    /// (`read_since_store`): series nobody queries, most of a large
+    /// ingest, do not hold a second chunk in memory each.
     pub recent: Option<CutChunk>,
+    /// Set by every read of the series, taken (cleared) by each store.
+    pub read_since_store: AtomicBool,
     /// The agent that created the series in this process (not persisted:
     /// series loaded at start-up have none), for the per-agent budget.
     pub owner: Option<Arc<str>>,
@@ -56,6 +62,7 @@ impl Series {
             last: None,
             stored: None,
             recent: None,
+            read_since_store: AtomicBool::new(false),
             owner: None,
             loose_chunks: 0,
             compact_from: i64::MIN,
@@ -84,7 +91,9 @@ impl Series {
         if self.head.is_empty() {
             return;
         }
-        let head = std::mem::take(&mut self.head);
+        let next =
+            ChunkEncoder::with_capacity(self.head.bytes().len() + self.head.bytes().len() / 8);
+        let head = std::mem::replace(&mut self.head, next);
         let (min_t, max_t, n) = (head.first_t(), head.last_t(), head.len() as u32);
         // Stored as it is: re-encoding (sealing) is compaction's job, off
         // the ingest path.
@@ -103,6 +112,7 @@ impl Series {
 
     /// A copy of what a reader needs, taken under the state lock.
     pub fn snapshot(&self, id: SeriesId) -> SeriesSnapshot {
+        self.read_since_store.store(true, Ordering::Relaxed);
         let recent = self.recent.iter();
         let mut mem: Vec<Arc<[u8]>> = recent
             .clone()
@@ -246,6 +256,18 @@ impl State {
 
     pub fn lookup(&self, labels: &Labels) -> Option<SeriesId> {
         self.index.get(labels, |id| self.get(id).map(|s| &s.labels))
+    }
+
+    /// The series whose labels are exactly `pairs` (see
+    /// [`Index::get_pairs`]), with its shared labels.
+    pub fn lookup_pairs<'p, I>(&self, pairs: I) -> Option<(SeriesId, &Labels)>
+    where
+        I: ExactSizeIterator<Item = (&'p str, &'p str)> + Clone,
+    {
+        let id = self
+            .index
+            .get_pairs(pairs, |id| self.get(id).map(|s| &s.labels))?;
+        Some((id, &self.get(id)?.labels))
     }
 
     pub fn insert(&mut self, id: SeriesId, labels: Labels) {

@@ -55,10 +55,16 @@ fn mix(mut h: u64, bytes: &[u8]) -> u64 {
 /// between versions), finished with MurmurHash3's avalanche step so every
 /// bit of the result depends on every input bit.
 pub fn labels_hash(labels: &Labels) -> u64 {
+    labels_hash_pairs(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+}
+
+/// [`labels_hash`] of a label set given as name/value pairs in order, such
+/// as a request's raw labels before any are copied.
+pub fn labels_hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
     let mut h: u64 = 0;
-    for l in labels.iter() {
-        h = mix(h, l.name.as_bytes());
-        h = mix(h, l.value.as_bytes());
+    for (name, value) in pairs {
+        h = mix(h, name.as_bytes());
+        h = mix(h, value.as_bytes());
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -106,6 +112,27 @@ impl Index {
         more.iter()
             .copied()
             .find(|&id| labels_of(id) == Some(labels))
+    }
+
+    /// Finds the id of the label set given as raw name/value `pairs` in
+    /// order. Only a set already in canonical form (sorted, no empty value)
+    /// can be found; anything else answers `None`, as does an index whose
+    /// hash a test replaced, and the caller takes the owned path.
+    pub fn get_pairs<'a, 'p, I>(
+        &self,
+        pairs: I,
+        labels_of: impl Fn(SeriesId) -> Option<&'a Labels>,
+    ) -> Option<SeriesId>
+    where
+        I: ExactSizeIterator<Item = (&'p str, &'p str)> + Clone,
+    {
+        let h = labels_hash_pairs(pairs.clone());
+        let is = |id: SeriesId| labels_of(id).is_some_and(|l| l.eq_pairs(pairs.clone()));
+        let first = *self.by_hash.get(&h)?;
+        if is(first) {
+            return Some(first);
+        }
+        self.collisions.get(&h)?.iter().copied().find(|&id| is(id))
     }
 
     pub fn insert(&mut self, id: SeriesId, labels: &Labels) {

@@ -46,7 +46,7 @@ use thiserror::Error;
 use vigil_wire::remote_write::MetricType;
 use vigil_wire::{Labels, Sample};
 
-pub use db::{DB_FILE, Db};
+pub use db::{DB_FILE, Db, SeriesFinder, SeriesHint};
 pub use limits::{Budget, Cardinality, SeriesLimit, SeriesLimits};
 pub use observer::CommitObserver;
 pub use read_cache::ReadCacheStats;

@@ -47,7 +47,7 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
     };
     conn.pragma_update(None, "synchronous", sync)?;
     // 16 MiB page cache for the writer: chunk and index pages stay hot.
-    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.pragma_update(None, "cache_size", -4_096)?;
     // After a checkpoint, SQLite's WAL file is cut back to 16 MiB instead of
     // keeping its high-water size.
     conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use vigil_wire::{Labels, METRIC_NAME_LABEL, Sample};
 
 use crate::chunk;
 use crate::codec::{self, WalWriter};
+use crate::db::SeriesHint;
 use crate::head::{CutChunk, State};
 use crate::index::SeriesId;
 use crate::limits::GroupCreations;
@@ -58,6 +60,8 @@ pub type AppendReply = Sender<(Result<AppendOutcome, Error>, Vec<SeriesSamples>)
 pub enum Cmd {
     Append {
         batch: Vec<SeriesSamples>,
+        /// The stored series of `batch[i]`, where the caller found it.
+        hints: Vec<Option<SeriesHint>>,
         now_ms: i64,
         /// Series budgets; `None` creates series without limit.
         budget: Option<Budget>,
@@ -147,6 +151,7 @@ pub struct Writer {
 
 struct AppendReq {
     batch: Vec<SeriesSamples>,
+    hints: Vec<Option<SeriesHint>>,
     now_ms: i64,
     budget: Option<Budget>,
     reply: AppendReply,
@@ -167,6 +172,7 @@ impl Writer {
             match cmd {
                 Cmd::Append {
                     batch,
+                    hints,
                     now_ms,
                     budget,
                     reply,
@@ -174,6 +180,7 @@ impl Writer {
                     let mut samples = batch.iter().map(|s| s.samples.len()).sum::<usize>();
                     let mut group = vec![AppendReq {
                         batch,
+                        hints,
                         now_ms,
                         budget,
                         reply,
@@ -182,6 +189,7 @@ impl Writer {
                         match rx.try_recv() {
                             Ok(Cmd::Append {
                                 batch,
+                                hints,
                                 now_ms,
                                 budget,
                                 reply,
@@ -189,6 +197,7 @@ impl Writer {
                                 samples += batch.iter().map(|s| s.samples.len()).sum::<usize>();
                                 group.push(AppendReq {
                                     batch,
+                                    hints,
                                     now_ms,
                                     budget,
                                     reply,
@@ -245,9 +254,22 @@ impl Writer {
             for (req, out) in group.iter().zip(outcomes.iter_mut()) {
                 let min_t = req.now_ms.saturating_sub(retention_ms);
                 let max_t = req.now_ms.saturating_add(opts.max_future_ms);
-                for ss in &req.batch {
-                    let existing = st
-                        .lookup(&ss.labels)
+                for (i, ss) in req.batch.iter().enumerate() {
+                    // A hint is trusted only while its series holds these
+                    // very labels (shared by address): ids are never reused,
+                    // so a series dropped since then simply misses.
+                    let hinted = req
+                        .hints
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|SeriesHint(id)| {
+                            st.get(id)
+                                .is_some_and(|s| s.labels.ptr_eq(&ss.labels))
+                                .then_some(id)
+                        });
+                    let existing = hinted
+                        .or_else(|| st.lookup(&ss.labels))
                         .or_else(|| new_ids.get(&ss.labels).copied());
                     let mut last = existing
                         .and_then(|id| overlay.get(&id).copied().or_else(|| st.get(id)?.last));
@@ -952,7 +974,9 @@ fn mark_stored(st: &mut State, chunks: &[(SeriesId, CutChunk)]) {
             if s.pending.first().is_some_and(|p| p.max_t == c.max_t) {
                 s.pending.remove(0);
             }
-            if s.recent.as_ref().is_none_or(|r| r.max_t < c.max_t) {
+            if !s.read_since_store.load(Ordering::Relaxed) {
+                s.recent = None;
+            } else if s.recent.as_ref().is_none_or(|r| r.max_t < c.max_t) {
                 s.recent = Some(c.clone());
             }
             s.loose_chunks = s.loose_chunks.saturating_add(1);
@@ -960,6 +984,13 @@ fn mark_stored(st: &mut State, chunks: &[(SeriesId, CutChunk)]) {
                 Some((lo, hi)) => (lo.min(c.min_t), hi.max(c.max_t)),
                 None => (c.min_t, c.max_t),
             });
+        }
+    }
+    // Cleared once per series, after all of its chunks: a series read
+    // since its last store keeps its newest chunk however many were stored.
+    for (id, _) in chunks {
+        if let Some(s) = st.get(*id) {
+            s.read_since_store.store(false, Ordering::Relaxed);
         }
     }
     st.cut_ids.retain(|id| {

@@ -613,3 +613,136 @@ fn compaction_merges_old_chunks_and_keeps_every_sample() {
         .collect();
     assert_eq!(bits, want(1)[333..=777].to_vec());
 }
+
+fn pairs<'a>(
+    labels: &'a [(&'a str, &'a str)],
+) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone {
+    labels.iter().copied()
+}
+
+fn budget() -> vigil_tsdb::Budget {
+    vigil_tsdb::Budget {
+        limits: Arc::new(vigil_tsdb::SeriesLimits::default()),
+        owner: None,
+    }
+}
+
+/// Ingest workers find stored series by raw labels and pass hints; the
+/// store must treat a hint only as a shortcut, never as the series' name.
+#[test]
+fn series_found_by_raw_labels_and_hints_store_where_the_labels_say() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = db(dir.path());
+    db.append(
+        vec![
+            one("up", "a", vec![Sample::new(NOW, 1.0)]),
+            one("up", "b", vec![Sample::new(NOW, 2.0)]),
+        ],
+        NOW,
+    )
+    .expect("append");
+    let a = [("__name__", "up"), ("job", "a")];
+    let b = [("__name__", "up"), ("job", "b")];
+    let (hint_a, labels_a) = db.find_series(|f| f.find(pairs(&a))).expect("a is stored");
+    assert_eq!(labels_a, Labels::from_pairs(a));
+    let (hint_b, labels_b) = db.find_series(|f| f.find(pairs(&b))).expect("b is stored");
+    assert_ne!(hint_a, hint_b);
+    // Only the canonical form is found: unsorted pairs, an empty value, a
+    // subset or an unknown set take the owned path.
+    for other in [
+        &[("job", "a"), ("__name__", "up")][..],
+        &[("__name__", "up"), ("job", "a"), ("zone", "")][..],
+        &[("__name__", "up")][..],
+        &[("__name__", "up"), ("job", "c")][..],
+    ] {
+        assert!(
+            db.find_series(|f| f.find(pairs(other))).is_none(),
+            "{other:?}"
+        );
+    }
+
+    // A right hint, a hint naming another series (b's hint with a's labels),
+    // and no hint: every sample lands in the series its labels name.
+    let out = db
+        .append_hinted(
+            vec![
+                SeriesSamples {
+                    labels: labels_a.clone(),
+                    samples: vec![Sample::new(NOW + 1, 10.0)],
+                },
+                SeriesSamples {
+                    labels: labels_a.clone(),
+                    samples: vec![Sample::new(NOW + 2, 11.0)],
+                },
+                one("up", "b", vec![Sample::new(NOW + 1, 20.0)]),
+                one("up", "c", vec![Sample::new(NOW + 1, 30.0)]),
+            ],
+            vec![Some(hint_a), Some(hint_b), None],
+            NOW,
+            budget(),
+        )
+        .expect("append");
+    assert_eq!(out.accepted, 4);
+    assert_eq!(out.new_series, 1);
+    let got = db
+        .select(&[Matcher::equal("__name__", "up")], 0, NOW + 10)
+        .expect("select");
+    let by_job: Vec<(String, Vec<f64>)> = got
+        .iter()
+        .map(|s| {
+            (
+                s.labels.get("job").unwrap_or("").to_string(),
+                s.samples.iter().map(|x| x.value).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_job,
+        [
+            ("a".to_string(), vec![1.0, 10.0, 11.0]),
+            ("b".to_string(), vec![2.0, 20.0]),
+            ("c".to_string(), vec![30.0]),
+        ]
+    );
+    drop(labels_b);
+}
+
+/// A hint whose series retention dropped after it was found must not lose
+/// the samples: the writer misses the hint and creates the series anew.
+#[test]
+fn a_hint_to_a_series_dropped_since_still_stores_the_samples() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = Options {
+        retention: Duration::from_secs(3600),
+        ..Options::default()
+    };
+    let db = Db::open(dir.path(), opts).expect("open");
+    let old = NOW - 7_200_000;
+    db.append(vec![one("gone", "a", vec![Sample::new(old, 1.0)])], old)
+        .expect("append");
+    db.flush().expect("flush");
+    let raw = [("__name__", "gone"), ("job", "a")];
+    let (hint, labels) = db.find_series(|f| f.find(pairs(&raw))).expect("stored");
+    db.enforce_retention(NOW).expect("retention");
+    assert!(
+        db.find_series(|f| f.find(pairs(&raw))).is_none(),
+        "dropped by retention"
+    );
+    let out = db
+        .append_hinted(
+            vec![SeriesSamples {
+                labels,
+                samples: vec![Sample::new(NOW, 5.0)],
+            }],
+            vec![Some(hint)],
+            NOW,
+            budget(),
+        )
+        .expect("append");
+    assert_eq!((out.accepted, out.new_series), (1, 1));
+    let got = db
+        .select(&[Matcher::equal("__name__", "gone")], 0, NOW)
+        .expect("select");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].samples, vec![Sample::new(NOW, 5.0)]);
+}

@@ -173,3 +173,59 @@ fn cached_reads_equal_uncached_through_compaction_retention_and_eviction() {
         .sum();
     assert!(left > 0 && left < SERIES * total as usize, "{left}");
 }
+
+/// The newest stored chunk of a series stays in memory (served without a
+/// decode from disk) only while the series is being read; a series nobody
+/// reads holds only its head, so a large ingest costs one chunk per series.
+#[test]
+fn newest_stored_chunk_stays_in_memory_only_for_series_that_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = Db::open(
+        dir.path(),
+        Options {
+            compact_max_samples: 20,
+            ..opts(64 << 20)
+        },
+    )
+    .expect("open");
+    let t0 = 1_700_000_000_000;
+    let one = |i: usize| {
+        vec![
+            Matcher::equal("i", i.to_string()),
+            Matcher::equal("__name__", "m"),
+        ]
+    };
+    // Three chunks of 20 samples each for series 0 (read after every
+    // append, as a rule would) and series 1 (never read while written).
+    for step in 0..61i64 {
+        let t = t0 + step * STEP_MS;
+        let batch = (0..2)
+            .map(|i| SeriesSamples {
+                labels: labels(i),
+                samples: vec![Sample::new(t, step as f64)],
+            })
+            .collect();
+        db.append(batch, t).expect("append");
+        db.select(&one(0), t0, t).expect("read series 0");
+    }
+    // The second chunk (samples 20..40) is the newest stored one of both.
+    let (from, to) = (t0 + 20 * STEP_MS, t0 + 39 * STEP_MS);
+    let before = db.stats().read_cache.misses;
+    let got = db.select(&one(0), from, to).expect("select");
+    assert_eq!(got[0].samples.len(), 20);
+    assert_eq!(
+        db.stats().read_cache.misses,
+        before,
+        "series 0's newest stored chunk is in memory"
+    );
+    let got = db.select(&one(1), from, to).expect("select");
+    assert_eq!(
+        got[0].samples.len(),
+        20,
+        "series 1 reads it from disk, every sample there"
+    );
+    assert!(
+        db.stats().read_cache.misses > before,
+        "series 1's chunk was decoded from disk"
+    );
+}

@@ -4,6 +4,7 @@
 //! values, matching Prometheus: an empty label value means "label absent".
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -95,13 +96,45 @@ impl Default for LabelLimits {
 }
 
 /// A sorted, duplicate-free label set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Labels(Vec<Label>);
+///
+/// Shared, not copied: a clone is a reference count, so the ingest path can
+/// hand a stored series' labels to a request that names that series again
+/// without allocating, and the store can recognise them by address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Labels(Arc<[Label]>);
+
+impl Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Label>::deserialize(d).map(|v| Self(v.into()))
+    }
+}
 
 impl Labels {
     pub fn empty() -> Self {
-        Self(Vec::new())
+        Self(Arc::from([]))
+    }
+
+    /// Whether `self` and `other` are the same shared label set (clones of
+    /// one another), not merely equal.
+    pub fn ptr_eq(&self, other: &Labels) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Whether this set is exactly `pairs`, in order (a stored, valid set
+    /// compared with a request's raw labels before any are copied).
+    pub fn eq_pairs<'a>(&self, pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> bool {
+        pairs.len() == self.0.len()
+            && self
+                .0
+                .iter()
+                .zip(pairs)
+                .all(|(l, (n, v))| l.name == n && l.value == v)
     }
 
     /// Builds a label set from pairs, sorting them and dropping empty values.
@@ -122,7 +155,7 @@ impl Labels {
                 _ => out.push(l),
             }
         }
-        Self(out)
+        Self(out.into())
     }
 
     /// Builds and validates a label set as an ingest path must: names valid,
@@ -178,7 +211,7 @@ impl Labels {
                 limit: limits.max_labels,
             });
         }
-        let labels = Self(v);
+        let labels = Self(v.into());
         match labels.get(METRIC_NAME_LABEL) {
             None => Err(LabelError::MissingMetricName),
             Some(n) if !is_valid_metric_name(n) => {
@@ -186,6 +219,35 @@ impl Labels {
             }
             Some(_) => Ok(labels),
         }
+    }
+
+    /// Checks an already valid label set (a stored series named again)
+    /// against `limits`, which may have been lowered since it was stored:
+    /// the refusal [`Labels::try_from_pairs`] would give the same pairs.
+    pub fn check_limits(&self, limits: &LabelLimits) -> Result<(), LabelError> {
+        for l in self.0.iter() {
+            if l.name.len() > limits.max_name_len {
+                return Err(LabelError::NameTooLong {
+                    len: l.name.len(),
+                    name: l.name.clone(),
+                    limit: limits.max_name_len,
+                });
+            }
+            if l.value.len() > limits.max_value_len {
+                return Err(LabelError::ValueTooLong {
+                    len: l.value.len(),
+                    name: l.name.clone(),
+                    limit: limits.max_value_len,
+                });
+            }
+        }
+        if self.0.len() > limits.max_labels {
+            return Err(LabelError::TooMany {
+                count: self.0.len(),
+                limit: limits.max_labels,
+            });
+        }
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -216,20 +278,25 @@ impl Labels {
     }
 
     pub fn into_vec(self) -> Vec<Label> {
-        self.0
+        self.0.to_vec()
     }
 
     /// Sets (or with an empty value, removes) one label.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self.0.binary_search_by(|l| l.name.as_str().cmp(name)) {
-            Ok(i) if value.is_empty() => {
-                self.0.remove(i);
-            }
-            Ok(i) => self.0[i].value = value,
-            Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, Label::new(name, value)),
+        let found = self.0.binary_search_by(|l| l.name.as_str().cmp(name));
+        if found.is_err() && value.is_empty() {
+            return;
         }
+        let mut v = self.0.to_vec();
+        match found {
+            Ok(i) if value.is_empty() => {
+                v.remove(i);
+            }
+            Ok(i) => v[i].value = value,
+            Err(i) => v.insert(i, Label::new(name, value)),
+        }
+        self.0 = v.into();
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -244,7 +311,8 @@ impl Labels {
                 .iter()
                 .filter(|l| l.name != METRIC_NAME_LABEL)
                 .cloned()
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         )
     }
 
@@ -255,7 +323,8 @@ impl Labels {
                 .iter()
                 .filter(|l| names.contains(&l.name))
                 .cloned()
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         )
     }
 
@@ -266,7 +335,8 @@ impl Labels {
                 .iter()
                 .filter(|l| !names.contains(&l.name))
                 .cloned()
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         )
     }
 
@@ -275,7 +345,7 @@ impl Labels {
     /// processes, unlike `std::hash`.
     pub fn stable_hash(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for l in &self.0 {
+        for l in self.0.iter() {
             for b in l
                 .name
                 .bytes()
