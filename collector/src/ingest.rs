@@ -102,35 +102,78 @@ pub async fn remote_write(
             ),
         );
     }
-    let worker = app.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let malformed = |e| Refusal::new("malformed", format!("malformed remote_write body: {e}"));
-        let raw =
-            remote_write::decompress(&body, worker.cfg.limits.max_decompressed_bytes.0 as usize)
-                .map_err(malformed)?;
-        let mut req = remote_write::WriteRequestView::decode(&raw).map_err(malformed)?;
-        // Any decoded push shows its sender alive, whatever is refused.
-        worker.agents.observe(pusher, token.as_deref());
-        let (batch, hints, unstorable) = validate_remote_write(&worker, &req)?;
-        // Metadata is taken only from a request that passed validation.
-        let metadata: Vec<(String, MetricMeta)> = std::mem::take(&mut req.metadata)
-            .into_iter()
-            .filter(|m| vigil_wire::labels::is_valid_metric_name(&m.metric_family_name))
-            .map(|m| {
-                (
-                    m.metric_family_name,
-                    MetricMeta {
-                        metric_type: MetricType::try_from(m.r#type).unwrap_or(MetricType::Unknown),
-                        help: m.help,
-                        unit: m.unit,
-                    },
-                )
-            })
-            .collect();
-        Ok::<_, Refusal>((store(&worker, batch, hints, metadata, budget), unstorable))
-    })
-    .await;
+    // A request of a scrape's or a remote_write shard's size is decoded
+    // right here, and its commit awaited without a thread parked on it:
+    // every hand-off between threads is a wake-up that waits for a free
+    // core on a loaded host. Larger bodies are decoded on the blocking pool
+    // so that they cannot hold up other requests on this worker.
+    let inline = remote_write::decompressed_len(&body).is_ok_and(|n| n <= INLINE_DECODE_BYTES);
+    let prepared = if inline {
+        Ok(prepare_remote_write(&app, &body, pusher, token.as_deref()))
+    } else {
+        let worker = app.clone();
+        tokio::task::spawn_blocking(move || {
+            prepare_remote_write(&worker, &body, pusher, token.as_deref())
+        })
+        .await
+    };
+    let result = match prepared {
+        Err(e) => Err(e),
+        Ok(Err(refusal)) => Ok(Err(refusal)),
+        Ok(Ok(p)) => {
+            let stored = store_async(&app, p.batch, p.hints, p.metadata, budget).await;
+            Ok(Ok((stored, p.unstorable)))
+        }
+    };
     finish(&app, &from, result)
+}
+
+/// Decompressed remote_write bodies up to this size are decoded on the
+/// async worker that received them (about a millisecond of work at most).
+const INLINE_DECODE_BYTES: usize = 512 << 10;
+
+/// A remote_write request decoded and validated, ready to store.
+struct PreparedWrite {
+    batch: Vec<SeriesSamples>,
+    hints: Vec<Option<SeriesHint>>,
+    metadata: Vec<(String, MetricMeta)>,
+    unstorable: Unstorable,
+}
+
+fn prepare_remote_write(
+    app: &App,
+    body: &[u8],
+    pusher: Option<(String, String)>,
+    token: Option<&str>,
+) -> Result<PreparedWrite, Refusal> {
+    let malformed = |e| Refusal::new("malformed", format!("malformed remote_write body: {e}"));
+    let raw = remote_write::decompress(body, app.cfg.limits.max_decompressed_bytes.0 as usize)
+        .map_err(malformed)?;
+    let mut req = remote_write::WriteRequestView::decode(&raw).map_err(malformed)?;
+    // Any decoded push shows its sender alive, whatever is refused.
+    app.agents.observe(pusher, token);
+    let (batch, hints, unstorable) = validate_remote_write(app, &req)?;
+    // Metadata is taken only from a request that passed validation.
+    let metadata: Vec<(String, MetricMeta)> = std::mem::take(&mut req.metadata)
+        .into_iter()
+        .filter(|m| vigil_wire::labels::is_valid_metric_name(&m.metric_family_name))
+        .map(|m| {
+            (
+                m.metric_family_name,
+                MetricMeta {
+                    metric_type: MetricType::try_from(m.r#type).unwrap_or(MetricType::Unknown),
+                    help: m.help,
+                    unit: m.unit,
+                },
+            )
+        })
+        .collect();
+    Ok(PreparedWrite {
+        batch,
+        hints,
+        metadata,
+        unstorable,
+    })
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -385,6 +428,46 @@ pub(crate) enum Stored {
     Failed(String),
 }
 
+/// [`store`] for an async caller: metadata (rare: Prometheus sends it once
+/// a minute) on the blocking pool, the samples' commit awaited.
+async fn store_async(
+    app: &Arc<App>,
+    batch: Vec<SeriesSamples>,
+    hints: Vec<Option<SeriesHint>>,
+    metadata: Vec<(String, MetricMeta)>,
+    budget: Budget,
+) -> Stored {
+    if !metadata.is_empty() {
+        let worker = app.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || store_metadata(&worker, metadata)).await
+        {
+            tracing::warn!(error = %e, "storing metric metadata failed");
+        }
+    }
+    let agent = budget.owner.clone();
+    if batch.is_empty() {
+        return Stored::Ok(AppendOutcome::default(), agent);
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.db
+        .append_hinted_then(batch, hints, now_ms(), budget, move |outcome, batch| {
+            let _ = tx.send((outcome, batch));
+        });
+    match rx.await {
+        Ok((Ok(outcome), _batch)) => Stored::Ok(outcome, agent),
+        Ok((Err(e), _batch)) => Stored::Failed(e.to_string()),
+        Err(_) => Stored::Failed(vigil_tsdb::Error::Closed.to_string()),
+    }
+}
+
+fn store_metadata(app: &App, metadata: Vec<(String, MetricMeta)>) {
+    for (name, meta) in metadata {
+        if let Err(e) = app.db.set_metadata(&name, meta) {
+            tracing::warn!(error = %e, metric = %name, "failed to store metric metadata");
+        }
+    }
+}
+
 pub(crate) fn store(
     app: &App,
     batch: Vec<SeriesSamples>,
@@ -392,11 +475,7 @@ pub(crate) fn store(
     metadata: Vec<(String, MetricMeta)>,
     budget: Budget,
 ) -> Stored {
-    for (name, meta) in metadata {
-        if let Err(e) = app.db.set_metadata(&name, meta) {
-            tracing::warn!(error = %e, metric = %name, "failed to store metric metadata");
-        }
-    }
+    store_metadata(app, metadata);
     let agent = budget.owner.clone();
     if batch.is_empty() {
         return Stored::Ok(AppendOutcome::default(), agent);

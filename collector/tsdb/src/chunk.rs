@@ -270,8 +270,9 @@ impl ChunkEncoder {
         }
         for (prefix, plen, bits) in DOD_BUCKETS {
             if fits_signed(dod, bits) {
-                self.w.write_bits(prefix, plen);
-                self.w.write_bits(dod as u64, bits);
+                // Prefix and value in one write (at most 24 bits).
+                let value = (dod as u64) & ((1u64 << bits) - 1);
+                self.w.write_bits((prefix << bits) | value, plen + bits);
                 return;
             }
         }
@@ -287,7 +288,6 @@ impl ChunkEncoder {
             self.w.write_bit(false);
             return;
         }
-        self.w.write_bit(true);
         // 5 bits encode the leading count, so it is capped at 31.
         let lead = (x.leading_zeros() as u8).min(31);
         let trail = x.trailing_zeros() as u8;
@@ -299,16 +299,23 @@ impl ChunkEncoder {
         // nothing new (both cases are part of the format).
         let own_sig = 64 - u32::from(lead) - u32::from(trail);
         let window_sig = || 64 - u32::from(self.leading) - u32::from(self.trailing);
+        // Control bits go out with what follows them in as few writes as
+        // fit in 64 bits: this runs for every sample on the writer thread.
         if fits_window && window_sig() <= own_sig + NEW_WINDOW_HEADER_BITS {
-            self.w.write_bit(false);
-            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.w.write_bits(x >> self.trailing, sig);
+            let sig = window_sig();
+            let value = x >> self.trailing;
+            if sig <= 62 {
+                self.w.write_bits((0b10 << sig) | value, sig + 2);
+            } else {
+                self.w.write_bits(0b10, 2);
+                self.w.write_bits(value, sig);
+            }
         } else {
-            self.w.write_bit(true);
             let sig = own_sig;
-            self.w.write_bits(u64::from(lead), 5);
-            // 64 significant bits are written as 0: 1..=63 fit in 6 bits.
-            self.w.write_bits(u64::from(sig) & 0x3f, 6);
+            // '11', 5 bits of leading zeros, 6 bits of significant-bit
+            // count (64 is written as 0: 1..=63 fit in 6 bits).
+            let header = (0b11 << 11) | (u64::from(lead) << 6) | (u64::from(sig) & 0x3f);
+            self.w.write_bits(header, 13);
             self.w.write_bits(x >> trail, sig);
             self.leading = lead;
             self.trailing = trail;

@@ -21,7 +21,7 @@ use crate::head::{SeriesSnapshot, State};
 use crate::index::SeriesId;
 use crate::read_cache::{self, ReadCache};
 use crate::store;
-use crate::writer::{COMMIT_BUCKETS, Cmd, Counters, Shared, Writer};
+use crate::writer::{AppendReply, COMMIT_BUCKETS, Cmd, Counters, Shared, Writer};
 use crate::{
     AppendOutcome, Budget, Cardinality, Error, MetricMeta, Options, SeriesData, SeriesSamples,
     Stats,
@@ -280,28 +280,70 @@ impl Db {
         now_ms: i64,
         budget: Option<Budget>,
     ) -> Result<AppendOutcome, Error> {
+        let (reply, rx) = mpsc::channel();
+        self.submit(
+            batch,
+            hints,
+            now_ms,
+            budget,
+            Box::new(move |outcome, batch| {
+                let _ = reply.send((outcome, batch));
+            }),
+        );
+        // The batch comes back to be dropped here, off the writer thread.
+        let (outcome, _batch) = rx.recv().map_err(|_| Error::Closed)?;
+        outcome
+    }
+
+    /// [`Db::append_hinted`] without waiting: `done` gets the outcome and
+    /// the batch back once the group holding them is committed (or at once,
+    /// for a batch refused whole). It runs on the writer thread, so it must
+    /// only hand them on, e.g. to a channel an async task awaits: an async
+    /// caller then needs no thread parked for the commit. `done` is dropped
+    /// uncalled only if the writer thread is gone.
+    pub fn append_hinted_then(
+        &self,
+        batch: Vec<SeriesSamples>,
+        hints: Vec<Option<SeriesHint>>,
+        now_ms: i64,
+        budget: Budget,
+        done: impl FnOnce(Result<AppendOutcome, Error>, Vec<SeriesSamples>) + Send + 'static,
+    ) {
+        let budget = (!budget.limits.is_unlimited() || budget.owner.is_some()).then_some(budget);
+        self.submit(batch, hints, now_ms, budget, Box::new(done));
+    }
+
+    fn submit(
+        &self,
+        batch: Vec<SeriesSamples>,
+        hints: Vec<Option<SeriesHint>>,
+        now_ms: i64,
+        budget: Option<Budget>,
+        reply: AppendReply,
+    ) {
         if let Some(bad) = batch.iter().find(|s| s.labels.is_empty()) {
-            return Err(Error::InvalidLabels(format!(
+            let e = Error::InvalidLabels(format!(
                 "series with no labels ({} samples)",
                 bad.samples.len()
-            )));
+            ));
+            return reply(Err(e), batch);
         }
         if batch.iter().all(|s| s.samples.is_empty()) {
-            return Ok(AppendOutcome::default());
+            return reply(Ok(AppendOutcome::default()), batch);
         }
-        let (reply, rx) = mpsc::channel();
-        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
-        tx.send(Cmd::Append {
+        let Some(tx) = self.tx.as_ref() else {
+            return reply(Err(Error::Closed), batch);
+        };
+        if let Err(mpsc::SendError(cmd)) = tx.send(Cmd::Append {
             batch,
             hints,
             now_ms,
             budget,
             reply,
-        })
-        .map_err(|_| Error::Closed)?;
-        // The batch comes back to be dropped here, off the writer thread.
-        let (outcome, _batch) = rx.recv().map_err(|_| Error::Closed)?;
-        outcome
+        }) && let Cmd::Append { batch, reply, .. } = cmd
+        {
+            reply(Err(Error::Closed), batch);
+        }
     }
 
     /// Stores metadata for a metric family; last write wins.

@@ -34,6 +34,32 @@ impl Hasher for PassThrough {
 
 type HashKeyed<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
+/// Hashes a series id with one multiplication: ids are dense small
+/// integers, which SipHash spends most of a group commit's map time on,
+/// and which an identity hash would leave without the high bits hashbrown
+/// groups by.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(MUL);
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (self.0 ^ u64::from(v)).wrapping_mul(MUL);
+    }
+}
+
+/// The hasher of maps keyed by [`SeriesId`].
+pub type IdHash = BuildHasherDefault<IdHasher>;
+
 const MUL: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Mixes `bytes` into `h` a word at a time; the length goes in too, so

@@ -54,8 +54,9 @@ pub type Reply<T> = Sender<Result<T, Error>>;
 
 /// An append's answer carries its batch back, so the label strings are
 /// freed on the caller's thread rather than on the single writer thread
-/// (freeing them was a fifth of the writer's time).
-pub type AppendReply = Sender<(Result<AppendOutcome, Error>, Vec<SeriesSamples>)>;
+/// (freeing them was a fifth of the writer's time). Called once, on the
+/// writer thread: it must only hand the answer on (a channel send).
+pub type AppendReply = Box<dyn FnOnce(Result<AppendOutcome, Error>, Vec<SeriesSamples>) + Send>;
 
 pub enum Cmd {
     Append {
@@ -235,7 +236,11 @@ impl Writer {
         let retention_ms = opts.retention_ms();
         let mut outcomes = vec![AppendOutcome::default(); group.len()];
         // Newest sample per series as this group sees it (not yet in heads).
-        let mut overlay: HashMap<SeriesId, (i64, u64)> = HashMap::new();
+        let mut overlay: HashMap<SeriesId, (i64, u64), crate::index::IdHash> =
+            HashMap::with_capacity_and_hasher(
+                group.iter().map(|r| r.batch.len()).sum(),
+                Default::default(),
+            );
         let mut new_ids: HashMap<Labels, SeriesId> = HashMap::new();
         let mut new_series: Vec<(SeriesId, Labels)> = Vec::new();
         let mut new_owners: Vec<Option<Arc<str>>> = Vec::new();
@@ -402,9 +407,7 @@ impl Writer {
                 self.next_series_id = first_new_id;
                 self.symbols.forget(&added);
                 for req in group {
-                    let _ = req
-                        .reply
-                        .send((Err(Error::Commit(e.to_string())), req.batch));
+                    (req.reply)(Err(Error::Commit(e.to_string())), req.batch);
                 }
                 return;
             }
@@ -454,7 +457,7 @@ impl Writer {
             }
         }
         for (req, out) in group.into_iter().zip(outcomes) {
-            let _ = req.reply.send((Ok(out), req.batch));
+            (req.reply)(Ok(out), req.batch);
         }
     }
 

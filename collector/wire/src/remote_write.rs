@@ -236,6 +236,12 @@ fn decode_message<M: Message + Default>(
 /// Decompresses a snappy-block body, refusing one that would decompress
 /// past `max_decompressed` bytes before allocating it. The result is what
 /// [`WriteRequestView::decode`] borrows from.
+/// The decompressed size a snappy body declares in its header (not
+/// checked against the data until it is decompressed).
+pub fn decompressed_len(body: &[u8]) -> Result<usize, DecodeError> {
+    snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))
+}
+
 pub fn decompress(body: &[u8], max_decompressed: usize) -> Result<Vec<u8>, DecodeError> {
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > max_decompressed {
