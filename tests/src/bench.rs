@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::{Proc, free_port, post_remote_write, wait_ready};
+use crate::{Proc, free_port, wait_ready};
 
 /// Debian's Prometheus 2.42.
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
@@ -163,8 +163,9 @@ pub fn push_concurrent(url: &str, per_sender: &Arc<Vec<Vec<Vec<u8>>>>) -> anyhow
         let bodies = per_sender.clone();
         let url = url.to_string();
         handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let client = sender_client()?;
             for body in &bodies[sender] {
-                post_ok(&url, body)?;
+                post_ok(&client, &url, body)?;
             }
             Ok(())
         }));
@@ -187,8 +188,9 @@ pub fn push_rounds(url: &str, rounds: &[Vec<Vec<u8>>], senders: usize) -> anyhow
             let handles: Vec<_> = (0..senders)
                 .map(|k| {
                     s.spawn(move || -> anyhow::Result<()> {
+                        let client = sender_client()?;
                         for body in round.iter().skip(k).step_by(senders) {
-                            post_ok(url, body)?;
+                            post_ok(&client, url, body)?;
                         }
                         Ok(())
                     })
@@ -203,10 +205,27 @@ pub fn push_rounds(url: &str, rounds: &[Vec<Vec<u8>>], senders: usize) -> anyhow
     Ok(started.elapsed())
 }
 
-fn post_ok(url: &str, body: &[u8]) -> anyhow::Result<()> {
-    let (status, msg) = post_remote_write(url, body.to_vec())?;
+/// One sender's HTTP client, kept for all of its requests: Prometheus's
+/// remote_write shards keep their connections open, and a client (its
+/// runtime thread and a new connection) per request cost the benchmark
+/// more CPU than the receivers it measures.
+fn sender_client() -> anyhow::Result<reqwest::blocking::Client> {
+    Ok(reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+fn post_ok(client: &reqwest::blocking::Client, url: &str, body: &[u8]) -> anyhow::Result<()> {
+    let r = client
+        .post(url)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body.to_vec())
+        .send()?;
+    let status = r.status().as_u16();
     if !(200..300).contains(&status) {
-        bail!("{url} answered {status}: {msg}");
+        bail!("{url} answered {status}: {}", r.text().unwrap_or_default());
     }
     Ok(())
 }
@@ -223,6 +242,27 @@ pub fn peak_rss_bytes(pid: u32) -> u64 {
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used so far, from
+/// `/proc/PID/stat`: on a shared machine, work per sample is a steadier
+/// figure than wall-clock rates, which follow the other load.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    // /proc reports times in USER_HZ, which Linux fixes at 100 on every
+    // architecture Debian ships (the kernel converts from its own HZ).
+    let ticks = 100.0;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which may hold spaces: state is
+            // field 3, utime 14 and stime 15.
+            let rest = s.get(s.rfind(')')? + 2..)?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 /// Bytes of every file under `path`, skipping entries named in `skip`.

@@ -20,6 +20,11 @@
 //! `--corpus FILE` replays it (timestamps shifted to end a minute ago, one
 //! sender per exporter, scrapes in order) instead of the synthetic series.
 //!
+//! `--rounds N` (default 1) benchmarks Vigil and VictoriaMetrics N times
+//! each, alternating which goes first, and reports each figure's median and
+//! the per-round ratios: on a shared, noisy machine one round's ratio says
+//! little. Prometheus runs once.
+//!
 //! `--push URL` only pushes the workload to an already running receiver's
 //! remote_write URL and prints the rate: for profiling a `vigil serve`
 //! started by hand under `valgrind --tool=callgrind` or `perf record`.
@@ -30,7 +35,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use vigil_e2e::bench::{
-    Prometheus, VictoriaMetrics, dir_size, metric_value, peak_rss_bytes, push_concurrent, xorshift,
+    Prometheus, VictoriaMetrics, cpu_seconds, dir_size, metric_value, peak_rss_bytes,
+    push_concurrent, xorshift,
 };
 use vigil_e2e::{Collector, free_port, now_ms};
 use vigil_wire::remote_write as rw;
@@ -208,13 +214,17 @@ struct Figures {
     bytes_per_sample_chunks: f64,
     bytes_per_sample_disk: f64,
     peak_rss: u64,
+    /// CPU seconds the receiver used for the push, per million samples.
+    cpu_per_msample: f64,
 }
 
 fn bench_vigil(bodies: &Arc<Vec<Vec<Vec<u8>>>>, total: u64, dir: &Path) -> anyhow::Result<Figures> {
     let port = free_port();
     let data = dir.join("vigil");
     let mut vigil = Collector::start_on(&data, port, &[])?;
+    let cpu_before = cpu_seconds(vigil.proc.child.id());
     let took = push_concurrent(&vigil.url("/api/v1/write"), bodies)?;
+    let cpu = cpu_seconds(vigil.proc.child.id()) - cpu_before;
     let rss = peak_rss_bytes(vigil.proc.child.id());
     vigil.proc.terminate(Duration::from_secs(120))?;
     // Reopen to read the compacted figures after the shutdown flush.
@@ -236,6 +246,7 @@ fn bench_vigil(bodies: &Arc<Vec<Vec<Vec<u8>>>>, total: u64, dir: &Path) -> anyho
         },
         bytes_per_sample_disk: disk as f64 / total as f64,
         peak_rss: rss,
+        cpu_per_msample: cpu / (total as f64 / 1e6),
     })
 }
 
@@ -245,7 +256,9 @@ fn bench_prometheus(
     dir: &Path,
 ) -> anyhow::Result<Figures> {
     let mut prom = Prometheus::start(dir)?;
+    let cpu_before = cpu_seconds(prom.proc.child.id());
     let took = push_concurrent(&prom.url("/api/v1/write"), bodies)?;
+    let cpu = cpu_seconds(prom.proc.child.id()) - cpu_before;
     // Prometheus cuts a 2 h block once its head spans 3 h; wait for it.
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
@@ -289,6 +302,7 @@ fn bench_prometheus(
             f64::NAN
         },
         peak_rss: rss,
+        cpu_per_msample: cpu / (total as f64 / 1e6),
     })
 }
 
@@ -298,10 +312,12 @@ fn bench_victoria_metrics(
     dir: &Path,
 ) -> anyhow::Result<Figures> {
     let mut vm = VictoriaMetrics::start(dir)?;
+    let cpu_before = cpu_seconds(vm.proc.child.id());
     let took = push_concurrent(&vm.url("/api/v1/write"), bodies)?;
     // VictoriaMetrics answers before rows are stored; its counter says
-    // when all of them are.
+    // when all of them are, and the CPU they cost counts up to there.
     let stored = vm.wait_rows_stored(total, Duration::from_secs(120))?;
+    let cpu = cpu_seconds(vm.proc.child.id()) - cpu_before;
     let rss = peak_rss_bytes(vm.proc.child.id());
     // SIGTERM flushes in-memory parts to disk before exiting.
     vm.proc.terminate(Duration::from_secs(120))?;
@@ -312,6 +328,7 @@ fn bench_victoria_metrics(
         bytes_per_sample_chunks: f64::NAN,
         bytes_per_sample_disk: disk as f64 / total as f64,
         peak_rss: rss,
+        cpu_per_msample: cpu / (total as f64 / 1e6),
     })
 }
 
@@ -536,7 +553,7 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(15);
         return record_corpus(Path::new(&path), minutes);
     }
-    let flags_with_value = ["--values", "--corpus", "--push"];
+    let flags_with_value = ["--values", "--corpus", "--push", "--rounds"];
     let positional: Vec<&String> = args
         .iter()
         .enumerate()
@@ -598,26 +615,62 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let requests: usize = bodies.iter().map(Vec::len).sum();
-    eprintln!("{requests} requests pre-encoded; pushing to Vigil");
+    let rounds: usize = arg_value(&args, "--rounds")
+        .map(|r| r.parse())
+        .transpose()?
+        .unwrap_or(1)
+        .max(1);
+    eprintln!("{requests} requests pre-encoded; {rounds} round(s)");
     let dir = tempfile::tempdir().context("tempdir")?;
-    let v = bench_vigil(&bodies, total, dir.path())?;
-    // BENCH_KEEP_VIGIL=DIR keeps a copy of Vigil's data directory for
-    // inspection (e.g. `sqlite3 DIR/tsdb/vigil-tsdb.sqlite` with dbstat).
-    if let Some(keep) = std::env::var_os("BENCH_KEEP_VIGIL") {
-        let status = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(dir.path().join("vigil"))
-            .arg(&keep)
-            .status()
-            .context("copying Vigil's data directory")?;
-        if !status.success() {
-            anyhow::bail!("cp -a of Vigil's data directory failed");
+    // On a shared machine, load that comes and goes favours whichever
+    // receiver it spares: rounds alternate which one goes first, and the
+    // table shows each figure's median over the rounds.
+    let (mut vigil_rounds, mut vm_rounds) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for vigil_turn in [round % 2 == 0, round % 2 == 1] {
+            if vigil_turn {
+                eprintln!("round {}: pushing to Vigil", round + 1);
+                vigil_rounds.push(bench_vigil(&bodies, total, dir.path())?);
+                // BENCH_KEEP_VIGIL=DIR keeps a copy of Vigil's data directory
+                // for inspection (e.g. `sqlite3 DIR/tsdb/vigil-tsdb.sqlite`
+                // with dbstat).
+                if let Some(keep) = std::env::var_os("BENCH_KEEP_VIGIL")
+                    && round == 0
+                {
+                    let status = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(dir.path().join("vigil"))
+                        .arg(&keep)
+                        .status()
+                        .context("copying Vigil's data directory")?;
+                    if !status.success() {
+                        anyhow::bail!("cp -a of Vigil's data directory failed");
+                    }
+                }
+                std::fs::remove_dir_all(dir.path().join("vigil")).ok();
+            } else {
+                eprintln!("round {}: pushing to VictoriaMetrics", round + 1);
+                vm_rounds.push(bench_victoria_metrics(&bodies, total, dir.path())?);
+                std::fs::remove_dir_all(dir.path().join("vm")).ok();
+            }
         }
     }
-    std::fs::remove_dir_all(dir.path().join("vigil")).ok();
-    eprintln!("pushing to VictoriaMetrics");
-    let m = bench_victoria_metrics(&bodies, total, dir.path())?;
-    std::fs::remove_dir_all(dir.path().join("vm")).ok();
+    let per_round = |f: fn(&Figures) -> f64| -> String {
+        vigil_rounds
+            .iter()
+            .zip(&vm_rounds)
+            .map(|(v, m)| format!("{:.2}", f(v) / f(m)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let round_ratios = (rounds > 1).then(|| {
+        (
+            per_round(|f| f.samples_per_sec),
+            per_round(|f| f.peak_rss as f64),
+        )
+    });
+    let v = median_figures(&vigil_rounds);
+    let m = median_figures(&vm_rounds);
     let p = if with_prometheus {
         eprintln!("pushing to Prometheus");
         Some(bench_prometheus(&bodies, total, dir.path())?)
@@ -689,5 +742,41 @@ fn main() -> anyhow::Result<()> {
         ratio(v.peak_rss as f64, m.peak_rss as f64),
         ratio(v.peak_rss as f64, pf(|f| f.peak_rss as f64)),
     );
+    println!(
+        "| receiver CPU seconds per million samples (lower is better) | {} | {} | {} | {} | {} |",
+        na(v.cpu_per_msample),
+        na(m.cpu_per_msample),
+        na(pf(|f| f.cpu_per_msample)),
+        ratio(v.cpu_per_msample, m.cpu_per_msample),
+        ratio(v.cpu_per_msample, pf(|f| f.cpu_per_msample)),
+    );
+    if let Some((ingest, rss)) = round_ratios {
+        println!();
+        println!(
+            "Vigil / VictoriaMetrics per round (the table shows medians over {rounds} rounds): ingestion {ingest}; peak RSS {rss}"
+        );
+    }
     Ok(())
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// Each figure's median over the rounds of one receiver.
+fn median_figures(rounds: &[Figures]) -> Figures {
+    let of = |f: fn(&Figures) -> f64| median(rounds.iter().map(f).collect());
+    Figures {
+        samples_per_sec: of(|f| f.samples_per_sec),
+        stored_samples: of(|f| f.stored_samples),
+        bytes_per_sample_chunks: of(|f| f.bytes_per_sample_chunks),
+        bytes_per_sample_disk: of(|f| f.bytes_per_sample_disk),
+        peak_rss: of(|f| f.peak_rss as f64) as u64,
+        cpu_per_msample: of(|f| f.cpu_per_msample),
+    }
 }
