@@ -409,10 +409,16 @@ impl Db {
             snapshots(&st, ids, start_ms, end_ms)
         };
         snaps.sort_by(|a, b| a.labels.cmp(&b.labels));
-        self.with_reader(|conn| {
+        // Newest stored chunks this read took from disk for series that
+        // hold none in memory: kept there afterwards (see `Series::recent`),
+        // so a series that goes on being read, by a rule or a dashboard,
+        // reads its recent hours from memory from then on.
+        let mut newest_read = Vec::new();
+        let result = self.with_reader(|conn| {
             for snap in snaps {
                 let mut samples = Vec::new();
                 if snap.needs_disk(start_ms, end_ms) {
+                    let mut newest = None;
                     // Reserves room for the in-memory chunks too, so a long
                     // read allocates once.
                     read_cache::read_samples(
@@ -422,7 +428,14 @@ impl Db {
                         (start_ms, snap.disk_end(end_ms)),
                         snap.mem_len(),
                         &mut samples,
+                        &mut newest,
                     )?;
+                    if let Some((key, chunk)) = newest
+                        && !snap.has_recent
+                        && snap.stored.is_some_and(|(_, hi)| hi == key.max_t)
+                    {
+                        newest_read.push((snap.id, key, chunk));
+                    }
                 }
                 snap.mem_samples(start_ms, end_ms, &mut samples)
                     .map_err(|e| store::corrupt(format!("head of series {}", snap.id), e))?;
@@ -436,7 +449,48 @@ impl Db {
                 }
             }
             Ok(())
-        })
+        });
+        self.keep_newest_read(newest_read);
+        result
+    }
+
+    /// Installs chunks read from disk as their series' in-memory newest
+    /// stored chunk, sealed (the dense form compaction writes), where that
+    /// is still what they are: a store or retention since the read wins.
+    fn keep_newest_read(
+        &self,
+        chunks: Vec<(SeriesId, read_cache::ChunkKey, Arc<read_cache::Decoded>)>,
+    ) {
+        if chunks.is_empty() {
+            return;
+        }
+        let mut samples = Vec::new();
+        let sealed: Vec<(SeriesId, crate::head::CutChunk)> = chunks
+            .into_iter()
+            .filter_map(|(id, key, chunk)| {
+                samples.clear();
+                chunk.extend_range(i64::MIN, i64::MAX, &mut samples);
+                let n = u32::try_from(samples.len()).ok()?;
+                (n > 0).then(|| {
+                    let cut = crate::head::CutChunk {
+                        min_t: key.min_t,
+                        max_t: key.max_t,
+                        n,
+                        data: Arc::from(crate::sealed::seal(&samples)),
+                    };
+                    (id, cut)
+                })
+            })
+            .collect();
+        let mut st = self.shared.state.write();
+        for (id, cut) in sealed {
+            if let Some(s) = st.get_mut(id)
+                && s.recent.is_none()
+                && s.stored.is_some_and(|(_, hi)| hi == cut.max_t)
+            {
+                s.recent = Some(cut);
+            }
+        }
     }
 
     /// Label sets of series matching any of `matcher_sets` (all series when

@@ -133,6 +133,7 @@ impl Series {
             mem,
             mem_min_t,
             stored: self.stored,
+            has_recent: self.recent.is_some(),
         }
     }
 
@@ -163,6 +164,8 @@ pub struct SeriesSnapshot {
     /// `mem` (a concurrent flush may have stored them meanwhile).
     pub mem_min_t: Option<i64>,
     pub stored: Option<(i64, i64)>,
+    /// Whether `mem` starts with the newest stored chunk.
+    pub has_recent: bool,
 }
 
 impl SeriesSnapshot {

@@ -329,6 +329,10 @@ const LIST_CHUNKS: &str = "SELECT min_t, max_t FROM chunks WHERE series_id = ?1 
 /// comes from one consistent listing, even while compaction rewrites rows.
 /// `then` is how many samples the caller will append after these (its
 /// in-memory chunks), reserved with them.
+///
+/// `newest` receives the last chunk read (the one ending latest) with its
+/// key, whole, so the caller can keep a series' newest stored chunk in
+/// memory; it stays `None` with the cache off.
 pub fn read_samples(
     conn: &Connection,
     cache: &ReadCache,
@@ -336,6 +340,7 @@ pub fn read_samples(
     (start, end): (i64, i64),
     then: usize,
     out: &mut Vec<Sample>,
+    newest: &mut Option<(ChunkKey, Arc<Decoded>)>,
 ) -> Result<(), Error> {
     if !cache.enabled() {
         return store::read_samples(conn, id, start, end, out);
@@ -360,6 +365,7 @@ pub fn read_samples(
         for (c, r) in chunks.iter().zip(runs) {
             c.extend_indices(r, out);
         }
+        *newest = keys.last().copied().zip(chunks.last().cloned());
         return Ok(());
     }
     let mut stmt = conn.prepare_cached(
@@ -395,6 +401,7 @@ pub fn read_samples(
             }
         };
         chunk.extend_range(start, end, out);
+        *newest = Some((key, chunk));
     }
     Ok(())
 }

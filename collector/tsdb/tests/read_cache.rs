@@ -177,6 +177,7 @@ fn cached_reads_equal_uncached_through_compaction_retention_and_eviction() {
 /// The newest stored chunk of a series stays in memory (served without a
 /// decode from disk) only while the series is being read; a series nobody
 /// reads holds only its head, so a large ingest costs one chunk per series.
+/// The first read of such a series brings its newest chunk back.
 #[test]
 fn newest_stored_chunk_stays_in_memory_only_for_series_that_are_read() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -227,5 +228,16 @@ fn newest_stored_chunk_stays_in_memory_only_for_series_that_are_read() {
     assert!(
         db.stats().read_cache.misses > before,
         "series 1's chunk was decoded from disk"
+    );
+    // Once read, series 1 keeps that chunk in memory too: reading it again
+    // touches neither the disk nor the decoded-chunk cache.
+    let seen = db.stats().read_cache;
+    let again = db.select(&one(1), from, to).expect("select");
+    assert_eq!(again, got);
+    let now = db.stats().read_cache;
+    assert_eq!(
+        (now.hits, now.misses),
+        (seen.hits, seen.misses),
+        "served from memory"
     );
 }
