@@ -37,6 +37,7 @@ pub(crate) struct BitWriter {
 }
 
 impl BitWriter {
+    #[inline]
     pub(crate) fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
             self.buf.push(0);
@@ -52,6 +53,7 @@ impl BitWriter {
     /// bits of the last byte, then whole bytes, then the rest into a new
     /// byte. Head chunks are encoded on the writer thread, the one serial
     /// step of ingestion, so this is a byte at a time, not a bit at a time.
+    #[inline]
     pub(crate) fn write_bits(&mut self, value: u64, nbits: u32) {
         if nbits == 0 {
             return;
@@ -71,14 +73,13 @@ impl BitWriter {
             self.free -= take;
             left -= take;
         }
-        self.buf.reserve(9);
-        while left >= 8 {
-            left -= 8;
-            self.buf.push((value >> left) as u8);
-        }
         if left > 0 {
-            self.buf.push((value << (8 - left)) as u8);
-            self.free = 8 - left;
+            // The remaining bits, moved to the top of a word (the bits above
+            // them, already written, shift out), go out as its first bytes.
+            let word = (value << (64 - left)).to_be_bytes();
+            let bytes = left.div_ceil(8);
+            self.buf.extend_from_slice(&word[..bytes as usize]);
+            self.free = bytes * 8 - left;
         }
     }
 }
