@@ -725,13 +725,20 @@ fn main() -> anyhow::Result<()> {
         na(pf(|f| f.bytes_per_sample_chunks)),
         ratio(v.bytes_per_sample_chunks, pf(|f| f.bytes_per_sample_chunks)),
     );
-    println!(
-        "| bytes/sample on disk (Vigil `tsdb/`; VM `data/`+`indexdb/`; Prometheus blocks) | {} | {} | {} | {} | {} |",
-        na(v.bytes_per_sample_disk),
-        na(m.bytes_per_sample_disk),
-        na(pf(|f| f.bytes_per_sample_disk)),
-        ratio(v.bytes_per_sample_disk, m.bytes_per_sample_disk),
-        ratio(v.bytes_per_sample_disk, pf(|f| f.bytes_per_sample_disk)),
+    // A row of a figure all three receivers have.
+    let row = |name: &str, f: fn(&Figures) -> f64| {
+        println!(
+            "| {name} | {} | {} | {} | {} | {} |",
+            na(f(&v)),
+            na(f(&m)),
+            na(pf(f)),
+            ratio(f(&v), f(&m)),
+            ratio(f(&v), pf(f)),
+        );
+    };
+    row(
+        "bytes/sample on disk (Vigil `tsdb/`; VM `data/`+`indexdb/`; Prometheus blocks)",
+        |f| f.bytes_per_sample_disk,
     );
     println!(
         "| peak RSS (MiB) | {:.1} | {:.1} | {} | {} | {} |",
@@ -742,13 +749,9 @@ fn main() -> anyhow::Result<()> {
         ratio(v.peak_rss as f64, m.peak_rss as f64),
         ratio(v.peak_rss as f64, pf(|f| f.peak_rss as f64)),
     );
-    println!(
-        "| receiver CPU seconds per million samples (lower is better) | {} | {} | {} | {} | {} |",
-        na(v.cpu_per_msample),
-        na(m.cpu_per_msample),
-        na(pf(|f| f.cpu_per_msample)),
-        ratio(v.cpu_per_msample, m.cpu_per_msample),
-        ratio(v.cpu_per_msample, pf(|f| f.cpu_per_msample)),
+    row(
+        "receiver CPU seconds per million samples (lower is better)",
+        |f| f.cpu_per_msample,
     );
     if let Some((ingest, rss)) = round_ratios {
         println!();
