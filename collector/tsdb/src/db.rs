@@ -235,7 +235,7 @@ impl Db {
         now_ms: i64,
         budget: Budget,
     ) -> Result<AppendOutcome, Error> {
-        let budget = (!budget.limits.is_unlimited() || budget.owner.is_some()).then_some(budget);
+        let budget = budget_in_force(budget);
         self.append_inner(batch, now_ms, budget)
     }
 
@@ -251,7 +251,7 @@ impl Db {
         now_ms: i64,
         budget: Budget,
     ) -> Result<AppendOutcome, Error> {
-        let budget = (!budget.limits.is_unlimited() || budget.owner.is_some()).then_some(budget);
+        let budget = budget_in_force(budget);
         self.append_cmd(batch, hints, now_ms, budget)
     }
 
@@ -309,7 +309,7 @@ impl Db {
         budget: Budget,
         done: impl FnOnce(Result<AppendOutcome, Error>, Vec<SeriesSamples>) + Send + 'static,
     ) {
-        let budget = (!budget.limits.is_unlimited() || budget.owner.is_some()).then_some(budget);
+        let budget = budget_in_force(budget);
         self.submit(batch, hints, now_ms, budget, Box::new(done));
     }
 
@@ -699,6 +699,12 @@ fn snapshots(st: &State, ids: Vec<SeriesId>, start: i64, end: i64) -> Vec<Series
             s.may_overlap(start, end).then(|| s.snapshot(id))
         })
         .collect()
+}
+
+/// A budget the writer must check, or `None` when it limits nothing and
+/// names no owner (the writer then skips the budget work per new series).
+fn budget_in_force(budget: Budget) -> Option<Budget> {
+    (!budget.limits.is_unlimited() || budget.owner.is_some()).then_some(budget)
 }
 
 /// Prometheus refuses selectors that would match every series.
