@@ -260,33 +260,46 @@ impl Fold for Avg {
     /// order are [`Avg::push`]'s, so the answer is bit for bit the same.
     /// Stops before the first sample that finds an infinite mean: that
     /// case goes through [`Avg::push`].
+    /// [`Avg::push`] for [`LANES`] windows side by side while every mean is
+    /// finite, laid out lane by lane (the count is the same in every lane),
+    /// each operation done for all lanes before the next and with both
+    /// sides of [`kahan_inc`]'s choice computed and one selected, so the
+    /// compiler turns the lanes into vector instructions instead of a
+    /// branchy scalar chain (written one lane at a time, the loop compiled
+    /// to mostly scalar code and ran 2.3 times slower). Every lane's
+    /// operations and their order are [`Avg::push`]'s, so the answer is
+    /// bit for bit the same. Stops after the first sample that makes a
+    /// mean infinite: what follows goes through [`Avg::push`].
     fn push_prefix(st: &mut [Self; LANES], group: &[&[Sample]], common: usize) -> usize {
+        let Ok(windows) = <[&[Sample]; LANES]>::try_from(group) else {
+            return 0;
+        };
+        let windows = windows.map(|w| &w[..common.min(w.len())]);
+        let common = windows.iter().map(|w| w.len()).min().unwrap_or(0);
         let mut mean = [0.0f64; LANES];
         let mut c = [0.0f64; LANES];
         let mut count = 0.0f64;
+        let mut infinite = false;
         let mut i = 0;
-        while i < common {
-            if mean.iter().any(|m| m.is_infinite()) {
-                break;
-            }
+        while i < common && !infinite {
             count += 1.0;
-            let mut v = [0.0f64; LANES];
-            for (x, w) in v.iter_mut().zip(group) {
-                *x = w[i].value;
-            }
+            let mut inc: [f64; LANES] = std::array::from_fn(|l| windows[l][i].value / count);
             for l in 0..LANES {
-                let inc = v[l] / count - mean[l] / count;
-                let t = mean[l] + inc;
-                let big = (mean[l] - t) + inc;
-                let small = (inc - t) + mean[l];
-                let d = if mean[l].abs() >= inc.abs() {
+                inc[l] -= mean[l] / count;
+            }
+            let t: [f64; LANES] = std::array::from_fn(|l| mean[l] + inc[l]);
+            for l in 0..LANES {
+                let big = (mean[l] - t[l]) + inc[l];
+                let small = (inc[l] - t[l]) + mean[l];
+                let d = if mean[l].abs() >= inc[l].abs() {
                     big
                 } else {
                     small
                 };
-                c[l] = if t.is_infinite() { 0.0 } else { c[l] + d };
-                mean[l] = t;
+                c[l] = if t[l].is_infinite() { 0.0 } else { c[l] + d };
             }
+            infinite = t.iter().any(|x| x.is_infinite());
+            mean = t;
             i += 1;
         }
         for (l, f) in st.iter_mut().enumerate() {
@@ -345,24 +358,26 @@ const LANES: usize = 4;
 fn fold_lanes<F: Fold>(windows: &[&[Sample]]) -> Vec<f64> {
     let mut out = Vec::with_capacity(windows.len());
     for group in windows.chunks(LANES) {
-        if group.len() < LANES {
-            out.extend(group.iter().map(|w| F::over(w)));
-            continue;
-        }
+        // A short last group repeats its first window in the spare lanes
+        // (their answers are dropped): one group in lanes costs less than
+        // even one window folded alone.
+        let mut padded = [group[0]; LANES];
+        padded[..group.len()].copy_from_slice(group);
+        let (n, group) = (group.len(), &padded[..]);
         let mut st = [F::default(); LANES];
         let common = group.iter().map(|w| w.len()).min().unwrap_or(0);
         let done = F::push_prefix(&mut st, group, common);
         for i in done..common {
-            for (f, w) in st.iter_mut().zip(group) {
+            for (f, w) in st.iter_mut().zip(group).take(n) {
                 f.push(w[i].value);
             }
         }
-        for (f, w) in st.iter_mut().zip(group) {
+        for (f, w) in st.iter_mut().zip(group).take(n) {
             for x in &w[common..] {
                 f.push(x.value);
             }
         }
-        out.extend(st.iter().map(Fold::value));
+        out.extend(st[..n].iter().map(Fold::value));
     }
     out
 }
@@ -1151,13 +1166,17 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let series: Vec<Vec<Sample>> = (0..11)
+        let series: Vec<Vec<Sample>> = (0..19)
             .map(|i| {
-                let len = [0, 1, 2, 7, 100, 100, 99, 1000, 3, 64, 65][i];
+                let len = [
+                    0, 1, 2, 7, 100, 100, 99, 1000, 3, 64, 65, 300, 301, 5, 512, 77, 78, 1, 250,
+                ][i];
                 (0..len)
                     .map(|k| {
                         let r = next();
-                        let v = if r % 13 == 0 {
+                        // Two in three windows see infinities and NaNs (the
+                        // lanes stop early), the rest run the lanes through.
+                        let v = if i % 3 != 0 && r % 13 == 0 {
                             odd[(r >> 8) as usize % odd.len()]
                         } else {
                             (r % 100_000) as f64 / 7.0 - 5_000.0
@@ -1169,17 +1188,20 @@ mod tests {
             .collect();
         let windows: Vec<&[Sample]> = series.iter().map(Vec::as_slice).collect();
         let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect::<Vec<_>>();
-        for n in 1..=windows.len() {
-            let w = &windows[..n];
+        // Every run of consecutive windows, so that full groups of lanes
+        // start at every mix of lengths, short and empty windows included.
+        for (a, n) in (0..windows.len()).flat_map(|a| (a + 1..=windows.len()).map(move |b| (a, b)))
+        {
+            let w = &windows[a..n];
             assert_eq!(
                 bits(fold_lanes::<Avg>(w)),
                 bits(w.iter().map(|s| avg_over_time(s)).collect()),
-                "avg over {n} windows"
+                "avg over windows {a}..{n}"
             );
             assert_eq!(
                 bits(fold_lanes::<StdVar>(w)),
                 bits(w.iter().map(|s| stdvar_over_time(s)).collect()),
-                "stdvar over {n} windows"
+                "stdvar over windows {a}..{n}"
             );
         }
     }
