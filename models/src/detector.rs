@@ -61,7 +61,11 @@
 //! 2. its score is extreme *for this series*: the robust z-score
 //!    `(score − median) / (1.4826 · MAD)` over the score history (the scores
 //!    of the last `window` points, taken when the model was trained) reaches
-//!    [`score_z`](DetectorConfig::score_z) (default 5). The history holds
+//!    [`score_z`](DetectorConfig::score_z) (default 5), or, where the
+//!    history is spread so widely that even the forest's highest possible
+//!    score ([`IsolationForest::max_score`], about 0.93) falls short of
+//!    that, nine tenths of that highest score's z-score (a detector
+//!    whose bar no point can reach is blind). The history holds
 //!    only scores of points scored as new (training scores are in-sample and
 //!    lower), so the detector decides once `min_points` points have been
 //!    scored: with the defaults, from point 201 on;
@@ -124,6 +128,11 @@ pub use seasonal::{BUCKET_MS, SEASONAL_FEATURES};
 
 /// Consistency constant that makes the MAD estimate σ for normal data.
 const MAD_TO_SIGMA: f64 = 1.4826;
+
+/// Share of the highest possible score's z-score that passes the z test
+/// where `score_z` itself is out of reach (see `z_bar`): nine tenths of the
+/// way from the usual score to the forest's ceiling.
+const ATTAINABLE_Z_SHARE: f64 = 0.9;
 
 /// Identifies a persisted detector; checked on load.
 const FORMAT: &str = "vigil-models/streaming-detector";
@@ -675,7 +684,7 @@ impl StreamingDetector {
         };
         // While warming up (no z-score yet) nothing is anomalous.
         let candidate = model.forest.is_outlier(score)
-            && score_z.is_some_and(|z| z >= self.cfg.score_z)
+            && score_z.is_some_and(|z| z >= self.z_bar(model))
             && score_percentile >= self.cfg.min_score_percentile
             && !self.season_explains(model, &z)
             && (self.in_episode(ts_ms) || !self.recurs(model, &z));
@@ -701,6 +710,23 @@ impl StreamingDetector {
             details,
         };
         (verdict, candidates)
+    }
+
+    /// The robust z-score a point must reach: `score_z`, or, where the
+    /// score history is spread so widely that no point could reach it (the
+    /// forest's scores stop at [`IsolationForest::max_score`]),
+    /// [`ATTAINABLE_Z_SHARE`] of the z-score of that highest possible score.
+    /// Without the cap such a detector is blind: a spike a hundred times the
+    /// series' range, isolated at the first split in most trees, was
+    /// measured at z 4.2 against a bar of 5 it could never pass.
+    fn z_bar(&self, model: &Model) -> f64 {
+        let reachable = model
+            .score_scale
+            .map(|s| (model.forest.max_score() - s.median) / s.sigma);
+        match reachable {
+            Some(z_max) => self.cfg.score_z.min(ATTAINABLE_Z_SHARE * z_max),
+            None => self.cfg.score_z,
+        }
     }
 
     /// The seasonal gate: whether every series is one whose level the time

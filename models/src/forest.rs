@@ -320,6 +320,14 @@ impl IsolationForest {
         self.psi
     }
 
+    /// The highest score any point can get, `2^(−1/c(ψ))`: isolated by the
+    /// first split of every tree (a path of length 1). About 0.93 at ψ = 256,
+    /// not 1.
+    pub fn max_score(&self) -> f64 {
+        let c = average_path_length(self.psi);
+        if c == 0.0 { 0.5 } else { (-1.0 / c).exp2() }
+    }
+
     /// The decision threshold: scores strictly above it are outliers.
     pub fn threshold(&self) -> f64 {
         self.threshold
@@ -838,6 +846,30 @@ mod tests {
                 full.mean_path_length(row)
             );
         }
+    }
+
+    #[test]
+    fn max_score_bounds_every_score_and_a_far_point_reaches_it() {
+        let x = Matrix::from_rows(&blob(1003, 3)).expect("finite");
+        let f = IsolationForest::fit(
+            &x,
+            &ForestConfig {
+                n_estimators: 20,
+                ..ForestConfig::default()
+            },
+        )
+        .expect("fit");
+        let ceiling = f.max_score();
+        assert!((ceiling - (-1.0 / average_path_length(256)).exp2()).abs() < 1e-15);
+        for row in x.iter_rows() {
+            assert!(f.score(row).expect("width") <= ceiling);
+        }
+        // Far outside both ranges, every tree isolates the point at its
+        // first split (almost surely), so the score is the ceiling.
+        let far = f
+            .score_extrapolated(&[1e12, -1e12], &[true, true])
+            .expect("width");
+        assert!(far <= ceiling && ceiling - far < 1e-6, "{far} vs {ceiling}");
     }
 
     fn blob(n: usize, seed: u64) -> Vec<[f64; 2]> {

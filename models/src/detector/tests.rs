@@ -164,3 +164,47 @@ fn persistence_round_trips_exactly() {
         Err(Error::Decode(_))
     ));
 }
+
+/// A series whose ordinary scores spread so widely that `score_z` (5) lies
+/// above the highest score the forest can give: the e2e anomaly rule's
+/// history (a 13-step sawtooth of two-decimal values, 294 points at a
+/// second) then a spike a hundred times its range. The spike scores 0.926,
+/// within a hair of the forest's ceiling, at z 4.2; without the capped bar
+/// the detector could not flag it, nor anything else.
+#[test]
+fn a_spike_at_the_score_ceiling_is_anomalous_when_score_z_is_out_of_reach() {
+    let cfg = DetectorConfig {
+        n_estimators: 50,
+        min_points: 50,
+        window: 300,
+        retrain_every: 50,
+        suppression: std::time::Duration::from_secs(1),
+        ..DetectorConfig::default()
+    };
+    let level = |i: i64| 0.2 + ((i * 7919) % 13) as f64 / 100.0;
+    let mut d = StreamingDetector::new(cfg).expect("valid");
+    // The calendar features take part: this is a morning in December 2026.
+    let t0 = 1_796_000_000_000;
+    for i in 306..600 {
+        let s = d.push(t0 + i * 1000, level(i)).expect("valid");
+        // The lower bar does not flag the ordinary points.
+        assert!(!s.is_some_and(|s| s.is_anomaly), "point {i}");
+    }
+    let s = d
+        .push(t0 + 600 * 1000, 25.0)
+        .expect("valid")
+        .expect("scored");
+    let model = d.model.as_ref().expect("trained");
+    let ceiling = model.forest.max_score();
+    let z = s.score_z.expect("decides");
+    assert!(
+        z < d.cfg.score_z,
+        "the case needs score_z out of reach: {s:?}"
+    );
+    assert!(
+        s.score <= ceiling && s.score > ceiling - 0.02,
+        "score {} ceiling {ceiling}",
+        s.score
+    );
+    assert!(s.is_anomaly && s.should_alert(), "{s:?}");
+}
