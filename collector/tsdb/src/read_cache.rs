@@ -132,26 +132,29 @@ impl Decoded {
         if lo >= hi {
             return;
         }
-        out.reserve(hi - lo);
+        // Each arm extends from an iterator of known length (no capacity
+        // check per sample), which compiles to a tight loop: pushing one
+        // sample at a time was a tenth of a 24-hour `avg_over_time`.
         let values = &self.values[lo..hi];
         match &self.times {
             Times::Regular { step } => {
-                let mut t = self.time(lo);
-                for &v in values {
-                    out.push(Sample::new(t, v));
-                    t = t.wrapping_add(*step);
-                }
+                let first = self.time(lo);
+                out.extend(values.iter().enumerate().map(|(k, &v)| {
+                    Sample::new(first.wrapping_add((k as i64).wrapping_mul(*step)), v)
+                }));
             }
-            Times::Offsets(o) => {
-                for (&off, &v) in o[lo..hi].iter().zip(values) {
-                    out.push(Sample::new(self.t0 + i64::from(off), v));
-                }
-            }
-            Times::Full(t) => {
-                for (&t, &v) in t[lo..hi].iter().zip(values) {
-                    out.push(Sample::new(t, v));
-                }
-            }
+            Times::Offsets(o) => out.extend(
+                o[lo..hi]
+                    .iter()
+                    .zip(values)
+                    .map(|(&off, &v)| Sample::new(self.t0 + i64::from(off), v)),
+            ),
+            Times::Full(t) => out.extend(
+                t[lo..hi]
+                    .iter()
+                    .zip(values)
+                    .map(|(&t, &v)| Sample::new(t, v)),
+            ),
         }
     }
 }
