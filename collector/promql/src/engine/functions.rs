@@ -253,14 +253,6 @@ impl Fold for Avg {
     }
 
     /// [`Avg::push`] for [`LANES`] windows side by side while every mean is
-    /// finite, laid out lane by lane (the count is the same in every lane)
-    /// and with both sides of [`kahan_inc`]'s choice computed and one
-    /// selected, so the compiler turns the lanes into vector divisions
-    /// instead of a branchy scalar chain. Every lane's operations and their
-    /// order are [`Avg::push`]'s, so the answer is bit for bit the same.
-    /// Stops before the first sample that finds an infinite mean: that
-    /// case goes through [`Avg::push`].
-    /// [`Avg::push`] for [`LANES`] windows side by side while every mean is
     /// finite, laid out lane by lane (the count is the same in every lane),
     /// each operation done for all lanes before the next and with both
     /// sides of [`kahan_inc`]'s choice computed and one selected, so the
