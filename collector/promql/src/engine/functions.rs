@@ -215,7 +215,7 @@ trait Fold: Default + Copy {
     /// samples into `st` (fresh folds) faster than one [`Fold::push`] at a
     /// time, with the same arithmetic, and answers how many it pushed (the
     /// caller pushes the rest one by one). The default pushes none.
-    fn push_prefix(_st: &mut [Self; LANES], _group: &[&[Sample]], _common: usize) -> usize {
+    fn push_prefix(_st: &mut [Self; LANES], _group: &[&[Sample]; LANES], _common: usize) -> usize {
         0
     }
 }
@@ -262,12 +262,9 @@ impl Fold for Avg {
     /// operations and their order are [`Avg::push`]'s, so the answer is
     /// bit for bit the same. Stops after the first sample that makes a
     /// mean infinite: what follows goes through [`Avg::push`].
-    fn push_prefix(st: &mut [Self; LANES], group: &[&[Sample]], common: usize) -> usize {
-        let Ok(windows) = <[&[Sample]; LANES]>::try_from(group) else {
-            return 0;
-        };
-        let windows = windows.map(|w| &w[..common.min(w.len())]);
-        let common = windows.iter().map(|w| w.len()).min().unwrap_or(0);
+    fn push_prefix(st: &mut [Self; LANES], group: &[&[Sample]; LANES], common: usize) -> usize {
+        // Cut to `common` so the loop's indexing needs no bounds checks.
+        let windows = group.map(|w| &w[..common]);
         let mut mean = [0.0f64; LANES];
         let mut c = [0.0f64; LANES];
         let mut count = 0.0f64;
@@ -355,7 +352,7 @@ fn fold_lanes<F: Fold>(windows: &[&[Sample]]) -> Vec<f64> {
         // even one window folded alone.
         let mut padded = [group[0]; LANES];
         padded[..group.len()].copy_from_slice(group);
-        let (n, group) = (group.len(), &padded[..]);
+        let (n, group) = (group.len(), &padded);
         let mut st = [F::default(); LANES];
         let common = group.iter().map(|w| w.len()).min().unwrap_or(0);
         let done = F::push_prefix(&mut st, group, common);
