@@ -434,6 +434,17 @@ async fn self_metrics(State(app): State<Arc<App>>) -> Response {
     );
     telemetry::labelled_counter(
         &mut out,
+        "vigil_tsdb_wal_checkpoints_total",
+        "Checkpoints of SQLite's WAL file: by the background thread, or inline by the writer once the file passed its bound (the background falls behind).",
+        "where",
+        [
+            ("background".to_string(), stats.wal_checkpoints_background),
+            ("inline".to_string(), stats.wal_checkpoints_inline),
+        ]
+        .into_iter(),
+    );
+    telemetry::labelled_counter(
+        &mut out,
         "vigil_tsdb_samples_rejected_total",
         "Samples the store refused, by reason.",
         "reason",

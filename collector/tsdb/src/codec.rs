@@ -215,9 +215,17 @@ pub struct WalWriter {
 
 impl WalWriter {
     pub fn new() -> Self {
-        Self {
-            buf: vec![WAL_VERSION],
-        }
+        Self::with_capacity(0, 0)
+    }
+
+    /// Sizes the record for `series` entries of `samples` samples in all, so
+    /// a large group commit does not grow (and copy) its buffer repeatedly.
+    pub fn with_capacity(series: usize, samples: usize) -> Self {
+        // An entry's id, count and first timestamp take about 12 bytes; a
+        // regular scrape's timestamp delta takes 2 and the value 8.
+        let mut buf = Vec::with_capacity(1 + series * 12 + samples * 10);
+        buf.push(WAL_VERSION);
+        Self { buf }
     }
 
     /// Adds the samples of one series (non-empty, in append order).

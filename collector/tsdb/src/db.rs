@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -71,6 +72,7 @@ pub struct Db {
     readers: Mutex<Vec<Connection>>,
     cache: ReadCache,
     path: PathBuf,
+    checkpoints: Arc<crate::checkpoint::Counts>,
 }
 
 impl Db {
@@ -98,7 +100,8 @@ impl Db {
             .map_err(|_| Error::Locked(dir.display().to_string()))?;
         let started = Instant::now();
         let path = dir.join(DB_FILE);
-        let conn = store::open_writer(&path, opts.sync)?;
+        let mut conn = store::open_writer(&path, opts.sync)?;
+        let checkpointer = crate::checkpoint::Checkpointer::start(&path, opts.sync, &mut conn)?;
 
         let mut state = State::default();
         let mut next_series_id: SeriesId = 0;
@@ -189,7 +192,9 @@ impl Db {
             }),
             opts,
         });
+        let checkpoints = checkpointer.counts();
         let writer = Writer {
+            _checkpointer: checkpointer,
             conn,
             shared: shared.clone(),
             next_series_id,
@@ -209,6 +214,7 @@ impl Db {
                 source,
             })?;
         Ok(Db {
+            checkpoints,
             _lock: lock,
             shared,
             tx: Some(tx),
@@ -580,6 +586,8 @@ impl Db {
             commit_seconds_sum: c.commit_seconds_sum,
             commit_seconds_buckets: buckets,
             read_cache: self.cache.stats(),
+            wal_checkpoints_background: self.checkpoints.background.load(Ordering::Relaxed),
+            wal_checkpoints_inline: self.checkpoints.inline.load(Ordering::Relaxed),
         }
     }
 

@@ -24,6 +24,7 @@
 //! assert_eq!(got[0].samples, vec![Sample::new(now, 1.0)]);
 //! ```
 
+mod checkpoint;
 pub mod chunk;
 pub mod codec;
 mod columns;
@@ -62,6 +63,16 @@ pub enum SyncMode {
     Normal,
     /// `synchronous=FULL`: every commit is fsynced, surviving power loss.
     Full,
+}
+
+impl SyncMode {
+    /// The value of SQLite's `synchronous` pragma for this mode.
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            SyncMode::Normal => "NORMAL",
+            SyncMode::Full => "FULL",
+        }
+    }
 }
 
 /// Store settings. Every field has a sensible default.
@@ -252,6 +263,10 @@ pub struct Stats {
     pub commit_seconds_buckets: Vec<(f64, u64)>,
     /// The decoded-chunk read cache.
     pub read_cache: ReadCacheStats,
+    /// Checkpoints of SQLite's WAL file run by the background thread, and
+    /// run inline by the writer because the file passed its bound.
+    pub wal_checkpoints_background: u64,
+    pub wal_checkpoints_inline: u64,
 }
 
 /// Errors from the store. [`Error::is_client_error`] tells the HTTP layer

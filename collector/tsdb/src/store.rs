@@ -41,11 +41,7 @@ pub fn open_writer(path: &Path, sync: SyncMode) -> Result<Connection, Error> {
             "SQLite refused WAL mode (got {mode})"
         )));
     }
-    let sync = match sync {
-        SyncMode::Normal => "NORMAL",
-        SyncMode::Full => "FULL",
-    };
-    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "synchronous", sync.pragma())?;
     // 16 MiB page cache for the writer: chunk and index pages stay hot.
     conn.pragma_update(None, "cache_size", -4_096)?;
     // After a checkpoint, SQLite's WAL file is cut back to 16 MiB instead of

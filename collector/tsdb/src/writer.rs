@@ -133,6 +133,8 @@ pub struct Shared {
 }
 
 pub struct Writer {
+    /// Declared before `conn`, so it stops before the connection closes.
+    pub _checkpointer: crate::checkpoint::Checkpointer,
     pub conn: Connection,
     pub shared: Arc<Shared>,
     pub next_series_id: SeriesId,
@@ -364,7 +366,7 @@ impl Writer {
 
         let wal_id = self.next_wal_id;
         let record = (!accepted.is_empty()).then(|| {
-            let mut w = WalWriter::new();
+            let mut w = WalWriter::with_capacity(accepted.len(), flat.len());
             for (id, range) in &accepted {
                 w.add(u64::from(*id), &flat[range.clone()]);
             }
