@@ -252,8 +252,16 @@ impl ChunkEncoder {
             _ => {
                 let delta = t.wrapping_sub(self.t);
                 let dod = delta.wrapping_sub(self.delta);
-                self.write_dod(dod);
-                self.write_xor(bits);
+                // A regular interval's dod is a single 0 bit: it goes out
+                // as a leading zero of the value's first write instead of
+                // a write of its own.
+                let pending_zero = if dod == 0 {
+                    1
+                } else {
+                    self.write_dod(dod);
+                    0
+                };
+                self.write_xor(bits, pending_zero);
                 self.delta = delta;
             }
         }
@@ -281,12 +289,14 @@ impl ChunkEncoder {
         self.w.write_bits(dod as u64, 64);
     }
 
-    fn write_xor(&mut self, bits: u64) {
+    /// Writes the value's XOR with the previous one, preceded by
+    /// `pending_zero` (0 or 1) zero bits the caller has not written.
+    fn write_xor(&mut self, bits: u64, pending_zero: u32) {
         /// 5 bits of leading zeros and 6 bits of significant-bit count.
         const NEW_WINDOW_HEADER_BITS: u32 = 11;
         let x = bits ^ self.v;
         if x == 0 {
-            self.w.write_bit(false);
+            self.w.write_bits(0, 1 + pending_zero);
             return;
         }
         // 5 bits encode the leading count, so it is capped at 31.
@@ -305,10 +315,11 @@ impl ChunkEncoder {
         if fits_window && window_sig() <= own_sig + NEW_WINDOW_HEADER_BITS {
             let sig = window_sig();
             let value = x >> self.trailing;
-            if sig <= 62 {
-                self.w.write_bits((0b10 << sig) | value, sig + 2);
+            if sig + 2 + pending_zero <= 64 {
+                self.w
+                    .write_bits((0b10 << sig) | value, sig + 2 + pending_zero);
             } else {
-                self.w.write_bits(0b10, 2);
+                self.w.write_bits(0b10, 2 + pending_zero);
                 self.w.write_bits(value, sig);
             }
         } else {
@@ -316,7 +327,7 @@ impl ChunkEncoder {
             // '11', 5 bits of leading zeros, 6 bits of significant-bit
             // count (64 is written as 0: 1..=63 fit in 6 bits).
             let header = (0b11 << 11) | (u64::from(lead) << 6) | (u64::from(sig) & 0x3f);
-            self.w.write_bits(header, 13);
+            self.w.write_bits(header, 13 + pending_zero);
             self.w.write_bits(x >> trail, sig);
             self.leading = lead;
             self.trailing = trail;

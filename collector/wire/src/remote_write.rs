@@ -402,6 +402,19 @@ fn decode_label(mut b: &[u8]) -> Result<LabelRef<'_>, DecodeError> {
 fn decode_sample(mut b: &[u8]) -> Result<crate::Sample, DecodeError> {
     use prost::bytes::Buf as _;
     use prost::encoding::WireType;
+    // The layout every sender writes for a non-zero value: the value's key
+    // and eight bytes, then the timestamp's key and varint. Read it
+    // directly (a sample is the most frequent message of a request); any
+    // other layout, and any error, takes the general loop below.
+    if let [0x09, v0, v1, v2, v3, v4, v5, v6, v7, 0x10, rest @ ..] = b {
+        let mut ts = rest;
+        if let Ok(t) = prost::encoding::decode_varint(&mut ts)
+            && ts.is_empty()
+        {
+            let value = f64::from_le_bytes([*v0, *v1, *v2, *v3, *v4, *v5, *v6, *v7]);
+            return Ok(crate::Sample::new(t as i64, value));
+        }
+    }
     let mut s = crate::Sample::new(0, 0.0);
     while !b.is_empty() {
         let (tag, wt) = prost::encoding::decode_key(&mut b)?;
@@ -642,6 +655,45 @@ mod tests {
         #[test]
         fn view_agrees_with_prost(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             assert_view_matches(&bytes);
+        }
+
+        #[test]
+        fn samples_in_any_field_layout_decode_as_prost_does(
+            samples in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), proptest::prelude::any::<i64>(), 0u8..24),
+                1..20,
+            ),
+        ) {
+            // Each sample message in one of several layouts (mostly the
+            // usual one): fields swapped, a field missing, a field repeated (the
+            // last one wins), an unknown field after, a truncated varint.
+            let mut series = Vec::new();
+            for (bits, ts, layout) in samples {
+                let mut m = Vec::new();
+                let value = |m: &mut Vec<u8>, bits: u64| {
+                    m.push(0x09);
+                    m.extend_from_slice(&bits.to_le_bytes());
+                };
+                let time = |m: &mut Vec<u8>, ts: i64| {
+                    m.push(0x10);
+                    prost::encoding::encode_varint(ts as u64, m);
+                };
+                match layout {
+                    1 => { time(&mut m, ts); value(&mut m, bits); }
+                    2 => value(&mut m, bits),
+                    3 => { value(&mut m, bits); time(&mut m, ts); time(&mut m, ts ^ 1); }
+                    4 => { value(&mut m, bits); time(&mut m, ts); m.extend_from_slice(&[0x18, 0x01]); }
+                    5 => { value(&mut m, bits); m.extend_from_slice(&[0x10, 0x80]); }
+                    _ => { value(&mut m, bits); time(&mut m, ts); }
+                }
+                series.push(0x12);
+                prost::encoding::encode_varint(m.len() as u64, &mut series);
+                series.extend_from_slice(&m);
+            }
+            let mut raw = vec![0x0a];
+            prost::encoding::encode_varint(series.len() as u64, &mut raw);
+            raw.extend_from_slice(&series);
+            assert_view_matches(&raw);
         }
 
         #[test]
