@@ -249,8 +249,17 @@ impl Writer {
         let mut created = GroupCreations::default();
         // Accepted samples, flat, with one `(series, range)` per batch entry:
         // two allocations per group instead of one per series.
-        let mut flat: Vec<Sample> = Vec::new();
-        let mut accepted: Vec<(SeriesId, std::ops::Range<usize>)> = Vec::new();
+        // Sized for every sample offered: growing by doubling would copy a
+        // large group's samples several times on this, the serial thread.
+        let mut flat: Vec<Sample> = Vec::with_capacity(
+            group
+                .iter()
+                .flat_map(|r| &r.batch)
+                .map(|s| s.samples.len())
+                .sum(),
+        );
+        let mut accepted: Vec<(SeriesId, std::ops::Range<usize>)> =
+            Vec::with_capacity(group.iter().map(|r| r.batch.len()).sum());
         let first_new_id = self.next_series_id;
         let trim_due = self.last_trim.elapsed() >= WAL_TRIM_INTERVAL;
         if trim_due {
@@ -555,12 +564,30 @@ impl Writer {
         // Move committed pages into the main file and cut SQLite's WAL file
         // to zero bytes, so the data directory holds only live pages. TRUNCATE
         // waits for readers, which is why it is done here and not on every
-        // commit.
-        if let Err(e) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-        {
-            debug!(error = %e, "checkpoint after flush skipped");
+        // commit. It reports busy (in its result row, not as an error) when
+        // the background checkpoint holds the checkpoint lock: retried for a
+        // second (a reader still busy after the connection's busy timeout is
+        // not waited for again).
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            match self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                }) {
+                Ok(0) => break,
+                Ok(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                Ok(_) => {
+                    debug!("checkpoint after flush stayed busy");
+                    break;
+                }
+                Err(e) => {
+                    debug!(error = %e, "checkpoint after flush skipped");
+                    break;
+                }
+            }
         }
         Ok(())
     }
