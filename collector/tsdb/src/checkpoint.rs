@@ -197,16 +197,27 @@ mod tests {
         tx.commit().expect("test database");
     }
 
+    /// A writer connection on a new database, with its checkpointer.
+    fn started() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        Connection,
+        Checkpointer,
+    ) {
+        let dir = tempfile::tempdir().expect("test database");
+        let path = dir.path().join("x.db");
+        let mut conn = writer(&path);
+        let ck = Checkpointer::start(&path, SyncMode::Normal, &mut conn).expect("test database");
+        (dir, path, conn, ck)
+    }
+
     fn wal_bytes(path: &Path) -> u64 {
         std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len())
     }
 
     #[test]
     fn commits_with_pauses_are_checkpointed_in_the_background_and_the_wal_restarts() {
-        let dir = tempfile::tempdir().expect("test database");
-        let path = dir.path().join("x.db");
-        let mut conn = writer(&path);
-        let ck = Checkpointer::start(&path, SyncMode::Normal, &mut conn).expect("test database");
+        let (_dir, path, conn, ck) = started();
         // 4,000 pages in all, below the inline threshold, with the pauses
         // a collector's commits have between scrapes.
         let mut largest = 0;
@@ -232,10 +243,7 @@ mod tests {
 
     #[test]
     fn without_a_pause_the_writer_checkpoints_inline_and_bounds_the_wal() {
-        let dir = tempfile::tempdir().expect("test database");
-        let path = dir.path().join("x.db");
-        let mut conn = writer(&path);
-        let ck = Checkpointer::start(&path, SyncMode::Normal, &mut conn).expect("test database");
+        let (_dir, path, conn, ck) = started();
         // A reader holding one snapshot keeps every frame after it needed,
         // so neither pass can complete until it ends.
         let reader = Connection::open(&path).expect("test database");
