@@ -516,6 +516,39 @@ mod tests {
     }
 
     #[test]
+    fn the_cached_chunk_listing_is_not_recompiled_per_execution() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db");
+        let writer =
+            crate::store::open_writer(&path, crate::SyncMode::Normal).expect("open writer");
+        for i in 0..50i64 {
+            writer
+                .execute(
+                    "INSERT INTO chunks (series_id, min_t, max_t, n, data) VALUES (?1, ?2, ?3, 1, x'00')",
+                    params![i % 5, i * 10, i * 10 + 5],
+                )
+                .expect("insert");
+        }
+        let reader = crate::store::open_reader(&path).expect("open reader");
+        for series in 0..5i64 {
+            let mut stmt = reader.prepare_cached(LIST_CHUNKS).expect("prepare");
+            let listed = stmt
+                .query_map(params![series, 0, 1000], |_| Ok(()))
+                .expect("query")
+                .count();
+            assert_eq!(listed, 10);
+            // Without the query planner stability guarantee SQLite
+            // recompiled this statement on every execution with new
+            // bounds (its range terms made the plan depend on them).
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "re-prepared at series {series}"
+            );
+        }
+    }
+
+    #[test]
     fn off_and_oversized_entries_are_not_kept() {
         let chunk = Arc::new(Decoded::new(&samples(&(0..100).collect::<Vec<_>>())));
         let off = ReadCache::new(0);
