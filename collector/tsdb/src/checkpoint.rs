@@ -86,7 +86,9 @@ impl Checkpointer {
                         hook_counts.inline.fetch_add(1, Ordering::Relaxed);
                         debug!(log, copied, "inline WAL checkpoint");
                     }
-                    Err(e) => debug!(error = %e, "inline WAL checkpoint skipped"),
+                    // Busy: the background pass is copying right now.
+                    Err(e) if is_busy(&e) => debug!(error = %e, "inline WAL checkpoint skipped"),
+                    Err(e) => warn!(error = %e, pages, "inline WAL checkpoint failed; the WAL file keeps growing"),
                 }
             } else if pages >= BACKGROUND_PAGES {
                 match hook_wake.try_send(()) {
@@ -105,9 +107,7 @@ impl Checkpointer {
             handle: Some(handle),
         })
     }
-}
 
-impl Checkpointer {
     pub fn counts(&self) -> Arc<Counts> {
         self.counts.clone()
     }

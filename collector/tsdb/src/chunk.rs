@@ -272,11 +272,8 @@ impl ChunkEncoder {
         true
     }
 
+    /// Writes a non-zero dod (a zero one is the caller's leading zero bit).
     fn write_dod(&mut self, dod: i64) {
-        if dod == 0 {
-            self.w.write_bit(false);
-            return;
-        }
         for (prefix, plen, bits) in DOD_BUCKETS {
             if fits_signed(dod, bits) {
                 // Prefix and value in one write (at most 24 bits).
