@@ -52,9 +52,9 @@ pub const MAX_SEALED_SAMPLES: usize = 1 << 20;
 
 /// Largest decimal scale tried: every power of ten up to 10^22 is an exact
 /// `f64`, so `m / 10^e` is one correctly rounded division.
-const MAX_SCALE: usize = 22;
+pub(crate) const MAX_SCALE: usize = 22;
 
-const POW10: [f64; MAX_SCALE + 1] = [
+pub(crate) const POW10: [f64; MAX_SCALE + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
@@ -297,10 +297,16 @@ fn get_ints(r: &mut BitReader<'_>, n: usize, out: &mut Vec<i64>) -> Option<()> {
 /// The smallest decimal scale `e` with `v == m / 10^e` bit for bit, `m` an
 /// integer below 2^53 in magnitude.
 fn decimal_scale(v: f64) -> Option<usize> {
+    decimal_scale_within(v, MAX_SCALE)
+}
+
+/// [`decimal_scale`], trying scales up to `max_scale` only (each try is a
+/// multiplication and a division: callers on the ingest path bound it).
+pub(crate) fn decimal_scale_within(v: f64, max_scale: usize) -> Option<usize> {
     if !v.is_finite() || v.to_bits() == (-0.0f64).to_bits() {
         return None;
     }
-    for (e, p) in POW10.iter().enumerate() {
+    for (e, p) in POW10.iter().enumerate().take(max_scale.min(MAX_SCALE) + 1) {
         let s = v * p;
         if s.abs() >= EXACT_INT {
             return None;
@@ -316,8 +322,8 @@ fn decimal_scale(v: f64) -> Option<usize> {
 /// `v` as an integer at scale `e`, if it round-trips. The check divides
 /// the integer as the reader does: a float `m` would let `-0.0` through
 /// (it rounds to `-0.0`), which the reader's integer 0 turns into `+0.0`.
-fn scaled(v: f64, e: usize) -> Option<i64> {
-    if !v.is_finite() {
+pub(crate) fn scaled(v: f64, e: usize) -> Option<i64> {
+    if !v.is_finite() || e > MAX_SCALE {
         return None;
     }
     let m = (v * POW10[e]).round();

@@ -7,7 +7,7 @@
 
 use rusqlite::{Connection, params};
 use vigil_tsdb::chunk::ChunkEncoder;
-use vigil_tsdb::codec::{Symbols, WalWriter};
+use vigil_tsdb::codec::{Symbols, put_uvarint, put_varint};
 use vigil_tsdb::sealed::seal_v1;
 use vigil_tsdb::{Db, Options, SeriesSamples};
 use vigil_wire::{Labels, MatchOp, Matcher, STALE_NAN_BITS, Sample};
@@ -96,17 +96,23 @@ fn write_v2(dir: &std::path::Path) {
         )
         .expect("symbol row");
     }
-    // Samples 30..35 only in the wal, as after a crash.
-    let mut w = WalWriter::new();
+    // Samples 30..35 only in the wal, as after a crash, in the wal record
+    // layout the builds of format 2 wrote (version 1: raw values, no value
+    // mode).
+    let mut record = vec![1u8];
     for id in 0..SERIES {
-        let s: Vec<Sample> = (30..35).map(|i| Sample::new(ts(i), value(id, i))).collect();
-        w.add(id as u64, &s);
+        put_uvarint(&mut record, id as u64);
+        put_uvarint(&mut record, 5);
+        put_varint(&mut record, ts(30));
+        for i in 31..35 {
+            put_varint(&mut record, ts(i) - ts(i - 1));
+        }
+        for i in 30..35 {
+            record.extend_from_slice(&value(id, i).to_bits().to_le_bytes());
+        }
     }
-    conn.execute(
-        "INSERT INTO wal (id, data) VALUES (1, ?1)",
-        params![w.finish()],
-    )
-    .expect("wal row");
+    conn.execute("INSERT INTO wal (id, data) VALUES (1, ?1)", params![record])
+        .expect("wal row");
     conn.execute(
         "INSERT INTO kv (key, value) VALUES ('next_series_id', ?1)",
         [SERIES as i64],
