@@ -663,10 +663,20 @@ fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    // Each receiver's own rate per round too, so a low ratio shows whose
+    // round it was.
+    let rates = |rs: &[Figures]| -> String {
+        rs.iter()
+            .map(|f| format!("{:.2}", f.samples_per_sec / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let round_ratios = (rounds > 1).then(|| {
         (
             per_round(|f| f.samples_per_sec),
             per_round(|f| f.peak_rss as f64),
+            rates(&vigil_rounds),
+            rates(&vm_rounds),
         )
     });
     let v = median_figures(&vigil_rounds);
@@ -753,10 +763,13 @@ fn main() -> anyhow::Result<()> {
         "receiver CPU seconds per million samples (lower is better)",
         |f| f.cpu_per_msample,
     );
-    if let Some((ingest, rss)) = round_ratios {
+    if let Some((ingest, rss, vigil_rates, vm_rates)) = round_ratios {
         println!();
         println!(
             "Vigil / VictoriaMetrics per round (the table shows medians over {rounds} rounds): ingestion {ingest}; peak RSS {rss}"
+        );
+        println!(
+            "Ingestion per round, million samples/s: Vigil {vigil_rates}; VictoriaMetrics {vm_rates}"
         );
     }
     Ok(())

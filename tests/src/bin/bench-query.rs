@@ -613,6 +613,30 @@ fn wait_prometheus_settled(prom: &Prometheus) -> anyhow::Result<()> {
     }
 }
 
+/// Waits until Vigil's compaction (a budgeted pass a minute, merging the
+/// pushed history's chunks into larger ones) has nothing left to merge: the
+/// stored chunk count unchanged for 70 s.
+fn wait_vigil_settled(vigil: &Collector) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last = (f64::NAN, Instant::now());
+    loop {
+        let m = reqwest::blocking::get(vigil.url("/metrics"))?.text()?;
+        let chunks = metric_value(&m, "vigil_tsdb_chunks").unwrap_or(f64::NAN);
+        if chunks != last.0 {
+            last = (chunks, Instant::now());
+        }
+        if last.1.elapsed() > Duration::from_secs(70) {
+            eprintln!("Vigil settled: {chunks} stored chunks");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            eprintln!("warning: Vigil compaction did not settle within 10 minutes");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
 struct Timing {
     name: &'static str,
     expr: &'static str,
@@ -686,7 +710,16 @@ fn main() -> anyhow::Result<()> {
     if stored < total_samples {
         bail!("VictoriaMetrics stored {stored} rows of {total_samples}");
     }
-    wait_prometheus_settled(&prom)?;
+    // Both compact what was just pushed in passes a minute apart; timing
+    // starts once neither has a pass left, so no query overlaps one.
+    std::thread::scope(|scope| {
+        let vigil_settled = scope.spawn(|| wait_vigil_settled(&vigil));
+        let prom_settled = wait_prometheus_settled(&prom);
+        let vigil_settled = vigil_settled
+            .join()
+            .map_err(|_| anyhow::anyhow!("the Vigil settle wait panicked"))?;
+        prom_settled.and(vigil_settled)
+    })?;
 
     let targets = [
         Target {
