@@ -232,8 +232,8 @@ pub fn decode_labels_sym(buf: &[u8], table: &HashMap<u32, String>) -> Result<Lab
 /// Values that are decimals with a few digits (counters, most gauges) are
 /// stored as varint deltas of scaled integers rather than 8 raw bytes: the
 /// record is written to SQLite's WAL file and again into the database by
-/// the checkpoint before it is trimmed, and those copies of raw values were
-/// a third of the store's CPU under ingestion.
+/// the checkpoint before it is trimmed, and with raw values it was the
+/// bulk of the bytes the store writes.
 #[derive(Debug, Default)]
 pub struct WalWriter {
     buf: Vec<u8>,
