@@ -310,7 +310,8 @@ impl WalWriter {
             e = finer;
             self.scaled.clear();
             for p in &samples[..=i] {
-                self.scaled.push(crate::sealed::scaled(p.value, e)?);
+                self.scaled
+                    .push(scaled_fast(p.value, crate::sealed::POW10[e])?);
             }
         }
         Some(e)
@@ -326,10 +327,10 @@ impl WalWriter {
 }
 
 /// `v` as an integer `m` with `m / p == v` bit for bit, if there is one
-/// below 2^51 in magnitude; `p` is a power of ten. The same check as
-/// [`crate::sealed::scaled`], with the rounding done by adding and taking
-/// away 1.5 × 2^52 (exact below 2^51, and no call into libm): this runs
-/// for every sample on the writer thread.
+/// below 2^51 in magnitude; `p` is a power of ten. The check sealing does,
+/// with the rounding done by adding and taking away 1.5 × 2^52 (exact
+/// below 2^51, and no call into libm): this runs for every sample on the
+/// writer thread.
 #[inline]
 fn scaled_fast(v: f64, p: f64) -> Option<i64> {
     const ROUNDER: f64 = 6_755_399_441_055_744.0;
@@ -513,14 +514,22 @@ mod tests {
         ]
     }
 
+    /// A record of `version` opening with one entry of series `id`, up to
+    /// its values: the count, the first timestamp and the deltas.
+    fn entry_head(version: u8, id: u64, t0_and_deltas: &[i64]) -> Vec<u8> {
+        let mut b = vec![version];
+        put_uvarint(&mut b, id);
+        put_uvarint(&mut b, t0_and_deltas.len() as u64);
+        for &t in t0_and_deltas {
+            put_varint(&mut b, t);
+        }
+        b
+    }
+
     #[test]
     fn version_1_records_still_decode() {
         // A record as the previous layout wrote it: no value mode, raw bits.
-        let mut b = vec![WAL_VERSION_RAW];
-        put_uvarint(&mut b, 7);
-        put_uvarint(&mut b, 2);
-        put_varint(&mut b, 1_000);
-        put_varint(&mut b, 15_000);
+        let mut b = entry_head(WAL_VERSION_RAW, 7, &[1_000, 15_000]);
         b.extend_from_slice(&1.5f64.to_bits().to_le_bytes());
         b.extend_from_slice(&0x7ff0_0000_0000_0002u64.to_le_bytes());
         let mut got = Vec::new();
@@ -585,10 +594,7 @@ mod tests {
 
     #[test]
     fn unknown_value_modes_are_refused() {
-        let mut b = vec![WAL_VERSION];
-        put_uvarint(&mut b, 1);
-        put_uvarint(&mut b, 1);
-        put_varint(&mut b, 0);
+        let mut b = entry_head(WAL_VERSION, 1, &[0]);
         b.push(1 + crate::sealed::MAX_SCALE as u8 + 1);
         b.push(0);
         assert_eq!(

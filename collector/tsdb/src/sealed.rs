@@ -322,8 +322,8 @@ pub(crate) fn decimal_scale_within(v: f64, max_scale: usize) -> Option<usize> {
 /// `v` as an integer at scale `e`, if it round-trips. The check divides
 /// the integer as the reader does: a float `m` would let `-0.0` through
 /// (it rounds to `-0.0`), which the reader's integer 0 turns into `+0.0`.
-pub(crate) fn scaled(v: f64, e: usize) -> Option<i64> {
-    if !v.is_finite() || e > MAX_SCALE {
+fn scaled(v: f64, e: usize) -> Option<i64> {
+    if !v.is_finite() {
         return None;
     }
     let m = (v * POW10[e]).round();

@@ -621,7 +621,9 @@ fn wait_vigil_settled(vigil: &Collector) -> anyhow::Result<()> {
     let mut last = (f64::NAN, Instant::now());
     loop {
         let m = reqwest::blocking::get(vigil.url("/metrics"))?.text()?;
-        let chunks = metric_value(&m, "vigil_tsdb_chunks").unwrap_or(f64::NAN);
+        // A missing gauge would never compare equal (NaN) and only time out.
+        let chunks = metric_value(&m, "vigil_tsdb_chunks")
+            .context("Vigil's /metrics has no vigil_tsdb_chunks")?;
         if chunks != last.0 {
             last = (chunks, Instant::now());
         }
